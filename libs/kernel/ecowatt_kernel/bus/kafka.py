@@ -1,0 +1,340 @@
+"""The Kafka bus (aiokafka).
+
+Producer: idempotent, acks=all, batched (linger) and compressed; `publish` returns when the
+broker has acknowledged every message, and at most `max_in_flight` messages wait for an
+acknowledgement at any time — beyond that `publish` waits, which pushes back on the caller
+(the ingest server stops reading sockets) instead of buffering without bound.
+
+Consumers: one aiokafka consumer per subscription, auto-commit off. Records are handled one
+partition batch at a time and that partition's offset is committed right after the handler
+returns. A rebalance waits for the batch in hand (the revoke callback takes the same lock as
+the handler), so a partition is never handled by two members at once; records fetched for a
+partition that was revoked meanwhile are skipped and will be read by the new owner from the
+committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
+from ecowatt_kernel.bus.types import BatchHandler, BusUnavailableError, PublishError, Record
+from ecowatt_kernel.bus.types import Message
+from ecowatt_kernel.contracts.topics import TopicSpec, dlq_topic
+from ecowatt_kernel.metrics import BUS_CONSUMER_LAG, BUS_PUBLISH_SECONDS, BUS_PUBLISHED
+
+__all__ = ["KafkaBus", "KafkaConnection"]
+
+_logger = logging.getLogger(__name__)
+
+
+class KafkaConnection:
+    """How to reach the brokers; shared by producer, consumers and admin client."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        client_id: str = "ecowatt",
+        security_protocol: str = "PLAINTEXT",
+        sasl_mechanism: str | None = None,
+        sasl_username: str | None = None,
+        sasl_password: str | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.security_protocol = security_protocol
+        self.sasl_mechanism = sasl_mechanism
+        self.sasl_username = sasl_username
+        self.sasl_password = sasl_password
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password,
+            }
+        return options
+
+
+class _InFlight:
+    """Counts messages awaiting acknowledgement; `acquire` waits while the window is full."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._released = asyncio.Condition()
+
+    async def acquire(self, n: int) -> None:
+        if self.count + n <= self.limit or self.count == 0:
+            self.count += n
+            return
+        async with self._released:
+            while not (self.count + n <= self.limit or self.count == 0):
+                await self._released.wait()
+            self.count += n
+
+    async def release(self, n: int) -> None:
+        self.count -= n
+        async with self._released:
+            self._released.notify_all()
+
+
+class KafkaBus(Bus):
+    """The production bus; see the module docstring."""
+
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        *,
+        max_in_flight: int = 20_000,
+        linger_ms: int = 5,
+        compression: str | None = "lz4",
+        replication_factor: int = 1,
+        max_attempts: int = 3,
+        request_timeout_ms: int = 30_000,
+    ) -> None:
+        super().__init__(max_attempts=max_attempts)
+        self.connection = connection
+        self.replication_factor = replication_factor
+        self._in_flight = _InFlight(max_in_flight)
+        self._producer_options: dict[str, Any] = {
+            **connection.options(),
+            "enable_idempotence": True,
+            "acks": "all",
+            "linger_ms": linger_ms,
+            "compression_type": None if compression in (None, "none") else compression,
+            "max_batch_size": 256 * 1024,
+            "request_timeout_ms": request_timeout_ms,
+        }
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _connect(self) -> None:
+        producer = AIOKafkaProducer(**self._producer_options)
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise BusUnavailableError(f"cannot reach Kafka: {exc}") from exc
+        self._producer = producer
+
+    async def _disconnect(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def healthy(self) -> bool:
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 5)
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise BusUnavailableError("the Kafka bus is not started")
+        if not messages:
+            return
+        count = len(messages)
+        await self._in_flight.acquire(count)
+        started = time.perf_counter()
+        try:
+            futures = [
+                await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
+                for m in messages
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise PublishError(f"Kafka did not acknowledge: {exc!r}") from exc
+        finally:
+            await self._in_flight.release(count)
+        elapsed = time.perf_counter() - started
+        topics = {m.topic for m in messages}
+        for topic in topics:
+            BUS_PUBLISH_SECONDS.labels(topic).observe(elapsed)
+            BUS_PUBLISHED.labels(topic).inc(sum(1 for m in messages if m.topic == topic))
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
+        wanted = {s.name: s for spec in specs for s in (spec, dlq_topic(spec))}
+        admin = AIOKafkaAdminClient(**self.connection.options())
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=self.replication_factor,
+                    topic_configs=s.broker_config(),
+                )
+                for name, s in wanted.items()
+                if name not in existing
+            ]
+            if missing:
+                response = await admin.create_topics(missing)
+                for name, code, *_ in getattr(response, "topic_errors", []):
+                    if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (a concurrent creator)
+                        raise KafkaError(f"cannot create topic {name}: error code {code}")
+                await self._await_metadata([t.name for t in missing])
+        finally:
+            await admin.close()
+
+    async def _await_metadata(self, names: list[str], timeout: float = 30.0) -> None:
+        """Wait until the new topics' leaders are known, so the first publish does not fail."""
+        probe = AIOKafkaConsumer(**self.connection.options())
+        await probe.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                await probe._client.force_metadata_update()
+                known = await probe.topics()
+                if all(name in known and probe.partitions_for_topic(name) for name in names):
+                    return
+                await asyncio.sleep(0.2)
+        finally:
+            await probe.stop()
+
+    def _make_subscription(
+        self, *, group: str, topics: Sequence[str], handler: BatchHandler, max_batch: int,
+        max_attempts: int,
+    ) -> Subscription:
+        return _KafkaSubscription(
+            bus=self, group=group, topics=topics, handler=handler, max_batch=max_batch,
+            max_attempts=max_attempts,
+        )
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, subscription: _KafkaSubscription) -> None:
+        self.subscription = subscription
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Wait for the batch in hand to be handled and committed before giving partitions up.
+        async with self.subscription.processing:
+            self.subscription.revoked_generation += 1
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+class _KafkaSubscription(Subscription):
+    bus: KafkaBus
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.processing = asyncio.Lock()
+        self.revoked_generation = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lag: dict[TopicPartition, int] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **self.bus.connection.options(),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_batch,
+            fetch_max_wait_ms=100,
+            # A batch may wait on a slow dependency; allow it before the group evicts us.
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        )
+        consumer.subscribe(topics=list(self.topics), listener=_Listener(self))
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise BusUnavailableError(f"cannot reach Kafka: {exc}") from exc
+        self._consumer = consumer
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(consumer), name=f"bus:{self.group}")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        await self._close()
+
+    async def kill(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        self.bus.forget(self)
+        self._task = None
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                for tp, messages in batches.items():
+                    if self._stopping.is_set():
+                        return
+                    await self._handle_partition(consumer, tp, messages)
+        except _Stopping:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _logger.exception("Kafka consumer of group %s failed", self.group)
+            raise
+
+    async def _handle_partition(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[Any]
+    ) -> None:
+        async with self.processing:
+            if tp not in consumer.assignment():
+                return  # revoked since the fetch; the new owner reads from the committed offset
+            generation = self.revoked_generation
+            records = [
+                Record(m.topic, m.partition, m.offset, m.key, m.value,
+                       tuple((k, bytes(v)) for k, v in (m.headers or ())), m.timestamp)
+                for m in messages
+            ]
+            await self.handle(records)
+            next_offset = records[-1].offset + 1
+            try:
+                await consumer.commit({tp: next_offset})
+            except CommitFailedError:
+                # The group rebalanced under us; the new owner will re-handle (at least once).
+                _logger.warning("group %s: commit of %s@%d failed after a rebalance "
+                                "(generation %d)", self.group, tp, next_offset, generation)
+                return
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self._lag[tp] = max(highwater - next_offset, 0)
+                BUS_CONSUMER_LAG.labels(tp.topic, self.group).set(
+                    sum(v for k, v in self._lag.items() if k.topic == tp.topic)
+                )

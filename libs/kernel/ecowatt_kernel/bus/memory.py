@@ -1,0 +1,321 @@
+"""The in-process bus: Kafka's semantics inside one event loop.
+
+Used by standalone mode and unit tests. Like Kafka it has partitioned append-only logs
+(partitioned by the same murmur2 key hash), consumer groups that share partitions, committed
+offsets, redelivery of uncommitted records when a consumer leaves, and `<topic>.dlq`.
+Unlike Kafka it keeps the logs in memory: records below every group's committed offset are
+dropped, and a partition with more than `max_lag` unconsumed records makes `publish` wait
+(backpressure) rather than grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
+from ecowatt_kernel.bus.partitioner import partition_for_key
+from ecowatt_kernel.bus.types import BatchHandler, BusUnavailableError, Message, Record
+from ecowatt_kernel.contracts.topics import DLQ_SUFFIX, TOPICS, TopicSpec
+from ecowatt_kernel.metrics import BUS_CONSUMER_LAG, BUS_PUBLISHED
+
+__all__ = ["InProcessBus"]
+
+_logger = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class _Partition:
+    records: list[Record] = field(default_factory=list)
+    base: int = 0  # offset of records[0]
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.records)
+
+    def read(self, offset: int, limit: int) -> list[Record]:
+        start = max(offset, self.base) - self.base
+        return self.records[start : start + limit]
+
+    def trim(self, below: int) -> None:
+        drop = min(below, self.end) - self.base
+        if drop > 0:
+            del self.records[:drop]
+            self.base += drop
+
+
+@dataclass
+class _Topic:
+    spec: TopicSpec
+    partitions: list[_Partition]
+    round_robin: itertools.count[int] = field(default_factory=itertools.count)
+
+
+class _Group:
+    """Membership, assignment and committed offsets of one consumer group."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: list[_MemorySubscription] = []
+        self.committed: dict[TopicPartition, int] = {}
+        self.assignment: dict[_MemorySubscription, list[TopicPartition]] = {}
+        self.generation = 0
+        # A partition is handled by one member at a time, also across a rebalance.
+        self.partition_locks: dict[TopicPartition, asyncio.Lock] = {}
+
+    def rebalance(self, bus: InProcessBus) -> None:
+        partitions = sorted(
+            {
+                (topic, p)
+                for member in self.members
+                for topic in member.topics
+                for p in range(len(bus.topic(topic).partitions))
+            }
+        )
+        self.assignment = {member: [] for member in self.members}
+        if self.members:
+            for index, tp in enumerate(partitions):
+                self.assignment[self.members[index % len(self.members)]].append(tp)
+        self.generation += 1
+
+    def lock(self, tp: TopicPartition) -> asyncio.Lock:
+        return self.partition_locks.setdefault(tp, asyncio.Lock())
+
+
+class InProcessBus(Bus):
+    """A bus for one process; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        default_partitions: int = 3,
+        max_lag: int = 200_000,
+        retain_unconsumed: int = 10_000,
+        max_attempts: int = 3,
+    ) -> None:
+        super().__init__(max_attempts=max_attempts)
+        self.default_partitions = default_partitions
+        self.max_lag = max_lag
+        self.retain_unconsumed = retain_unconsumed
+        self._topics: dict[str, _Topic] = {}
+        self._groups: dict[str, _Group] = {}
+        self._changed = asyncio.Condition()
+        self._space = asyncio.Condition()
+
+    # ------------------------------------------------------------------------------ topics
+
+    def topic(self, name: str) -> _Topic:
+        found = self._topics.get(name)
+        if found is None:
+            spec = TOPICS.get(name)
+            if spec is None and name.endswith(DLQ_SUFFIX):
+                spec = TopicSpec(name, "", "", partitions=1)
+            spec = spec or TopicSpec(name, "", "", partitions=self.default_partitions)
+            found = self._topics[name] = _Topic(spec, [_Partition() for _ in range(spec.partitions)])
+        return found
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
+        for spec in specs:
+            if spec.name not in self._topics:
+                self._topics[spec.name] = _Topic(spec, [_Partition() for _ in range(spec.partitions)])
+            self.topic(spec.dlq)
+
+    def end_offsets(self, name: str) -> list[int]:
+        """End offset of each partition (tests and diagnostics)."""
+        return [p.end for p in self.topic(name).partitions]
+
+    def read_all(self, name: str) -> list[Record]:
+        """Every retained record of a topic, partition by partition (tests and diagnostics)."""
+        return [r for p in self.topic(name).partitions for r in p.records]
+
+    # ----------------------------------------------------------------------------- publish
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if not self._started:
+            raise BusUnavailableError("the in-process bus is not started")
+        now_ms = int(time.time() * 1000)
+        for message in messages:
+            topic = self.topic(message.topic)
+            if message.key is not None:
+                index = partition_for_key(message.key, len(topic.partitions))
+            else:
+                index = next(topic.round_robin) % len(topic.partitions)
+            partition = topic.partitions[index]
+            await self._wait_for_space(message.topic, index, partition)
+            partition.records.append(
+                Record(message.topic, index, partition.end, message.key, message.value,
+                       message.headers, now_ms)
+            )
+            self._trim_unconsumed(message.topic, partition)
+            BUS_PUBLISHED.labels(message.topic).inc()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _wait_for_space(self, topic: str, index: int, partition: _Partition) -> None:
+        floor = self._consumed_floor(topic, index)
+        if floor is None or partition.end - floor < self.max_lag:
+            return
+        async with self._space:
+            while True:
+                floor = self._consumed_floor(topic, index)
+                if floor is None or partition.end - floor < self.max_lag:
+                    return
+                await self._space.wait()
+
+    def _consumed_floor(self, topic: str, index: int) -> int | None:
+        """Lowest committed offset of the groups reading `topic`, None if none reads it."""
+        floors = [
+            group.committed.get((topic, index), 0)
+            for group in self._groups.values()
+            if any(topic in member.topics for member in group.members)
+        ]
+        return min(floors) if floors else None
+
+    def _trim_unconsumed(self, topic: str, partition: _Partition) -> None:
+        if TOPICS.get(topic, None) is not None and TOPICS[topic].compacted:
+            return
+        if not any(topic in m.topics for g in self._groups.values() for m in g.members):
+            partition.trim(partition.end - self.retain_unconsumed)
+
+    async def _committed(self, group: _Group, tp: TopicPartition, offset: int) -> None:
+        group.committed[tp] = offset
+        topic, index = tp
+        partition = self.topic(topic).partitions[index]
+        BUS_CONSUMER_LAG.labels(topic, group.name).set(
+            sum(p.end - group.committed.get((topic, i), 0)
+                for i, p in enumerate(self.topic(topic).partitions))
+        )
+        floor = self._consumed_floor(topic, index)
+        if floor is not None and not self.topic(topic).spec.compacted:
+            partition.trim(floor)
+        async with self._space:
+            self._space.notify_all()
+
+    # ------------------------------------------------------------------------------- groups
+
+    def _make_subscription(
+        self, *, group: str, topics: Sequence[str], handler: BatchHandler, max_batch: int,
+        max_attempts: int,
+    ) -> Subscription:
+        return _MemorySubscription(
+            bus=self, group=group, topics=topics, handler=handler, max_batch=max_batch,
+            max_attempts=max_attempts,
+        )
+
+    def _join(self, member: _MemorySubscription) -> _Group:
+        group = self._groups.setdefault(member.group, _Group(member.group))
+        group.members.append(member)
+        group.rebalance(self)
+        self._wake()
+        return group
+
+    def _leave(self, member: _MemorySubscription) -> None:
+        group = self._groups[member.group]
+        if member in group.members:
+            group.members.remove(member)
+            group.rebalance(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+            async with self._space:
+                self._space.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def healthy(self) -> bool:
+        return self._started
+
+    async def _connect(self) -> None:
+        return None
+
+    async def _disconnect(self) -> None:
+        return None
+
+
+class _MemorySubscription(Subscription):
+    bus: InProcessBus
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._task: asyncio.Task[None] | None = None
+        self._group: _Group | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        for name in self.topics:
+            self.bus.topic(name)
+        self._stopping.clear()
+        self._group = self.bus._join(self)
+        self._task = asyncio.create_task(self._run(), name=f"bus:{self.group}")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.bus._wake()
+        if self._task is not None:
+            await self._task
+        self._finish()
+
+    async def kill(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._finish()
+
+    def _finish(self) -> None:
+        self.bus._leave(self)
+        self.bus.forget(self)
+        self._task = None
+
+    async def _run(self) -> None:
+        group = self._group
+        assert group is not None
+        try:
+            while not self._stopping.is_set():
+                if not await self._poll_once(group):
+                    await self.bus._wait_for_change(timeout=1.0)
+        except _Stopping:
+            return
+        except Exception:
+            _logger.exception("in-process consumer of group %s failed", self.group)
+            raise
+
+    async def _poll_once(self, group: _Group) -> bool:
+        """Handle one batch from each assigned partition; True when any had records."""
+        worked = False
+        for tp in list(group.assignment.get(self, [])):
+            if self._stopping.is_set():
+                break
+            async with group.lock(tp):
+                if tp not in group.assignment.get(self, []):
+                    continue  # revoked while waiting for the lock
+                topic, index = tp
+                partition = self.bus.topic(topic).partitions[index]
+                records = partition.read(group.committed.get(tp, 0), self.max_batch)
+                if not records:
+                    continue
+                await self.handle(records)
+                await self.bus._committed(group, tp, records[-1].offset + 1)
+                worked = True
+        return worked

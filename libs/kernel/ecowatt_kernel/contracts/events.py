@@ -1,0 +1,309 @@
+"""Event models, one or more per topic of DESIGN §3.
+
+These are the first fields of each contract; services add optional fields as they grow.
+Times are timezone-aware UTC. Keys follow DESIGN §3: device topics by MN, analytics topics by
+enterprise id (so one consumer sees all points of an enterprise in order), the registry by
+entity, audit by actor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, Base64Bytes, Field
+
+from ecowatt_kernel.contracts.envelope import Event, register_event
+
+__all__ = [
+    "AlarmChanged",
+    "AuditEvent",
+    "ComplianceVerdict",
+    "ControlTaskChanged",
+    "DeviceCommand",
+    "DeviceCommandResult",
+    "FacilityStateChanged",
+    "FrameReceived",
+    "PointReading",
+    "QualityFindingChanged",
+    "RegistryChange",
+    "TelemetryReading",
+]
+
+
+# ----------------------------------------------------------------------------- device edge
+
+
+@register_event
+class FrameReceived(Event):
+    """One frame as received from a device, accepted or not (hj212.frames)."""
+
+    event_type = "hj212.frame"
+    topic = "hj212.frames"
+
+    frame_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    raw: Base64Bytes = Field(description="The frame exactly as received.")
+    peer: str = Field(description="Remote address, host:port.")
+    received_at: AwareDatetime
+    mn: str | None = Field(None, description="Device MN, when it could be read.")
+    cn: str | None = None
+    qn: str | None = None
+    verdict: Literal["accepted", "rejected", "unregistered", "duplicate"]
+    reason_code: str | None = Field(None, description="Machine-readable reason when not accepted.")
+    reason: str | None = Field(None, description="Human explanation, expected vs given.")
+    session_id: str | None = None
+    ingest_instance: str | None = None
+
+    def partition_key(self) -> str:
+        return self.mn or f"peer:{self.peer}"
+
+
+@register_event
+class TelemetryReading(Event):
+    """One decoded data frame (telemetry.readings)."""
+
+    event_type = "telemetry.reading"
+    topic = "telemetry.readings"
+
+    idempotency_key: str = Field(description="MN|CN|DataTime: the same data is processed once.")
+    mn: str
+    cn: str
+    st: str | None = None
+    qn: str | None = None
+    data_time: AwareDatetime = Field(description="DataTime converted from local time to UTC.")
+    received_at: AwareDatetime
+    protocol_version: str | None = Field(None, description="2005, 2017 or 2025.")
+    registered: bool = Field(True, description="False when the MN is not in the registry.")
+    items: dict[str, dict[str, str]] = Field(
+        description="Values by code, then by suffix, as sent: {'e70101': {'Rtd': '12.5', "
+        "'Flag': 'N'}}."
+    )
+    frame_id: uuid.UUID | None = None
+
+    def partition_key(self) -> str:
+        return self.mn
+
+
+# --------------------------------------------------------------------------------- registry
+
+
+@register_event
+class RegistryChange(Event):
+    """Full snapshot of an archive entity after a change (registry.changes, compacted)."""
+
+    event_type = "registry.change"
+    topic = "registry.changes"
+
+    entity: str = Field(description="enterprise, facility, control_group, point, device, …")
+    entity_id: str
+    operation: Literal["upsert", "delete"]
+    revision: int = Field(description="Increases with every change of this entity.")
+    changed_at: AwareDatetime
+    actor: str | None = None
+    snapshot: dict[str, Any] | None = Field(None, description="The entity; None for delete.")
+
+    def partition_key(self) -> str:
+        return f"{self.entity}:{self.entity_id}"
+
+
+# -------------------------------------------------------------------------------- analytics
+
+
+@register_event
+class PointReading(Event):
+    """A reading bound to a monitoring point, in canonical quantities (telemetry.points)."""
+
+    event_type = "telemetry.point"
+    topic = "telemetry.points"
+
+    enterprise_id: str
+    point_id: str
+    mn: str
+    cn: str
+    data_time: AwareDatetime
+    values: dict[str, float] = Field(
+        description="Canonical quantities: power_kw, energy_kwh, energy_delta_kwh, current_a, "
+        "voltage_v, power_factor, …"
+    )
+    quality: dict[str, list[str]] = Field(
+        default_factory=dict, description="Quality flags per quantity; absent or [] = valid."
+    )
+    source_key: str | None = Field(None, description="Idempotency key of the source reading.")
+
+    def partition_key(self) -> str:
+        return self.enterprise_id
+
+
+@register_event
+class QualityFindingChanged(Event):
+    """A data-quality or completeness finding opened, updated or resolved (quality.findings)."""
+
+    event_type = "quality.finding"
+    topic = "quality.findings"
+
+    finding_id: str
+    enterprise_id: str
+    rule_code: str
+    rule_version: int
+    status: Literal["open", "updated", "resolved", "reopened"]
+    subject_kind: Literal["enterprise", "facility", "point", "device"]
+    subject_id: str
+    opened_at: AwareDatetime
+    changed_at: AwareDatetime
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    om_company: str | None = None
+
+    def partition_key(self) -> str:
+        return self.enterprise_id
+
+
+@register_event
+class FacilityStateChanged(Event):
+    """A point or facility changed state (facility.states)."""
+
+    event_type = "facility.state"
+    topic = "facility.states"
+
+    enterprise_id: str
+    subject_kind: Literal["point", "facility"]
+    subject_id: str
+    state: Literal["offline", "power_loss", "stopped", "standby", "running", "low_load"]
+    previous_state: str | None = None
+    since: AwareDatetime
+    reason: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    def partition_key(self) -> str:
+        return self.enterprise_id
+
+
+@register_event
+class AlarmChanged(Event):
+    """An alarm opened, updated, escalated, suppressed, recovered or closed (alarms)."""
+
+    event_type = "alarm"
+    topic = "alarms"
+
+    alarm_id: str
+    enterprise_id: str
+    rule_code: str
+    rule_version: int
+    subject_id: str = Field(description="Control group, point or device the alarm is about.")
+    change: Literal["opened", "updated", "escalated", "suppressed", "recovered", "closed"]
+    status: str
+    level: int = 1
+    opened_at: AwareDatetime
+    changed_at: AwareDatetime
+    explanation: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    def partition_key(self) -> str:
+        return self.enterprise_id
+
+
+# ------------------------------------------------------------------------------ control plans
+
+
+@register_event
+class ControlTaskChanged(Event):
+    """Per-enterprise measures issued, changed or ended for an alert (control.tasks)."""
+
+    event_type = "control.task"
+    topic = "control.tasks"
+
+    task_id: str
+    alert_id: str
+    enterprise_id: str
+    change: Literal["issued", "changed", "ended"]
+    valid_from: AwareDatetime
+    valid_to: AwareDatetime | None = None
+    measures: list[dict[str, Any]] = Field(default_factory=list)
+
+    def partition_key(self) -> str:
+        return self.enterprise_id
+
+
+@register_event
+class ComplianceVerdict(Event):
+    """Compliance verdict per enterprise and target per hour (control.compliance)."""
+
+    event_type = "control.compliance"
+    topic = "control.compliance"
+
+    enterprise_id: str
+    task_id: str
+    target_id: str
+    hour_start: AwareDatetime
+    verdict: Literal["compliant", "non_compliant", "unknown"]
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    def partition_key(self) -> str:
+        return self.enterprise_id
+
+
+# ---------------------------------------------------------------------------- device commands
+
+
+@register_event
+class DeviceCommand(Event):
+    """A platform-to-device command (device.commands)."""
+
+    event_type = "device.command"
+    topic = "device.commands"
+
+    command_id: str
+    mn: str
+    cn: str
+    params: dict[str, str] = Field(default_factory=dict)
+    requested_by: str
+    requested_at: AwareDatetime
+    overtime_s: int = Field(10, ge=1, le=99, description="HJ 212 OverTime per attempt.")
+    recount: int = Field(3, ge=0, le=99, description="HJ 212 ReCount: resends on timeout.")
+
+    def partition_key(self) -> str:
+        return self.mn
+
+
+@register_event
+class DeviceCommandResult(Event):
+    """What became of a device command (device.command-results)."""
+
+    event_type = "device.command-result"
+    topic = "device.command-results"
+
+    command_id: str
+    mn: str
+    cn: str
+    status: Literal["sent", "accepted", "rejected", "executed", "failed", "timeout", "offline"]
+    qn: str | None = None
+    qn_rtn: int | None = None
+    exe_rtn: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    finished_at: datetime | None = None
+
+    def partition_key(self) -> str:
+        return self.mn
+
+
+# ----------------------------------------------------------------------------------- audit
+
+
+@register_event
+class AuditEvent(Event):
+    """Who did what, from where, with what result (audit.events)."""
+
+    event_type = "audit.event"
+    topic = "audit.events"
+
+    actor: str
+    actor_kind: Literal["user", "api_key", "service", "device", "anonymous"]
+    action: str
+    resource: str
+    outcome: Literal["success", "denied", "failed"]
+    at: AwareDatetime
+    source_ip: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def partition_key(self) -> str:
+        return self.actor

@@ -1,0 +1,104 @@
+"""Typed settings, read once from `ECOWATT_*` environment variables.
+
+Each service subclasses `KernelSettings` with its own fields; `load_settings(cls)` reads the
+environment once per class. Secrets default to placeholders that start with
+`dev-insecure-`; outside the development and test environments a placeholder is refused at
+start-up, so a production process cannot run with a known secret.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, TypeVar
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEV_PLACEHOLDER_PREFIX", "KernelSettings", "PlaceholderSecretError", "load_settings"]
+
+DEV_PLACEHOLDER_PREFIX = "dev-insecure-"
+
+Environment = Literal["development", "test", "production"]
+
+
+class PlaceholderSecretError(ValueError):
+    """A development placeholder secret was configured outside development or test."""
+
+
+class KernelSettings(BaseSettings):
+    """Settings every EcoWatt process shares. Variables are `ECOWATT_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="ECOWATT_", extra="ignore", frozen=True)
+
+    environment: Environment = "development"
+    service_name: str = "ecowatt"
+    instance_id: str = "local"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # HJ 212 DataTime is local time of the deployment; everything stored is UTC.
+    timezone: str = "Asia/Shanghai"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    bus_backend: Literal["kafka", "memory"] = "kafka"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # Messages allowed in flight to the broker before publish() waits (backpressure).
+    kafka_max_in_flight: int = 20_000
+    kafka_linger_ms: int = 5
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
+    kafka_replication_factor: int = 1
+    bus_max_attempts: int = 3
+
+    # Secrets: URLs may carry passwords, so they are SecretStr and never logged.
+    database_url: SecretStr = SecretStr("postgresql://ecowatt@127.0.0.1:5432/ecowatt")
+    database_pool_size: int = 10
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+
+    # Ed25519 keys (PEM) for identity tokens. Services need the public key only; the auth
+    # service also holds the private key. The placeholders select a development key pair.
+    identity_public_key: SecretStr = SecretStr(DEV_PLACEHOLDER_PREFIX + "identity-public-key")
+    identity_private_key: SecretStr = SecretStr(DEV_PLACEHOLDER_PREFIX + "identity-private-key")
+    identity_issuer: str = "ecowatt-auth"
+    identity_audience: str = "ecowatt"
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> KernelSettings:
+        if self.environment in ("development", "test"):
+            return self
+        placeholders = [
+            name
+            for name, value in self
+            if isinstance(value, SecretStr)
+            and value.get_secret_value().startswith(DEV_PLACEHOLDER_PREFIX)
+            and name not in self.placeholders_allowed_in_production()
+        ]
+        if placeholders:
+            variables = ", ".join(f"ECOWATT_{name.upper()}" for name in placeholders)
+            raise PlaceholderSecretError(
+                f"development placeholder secrets are not allowed in {self.environment}: "
+                f"set {variables}"
+            )
+        return self
+
+    @classmethod
+    def placeholders_allowed_in_production(cls) -> frozenset[str]:
+        """Secret fields this process never uses (e.g. the signing key outside auth)."""
+        return frozenset({"identity_private_key"})
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment in ("development", "test")
+
+
+SettingsT = TypeVar("SettingsT", bound=KernelSettings)
+
+
+@functools.cache
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Read the environment once per settings class."""
+    return cls()

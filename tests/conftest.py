@@ -1,0 +1,69 @@
+"""Test-wide fixtures: the real infrastructure every integration test talks to.
+
+`make test` starts Kafka, PostgreSQL and Redis (`tools/infra.py up`) unless
+KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL are given; tests read those variables,
+falling back to `.infra/env`. A test that needs a server that cannot be reached FAILS: it is
+never skipped, so a CI run without infrastructure cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ECOWATT_SHARED_DIR", ROOT.parent / "shared")).resolve()
+
+
+def _infra_env() -> dict[str, str]:
+    values: dict[str, str] = {}
+    env_file = ROOT / ".infra" / "env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if "=" in line:
+                key, value = line.split("=", 1)
+                values[key.strip()] = value.strip()
+    for key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"):
+        if os.environ.get(key):
+            values[key] = os.environ[key]
+    return values
+
+
+def _require(name: str, url: str | None, default_port: int) -> str:
+    if not url:
+        pytest.fail(f"{name} is not configured: run `make infra-up` or set it", pytrace=False)
+    first = url.split(",")[0]
+    parts = urlsplit(first if "://" in first else f"tcp://{first}")
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        pytest.fail(f"{name} at {host}:{port} is unreachable ({exc}); run `make infra-up`",
+                    pytrace=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ../shared folder (test data and domain references)."""
+    assert SHARED.is_dir(), f"shared folder not found at {SHARED}; set ECOWATT_SHARED_DIR"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return _require("KAFKA_BOOTSTRAP_SERVERS", _infra_env().get("KAFKA_BOOTSTRAP_SERVERS"), 9092)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return _require("DATABASE_URL", _infra_env().get("DATABASE_URL"), 5432)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _require("REDIS_URL", _infra_env().get("REDIS_URL"), 6379)
