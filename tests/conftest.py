@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from ecowatt_kernel.db import async_url
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ECOWATT_SHARED_DIR", ROOT.parent / "shared")).resolve()
@@ -42,8 +47,9 @@ def _require(name: str, url: str | None, default_port: int) -> str:
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
-        pytest.fail(f"{name} at {host}:{port} is unreachable ({exc}); run `make infra-up`",
-                    pytrace=False)
+        pytest.fail(
+            f"{name} at {host}:{port} is unreachable ({exc}); run `make infra-up`", pytrace=False
+        )
     return url
 
 
@@ -67,3 +73,19 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return _require("REDIS_URL", _infra_env().get("REDIS_URL"), 6379)
+
+
+@pytest.fixture
+async def empty_database(database_url: str) -> AsyncIterator[str]:
+    """A brand-new database on the real server, dropped afterwards."""
+    name = f"ecowatt_test_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = database_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()

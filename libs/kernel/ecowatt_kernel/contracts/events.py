@@ -8,11 +8,12 @@ entity, audit by actor.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Base64Bytes, Field
+from pydantic import AwareDatetime, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from ecowatt_kernel.contracts.envelope import Event, register_event
 
@@ -32,6 +33,18 @@ __all__ = [
 ]
 
 
+def _from_base64(value: object) -> object:
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+RawBytes = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(lambda b: base64.b64encode(b).decode(), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "base64"}),
+]
+"""Bytes in Python, base64 text in JSON: raw frames need not be valid UTF-8."""
+
 # ----------------------------------------------------------------------------- device edge
 
 
@@ -43,7 +56,7 @@ class FrameReceived(Event):
     topic = "hj212.frames"
 
     frame_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    raw: Base64Bytes = Field(description="The frame exactly as received.")
+    raw: RawBytes = Field(description="The frame exactly as received.")
     peer: str = Field(description="Remote address, host:port.")
     received_at: AwareDatetime
     mn: str | None = Field(None, description="Device MN, when it could be read.")

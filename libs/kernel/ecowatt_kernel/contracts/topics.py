@@ -41,29 +41,70 @@ class TopicSpec:
 TOPICS: dict[str, TopicSpec] = {
     spec.name: spec
     for spec in (
-        TopicSpec("hj212.frames", "MN", "Every frame received, accepted or not: raw bytes, peer, "
-                  "receive time, verdict and reason. The audit trail and the replay source.",
-                  partitions=12, retention_ms=30 * _DAY_MS),
-        TopicSpec("telemetry.readings", "MN", "One decoded data frame: MN, CN, DataTime, values "
-                  "per code with flags.", partitions=12),
-        TopicSpec("registry.changes", "entity id", "Full snapshot of a changed archive entity.",
-                  partitions=3, compacted=True, retention_ms=None),
-        TopicSpec("telemetry.points", "enterprise id", "Readings bound to monitoring points in "
-                  "canonical quantities, with quality flags.", partitions=12),
-        TopicSpec("quality.findings", "enterprise id", "A data-quality or completeness finding "
-                  "opened, updated or resolved.", partitions=6),
-        TopicSpec("facility.states", "enterprise id", "A point or facility changed state.",
-                  partitions=6),
-        TopicSpec("alarms", "enterprise id", "An alarm opened, updated, escalated or closed.",
-                  partitions=6),
-        TopicSpec("control.tasks", "enterprise id", "Per-enterprise measures issued, changed or "
-                  "ended for an alert.", partitions=3),
-        TopicSpec("control.compliance", "enterprise id", "Compliance verdict per enterprise and "
-                  "target per hour.", partitions=6),
+        TopicSpec(
+            "hj212.frames",
+            "MN",
+            "Every frame received, accepted or not: raw bytes, peer, "
+            "receive time, verdict and reason. The audit trail and the replay source.",
+            partitions=12,
+            retention_ms=30 * _DAY_MS,
+        ),
+        TopicSpec(
+            "telemetry.readings",
+            "MN",
+            "One decoded data frame: MN, CN, DataTime, values per code with flags.",
+            partitions=12,
+        ),
+        TopicSpec(
+            "registry.changes",
+            "entity id",
+            "Full snapshot of a changed archive entity.",
+            partitions=3,
+            compacted=True,
+            retention_ms=None,
+        ),
+        TopicSpec(
+            "telemetry.points",
+            "enterprise id",
+            "Readings bound to monitoring points in canonical quantities, with quality flags.",
+            partitions=12,
+        ),
+        TopicSpec(
+            "quality.findings",
+            "enterprise id",
+            "A data-quality or completeness finding opened, updated or resolved.",
+            partitions=6,
+        ),
+        TopicSpec(
+            "facility.states", "enterprise id", "A point or facility changed state.", partitions=6
+        ),
+        TopicSpec(
+            "alarms",
+            "enterprise id",
+            "An alarm opened, updated, escalated or closed.",
+            partitions=6,
+        ),
+        TopicSpec(
+            "control.tasks",
+            "enterprise id",
+            "Per-enterprise measures issued, changed or ended for an alert.",
+            partitions=3,
+        ),
+        TopicSpec(
+            "control.compliance",
+            "enterprise id",
+            "Compliance verdict per enterprise and target per hour.",
+            partitions=6,
+        ),
         TopicSpec("device.commands", "MN", "Platform-to-device commands.", partitions=6),
         TopicSpec("device.command-results", "MN", "Outcome of device commands.", partitions=6),
-        TopicSpec("audit.events", "actor", "Who did what, from where, with what result.",
-                  partitions=3, retention_ms=90 * _DAY_MS),
+        TopicSpec(
+            "audit.events",
+            "actor",
+            "Who did what, from where, with what result.",
+            partitions=3,
+            retention_ms=90 * _DAY_MS,
+        ),
     )
 }
 
@@ -77,6 +118,10 @@ def topic(name: str) -> TopicSpec:
 
 def dlq_topic(spec: TopicSpec) -> TopicSpec:
     """The dead-letter twin of `spec`: same key, one partition, kept 30 days."""
-    return TopicSpec(spec.dlq, spec.key, f"Messages of {spec.name} that kept failing, "
-                     "with the error in their headers.", partitions=1,
-                     retention_ms=30 * _DAY_MS)
+    return TopicSpec(
+        spec.dlq,
+        spec.key,
+        f"Messages of {spec.name} that kept failing, with the error in their headers.",
+        partitions=1,
+        retention_ms=30 * _DAY_MS,
+    )

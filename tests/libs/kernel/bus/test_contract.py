@@ -9,7 +9,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
-
 from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, KafkaConnection, Message, Record
 from ecowatt_kernel.contracts import TopicSpec
 
@@ -24,8 +23,9 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
         backend: Bus = InProcessBus()
     else:
         bootstrap = request.getfixturevalue("kafka_bootstrap")
-        backend = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap, client_id="contract"),
-                           linger_ms=2)
+        backend = KafkaBus(
+            KafkaConnection(bootstrap_servers=bootstrap, client_id="contract"), linger_ms=2
+        )
     await backend.start()
     yield backend
     await backend.stop()
@@ -41,8 +41,8 @@ def group_name() -> str:
     return f"test-group-{uuid.uuid4().hex[:8]}"
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(condition: Callable[[], bool], what: str, limit_s: float = WAIT_S) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -100,8 +100,10 @@ async def test_two_consumers_share_partitions_and_see_each_message_once(bus: Bus
     await settle_group(bus)
     sent = [(f"k{i % 60}", f"m{i}") for i in range(1200)]
     await bus.publish(messages(topic, sent))
-    await eventually(lambda: len(first.records) + len(second.records) >= len(sent),
-                     "both consumers together to see everything")
+    await eventually(
+        lambda: len(first.records) + len(second.records) >= len(sent),
+        "both consumers together to see everything",
+    )
     await asyncio.sleep(0.5)  # nothing more must arrive
 
     seen = first.values + second.values
@@ -214,8 +216,9 @@ async def test_nothing_is_lost_across_a_consumer_restart(bus: Bus) -> None:
             throttle.set()
             await asyncio.sleep(0.2)  # slow down so that the stop lands mid-stream
 
-    subscription = await bus.subscribe(group=group, topics=[topic], handler=slow_first,
-                                       max_batch=50)
+    subscription = await bus.subscribe(
+        group=group, topics=[topic], handler=slow_first, max_batch=50
+    )
     await bus.publish(messages(topic, sent))
     await asyncio.wait_for(throttle.wait(), WAIT_S)
     await subscription.stop()
@@ -223,8 +226,9 @@ async def test_nothing_is_lost_across_a_consumer_restart(bus: Bus) -> None:
 
     second = Collector()
     await bus.subscribe(group=group, topics=[topic], handler=second)
-    await eventually(lambda: len(first.records) + len(second.records) >= len(sent),
-                     "the rest after the restart")
+    await eventually(
+        lambda: len(first.records) + len(second.records) >= len(sent), "the rest after the restart"
+    )
     await asyncio.sleep(0.3)
     combined = first.values + second.values
     assert sorted(combined) == sorted(v.encode() for _, v in sent), "none lost, none twice"

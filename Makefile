@@ -1,0 +1,65 @@
+# EcoWatt developer entry points. `make run` and `make test` do all set-up on a fresh machine:
+# they install uv (pinned, into .tools/) if it is missing, then the locked environment.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PY = $(UV) run --frozen python
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint format typecheck pytest infra-up infra-down infra-status \
+        contracts-docs bench-bus clean-data
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.installed: uv.lock pyproject.toml $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+install: .venv/.installed ## Create .venv from the lock file
+
+run: install ## Run the whole platform in one process (http://127.0.0.1:8000)
+	$(PY) -m ecowatt_standalone
+
+infra-up: install ## Start (or reuse) Kafka, PostgreSQL and Redis for tests
+	$(PY) tools/infra.py up
+
+infra-down: install ## Stop the test infrastructure started by infra-up
+	$(PY) tools/infra.py down
+
+infra-status: install ## Show whether Kafka, PostgreSQL and Redis answer
+	$(PY) tools/infra.py status
+
+lint: install ## ruff (lint and format check)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+typecheck: install ## mypy --strict on libs/
+	$(UV) run --frozen mypy --strict libs/kernel/ecowatt_kernel libs/hj212/ecowatt_hj212
+
+contracts-docs: install ## Regenerate docs/contracts.md from the event models
+	$(PY) -m ecowatt_kernel.contracts.docs > docs/contracts.md
+
+pytest: install ## Run pytest only (infrastructure must be up)
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test: install infra-up lint typecheck pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
+
+bench-bus: install infra-up ## Bus throughput: real Kafka broker and in-process backend
+	$(PY) bench/bench_bus.py
+
+clean-data: ## Delete standalone data (.data/)
+	rm -rf .data
+
+-include libs/hj212/hj212.mk

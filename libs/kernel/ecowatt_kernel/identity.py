@@ -1,0 +1,323 @@
+"""Who is calling, and which data they may see.
+
+The gateway (`services/auth`) authenticates people and partners and forwards a short-lived
+token signed with its Ed25519 key. Every service verifies that token with the public key —
+services never trust an unsigned header, and cannot mint tokens themselves. The token carries
+the user id, roles and data scope:
+
+    scope = all                       the whole deployment (city bureau, administrators)
+          | districts [610102, …]     GB/T 2260 codes; a code ending in 00 covers its children
+          | enterprises [id, …]       an enterprise user's own enterprise(s)
+
+FastAPI dependencies: `CurrentIdentity` (401 when the token is missing, expired, tampered or
+for another audience), `require_roles(...)` (403), and `CurrentScope`, whose `where()` turns
+the scope into a SQL condition so that every query is filtered on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy.sql.elements import ColumnClause
+
+from ecowatt_kernel.problems import Forbidden, Unauthorized
+from ecowatt_kernel.settings import DEV_PLACEHOLDER_PREFIX, KernelSettings
+
+__all__ = [
+    "CurrentIdentity",
+    "CurrentScope",
+    "DataScope",
+    "Identity",
+    "InvalidTokenError",
+    "Role",
+    "TokenSigner",
+    "TokenVerifier",
+    "authenticate",
+    "dev_key_pair",
+    "require_roles",
+    "signer_from_settings",
+    "verifier_from_settings",
+]
+
+_ALGORITHM = "EdDSA"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    CITY_SUPERVISOR = "city_supervisor"
+    DISTRICT_OFFICER = "district_officer"
+    ENTERPRISE_USER = "enterprise_user"
+    OM_OPERATOR = "om_operator"
+    PARTNER = "partner"
+    SERVICE = "service"
+
+
+class DataScope(BaseModel):
+    """The data a caller may see."""
+
+    model_config = ConfigDict(frozen=True)
+
+    all: bool = False
+    districts: frozenset[str] = frozenset()
+    enterprises: frozenset[str] = frozenset()
+
+    def allows(self, *, district: str | None = None, enterprise_id: str | None = None) -> bool:
+        """True when a record of `district` / `enterprise_id` is visible."""
+        if self.all:
+            return True
+        if enterprise_id is not None and enterprise_id in self.enterprises:
+            return True
+        return district is not None and any(
+            _district_covers(code, district) for code in self.districts
+        )
+
+    def where(
+        self,
+        *,
+        district_column: ColumnClause[Any] | ColumnElement[Any] | None = None,
+        enterprise_column: ColumnClause[Any] | ColumnElement[Any] | None = None,
+    ) -> ColumnElement[bool]:
+        """A SQL condition that keeps only the rows this scope may see."""
+        if self.all:
+            return true()
+        conditions: list[ColumnElement[bool]] = []
+        if enterprise_column is not None and self.enterprises:
+            conditions.append(enterprise_column.in_(sorted(self.enterprises)))
+        if district_column is not None:
+            exact = sorted(c for c in self.districts if _district_prefix(c) == c)
+            if exact:
+                conditions.append(district_column.in_(exact))
+            conditions.extend(
+                district_column.startswith(_district_prefix(c), autoescape=True)
+                for c in sorted(self.districts)
+                if _district_prefix(c) != c
+            )
+        return or_(*conditions) if conditions else false()
+
+
+def _district_prefix(code: str) -> str:
+    """610000 → 61, 610100 → 6101, 610102 → 610102 (GB/T 2260 levels)."""
+    if len(code) == 6 and code.isdigit():
+        if code.endswith("0000"):
+            return code[:2]
+        if code.endswith("00"):
+            return code[:4]
+    return code
+
+
+def _district_covers(scope_code: str, district: str) -> bool:
+    return district.startswith(_district_prefix(scope_code))
+
+
+class Identity(BaseModel):
+    """The verified caller of a request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    kind: Literal["user", "api_key", "service"] = "user"
+    name: str | None = None
+    roles: frozenset[Role] = frozenset()
+    scope: DataScope = DataScope()
+    token_id: str | None = None
+    expires_at: datetime | None = None
+
+    def has_any_role(self, *roles: Role) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+class InvalidTokenError(Exception):
+    """The token cannot be trusted; `reason` says why in one short phrase."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def dev_key_pair() -> tuple[Ed25519PrivateKey, Ed25519PublicKey]:
+    """The development key pair: derived from a public seed, so never valid in production."""
+    seed = hashlib.sha256(b"ecowatt development identity key - not a secret").digest()
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    return private, private.public_key()
+
+
+class TokenSigner:
+    """Issues identity tokens (the auth service; tests use the development key)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str, audience: str) -> None:
+        self._key = private_key
+        self.issuer = issuer
+        self.audience = audience
+
+    def sign(
+        self,
+        identity: Identity,
+        *,
+        ttl: timedelta = timedelta(minutes=15),
+        now: datetime | None = None,
+    ) -> str:
+        issued = now or datetime.now(UTC)
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": identity.subject,
+            "iat": int(issued.timestamp()),
+            "nbf": int(issued.timestamp()),
+            "exp": int((issued + ttl).timestamp()),
+            "jti": identity.token_id or secrets.token_hex(12),
+            "kind": identity.kind,
+            "name": identity.name,
+            "roles": sorted(identity.roles),
+            "scope": {
+                "all": identity.scope.all,
+                "districts": sorted(identity.scope.districts),
+                "enterprises": sorted(identity.scope.enterprises),
+            },
+        }
+        return jwt.encode(claims, self._key, algorithm=_ALGORITHM)
+
+
+class TokenVerifier:
+    """Verifies identity tokens with the auth service's public key."""
+
+    def __init__(
+        self, public_key: Ed25519PublicKey, *, issuer: str, audience: str, leeway_s: int = 5
+    ) -> None:
+        self._key = public_key
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+
+    def verify(self, token: str) -> Identity:
+        """Return the identity in `token`, or raise InvalidTokenError."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidTokenError("token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidTokenError("token from an unknown issuer") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidTokenError("token signature is invalid") from None
+        except jwt.InvalidTokenError as exc:
+            raise InvalidTokenError(f"token is malformed: {exc}") from None
+        try:
+            scope = claims.get("scope") or {}
+            return Identity(
+                subject=claims["sub"],
+                kind=claims.get("kind", "user"),
+                name=claims.get("name"),
+                roles=frozenset(Role(r) for r in claims.get("roles", [])),
+                scope=DataScope(
+                    all=bool(scope.get("all", False)),
+                    districts=frozenset(scope.get("districts", [])),
+                    enterprises=frozenset(scope.get("enterprises", [])),
+                ),
+                token_id=claims.get("jti"),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidTokenError(f"token claims are invalid: {exc}") from None
+
+
+def _is_placeholder(value: str) -> bool:
+    return value.startswith(DEV_PLACEHOLDER_PREFIX)
+
+
+def verifier_from_settings(settings: KernelSettings) -> TokenVerifier:
+    """The verifier configured by ECOWATT_IDENTITY_PUBLIC_KEY (dev key in development)."""
+    pem = settings.identity_public_key.get_secret_value()
+    if _is_placeholder(pem):
+        _, public = dev_key_pair()
+    else:
+        loaded = serialization.load_pem_public_key(pem.encode())
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise ValueError("ECOWATT_IDENTITY_PUBLIC_KEY must be an Ed25519 public key (PEM)")
+        public = loaded
+    return TokenVerifier(
+        public, issuer=settings.identity_issuer, audience=settings.identity_audience
+    )
+
+
+def signer_from_settings(settings: KernelSettings) -> TokenSigner:
+    """The signer configured by ECOWATT_IDENTITY_PRIVATE_KEY (dev key in development)."""
+    pem = settings.identity_private_key.get_secret_value()
+    if _is_placeholder(pem):
+        if not settings.is_development:
+            raise ValueError("ECOWATT_IDENTITY_PRIVATE_KEY is required outside development")
+        private, _ = dev_key_pair()
+    else:
+        loaded = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError("ECOWATT_IDENTITY_PRIVATE_KEY must be an Ed25519 private key (PEM)")
+        private = loaded
+    return TokenSigner(
+        private, issuer=settings.identity_issuer, audience=settings.identity_audience
+    )
+
+
+# -------------------------------------------------------------------------- FastAPI glue
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if verifier is None:
+        raise RuntimeError("app.state.token_verifier is not set (use the app factory)")
+    return verifier  # type: ignore[no-any-return]
+
+
+async def authenticate(request: Request) -> Identity:
+    """Dependency: the verified identity of the request, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthorized("authentication required: send `Authorization: Bearer <token>`")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be `Bearer <token>`")
+    try:
+        identity = _verifier(request).verify(token.strip())
+    except InvalidTokenError as exc:
+        raise Unauthorized(f"invalid token: {exc.reason}") from None
+    request.state.identity = identity
+    return identity
+
+
+CurrentIdentity = Annotated[Identity, Depends(authenticate)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """Dependency factory: 403 unless the caller has one of `roles` (admins always pass)."""
+
+    async def check(identity: CurrentIdentity) -> Identity:
+        if not identity.has_any_role(Role.ADMIN, *roles):
+            wanted = ", ".join(sorted(r.value for r in roles))
+            raise Forbidden(f"this action needs one of the roles: {wanted}")
+        return identity
+
+    return Depends(check)
+
+
+async def _scope(identity: CurrentIdentity) -> DataScope:
+    return identity.scope
+
+
+CurrentScope = Annotated[DataScope, Depends(_scope)]

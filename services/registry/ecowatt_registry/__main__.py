@@ -1,0 +1,15 @@
+"""Run the registry service on its own: `python -m ecowatt_registry` (distributed mode)."""
+
+from __future__ import annotations
+
+from ecowatt_kernel.app import serve
+
+from ecowatt_registry.service import SERVICE
+
+
+def main() -> None:
+    serve(SERVICE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`make run` as a user sees it: the standalone process answers /healthz on its port within
+60 s, stops cleanly on Ctrl-C (embedded servers included), and keeps its data for the next
+run. Runs the real entry point in a subprocess with its own data folder and ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+START_LIMIT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(data: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ECOWATT_DATA_DIR": str(data),
+        "ECOWATT_HTTP_PORT": str(ports["http"]),
+        "ECOWATT_STANDALONE_PG_PORT": str(ports["pg"]),
+        "ECOWATT_STANDALONE_REDIS_PORT": str(ports["redis"]),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecowatt_standalone"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < START_LIMIT_S:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise AssertionError(f"standalone exited early:\n{output[-3000:]}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            if response.status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"/healthz did not answer within {START_LIMIT_S:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output.decode()[-3000:]
+    return output.decode()
+
+
+def test_run_serves_health_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ports = {"http": free_port(), "pg": free_port(), "redis": free_port()}
+
+    first = start(data, ports)
+    try:
+        wait_healthy(first, ports["http"])
+        ready = httpx.get(f"http://127.0.0.1:{ports['http']}/api/registry/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+    finally:
+        log = stop(first)
+    assert "stopping embedded PostgreSQL and Redis" in log
+    for port in (ports["pg"], ports["redis"], ports["http"]):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+    pg_version = (data / "postgres" / "data" / "PG_VERSION").read_text()
+    marker = data / "postgres" / "data" / "base"
+    databases_before = sorted(p.name for p in marker.iterdir())
+
+    second = start(data, ports)
+    try:
+        wait_healthy(second, ports["http"])
+    finally:
+        log = stop(second)
+    assert (data / "postgres" / "data" / "PG_VERSION").read_text() == pg_version
+    assert sorted(p.name for p in marker.iterdir()) == databases_before
+    assert "Running upgrade" not in log, "the second run found its migrations applied"
