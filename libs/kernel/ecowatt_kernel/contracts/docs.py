@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from ecowatt_kernel.contracts.envelope import Event, registered_events
+from ecowatt_kernel.contracts.registry import ENTITY_MODELS
 from ecowatt_kernel.contracts.topics import TOPICS, TopicSpec
 
 __all__ = ["render"]
@@ -33,11 +36,15 @@ def _type_of(schema: dict[str, Any], defs: dict[str, Any]) -> str:
 
 
 def _event_section(cls: type[Event]) -> list[str]:
+    return _model_section(cls, f"`{cls.event_type}` v{cls.event_version} — {cls.__name__}")
+
+
+def _model_section(cls: type[BaseModel], title: str) -> list[str]:
     schema = cls.model_json_schema()
     defs = schema.get("$defs", {})
     required = set(schema.get("required", []))
     lines = [
-        f"### `{cls.event_type}` v{cls.event_version} — {cls.__name__}",
+        f"### {title}",
         "",
         (cls.__doc__ or "").strip(),
         "",
@@ -84,6 +91,15 @@ def render() -> str:
         lines += [f"## Topic `{spec.name}`", "", spec.description, ""]
         for cls in events:
             lines += _event_section(cls)
+    lines += [
+        "## Registry snapshots",
+        "",
+        "`RegistryChange.snapshot` holds the full entity; `parse_snapshot` validates it into"
+        " the model for `RegistryChange.entity`.",
+        "",
+    ]
+    for entity, model in ENTITY_MODELS.items():
+        lines += _model_section(model, f"entity `{entity}` — {model.__name__}")
     return "\n".join(lines).rstrip() + "\n"
 
 

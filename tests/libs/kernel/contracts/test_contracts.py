@@ -143,3 +143,35 @@ def test_envelope_ids_are_unique() -> None:
 def test_contract_docs_are_current() -> None:
     docs = Path(__file__).resolve().parents[4] / "docs" / "contracts.md"
     assert docs.read_text() == render(), "run `make contracts-docs`"
+
+
+def test_registry_snapshots_parse_by_entity() -> None:
+    from ecowatt_kernel.contracts import DeviceSnapshot, PointSnapshot, parse_snapshot
+
+    point = PointSnapshot(
+        id="P1",
+        updated_at=NOW,
+        enterprise_id="E1",
+        point_type="control",
+        name="除尘风机",
+        device_mn="MN1",
+        circuit=2,
+        start_stop_kw=5.0,
+    )
+    change = RegistryChange(
+        entity="point",
+        entity_id="P1",
+        operation="upsert",
+        revision=1,
+        changed_at=NOW,
+        snapshot=point.model_dump(mode="json"),
+    )
+    parsed = parse_snapshot(decode(as_record(encode(change))).data)
+    assert parsed == point
+    deleted = change.model_copy(update={"operation": "delete", "snapshot": None})
+    assert parse_snapshot(deleted) is None
+    with pytest.raises(ContractError, match="unknown registry entity"):
+        parse_snapshot(change.model_copy(update={"entity": "spaceship"}))
+    with pytest.raises(ValueError):
+        parse_snapshot(change.model_copy(update={"entity": "device"}))  # wrong shape
+    assert DeviceSnapshot(id="MN1", mn="MN1", updated_at=NOW).crc_variant == "standard"
