@@ -62,4 +62,5 @@ bench-bus: install infra-up ## Bus throughput: real Kafka broker and in-process 
 clean-data: ## Delete standalone data (.data/)
 	rm -rf .data
 
--include libs/hj212/hj212.mk
+# Targets contributed by libraries and services (fuzz-hj212, bench-codec, bench-registry, …).
+-include libs/hj212/hj212.mk $(wildcard services/*/service.mk)
