@@ -1,6 +1,7 @@
 """Alembic environment of the registry service; the kernel runs it at start-up."""
 
 from ecowatt_kernel.db import run_migrations
-from sqlalchemy import MetaData
 
-run_migrations(MetaData(schema="registry"))
+from ecowatt_registry.models import Base
+
+run_migrations(Base.metadata)

@@ -1,0 +1,65 @@
+"""History endpoint: threshold and association changes, with actor, time and reason."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from ecowatt_kernel.app import DbSession
+from ecowatt_kernel.identity import CurrentIdentity
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from ecowatt_registry import access
+from ecowatt_registry.enterprises.models import Enterprise
+from ecowatt_registry.history.models import HistoryRead, HistoryRecord
+from ecowatt_registry.pagination import Page, PageParams, order_by, page_params
+
+router = APIRouter(prefix="/history", tags=["history"])
+
+
+@router.get("", summary="Changes of thresholds and associations, newest first")
+async def list_history(
+    db_session: DbSession,
+    identity: CurrentIdentity,
+    params: Annotated[PageParams, Depends(page_params)],
+    entity: str | None = Query(None, description="enterprise, facility, point, control_group, …"),
+    entity_id: str | None = None,
+    enterprise_id: str | None = None,
+    field: str | None = Query(None, description="Only changes of this field, e.g. start_stop_kw"),
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[HistoryRead]:
+    query = (
+        select(HistoryRecord)
+        .outerjoin(Enterprise, HistoryRecord.enterprise_id == Enterprise.id)
+        .where(access.visible(identity.scope))
+    )
+    if entity:
+        query = query.where(HistoryRecord.entity == entity)
+    if entity_id:
+        query = query.where(HistoryRecord.entity_id == entity_id)
+    if enterprise_id:
+        query = query.where(HistoryRecord.enterprise_id == enterprise_id)
+    if field:
+        query = query.where(HistoryRecord.changes.has_key(field))
+    if since:
+        query = query.where(HistoryRecord.changed_at >= since)
+    if until:
+        query = query.where(HistoryRecord.changed_at < until)
+    from sqlalchemy import func
+
+    total = await db_session.scalar(select(func.count()).select_from(query.subquery()))
+    ordered = query.order_by(
+        *order_by(params.sort, {"changed_at": HistoryRecord.changed_at}, "-changed_at"),
+        HistoryRecord.id.desc(),
+    )
+    records = await db_session.scalars(
+        ordered.limit(params.page_size).offset((params.page - 1) * params.page_size)
+    )
+    return Page[HistoryRead](
+        items=[HistoryRead.model_validate(r, from_attributes=True) for r in records],
+        total=int(total or 0),
+        page=params.page,
+        page_size=params.page_size,
+    )
