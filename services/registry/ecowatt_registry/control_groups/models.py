@@ -69,12 +69,13 @@ class ControlGroupFields(BaseModel):
     def _consistent(self) -> ControlGroupFields:
         if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
             raise ValueError("valid_to must not be before valid_from")
-        both = set(self.production_facility_ids) & set(self.control_facility_ids)
+        # Partial (PATCH) models inherit this validator: absent lists are None there.
+        production = self.production_facility_ids or []
+        control = self.control_facility_ids or []
+        both = set(production) & set(control)
         if both:
             raise ValueError(f"a facility cannot be on both sides: {', '.join(sorted(both))}")
-        if len(set(self.production_facility_ids)) != len(self.production_facility_ids) or len(
-            set(self.control_facility_ids)
-        ) != len(self.control_facility_ids):
+        if len(set(production)) != len(production) or len(set(control)) != len(control):
             raise ValueError("a facility is listed twice")
         return self
 
