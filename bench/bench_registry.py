@@ -56,7 +56,9 @@ def infra(name: str) -> str:
 def build_workbook(enterprises: int, seed: int) -> tuple[bytes, dict[str, int]]:
     city = generate_city(CityOptions(enterprises=enterprises, seed=seed, defect_share=0))
     sheets = [
-        Sheet(sheet.title, sheet.columns, [render_row(sheet, row) for row in city.states[sheet.kind]])
+        Sheet(
+            sheet.title, sheet.columns, [render_row(sheet, row) for row in city.states[sheet.kind]]
+        )
         for sheet in SHEETS
     ]
     return write_workbook(sheets), {kind: len(rows) for kind, rows in city.states.items()}
@@ -65,7 +67,10 @@ def build_workbook(enterprises: int, seed: int) -> tuple[bytes, dict[str, int]]:
 async def main(enterprises: int, seed: int, requests: int) -> None:
     started = time.perf_counter()
     data, counts = await asyncio.to_thread(build_workbook, enterprises, seed)
-    print(f"workbook: {len(data) / 1e6:.1f} MB, {counts} (built in {time.perf_counter() - started:.1f} s)")
+    print(
+        f"workbook: {len(data) / 1e6:.1f} MB, {counts} "
+        f"(built in {time.perf_counter() - started:.1f} s)"
+    )
 
     url = infra("DATABASE_URL")
     name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
@@ -82,17 +87,30 @@ async def main(enterprises: int, seed: int, requests: int) -> None:
         log_level="WARNING",
     )
     signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
-    headers = {"Authorization": "Bearer " + signer.sign(
-        Identity(subject="bench", roles=frozenset({Role.ADMIN}), scope=DataScope(all=True)))}  # fmt: skip
-    officer = {"Authorization": "Bearer " + signer.sign(
-        Identity(subject="officer", roles=frozenset({Role.DISTRICT_OFFICER}),
-                 scope=DataScope(districts=frozenset({"610112", "610116"}))))}  # fmt: skip
+    headers = {
+        "Authorization": "Bearer "
+        + signer.sign(
+            Identity(subject="bench", roles=frozenset({Role.ADMIN}), scope=DataScope(all=True))
+        )
+    }
+    officer = {
+        "Authorization": "Bearer "
+        + signer.sign(
+            Identity(
+                subject="officer",
+                roles=frozenset({Role.DISTRICT_OFFICER}),
+                scope=DataScope(districts=frozenset({"610112", "610116"})),
+            )
+        )
+    }
     try:
         app = create_app(SERVICE, settings=settings)
         async with LifespanManager(app, startup_timeout=120, shutdown_timeout=120) as manager:
             await app.state.context.bus.ensure_topics([TOPICS["registry.changes"]])
             transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://r", timeout=600) as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://r", timeout=600
+            ) as client:
                 started = time.perf_counter()
                 response = await client.post(
                     "/import", files={"file": ("city.xlsx", data, XLSX)}, headers=headers
@@ -100,33 +118,50 @@ async def main(enterprises: int, seed: int, requests: int) -> None:
                 import_s = time.perf_counter() - started
                 assert response.status_code == 200, response.text[:2000]
                 sheets = response.json()["sheets"]
-                print(f"import: {import_s:.1f} s; created per sheet: "
-                      + ", ".join(f"{t} {c['created']}" for t, c in sheets.items()))  # fmt: skip
+                print(
+                    f"import: {import_s:.1f} s; created per sheet: "
+                    + ", ".join(f"{t} {c['created']}" for t, c in sheets.items())
+                )
                 started = time.perf_counter()
                 engine = app.state.context.database.engine
-                while await pending_count(engine, OUTBOX):
+                for _ in range(3000):  # at most 10 minutes
+                    if not await pending_count(engine, OUTBOX):
+                        break
                     await asyncio.sleep(0.2)
-                print(f"relay: outbox published to Kafka {time.perf_counter() - started:.1f} s after the import returned")
+                print(
+                    f"relay: outbox published to Kafka {time.perf_counter() - started:.1f} s "
+                    "after the import returned"
+                )
 
                 endpoints = [
                     ("GET /enterprises", "/enterprises", {}, headers),
-                    ("GET /enterprises?district=…&industry=C&sort=-updated_at", "/enterprises",
-                     {"district": "610112", "industry": "C", "sort": "-updated_at"}, headers),
+                    (
+                        "GET /enterprises?district=…&industry=C&sort=-updated_at",
+                        "/enterprises",
+                        {"district": "610112", "industry": "C", "sort": "-updated_at"},
+                        headers,
+                    ),
                     ("GET /enterprises?q=…", "/enterprises", {"q": "华"}, headers),
                     ("GET /enterprises (district officer)", "/enterprises", {}, officer),
                     ("GET /facilities?kind=control", "/facilities", {"kind": "control"}, headers),
                     ("GET /points", "/points", {}, headers),
-                    ("GET /points?district=…&point_type=control", "/points",
-                     {"district": "610116", "point_type": "control"}, headers),
+                    (
+                        "GET /points?district=…&point_type=control",
+                        "/points",
+                        {"district": "610116", "point_type": "control"},
+                        headers,
+                    ),
                     ("GET /devices", "/devices", {}, headers),
                     ("GET /control-groups", "/control-groups", {}, headers),
                     ("GET /history?entity=point", "/history", {"entity": "point"}, headers),
-                ]  # fmt: skip
+                ]
                 print("| Endpoint | p50 ms | p95 ms |")
                 print("|---|---|---|")
                 for label, path, params, auth in endpoints:
                     for _ in range(5):
-                        assert (await client.get(path, params=params, headers=auth)).status_code == 200
+                        assert (
+                            await client.get(path, params=params, headers=auth)
+                        ).status_code == 200
                     times = []
                     for _ in range(requests):
                         t0 = time.perf_counter()
@@ -140,8 +175,11 @@ async def main(enterprises: int, seed: int, requests: int) -> None:
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.dispose()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{datetime.now(UTC):%Y-%m-%d}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; "
+        f"{datetime.now(UTC):%Y-%m-%d}"
+    )
 
 
 if __name__ == "__main__":

@@ -96,20 +96,41 @@ ENTERPRISE = Kind(
     name="enterprise",
     table=Enterprise.__table__,  # type: ignore[arg-type]
     fields=(
-        "name", "credit_code", "district_code", "zone", "town", "address", "longitude",
-        "latitude", "industry_code", "key_industry", "performance_grade",
-        "performance_grade_since", "control_type", "exempt", "production_status", "om_company",
+        "name",
+        "credit_code",
+        "district_code",
+        "zone",
+        "town",
+        "address",
+        "longitude",
+        "latitude",
+        "industry_code",
+        "key_industry",
+        "performance_grade",
+        "performance_grade_since",
+        "control_type",
+        "exempt",
+        "production_status",
+        "om_company",
         "contacts",
     ),
     tracked=(
-        "district_code", "performance_grade", "performance_grade_since", "control_type",
-        "exempt", "production_status",
+        "district_code",
+        "performance_grade",
+        "performance_grade_since",
+        "control_type",
+        "exempt",
+        "production_status",
     ),
     model=EnterpriseSnapshot,
-    defaults={"performance_grade": "none", "exempt": False, "production_status": "normal",
-              "contacts": []},
+    defaults={
+        "performance_grade": "none",
+        "exempt": False,
+        "production_status": "normal",
+        "contacts": [],
+    },
     to_snapshot=_enterprise_snapshot,
-)  # fmt: skip
+)
 PRODUCTION_LINE = Kind(
     name="production_line",
     table=ProductionLine.__table__,  # type: ignore[arg-type]
@@ -121,59 +142,122 @@ FACILITY = Kind(
     name="facility",
     table=Facility.__table__,  # type: ignore[arg-type]
     fields=(
-        "enterprise_id", "kind", "name", "code", "production_line_id", "process",
-        "control_type", "rated_kw", "status",
+        "enterprise_id",
+        "kind",
+        "name",
+        "code",
+        "production_line_id",
+        "process",
+        "control_type",
+        "rated_kw",
+        "status",
     ),
     tracked=("enterprise_id", "kind", "production_line_id", "rated_kw", "status"),
     model=FacilitySnapshot,
     defaults={"status": "active"},
-)  # fmt: skip
+)
 CONTROL_GROUP = Kind(
     name="control_group",
     table=ControlGroup.__table__,  # type: ignore[arg-type]
     fields=(
-        "enterprise_id", "name", "required_mode", "start_lead_min", "stop_lag_min",
-        "valid_from", "valid_to", *MEMBER_FIELDS,
+        "enterprise_id",
+        "name",
+        "required_mode",
+        "start_lead_min",
+        "stop_lag_min",
+        "valid_from",
+        "valid_to",
+        *MEMBER_FIELDS,
     ),
     tracked=(
-        "required_mode", "start_lead_min", "stop_lag_min", "valid_from", "valid_to",
+        "required_mode",
+        "start_lead_min",
+        "stop_lag_min",
+        "valid_from",
+        "valid_to",
         *MEMBER_FIELDS,
     ),
     model=ControlGroupSnapshot,
     defaults={"required_mode": "all", "start_lead_min": 5, "stop_lag_min": 5},
-)  # fmt: skip
+)
 DEVICE = Kind(
     name="device",
     table=Device.__table__,  # type: ignore[arg-type]
     pk="mn",
     fields=(
-        "enterprise_id", "name", "password_hash", "protocol_version", "electricity_profile",
-        "crc_variant", "status", "rtd_interval_s",
+        "enterprise_id",
+        "name",
+        "password_hash",
+        "protocol_version",
+        "electricity_profile",
+        "crc_variant",
+        "status",
+        "rtd_interval_s",
     ),
-    tracked=("enterprise_id", "password_hash", "protocol_version", "electricity_profile",
-             "crc_variant", "status"),
+    tracked=(
+        "enterprise_id",
+        "password_hash",
+        "protocol_version",
+        "electricity_profile",
+        "crc_variant",
+        "status",
+    ),
     model=DeviceSnapshot,
-    defaults={"protocol_version": "2017", "electricity_profile": "ecowatt-default",
-              "crc_variant": "standard", "status": "active"},
+    defaults={
+        "protocol_version": "2017",
+        "electricity_profile": "ecowatt-default",
+        "crc_variant": "standard",
+        "status": "active",
+    },
     to_snapshot=lambda row: DeviceSnapshot.model_validate({**row, "id": row["mn"]}),
-)  # fmt: skip
+)
 POINT = Kind(
     name="point",
     table=Point.__table__,  # type: ignore[arg-type]
     fields=(
-        "enterprise_id", "facility_id", "point_type", "name", "is_key", "device_mn", "circuit",
-        "ct_ratio", "pt_ratio", "rated_kw", "max_load_kw", "start_stop_kw", "low_load_kw",
-        "commissioned_at", "status", "expected_interval_s",
+        "enterprise_id",
+        "facility_id",
+        "point_type",
+        "name",
+        "is_key",
+        "device_mn",
+        "circuit",
+        "ct_ratio",
+        "pt_ratio",
+        "rated_kw",
+        "max_load_kw",
+        "start_stop_kw",
+        "low_load_kw",
+        "commissioned_at",
+        "status",
+        "expected_interval_s",
     ),
     tracked=(
-        "enterprise_id", "facility_id", "point_type", "is_key", "device_mn", "circuit",
-        "ct_ratio", "pt_ratio", "rated_kw", "max_load_kw", "start_stop_kw", "low_load_kw",
-        "status", "expected_interval_s",
+        "enterprise_id",
+        "facility_id",
+        "point_type",
+        "is_key",
+        "device_mn",
+        "circuit",
+        "ct_ratio",
+        "pt_ratio",
+        "rated_kw",
+        "max_load_kw",
+        "start_stop_kw",
+        "low_load_kw",
+        "status",
+        "expected_interval_s",
     ),
     model=PointSnapshot,
-    defaults={"is_key": True, "circuit": 1, "ct_ratio": 1.0, "pt_ratio": 1.0, "status": "active",
-              "expected_interval_s": 60},
-)  # fmt: skip
+    defaults={
+        "is_key": True,
+        "circuit": 1,
+        "ct_ratio": 1.0,
+        "pt_ratio": 1.0,
+        "status": "active",
+        "expected_interval_s": 60,
+    },
+)
 
 KINDS: dict[str, Kind] = {
     k.name: k for k in (ENTERPRISE, PRODUCTION_LINE, FACILITY, DEVICE, POINT, CONTROL_GROUP)
@@ -274,7 +358,7 @@ class ArchiveWriter:
             key = state[kind.pk]
             old = existing.get(key)
             if old is None:
-                row = {f: None for f in kind.fields} | kind.defaults | state
+                row = dict.fromkeys(kind.fields) | kind.defaults | state
                 row |= {
                     "revision": 1,
                     "created_at": self.now,
@@ -367,8 +451,15 @@ class ArchiveWriter:
         self, kind: Kind, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
     ) -> None:
         table = kind.table
-        stored = (kind.pk, *kind.columns, "revision", "created_at", "updated_at", "created_by",
-                  "updated_by")  # fmt: skip
+        stored = (
+            kind.pk,
+            *kind.columns,
+            "revision",
+            "created_at",
+            "updated_at",
+            "created_by",
+            "updated_by",
+        )
         if inserts:
             await self.session.execute(
                 insert(table), [{c: row[c] for c in stored} for row in inserts]

@@ -25,13 +25,11 @@ from ecowatt_registry.archive import (
     POINT,
     PRODUCTION_LINE,
 )
-from ecowatt_registry.devices.models import Device
 from ecowatt_registry.enterprises.models import Enterprise
-from ecowatt_registry.facilities.models import Facility
 from ecowatt_registry.points.models import Point
-from ecowatt_registry.production_lines.models import ProductionLine
 
 _CHUNK = 5000
+SIDE_ZH = {"production": "产污", "control": "治污"}
 # Which facility kinds a point type may hang on.
 POINT_FACILITY_KINDS: dict[str, tuple[str, ...]] = {
     "production": ("production",),
@@ -79,9 +77,17 @@ class ReferenceChecker:
         self, session: AsyncSession, proposed: Proposed, *, scope: DataScope | None = None
     ) -> None:
         self.session = session
-        self.proposed = {name: proposed.get(name, {}) for name in (
-            ENTERPRISE.name, PRODUCTION_LINE.name, FACILITY.name, DEVICE.name, POINT.name,
-            CONTROL_GROUP.name)}  # fmt: skip
+        self.proposed = {
+            name: proposed.get(name, {})
+            for name in (
+                ENTERPRISE.name,
+                PRODUCTION_LINE.name,
+                FACILITY.name,
+                DEVICE.name,
+                POINT.name,
+                CONTROL_GROUP.name,
+            )
+        }
         self.scope = scope
         self.issues: list[Issue] = []
 
@@ -110,9 +116,12 @@ class ReferenceChecker:
             FACILITY.table, "id", p["facility"], ("enterprise_id", "kind"), extra=facility_refs
         )
         devices = await self._effective(
-            DEVICE.table, "mn", p["device"], ("enterprise_id",),
+            DEVICE.table,
+            "mn",
+            p["device"],
+            ("enterprise_id",),
             extra=(pt.get("device_mn") for pt in p["point"].values()),
-        )  # fmt: skip
+        )
         stored_children = {
             kind.name: await _lookup(
                 self.session, kind.table, "id", p[kind.name], ("enterprise_id",)
@@ -140,13 +149,21 @@ class ReferenceChecker:
             if line:
                 owner = lines.get(line)
                 if owner is None:
-                    self._issue("facility", key, "production_line_id",
-                                f"production line {line} does not exist",
-                                f"生产线编号“{line}”不存在")  # fmt: skip
+                    self._issue(
+                        "facility",
+                        key,
+                        "production_line_id",
+                        f"production line {line} does not exist",
+                        f"生产线编号“{line}”不存在",
+                    )
                 elif owner["enterprise_id"] != state.get("enterprise_id"):
-                    self._issue("facility", key, "production_line_id",
-                                f"production line {line} belongs to another enterprise",
-                                f"生产线“{line}”属于其他企业")  # fmt: skip
+                    self._issue(
+                        "facility",
+                        key,
+                        "production_line_id",
+                        f"production line {line} belongs to another enterprise",
+                        f"生产线“{line}”属于其他企业",
+                    )
         await self._check_points(facilities, devices)
         self._check_groups(facilities)
         return self.issues
@@ -182,9 +199,13 @@ class ReferenceChecker:
                     stored.get(key, {}).get("district_code"),
                 }:
                     if district and not self.scope.allows(district=district):
-                        self._issue("enterprise", key, "district_code",
-                                    f"district {district} is outside your data scope",
-                                    f"区县“{district}”不在您的数据范围内")  # fmt: skip
+                        self._issue(
+                            "enterprise",
+                            key,
+                            "district_code",
+                            f"district {district} is outside your data scope",
+                            f"区县“{district}”不在您的数据范围内",
+                        )
         codes: dict[str, list[str]] = defaultdict(list)
         for key, state in proposed.items():
             if state.get("credit_code"):
@@ -205,9 +226,13 @@ class ReferenceChecker:
                 for key in unique:
                     if key in proposed:
                         others = ", ".join(k for k in unique if k != key)
-                        self._issue("enterprise", key, "credit_code",
-                                    f"credit code {code} is also used by enterprise {others}",
-                                    f"统一社会信用代码“{code}”与企业“{others}”重复")  # fmt: skip
+                        self._issue(
+                            "enterprise",
+                            key,
+                            "credit_code",
+                            f"credit code {code} is also used by enterprise {others}",
+                            f"统一社会信用代码“{code}”与企业“{others}”重复",
+                        )
 
     def _check_owner(
         self,
@@ -221,17 +246,31 @@ class ReferenceChecker:
         if owner is None:
             return
         if owner not in enterprises:
-            self._issue(kind, key, "enterprise_id", f"enterprise {owner} does not exist",
-                        f"企业编号“{owner}”不存在")  # fmt: skip
+            self._issue(
+                kind,
+                key,
+                "enterprise_id",
+                f"enterprise {owner} does not exist",
+                f"企业编号“{owner}”不存在",
+            )
             return
         district = enterprises[owner].get("district_code")
         if self.scope is not None and not self.scope.allows(district=district, enterprise_id=owner):
-            self._issue(kind, key, "enterprise_id", f"enterprise {owner} is outside your data scope",
-                        f"企业“{owner}”不在您的数据范围内")  # fmt: skip
+            self._issue(
+                kind,
+                key,
+                "enterprise_id",
+                f"enterprise {owner} is outside your data scope",
+                f"企业“{owner}”不在您的数据范围内",
+            )
         if stored is not None and key in stored and stored[key]["enterprise_id"] != owner:
-            self._issue(kind, key, "enterprise_id",
-                        "cannot move to another enterprise; delete and create it there",
-                        "不能改变所属企业，请删除后在新企业下重新创建")  # fmt: skip
+            self._issue(
+                kind,
+                key,
+                "enterprise_id",
+                "cannot move to another enterprise; delete and create it there",
+                "不能改变所属企业，请删除后在新企业下重新创建",
+            )
 
     async def _check_points(
         self, facilities: dict[str, dict[str, Any]], devices: dict[str, dict[str, Any]]
@@ -254,34 +293,61 @@ class ReferenceChecker:
             if facility_id:
                 facility = facilities.get(facility_id)
                 if facility is None or "kind" not in facility:
-                    self._issue("point", key, "facility_id", f"facility {facility_id} does not exist",
-                                f"设施编号“{facility_id}”不存在")  # fmt: skip
+                    self._issue(
+                        "point",
+                        key,
+                        "facility_id",
+                        f"facility {facility_id} does not exist",
+                        f"设施编号“{facility_id}”不存在",
+                    )
                 elif facility.get("enterprise_id") != enterprise:
-                    self._issue("point", key, "facility_id",
-                                f"facility {facility_id} belongs to another enterprise",
-                                f"设施“{facility_id}”属于其他企业")  # fmt: skip
+                    self._issue(
+                        "point",
+                        key,
+                        "facility_id",
+                        f"facility {facility_id} belongs to another enterprise",
+                        f"设施“{facility_id}”属于其他企业",
+                    )
                 elif facility["kind"] not in POINT_FACILITY_KINDS.get(
                     state.get("point_type", ""), ()
                 ):
-                    self._issue("point", key, "facility_id",
-                                f"a {state.get('point_type')} point cannot measure a "
-                                f"{facility['kind']} facility",
-                                "点位类型与设施类别不符")  # fmt: skip
+                    self._issue(
+                        "point",
+                        key,
+                        "facility_id",
+                        f"a {state.get('point_type')} point cannot measure a "
+                        f"{facility['kind']} facility",
+                        "点位类型与设施类别不符",
+                    )
             mn = state.get("device_mn")
             if mn:
                 device = devices.get(mn)
                 if device is None or "enterprise_id" not in device:
-                    self._issue("point", key, "device_mn", f"device {mn} does not exist",
-                                f"数采仪 MN“{mn}”不存在")  # fmt: skip
+                    self._issue(
+                        "point",
+                        key,
+                        "device_mn",
+                        f"device {mn} does not exist",
+                        f"数采仪 MN“{mn}”不存在",
+                    )
                 elif device["enterprise_id"] not in (None, enterprise):
-                    self._issue("point", key, "device_mn", f"device {mn} belongs to another enterprise",
-                                f"数采仪“{mn}”属于其他企业")  # fmt: skip
+                    self._issue(
+                        "point",
+                        key,
+                        "device_mn",
+                        f"device {mn} belongs to another enterprise",
+                        f"数采仪“{mn}”属于其他企业",
+                    )
                 if state.get("status", "active") != "removed":
                     slot = (mn, int(state.get("circuit") or 1))
                     if slot in used:
-                        self._issue("point", key, "circuit",
-                                    f"circuit {slot[1]} of device {mn} is used by point {used[slot]}",
-                                    f"数采仪“{mn}”的回路 {slot[1]} 已被点位“{used[slot]}”占用")  # fmt: skip
+                        self._issue(
+                            "point",
+                            key,
+                            "circuit",
+                            f"circuit {slot[1]} of device {mn} is used by point {used[slot]}",
+                            f"数采仪“{mn}”的回路 {slot[1]} 已被点位“{used[slot]}”占用",
+                        )
                     else:
                         used[slot] = key
 
@@ -292,17 +358,29 @@ class ReferenceChecker:
                     facility = facilities.get(facility_id)
                     field = f"{side}_facility_ids"
                     if facility is None or "kind" not in facility:
-                        self._issue("control_group", key, field,
-                                    f"facility {facility_id} does not exist",
-                                    f"设施编号“{facility_id}”不存在")  # fmt: skip
+                        self._issue(
+                            "control_group",
+                            key,
+                            field,
+                            f"facility {facility_id} does not exist",
+                            f"设施编号“{facility_id}”不存在",
+                        )
                     elif facility.get("enterprise_id") != state.get("enterprise_id"):
-                        self._issue("control_group", key, field,
-                                    f"facility {facility_id} belongs to another enterprise",
-                                    f"设施“{facility_id}”属于其他企业")  # fmt: skip
+                        self._issue(
+                            "control_group",
+                            key,
+                            field,
+                            f"facility {facility_id} belongs to another enterprise",
+                            f"设施“{facility_id}”属于其他企业",
+                        )
                     elif facility["kind"] != side:
-                        self._issue("control_group", key, field,
-                                    f"facility {facility_id} is a {facility['kind']} facility",
-                                    f"设施“{facility_id}”不是{'产污' if side == 'production' else '治污'}设施")  # fmt: skip
+                        self._issue(
+                            "control_group",
+                            key,
+                            field,
+                            f"facility {facility_id} is a {facility['kind']} facility",
+                            f"设施“{facility_id}”不是{SIDE_ZH[side]}设施",
+                        )
 
 
 __all__ = ["POINT_FACILITY_KINDS", "Issue", "Proposed", "ReferenceChecker"]

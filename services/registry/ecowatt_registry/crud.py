@@ -5,7 +5,6 @@ models, sortable fields, filters and extra read fields — and gets list, export
 create, update and delete endpoints that enforce scope and roles the same way.
 """
 
-
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -35,16 +34,22 @@ CrossCheck = Callable[[dict[str, Any]], list[tuple[str, str]]]
 
 
 def enterprise_filters(
-    district: list[str] | None = Query(
-        None, description="GB/T 2260 codes; a city code (…00) covers its districts"
-    ),
-    zone: list[str] | None = Query(None, description="Management zone codes"),
-    industry: list[str] | None = Query(
-        None, description="GB/T 4754 code or prefix: C (section), 33, 336 or 3360"
-    ),
-    grade: list[str] | None = Query(None, description="Performance grades: A B C D leading none"),
-    production_status: list[str] | None = Query(None, description="normal, suspended, closed"),
-    enterprise_id: list[str] | None = Query(None, description="Only these enterprises"),
+    district: Annotated[
+        list[str] | None,
+        Query(description="GB/T 2260 codes; a city code (…00) covers its districts"),
+    ] = None,
+    zone: Annotated[list[str] | None, Query(description="Management zone codes")] = None,
+    industry: Annotated[
+        list[str] | None,
+        Query(description="GB/T 4754 code or prefix: C (section), 33, 336 or 3360"),
+    ] = None,
+    grade: Annotated[
+        list[str] | None, Query(description="Performance grades: A B C D leading none")
+    ] = None,
+    production_status: Annotated[
+        list[str] | None, Query(description="normal, suspended, closed")
+    ] = None,
+    enterprise_id: Annotated[list[str] | None, Query(description="Only these enterprises")] = None,
 ) -> Conditions:
     """Filters on the enterprise an entity belongs to."""
     conditions: Conditions = []
@@ -183,7 +188,7 @@ class Resource:
 def build_router(resource: Resource) -> APIRouter:
     """The REST endpoints of `resource`."""
     router = APIRouter(prefix=resource.path, tags=[resource.tag])
-    Filters = Annotated[Conditions, Depends(resource.filters)]  # noqa: N806
+    Filters = Annotated[Conditions, Depends(resource.filters)]
     label = resource.label
     create_model = resource.create_model
     update_model = resource.update_model
@@ -249,9 +254,12 @@ def build_router(resource: Resource) -> APIRouter:
         return await resource.read_one(db_session, identity.scope, key)
 
     @router.post(
-        "", summary=f"Create a {label}", status_code=201, response_model=read_model,
+        "",
+        summary=f"Create a {label}",
+        status_code=201,
+        response_model=read_model,
         dependencies=[access.CanEdit],
-    )  # fmt: skip
+    )
     async def create_item(
         body: create_model,  # type: ignore[valid-type]
         request: Request,
@@ -285,9 +293,11 @@ def build_router(resource: Resource) -> APIRouter:
         return await resource.read_one(db_session, identity.scope, key)
 
     @router.patch(
-        "/{key}", summary=f"Change a {label}", response_model=read_model,
+        "/{key}",
+        summary=f"Change a {label}",
+        response_model=read_model,
         dependencies=[access.CanEdit],
-    )  # fmt: skip
+    )
     async def update_item(
         key: str,
         body: update_model,  # type: ignore[valid-type]

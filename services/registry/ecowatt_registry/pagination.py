@@ -54,7 +54,8 @@ def order_by(
         column = allowed.get(name.lstrip("-+"))
         if column is None:
             raise Problem(
-                f"cannot sort by {name.lstrip('-+')!r}; sortable fields: {', '.join(sorted(allowed))}",
+                f"cannot sort by {name.lstrip('-+')!r}; "
+                f"sortable fields: {', '.join(sorted(allowed))}",
                 status=400,
                 type_suffix="invalid-sort",
             )

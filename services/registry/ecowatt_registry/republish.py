@@ -29,7 +29,10 @@ def main() -> None:
     parser.add_argument("--publish", action="store_true", help="publish the outbox on Kafka here")
     args = parser.parse_args()
     count, published = asyncio.run(run(publish=args.publish))
-    print(f"{count} snapshots written to the outbox" + (f"; {published} published" if published is not None else ""))
+    print(
+        f"{count} snapshots written to the outbox"
+        + (f"; {published} published" if published is not None else "")
+    )
 
 
 if __name__ == "__main__":

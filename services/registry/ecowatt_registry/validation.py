@@ -35,7 +35,9 @@ def credit_code_problem(code: str) -> str | None:
         return f"must be 18 characters, got {len(code)}"
     bad = sorted({c for c in code if c not in CREDIT_CODE_ALPHABET})
     if bad:
-        return f"contains characters not allowed (I, O, Z, S, V and lower case are not): {''.join(bad)}"
+        return "contains characters not allowed (I, O, Z, S, V and lower case are not): " + "".join(
+            bad
+        )
     if not _CREDIT_CODE_SHAPE.match(code):
         return "characters 3-8 must be digits (the GB/T 2260 area code)"
     expected = credit_code_check_digit(code[:17])

@@ -10,7 +10,13 @@ import pytest
 from ecowatt_kernel.bus import InProcessBus, KafkaBus, KafkaConnection, Message, PublishError
 from ecowatt_kernel.contracts import TopicSpec
 from ecowatt_kernel.db import Database
-from ecowatt_kernel.outbox import OutboxRelay, create_outbox_table, enqueue, outbox_table, pending_count
+from ecowatt_kernel.outbox import (
+    OutboxRelay,
+    create_outbox_table,
+    enqueue,
+    outbox_table,
+    pending_count,
+)
 from sqlalchemy import MetaData, text
 
 pytestmark = pytest.mark.integration
@@ -25,7 +31,9 @@ async def make_outbox(url: str) -> tuple[Database, object]:
 
 
 def message(n: int, topic: str = "probe.topic") -> Message:
-    return Message(topic=topic, key=f"k{n % 3}".encode(), value=f"v{n}".encode(), headers=(("h", b"\x00\xff"),))
+    return Message(
+        topic=topic, key=f"k{n % 3}".encode(), value=f"v{n}".encode(), headers=(("h", b"\x00\xff"),)
+    )
 
 
 async def test_rolled_back_rows_are_never_published_committed_ones_are(empty_database: str) -> None:
@@ -72,7 +80,9 @@ async def test_relay_restart_publishes_every_row_at_least_once(empty_database: s
     try:
         async with database.transaction() as session:
             await enqueue(session, table, [message(n) for n in range(10)])  # type: ignore[arg-type]
-        relay = OutboxRelay(engine=database.engine, bus=bus, table=table, batch_size=4, poll_interval_s=0.05)  # type: ignore[arg-type]
+        relay = OutboxRelay(
+            engine=database.engine, bus=bus, table=table, batch_size=4, poll_interval_s=0.05
+        )  # type: ignore[arg-type]
         await relay.start()
         for _ in range(200):
             if await pending_count(database.engine, table) == 0:  # type: ignore[arg-type]
@@ -104,12 +114,17 @@ async def test_only_one_relay_publishes_an_outbox_at_a_time(empty_database: str)
     try:
         async with database.transaction() as session:
             await enqueue(session, table, [message(n) for n in range(50)])  # type: ignore[arg-type]
-        relays = [OutboxRelay(engine=database.engine, bus=bus, table=table, batch_size=5) for _ in range(3)]  # type: ignore[arg-type]
+        relays = [
+            OutboxRelay(engine=database.engine, bus=bus, table=table, batch_size=5)
+            for _ in range(3)
+        ]  # type: ignore[arg-type]
         await asyncio.gather(*(r.drain() for r in relays))
         while await relays[0].drain():
             pass
         values = [r.value for r in bus.read_all("probe.topic")]
-        assert sorted(values) == sorted(f"v{n}".encode() for n in range(50)), "each exactly once here"
+        assert sorted(values) == sorted(f"v{n}".encode() for n in range(50)), (
+            "each exactly once here"
+        )
         per_key = [r.value for r in bus.read_all("probe.topic") if r.key == b"k0"]
         assert per_key == [f"v{n}".encode() for n in range(0, 50, 3)], "order kept per key"
     finally:
@@ -130,7 +145,9 @@ async def test_relay_publishes_to_real_kafka(empty_database: str, kafka_bootstra
         assert await relay.drain() == 5
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+        )
         await consumer.start()
         try:
             got: list[bytes] = []

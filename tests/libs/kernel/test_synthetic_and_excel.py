@@ -6,7 +6,14 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
-from ecowatt_kernel.excel import Column, CellError, errors_to_xlsx, load_workbook_bytes, read_sheet, rows_to_xlsx
+from ecowatt_kernel.excel import (
+    CellError,
+    Column,
+    errors_to_xlsx,
+    load_workbook_bytes,
+    read_sheet,
+    rows_to_xlsx,
+)
 from ecowatt_kernel.synthetic import device_password
 
 
@@ -22,13 +29,21 @@ def test_device_password_follows_the_documented_derivation() -> None:
 def test_rows_round_trip_with_chinese_or_english_headers() -> None:
     columns = [Column("name", "名称", required=True), Column("kw", "功率"), Column("at", "时间")]
     at = datetime(2024, 6, 30, 8, 0, tzinfo=UTC)
-    data = rows_to_xlsx(columns, [{"name": "甲", "kw": 1.5, "at": at}, {"name": " 乙 ", "kw": None}], title="表")
+    data = rows_to_xlsx(
+        columns, [{"name": "甲", "kw": 1.5, "at": at}, {"name": " 乙 ", "kw": None}], title="表"
+    )
     parsed = read_sheet(load_workbook_bytes(data), "表", columns)
     assert parsed.errors == []
-    assert [(r.row, r.values["name"], r.values["kw"]) for r in parsed.rows] == [(2, "甲", 1.5), (3, "乙", None)]
+    assert [(r.row, r.values["name"], r.values["kw"]) for r in parsed.rows] == [
+        (2, "甲", 1.5),
+        (3, "乙", None),
+    ]
     assert parsed.rows[0].values["at"] == datetime(2024, 6, 30, 8, 0)
     english = rows_to_xlsx([Column("name", "name"), Column("kw", "kw")], [{"name": "丙", "kw": 2}])
-    assert read_sheet(load_workbook_bytes(english), "数据", columns).rows[0].values == {"name": "丙", "kw": 2}
+    assert read_sheet(load_workbook_bytes(english), "数据", columns).rows[0].values == {
+        "name": "丙",
+        "kw": 2,
+    }
 
 
 def test_missing_required_column_and_error_report() -> None:

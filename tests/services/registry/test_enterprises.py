@@ -43,14 +43,16 @@ async def test_create_read_update_delete_enterprise(registry: Registry) -> None:
     assert patched.json()["production_status"] == "suspended"
     assert patched.json()["revision"] == 2
 
-    same = await client.patch("/enterprises/e-1", json={"production_status": "suspended"}, headers=CITY)
+    same = await client.patch(
+        "/enterprises/e-1", json={"production_status": "suspended"}, headers=CITY
+    )
     assert same.json()["revision"] == 2, "an unchanged value is no change"
 
     await wait_for(lambda: len([c for c in registry.changes() if c.entity_id == "e-1"]) == 2)
     assert (await client.delete("/enterprises/e-1", headers=CITY)).status_code == 204
     assert (await client.get("/enterprises/e-1", headers=CITY)).status_code == 404
     await wait_for(lambda: any(c.operation == "delete" for c in registry.changes()))
-    deleted = [c for c in registry.changes() if c.operation == "delete"][0]
+    deleted = next(c for c in registry.changes() if c.operation == "delete")
     assert deleted.entity_id == "e-1" and deleted.revision == 3 and deleted.snapshot is None
 
 
@@ -80,7 +82,9 @@ async def test_invalid_credit_codes_are_field_problems(
 async def test_other_field_problems(registry: Registry) -> None:
     response = await registry.client.post(
         "/enterprises",
-        json=enterprise_body(district_code="610100", industry_code="9999", zone="XA-NOPE", latitude=95),
+        json=enterprise_body(
+            district_code="610100", industry_code="9999", zone="XA-NOPE", latitude=95
+        ),
         headers=CITY,
     )
     assert response.status_code == 422
@@ -90,13 +94,19 @@ async def test_other_field_problems(registry: Registry) -> None:
 
 async def test_credit_code_is_unique(registry: Registry) -> None:
     client = registry.client
-    assert (await client.post("/enterprises", json=enterprise_body(credit_code=VALID), headers=CITY)).status_code == 201
-    again = await client.post("/enterprises", json=enterprise_body(credit_code=VALID, name="另一家"), headers=CITY)
+    assert (
+        await client.post("/enterprises", json=enterprise_body(credit_code=VALID), headers=CITY)
+    ).status_code == 201
+    again = await client.post(
+        "/enterprises", json=enterprise_body(credit_code=VALID, name="另一家"), headers=CITY
+    )
     assert again.status_code == 409
     assert again.json()["errors"][0]["loc"] == ["body", "credit_code"]
 
 
-async def test_an_empty_credit_code_and_upper_level_industry_are_accepted(registry: Registry) -> None:
+async def test_an_empty_credit_code_and_upper_level_industry_are_accepted(
+    registry: Registry,
+) -> None:
     response = await registry.client.post(
         "/enterprises", json=enterprise_body(credit_code="", industry_code="33"), headers=CITY
     )
@@ -115,7 +125,11 @@ async def test_grade_history_keeps_dated_periods(registry: Registry) -> None:
     )
     await client.patch(
         "/enterprises/g-1",
-        json={"performance_grade": "D", "performance_grade_since": "2025-03-01", "reason": "违法降级"},
+        json={
+            "performance_grade": "D",
+            "performance_grade_since": "2025-03-01",
+            "reason": "违法降级",
+        },
         headers=CITY,
     )
     grades = (await client.get("/enterprises/g-1/grades", headers=CITY)).json()

@@ -17,7 +17,7 @@ from ecowatt_kernel.contracts import (
     parse_snapshot,
 )
 from ecowatt_kernel.outbox import pending_count
-from ecowatt_registry.archive import ArchiveWriter, ENTERPRISE
+from ecowatt_registry.archive import ENTERPRISE, ArchiveWriter
 from ecowatt_registry.database import OUTBOX
 from ecowatt_registry.service import SERVICE
 
@@ -47,7 +47,9 @@ async def test_rolled_back_change_publishes_nothing(registry: Registry) -> None:
     with pytest.raises(RuntimeError):
         async with database.transaction() as session:
             writer = ArchiveWriter(session, actor="t")
-            await writer.upsert(ENTERPRISE, [{"id": "r1", "name": "回滚", "district_code": "610112"}])
+            await writer.upsert(
+                ENTERPRISE, [{"id": "r1", "name": "回滚", "district_code": "610112"}]
+            )
             assert writer.published == 1
             raise RuntimeError("the request fails after writing")
     assert await pending_count(database.engine, OUTBOX) == 0
@@ -55,7 +57,9 @@ async def test_rolled_back_change_publishes_nothing(registry: Registry) -> None:
     code = "91350100M000100Y43"
     await registry.client.post("/enterprises", json=enterprise_body(credit_code=code), headers=CITY)
     await wait_for(lambda: len(registry.changes()) == 1)
-    bad = await registry.client.post("/enterprises", json=enterprise_body(credit_code=code), headers=CITY)
+    bad = await registry.client.post(
+        "/enterprises", json=enterprise_body(credit_code=code), headers=CITY
+    )
     assert bad.status_code == 409
     await asyncio.sleep(0.3)
     assert len(registry.changes()) == 1
@@ -91,20 +95,33 @@ async def test_in_process_bus_is_refilled_at_start_up(empty_database: str, redis
         assert (change.entity, change.entity_id, change.revision) == ("enterprise", "keep", 1)
 
 
-async def test_changes_reach_real_kafka(empty_database: str, redis_url: str, kafka_bootstrap: str) -> None:
+async def test_changes_reach_real_kafka(
+    empty_database: str, redis_url: str, kafka_bootstrap: str
+) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    settings = registry_settings(empty_database, redis_url, bus_backend="kafka", kafka_bootstrap_servers=kafka_bootstrap)
+    settings = registry_settings(
+        empty_database, redis_url, bus_backend="kafka", kafka_bootstrap_servers=kafka_bootstrap
+    )
     app = create_app(SERVICE, settings=settings)
     marker = f"k-{uuid.uuid4().hex[:8]}"
     async with LifespanManager(app, startup_timeout=60) as manager:
-        await app.state.context.bus.ensure_topics([__import__("ecowatt_kernel.contracts", fromlist=["TOPICS"]).TOPICS["registry.changes"]])
+        await app.state.context.bus.ensure_topics(
+            [__import__("ecowatt_kernel.contracts", fromlist=["TOPICS"]).TOPICS["registry.changes"]]
+        )
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
-            created = await client.post("/enterprises", json=enterprise_body(id=marker), headers=CITY)
+            created = await client.post(
+                "/enterprises", json=enterprise_body(id=marker), headers=CITY
+            )
             assert created.status_code == 201
             await wait_for(lambda: app.state.context.state["outbox_relay"].published >= 1)
-    consumer = AIOKafkaConsumer("registry.changes", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        "registry.changes",
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     try:
         found = None

@@ -32,8 +32,26 @@ def workbook(sheets: dict[str, list[list[Any]]]) -> bytes:
 def archive(**changes: Any) -> dict[str, list[list[Any]]]:
     sheets: dict[str, list[list[Any]]] = {
         "企业": [
-            ["企业编号*", "企业名称*", "统一社会信用代码", "区县代码*", "管理片区", "行业代码", "绩效分级", "联系人"],
-            ["E1", "西安甲涂装有限公司", CODE, "610112", "经开区", "3360", "B", "王伟/13800000000/环保负责人"],
+            [
+                "企业编号*",
+                "企业名称*",
+                "统一社会信用代码",
+                "区县代码*",
+                "管理片区",
+                "行业代码",
+                "绩效分级",
+                "联系人",
+            ],
+            [
+                "E1",
+                "西安甲涂装有限公司",
+                CODE,
+                "610112",
+                "经开区",
+                "3360",
+                "B",
+                "王伟/13800000000/环保负责人",
+            ],
             ["E2", "西安乙铸造有限公司", None, "610116", None, "3391", "未分级", None],
         ],
         "设施": [
@@ -43,16 +61,43 @@ def archive(**changes: Any) -> dict[str, list[list[Any]]]:
         ],
         "数采仪": [["MN", "企业编号", "设备密码"], ["AABBCCDDEEFF001122334455", "E1", "112233"]],
         "监测点位": [
-            ["点位编号", "企业编号", "点位名称", "点位类型", "设施编号", "MN", "回路号", "额定功率(kW)", "启停阈值(kW)", "联网时间"],
-            ["P1", "E1", "总电", "总电", None, "AABBCCDDEEFF001122334455", 1, 100, 20, "2024-06-30 08:00:00"],
+            [
+                "点位编号",
+                "企业编号",
+                "点位名称",
+                "点位类型",
+                "设施编号",
+                "MN",
+                "回路号",
+                "额定功率(kW)",
+                "启停阈值(kW)",
+                "联网时间",
+            ],
+            [
+                "P1",
+                "E1",
+                "总电",
+                "总电",
+                None,
+                "AABBCCDDEEFF001122334455",
+                1,
+                100,
+                20,
+                "2024-06-30 08:00:00",
+            ],
             ["P2", "E1", "主风机", "治污", "F2", "AABBCCDDEEFF001122334455", 2, 30, 3, None],
         ],
-        "产治关系": [["关系编号", "企业编号", "产污设施编号", "治污设施编号", "联动方式"], ["G1", "E1", "F1", "F2", "全部"]],
+        "产治关系": [
+            ["关系编号", "企业编号", "产污设施编号", "治污设施编号", "联动方式"],
+            ["G1", "E1", "F1", "F2", "全部"],
+        ],
     }
     return sheets | changes
 
 
-async def upload(registry: Registry, data: bytes, headers: dict[str, str] = CITY, **params: Any) -> Any:
+async def upload(
+    registry: Registry, data: bytes, headers: dict[str, str] = CITY, **params: Any
+) -> Any:
     return await registry.client.post(
         "/import", files={"file": ("a.xlsx", data, XLSX)}, params=params, headers=headers
     )
@@ -86,8 +131,23 @@ async def test_import_is_idempotent(registry: Registry) -> None:
 
 async def test_one_bad_cell_rejects_the_workbook_with_a_chinese_report(registry: Registry) -> None:
     bad = archive()
-    bad["企业"] = [*bad["企业"], ["E3", "西安丙公司", CODE[:17] + ("1" if CODE[17] != "1" else "2"), "610100", None, "99", None, None]]
-    bad["监测点位"] = [*bad["监测点位"], ["P3", "E1", "水泵", "治污", "F1", "AABBCCDDEEFF001122334455", 2, 5, None, None]]
+    bad["企业"] = [
+        *bad["企业"],
+        [
+            "E3",
+            "西安丙公司",
+            CODE[:17] + ("1" if CODE[17] != "1" else "2"),
+            "610100",
+            None,
+            "99",
+            None,
+            None,
+        ],
+    ]
+    bad["监测点位"] = [
+        *bad["监测点位"],
+        ["P3", "E1", "水泵", "治污", "F1", "AABBCCDDEEFF001122334455", 2, 5, None, None],
+    ]
     response = await upload(registry, workbook(bad))
     assert response.status_code == 422
     body = response.json()
@@ -96,7 +156,9 @@ async def test_one_bad_cell_rejects_the_workbook_with_a_chinese_report(registry:
     assert "校验位错误" in errors[("企业", 4, "统一社会信用代码")]
     assert "区县级行政区划代码" in errors[("企业", 4, "区县代码")]
     assert "不是 GB/T 4754-2017 行业代码" in errors[("企业", 4, "行业代码")]
-    assert (await registry.client.get("/enterprises", headers=CITY)).json()["total"] == 0, "nothing written"
+    assert (await registry.client.get("/enterprises", headers=CITY)).json()["total"] == 0, (
+        "nothing written"
+    )
     # Cross-sheet rules are reported too once the cells are valid.
     bad["企业"] = bad["企业"][:3]
     response = await upload(registry, workbook(bad))
@@ -138,15 +200,21 @@ async def test_export_round_trip_and_filtered_lists(registry: Registry) -> None:
     header = [c.value for c in book["企业"][1]]
     assert header[:4] == ["企业编号*", "企业名称*", "统一社会信用代码", "区县代码*"]
     assert "设备密码" in [c.value for c in book["数采仪"][1]]
-    assert all(row[-1] is None for row in book["数采仪"].iter_rows(min_row=2, values_only=True)), "no passwords"
+    assert all(row[-1] is None for row in book["数采仪"].iter_rows(min_row=2, values_only=True)), (
+        "no passwords"
+    )
     again = await upload(registry, exported.content)
     assert again.status_code == 200, again.text
     counts = again.json()["sheets"]
     assert all(c["created"] == 0 and c["updated"] == 0 for c in counts.values()), counts
-    listed = await registry.client.get("/points.xlsx", params={"district": "610112", "sort": "-circuit"}, headers=CITY)
+    listed = await registry.client.get(
+        "/points.xlsx", params={"district": "610112", "sort": "-circuit"}, headers=CITY
+    )
     rows = list(load_workbook(io.BytesIO(listed.content)).active.iter_rows(values_only=True))
     assert [r[0] for r in rows[1:]] == ["P2", "P1"]
-    none = await registry.client.get("/enterprises.xlsx", params={"district": "610113"}, headers=CITY)
+    none = await registry.client.get(
+        "/enterprises.xlsx", params={"district": "610113"}, headers=CITY
+    )
     assert len(list(load_workbook(io.BytesIO(none.content)).active.iter_rows())) == 1
 
 

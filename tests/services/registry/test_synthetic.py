@@ -39,7 +39,9 @@ def test_city_is_plausible_and_scales() -> None:
     assert {e["district_code"] for e in city.states["enterprise"]} <= xian
     assert len({e["district_code"] for e in city.states["enterprise"]}) == 13
     assert {e["zone"] for e in city.states["enterprise"] if e["zone"]} <= set(tables.zones())
-    assert all(tables.industries()[e["industry_code"]].level == "class" for e in city.states["enterprise"])
+    assert all(
+        tables.industries()[e["industry_code"]].level == "class" for e in city.states["enterprise"]
+    )
     assert all(check_ok(e["credit_code"]) for e in city.states["enterprise"])
     assert len({e["credit_code"] for e in city.states["enterprise"]}) == 3000
     mns = [d["mn"] for d in city.states["device"]]
@@ -57,12 +59,22 @@ def test_defect_shares_are_honoured() -> None:
     city = generate_city(CityOptions(enterprises=n, seed=3, defect_share=share))
     s = city.states
     with_total = {p["enterprise_id"] for p in s["point"] if p["point_type"] == "total"}
-    control_facilities = {f["id"]: f["enterprise_id"] for f in s["facility"] if f["kind"] == "control"}
+    control_facilities = {
+        f["id"]: f["enterprise_id"] for f in s["facility"] if f["kind"] == "control"
+    }
     metered = {p["facility_id"] for p in s["point"]}
     unmetered = {e for f, e in control_facilities.items() if f not in metered}
-    no_threshold = {p["enterprise_id"] for p in s["point"] if p["point_type"] == "control" and p["start_stop_kw"] is None}
-    bad_code = {e["id"] for e in s["enterprise"] if not e["credit_code"] or not check_ok(e["credit_code"])}
-    not_class = {e["id"] for e in s["enterprise"] if tables.industries()[e["industry_code"]].level != "class"}
+    no_threshold = {
+        p["enterprise_id"]
+        for p in s["point"]
+        if p["point_type"] == "control" and p["start_stop_kw"] is None
+    }
+    bad_code = {
+        e["id"] for e in s["enterprise"] if not e["credit_code"] or not check_ok(e["credit_code"])
+    }
+    not_class = {
+        e["id"] for e in s["enterprise"] if tables.industries()[e["industry_code"]].level != "class"
+    }
     observed = {
         "missing_total_meter": n - len(with_total),
         "control_without_point": len(unmetered),
@@ -77,27 +89,46 @@ def test_defect_shares_are_honoured() -> None:
 
 async def test_seeded_city_in_the_archive(registry: Registry) -> None:
     response = await registry.client.post(
-        "/admin/synthetic-city", json={"enterprises": 40, "seed": 11, "defect_share": 0.2}, headers=ADMIN
+        "/admin/synthetic-city",
+        json={"enterprises": 40, "seed": 11, "defect_share": 0.2},
+        headers=ADMIN,
     )
     assert response.status_code == 200, response.text
-    assert (await registry.client.post("/admin/synthetic-city", json={"enterprises": 40, "seed": 12}, headers=ADMIN)).status_code == 409
+    assert (
+        await registry.client.post(
+            "/admin/synthetic-city", json={"enterprises": 40, "seed": 12}, headers=ADMIN
+        )
+    ).status_code == 409
     assert (await registry.client.get("/admin/synthetic-city", headers=CITY)).status_code == 403
     recorded = (await registry.client.get("/admin/synthetic-city", headers=ADMIN)).json()
     assert recorded["seed"] == 11 and recorded["enterprises"] == 40
     async with registry.context.database.session() as session:
-        orphans = await session.scalar(text(
-            "SELECT count(*) FROM point p LEFT JOIN device d ON d.mn = p.device_mn "
-            "LEFT JOIN facility f ON f.id = p.facility_id "
-            "WHERE (p.device_mn IS NOT NULL AND d.mn IS NULL) "
-            "OR (p.facility_id IS NOT NULL AND f.id IS NULL) "
-            "OR (p.point_type IN ('production','control') AND p.facility_id IS NULL)"))
+        orphans = await session.scalar(
+            text(
+                "SELECT count(*) FROM point p LEFT JOIN device d ON d.mn = p.device_mn "
+                "LEFT JOIN facility f ON f.id = p.facility_id "
+                "WHERE (p.device_mn IS NOT NULL AND d.mn IS NULL) "
+                "OR (p.facility_id IS NOT NULL AND f.id IS NULL) "
+                "OR (p.point_type IN ('production','control') AND p.facility_id IS NULL)"
+            )
+        )
         assert orphans == 0
         enterprises = await session.scalar(text("SELECT count(*) FROM enterprise"))
         assert enterprises == 40
-    devices = (await registry.client.get("/devices", params={"page_size": 5}, headers=ADMIN)).json()["items"]
+    devices = (
+        await registry.client.get("/devices", params={"page_size": 5}, headers=ADMIN)
+    ).json()["items"]
     await wait_for(lambda: sum(1 for c in registry.changes() if c.entity == "device") >= 5)
-    hashes = {c.entity_id: c.snapshot["password_hash"] for c in registry.changes() if c.entity == "device" and c.snapshot}
+    hashes = {
+        c.entity_id: c.snapshot["password_hash"]
+        for c in registry.changes()
+        if c.entity == "device" and c.snapshot
+    }
     for device in devices:
         assert verify_password(device_password(11, device["mn"]), hashes[device["mn"]])
-    again = await registry.client.post("/admin/synthetic-city", json={"enterprises": 40, "seed": 11, "defect_share": 0.2}, headers=ADMIN)
+    again = await registry.client.post(
+        "/admin/synthetic-city",
+        json={"enterprises": 40, "seed": 11, "defect_share": 0.2},
+        headers=ADMIN,
+    )
     assert all(w["created"] == 0 and w["updated"] == 0 for w in again.json()["written"].values())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Query
 from sqlalchemy import or_, select
@@ -22,8 +22,8 @@ from ecowatt_registry.excel.exporter import exporter
 
 def filters(
     common: EnterpriseFilters,
-    facility_id: str | None = Query(None, description="Groups containing this facility"),
-    valid_on: date | None = Query(None, description="Groups valid on this date"),
+    facility_id: Annotated[str | None, Query(description="Groups containing this facility")] = None,
+    valid_on: Annotated[date | None, Query(description="Groups valid on this date")] = None,
 ) -> Conditions:
     conditions = list(common)
     if facility_id:

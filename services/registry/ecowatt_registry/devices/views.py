@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.identity import CurrentIdentity
@@ -30,7 +30,7 @@ from ecowatt_registry.points.models import Point
 
 def filters(
     common: EnterpriseFilters,
-    status: list[str] | None = Query(None, description="active, disabled, removed"),
+    status: Annotated[list[str] | None, Query(description="active, disabled, removed")] = None,
     protocol_version: str | None = None,
 ) -> Conditions:
     conditions = list(common)

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry import validation
-from ecowatt_registry.crud import Conditions, EnterpriseFilters, Resource, build_router
 from ecowatt_registry.archive import ENTERPRISE
+from ecowatt_registry.crud import Conditions, EnterpriseFilters, Resource, build_router
 from ecowatt_registry.devices.models import Device
 from ecowatt_registry.enterprises.models import (
     Enterprise,

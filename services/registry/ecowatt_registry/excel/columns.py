@@ -189,8 +189,15 @@ class CellField:
         return self.column.key
 
 
-def _col(key: str, header: str, *, required: bool = False, width: int = 14, note: str = "",
-         choices: tuple[str, ...] = ()) -> Column:  # fmt: skip
+def _col(
+    key: str,
+    header: str,
+    *,
+    required: bool = False,
+    width: int = 14,
+    note: str = "",
+    choices: tuple[str, ...] = (),
+) -> Column:
     return Column(key, header, required=required, width=width, note=note, choices=choices)
 
 
@@ -205,14 +212,25 @@ POINT_TYPES = {
     "indirect": "间接",
     "combined": "产治一体",
 }
-POINT_TYPE_ALIASES = {"企业总电": "total", "产污设施": "production", "治污设施": "control",
-                      "间接用电": "indirect"}  # fmt: skip
+POINT_TYPE_ALIASES = {
+    "企业总电": "total",
+    "产污设施": "production",
+    "治污设施": "control",
+    "间接用电": "indirect",
+}
 MODES = {"all": "全部", "any": "任一"}
 CRC = {"standard": "标准", "modbus_hi_lo": "Modbus高低", "modbus_lo_hi": "Modbus低高"}
 
 
-def _enum_field(key: str, header: str, labels: dict[str, str], *, required: bool = False,
-                aliases: dict[str, str] | None = None, note: str = "") -> CellField:  # fmt: skip
+def _enum_field(
+    key: str,
+    header: str,
+    labels: dict[str, str],
+    *,
+    required: bool = False,
+    aliases: dict[str, str] | None = None,
+    note: str = "",
+) -> CellField:
     parse, render = _enum(labels, aliases)
     return CellField(
         _col(key, header, required=required, choices=tuple(labels.values()), note=note),
@@ -254,100 +272,185 @@ class SheetSpec:
         return next(f for f in self.fields if f.key == key)
 
 
-ENTERPRISE_SHEET = SheetSpec("enterprise", "企业", "id", (
-    CellField(_col("id", "企业编号", required=True, note="本工作簿内唯一；其他工作表用它指向企业")),
-    CellField(_col("name", "企业名称", required=True, width=30)),
-    CellField(_col("credit_code", "统一社会信用代码", width=22, note="18 位，GB 32100 校验位")),
-    CellField(_col("district_code", "区县代码", required=True, note="GB/T 2260 区县级代码，如 610113")),
-    CellField(_col("district_name", "区县名称", note="导出时填写，导入时忽略"), export_only=True),
-    CellField(_col("zone", "管理片区", note="片区代码或名称，如 XA-GX 或 高新区"), _zone),
-    CellField(_col("town", "街乡镇")),
-    CellField(_col("address", "详细地址", width=30)),
-    CellField(_col("longitude", "经度", note="WGS-84"), _number),
-    CellField(_col("latitude", "纬度", note="WGS-84"), _number),
-    CellField(_col("industry_code", "行业代码", note="GB/T 4754-2017 小类（4 位）")),
-    CellField(_col("industry_name", "行业名称", width=20, note="导出时填写，导入时忽略"),
-              export_only=True),
-    CellField(_col("key_industry", "重点行业类型")),
-    _enum_field("performance_grade", "绩效分级", GRADES, aliases={"引领": "leading", "无": "none"}),
-    CellField(_col("performance_grade_since", "分级生效日期"), _date),
-    CellField(_col("control_type", "管控类型")),
-    CellField(_col("exempt", "是否豁免", choices=("是", "否")), _boolean, _bool_cell),
-    _enum_field("production_status", "生产状态", PRODUCTION_STATUS),
-    CellField(_col("om_company", "运维单位", width=20)),
-    CellField(_col("contacts", "联系人", width=30, note="姓名/电话/角色，多人用；分隔"),
-              _contacts, _contacts_cell),
-))  # fmt: skip
-LINE_SHEET = SheetSpec("production_line", "生产线", "id", (
-    CellField(_col("id", "生产线编号", required=True)),
-    CellField(_col("enterprise_id", "企业编号", required=True)),
-    CellField(_col("name", "生产线名称", required=True, width=24)),
-    CellField(_col("process", "工艺", width=24)),
-))  # fmt: skip
-FACILITY_SHEET = SheetSpec("facility", "设施", "id", (
-    CellField(_col("id", "设施编号", required=True)),
-    CellField(_col("enterprise_id", "企业编号", required=True)),
-    _enum_field("kind", "设施类别", FACILITY_KINDS, required=True,
-                aliases={"产污": "production", "治污": "control", "生产设施": "production",
-                         "治理设施": "control"}),
-    CellField(_col("name", "设施名称", required=True, width=24)),
-    CellField(_col("code", "企业内设施编码")),
-    CellField(_col("production_line_id", "生产线编号")),
-    CellField(_col("process", "工序")),
-    CellField(_col("control_type", "治理工艺", note="治污设施：如 布袋除尘、活性炭吸附")),
-    CellField(_col("rated_kw", "额定功率(kW)"), _number),
-    _enum_field("status", "状态", STATUS),
-))  # fmt: skip
-DEVICE_SHEET = SheetSpec("device", "数采仪", "mn", (
-    CellField(_col("mn", "MN", required=True, width=28, note="HJ 212 设备唯一标识，最多 24 位")),
-    CellField(_col("enterprise_id", "企业编号")),
-    CellField(_col("name", "设备名称", width=20)),
-    CellField(_col("protocol_version", "协议版本", choices=("2005", "2017", "2025"))),
-    CellField(_col("electricity_profile", "电力编码方案", width=18, note="默认 ecowatt-default")),
-    _enum_field("crc_variant", "CRC方式", CRC),
-    _enum_field("status", "状态", STATUS),
-    CellField(_col("rtd_interval_s", "实时数据间隔(秒)"), _integer),
-    CellField(_col("password", "设备密码", note="仅导入：HJ 212 PW；留空则不修改；导出时不含"),
-              _text, import_only=True),
-))  # fmt: skip
-POINT_SHEET = SheetSpec("point", "监测点位", "id", (
-    CellField(_col("id", "点位编号", required=True)),
-    CellField(_col("enterprise_id", "企业编号", required=True)),
-    CellField(_col("name", "点位名称", required=True, width=24)),
-    _enum_field("point_type", "点位类型", POINT_TYPES, required=True, aliases=POINT_TYPE_ALIASES),
-    CellField(_col("facility_id", "设施编号", note="总电点位留空")),
-    CellField(_col("is_key", "关键点位", choices=("是", "否")), _boolean, _bool_cell),
-    CellField(_col("device_mn", "MN", width=28)),
-    CellField(_col("circuit", "回路号", note="1-99"), _integer),
-    CellField(_col("ct_ratio", "CT变比"), _number),
-    CellField(_col("pt_ratio", "PT变比"), _number),
-    CellField(_col("rated_kw", "额定功率(kW)"), _number),
-    CellField(_col("max_load_kw", "最大负荷(kW)"), _number),
-    CellField(_col("start_stop_kw", "启停阈值(kW)"), _number),
-    CellField(_col("low_load_kw", "低负荷阈值(kW)"), _number),
-    CellField(_col("commissioned_at", "联网时间", width=20, note="本地时间，如 2024-06-30 08:00:00"),
-              _datetime, _datetime_cell),
-    _enum_field("status", "状态", STATUS),
-    CellField(_col("expected_interval_s", "上报间隔(秒)"), _integer),
-))  # fmt: skip
-GROUP_SHEET = SheetSpec("control_group", "产治关系", "id", (
-    CellField(_col("id", "关系编号", required=True)),
-    CellField(_col("enterprise_id", "企业编号", required=True)),
-    CellField(_col("name", "名称", width=20)),
-    CellField(_col("production_facility_ids", "产污设施编号", required=True, width=24,
-                   note="多个用、分隔"), _id_list, _id_list_cell),
-    CellField(_col("control_facility_ids", "治污设施编号", required=True, width=24,
-                   note="多个用、分隔"), _id_list, _id_list_cell),
-    _enum_field("required_mode", "联动方式", MODES, note="全部：所有治污设施须运行；任一：一台即可"),
-    CellField(_col("start_lead_min", "开启容差(分钟)"), _integer),
-    CellField(_col("stop_lag_min", "关闭容差(分钟)"), _integer),
-    CellField(_col("valid_from", "生效日期"), _date),
-    CellField(_col("valid_to", "失效日期"), _date),
-))  # fmt: skip
+ENTERPRISE_SHEET = SheetSpec(
+    "enterprise",
+    "企业",
+    "id",
+    (
+        CellField(
+            _col("id", "企业编号", required=True, note="本工作簿内唯一；其他工作表用它指向企业")
+        ),
+        CellField(_col("name", "企业名称", required=True, width=30)),
+        CellField(_col("credit_code", "统一社会信用代码", width=22, note="18 位，GB 32100 校验位")),
+        CellField(
+            _col("district_code", "区县代码", required=True, note="GB/T 2260 区县级代码，如 610113")
+        ),
+        CellField(
+            _col("district_name", "区县名称", note="导出时填写，导入时忽略"), export_only=True
+        ),
+        CellField(_col("zone", "管理片区", note="片区代码或名称，如 XA-GX 或 高新区"), _zone),
+        CellField(_col("town", "街乡镇")),
+        CellField(_col("address", "详细地址", width=30)),
+        CellField(_col("longitude", "经度", note="WGS-84"), _number),
+        CellField(_col("latitude", "纬度", note="WGS-84"), _number),
+        CellField(_col("industry_code", "行业代码", note="GB/T 4754-2017 小类（4 位）")),
+        CellField(
+            _col("industry_name", "行业名称", width=20, note="导出时填写，导入时忽略"),
+            export_only=True,
+        ),
+        CellField(_col("key_industry", "重点行业类型")),
+        _enum_field(
+            "performance_grade", "绩效分级", GRADES, aliases={"引领": "leading", "无": "none"}
+        ),
+        CellField(_col("performance_grade_since", "分级生效日期"), _date),
+        CellField(_col("control_type", "管控类型")),
+        CellField(_col("exempt", "是否豁免", choices=("是", "否")), _boolean, _bool_cell),
+        _enum_field("production_status", "生产状态", PRODUCTION_STATUS),
+        CellField(_col("om_company", "运维单位", width=20)),
+        CellField(
+            _col("contacts", "联系人", width=30, note="姓名/电话/角色，多人用；分隔"),
+            _contacts,
+            _contacts_cell,
+        ),
+    ),
+)
+LINE_SHEET = SheetSpec(
+    "production_line",
+    "生产线",
+    "id",
+    (
+        CellField(_col("id", "生产线编号", required=True)),
+        CellField(_col("enterprise_id", "企业编号", required=True)),
+        CellField(_col("name", "生产线名称", required=True, width=24)),
+        CellField(_col("process", "工艺", width=24)),
+    ),
+)
+FACILITY_SHEET = SheetSpec(
+    "facility",
+    "设施",
+    "id",
+    (
+        CellField(_col("id", "设施编号", required=True)),
+        CellField(_col("enterprise_id", "企业编号", required=True)),
+        _enum_field(
+            "kind",
+            "设施类别",
+            FACILITY_KINDS,
+            required=True,
+            aliases={
+                "产污": "production",
+                "治污": "control",
+                "生产设施": "production",
+                "治理设施": "control",
+            },
+        ),
+        CellField(_col("name", "设施名称", required=True, width=24)),
+        CellField(_col("code", "企业内设施编码")),
+        CellField(_col("production_line_id", "生产线编号")),
+        CellField(_col("process", "工序")),
+        CellField(_col("control_type", "治理工艺", note="治污设施：如 布袋除尘、活性炭吸附")),
+        CellField(_col("rated_kw", "额定功率(kW)"), _number),
+        _enum_field("status", "状态", STATUS),
+    ),
+)
+DEVICE_SHEET = SheetSpec(
+    "device",
+    "数采仪",
+    "mn",
+    (
+        CellField(
+            _col("mn", "MN", required=True, width=28, note="HJ 212 设备唯一标识，最多 24 位")
+        ),
+        CellField(_col("enterprise_id", "企业编号")),
+        CellField(_col("name", "设备名称", width=20)),
+        CellField(_col("protocol_version", "协议版本", choices=("2005", "2017", "2025"))),
+        CellField(
+            _col("electricity_profile", "电力编码方案", width=18, note="默认 ecowatt-default")
+        ),
+        _enum_field("crc_variant", "CRC方式", CRC),
+        _enum_field("status", "状态", STATUS),
+        CellField(_col("rtd_interval_s", "实时数据间隔(秒)"), _integer),
+        CellField(
+            _col("password", "设备密码", note="仅导入：HJ 212 PW；留空则不修改；导出时不含"),
+            _text,
+            import_only=True,
+        ),
+    ),
+)
+POINT_SHEET = SheetSpec(
+    "point",
+    "监测点位",
+    "id",
+    (
+        CellField(_col("id", "点位编号", required=True)),
+        CellField(_col("enterprise_id", "企业编号", required=True)),
+        CellField(_col("name", "点位名称", required=True, width=24)),
+        _enum_field(
+            "point_type", "点位类型", POINT_TYPES, required=True, aliases=POINT_TYPE_ALIASES
+        ),
+        CellField(_col("facility_id", "设施编号", note="总电点位留空")),
+        CellField(_col("is_key", "关键点位", choices=("是", "否")), _boolean, _bool_cell),
+        CellField(_col("device_mn", "MN", width=28)),
+        CellField(_col("circuit", "回路号", note="1-99"), _integer),
+        CellField(_col("ct_ratio", "CT变比"), _number),
+        CellField(_col("pt_ratio", "PT变比"), _number),
+        CellField(_col("rated_kw", "额定功率(kW)"), _number),
+        CellField(_col("max_load_kw", "最大负荷(kW)"), _number),
+        CellField(_col("start_stop_kw", "启停阈值(kW)"), _number),
+        CellField(_col("low_load_kw", "低负荷阈值(kW)"), _number),
+        CellField(
+            _col("commissioned_at", "联网时间", width=20, note="本地时间，如 2024-06-30 08:00:00"),
+            _datetime,
+            _datetime_cell,
+        ),
+        _enum_field("status", "状态", STATUS),
+        CellField(_col("expected_interval_s", "上报间隔(秒)"), _integer),
+    ),
+)
+GROUP_SHEET = SheetSpec(
+    "control_group",
+    "产治关系",
+    "id",
+    (
+        CellField(_col("id", "关系编号", required=True)),
+        CellField(_col("enterprise_id", "企业编号", required=True)),
+        CellField(_col("name", "名称", width=20)),
+        CellField(
+            _col(
+                "production_facility_ids",
+                "产污设施编号",
+                required=True,
+                width=24,
+                note="多个用、分隔",
+            ),
+            _id_list,
+            _id_list_cell,
+        ),
+        CellField(
+            _col(
+                "control_facility_ids", "治污设施编号", required=True, width=24, note="多个用、分隔"
+            ),
+            _id_list,
+            _id_list_cell,
+        ),
+        _enum_field(
+            "required_mode", "联动方式", MODES, note="全部：所有治污设施须运行；任一：一台即可"
+        ),
+        CellField(_col("start_lead_min", "开启容差(分钟)"), _integer),
+        CellField(_col("stop_lag_min", "关闭容差(分钟)"), _integer),
+        CellField(_col("valid_from", "生效日期"), _date),
+        CellField(_col("valid_to", "失效日期"), _date),
+    ),
+)
 
 SHEETS: tuple[SheetSpec, ...] = (
-    ENTERPRISE_SHEET, LINE_SHEET, FACILITY_SHEET, DEVICE_SHEET, POINT_SHEET, GROUP_SHEET
-)  # fmt: skip
+    ENTERPRISE_SHEET,
+    LINE_SHEET,
+    FACILITY_SHEET,
+    DEVICE_SHEET,
+    POINT_SHEET,
+    GROUP_SHEET,
+)
 """Parents before children: the order of import."""
 SHEET_BY_KIND = {sheet.kind: sheet for sheet in SHEETS}
 

@@ -189,8 +189,13 @@ async def import_workbook(
                 )
                 continue
             if (sheet.kind, key) in rows:
-                fail(None, sheet, parsed_row.row, sheet.pk,
-                     f"编号“{key}”与第 {rows[(sheet.kind, key)].number} 行重复")  # fmt: skip
+                fail(
+                    None,
+                    sheet,
+                    parsed_row.row,
+                    sheet.pk,
+                    f"编号“{key}”与第 {rows[(sheet.kind, key)].number} 行重复",
+                )
                 rejected.add((sheet.kind, key))
                 continue
             row = _Row(sheet, parsed_row.row, key, present, password=present.pop("password", None))
@@ -230,15 +235,22 @@ async def import_workbook(
         ]
         existing = await writer.load(kind, [s[kind.pk] for s in states])
         writes = [
-            {k: v for k, v in state.items() if k in rows[(sheet.kind, state[kind.pk])].present
-             or k == "password_hash" or state[kind.pk] not in existing}
+            {
+                k: v
+                for k, v in state.items()
+                if k in rows[(sheet.kind, state[kind.pk])].present
+                or k == "password_hash"
+                or state[kind.pk] not in existing
+            }
             for state in states
-        ]  # fmt: skip
+        ]
         result = await writer.upsert(kind, writes)
         counts = report.sheets[sheet.title]
         counts.created, counts.updated, counts.unchanged = (
-            len(result.created), len(result.updated), len(result.unchanged),
-        )  # fmt: skip
+            len(result.created),
+            len(result.updated),
+            len(result.unchanged),
+        )
     _count_rejected(report, rows, rejected)
     report.applied = not dry_run
     return report
@@ -281,12 +293,24 @@ def _validate_fields(row: _Row, fail: Any) -> None:
                     start_stop_kw=values.get("start_stop_kw"),
                     low_load_kw=values.get("low_load_kw"),
                 ):
-                    fail(row, sheet, row.number, field_name,
-                         THRESHOLD_ZH.get(message, "点位类型需要填写设施编号"))  # fmt: skip
+                    fail(
+                        row,
+                        sheet,
+                        row.number,
+                        field_name,
+                        THRESHOLD_ZH.get(message, "点位类型需要填写设施编号"),
+                    )
                 continue
             if not name:
-                fail(row, sheet, row.number, "", _zh(error) if error["type"] != "value_error"
-                     else "产治关系有误：" + str(error.get("msg", "")).removeprefix("Value error, "))  # fmt: skip
+                fail(
+                    row,
+                    sheet,
+                    row.number,
+                    "",
+                    _zh(error)
+                    if error["type"] != "value_error"
+                    else "产治关系有误：" + str(error.get("msg", "")).removeprefix("Value error, "),
+                )
                 continue
             message = _special_zh(name, values.get(name)) or _zh(error)
             fail(row, sheet, row.number, name, message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import (
@@ -100,7 +100,7 @@ async def import_archive(
     request: Request,
     db_session: DbSession,
     identity: CurrentIdentity,
-    file: UploadFile = File(description="The .xlsx workbook"),
+    file: Annotated[UploadFile, File(description="The .xlsx workbook")],
     mode: Literal["all", "partial"] = Query(
         "all", description="all: any error rejects the workbook; partial: skip bad rows"
     ),
@@ -140,7 +140,7 @@ async def import_archive(
         "errors": [asdict(e) for e in result.errors],
     }
     return JSONResponse(
-        body, status_code=200 if result.applied or dry_run and not result.errors else 422
+        body, status_code=200 if result.applied or (dry_run and not result.errors) else 422
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Query
 from sqlalchemy import func, select
@@ -24,7 +24,7 @@ from ecowatt_registry.points.models import Point
 def filters(
     common: EnterpriseFilters,
     kind: str | None = Query(None, description="production or control"),
-    status: list[str] | None = Query(None, description="active, disabled, removed"),
+    status: Annotated[list[str] | None, Query(description="active, disabled, removed")] = None,
     production_line_id: str | None = None,
     without_points: bool | None = Query(None, description="true: only facilities with no point"),
 ) -> Conditions:

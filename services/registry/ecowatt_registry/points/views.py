@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Query
 
@@ -20,10 +20,10 @@ from ecowatt_registry.points.models import (
 
 def filters(
     common: EnterpriseFilters,
-    point_type: list[str] | None = Query(
-        None, description="total production control indirect combined"
-    ),
-    status: list[str] | None = Query(None, description="active, disabled, removed"),
+    point_type: Annotated[
+        list[str] | None, Query(description="total production control indirect combined")
+    ] = None,
+    status: Annotated[list[str] | None, Query(description="active, disabled, removed")] = None,
     facility_id: str | None = None,
     device_mn: str | None = None,
     missing_threshold: bool | None = Query(None, description="true: only points without 启停阈值"),

@@ -35,14 +35,18 @@ async def run(options: CityOptions, *, publish: bool, force: bool) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--enterprises", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20241)
     parser.add_argument("--defect-share", type=float, default=0.05)
     parser.add_argument("--publish", action="store_true", help="publish the outbox on Kafka here")
     parser.add_argument("--force", action="store_true", help="add to a non-empty archive")
     args = parser.parse_args()
-    options = CityOptions(enterprises=args.enterprises, seed=args.seed, defect_share=args.defect_share)
+    options = CityOptions(
+        enterprises=args.enterprises, seed=args.seed, defect_share=args.defect_share
+    )
     summary = asyncio.run(run(options, publish=args.publish, force=args.force))
     print(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
 
