@@ -232,6 +232,11 @@ class OutboxRelay:
         backoff = self.poll_interval_s
         cycles = 0
         while not self._stopping.is_set():
+            if not self.bus.started:
+                # A process may start its relay before its bus (standalone mode): wait quietly.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), min(self.poll_interval_s, 0.2))
+                continue
             try:
                 while not self._stopping.is_set() and await self.publish_batch():
                     pass

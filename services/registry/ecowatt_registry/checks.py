@@ -165,6 +165,7 @@ class ReferenceChecker:
                         f"生产线“{line}”属于其他企业",
                     )
         await self._check_points(facilities, devices)
+        await self._check_device_owners()
         self._check_groups(facilities)
         return self.issues
 
@@ -350,6 +351,36 @@ class ReferenceChecker:
                         )
                     else:
                         used[slot] = key
+
+    async def _check_device_owners(self) -> None:
+        """A device may change enterprise only if no point of another enterprise uses it."""
+        devices = {
+            mn: state["enterprise_id"]
+            for mn, state in self.proposed["device"].items()
+            if state.get("enterprise_id")
+        }
+        points = self.proposed["point"]
+        mns = sorted(devices)
+        for start in range(0, len(mns), _CHUNK):
+            rows = await self.session.execute(
+                select(Point.id, Point.device_mn, Point.enterprise_id).where(
+                    Point.device_mn.in_(mns[start : start + _CHUNK])
+                )
+            )
+            for point_id, mn, enterprise in rows.all():
+                if point_id in points:
+                    enterprise = points[point_id].get("enterprise_id", enterprise)
+                    if points[point_id].get("device_mn", mn) != mn:
+                        continue
+                if enterprise != devices[mn]:
+                    self._issue(
+                        "device",
+                        mn,
+                        "enterprise_id",
+                        f"point {point_id} of enterprise {enterprise} uses this device",
+                        f"数采仪仍被企业“{enterprise}”的点位“{point_id}”使用",
+                    )
+                    break
 
     def _check_groups(self, facilities: dict[str, dict[str, Any]]) -> None:
         for key, state in self.proposed["control_group"].items():

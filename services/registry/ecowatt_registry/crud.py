@@ -5,6 +5,7 @@ models, sortable fields, filters and extra read fields — and gets list, export
 create, update and delete endpoints that enforce scope and roles the same way.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -12,10 +13,11 @@ from typing import Annotated, Any
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE
 from ecowatt_kernel.identity import CurrentIdentity, DataScope, Identity
+from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.problems import Conflict, NotFound
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry import access, validation
@@ -23,7 +25,7 @@ from ecowatt_registry.archive import ArchiveWriter, Kind
 from ecowatt_registry.checks import ReferenceChecker
 from ecowatt_registry.enterprises.models import Enterprise
 from ecowatt_registry.events.relay import commit
-from ecowatt_registry.pagination import Page, PageParams, order_by, page_params
+from ecowatt_registry.pagination import Page, PageParams, order_by, page_params, paginate
 from ecowatt_registry.reference import tables
 from ecowatt_registry.schemas import field_error, field_problem
 
@@ -132,8 +134,6 @@ class Resource:
             )
         query = query.where(access.visible(scope), *conditions)
         if q:
-            from sqlalchemy import or_
-
             query = query.where(or_(*(c.icontains(q, autoescape=True) for c in self.search)))
         return query
 
@@ -164,6 +164,10 @@ class Resource:
             raise NotFound(f"{self.label} {key} not found")
         return (await self.read_many(session, [key]))[0]
 
+    async def stored(self, session: AsyncSession, key: str) -> dict[str, Any]:
+        """The stored row of `key` (control-group members included)."""
+        return (await ArchiveWriter(session, actor=None).load(self.kind, [key]))[key]
+
     async def write(
         self,
         session: AsyncSession,
@@ -172,10 +176,16 @@ class Resource:
         state: dict[str, Any],
         *,
         reason: str | None,
+        merged: dict[str, Any] | None = None,
     ) -> None:
-        """Check and write one entity's state (complete for a new entity)."""
+        """Check and write one entity's state (complete for a new entity).
+
+        `merged` is the whole entity after a partial change: the rules are checked on it,
+        while only `state` is written.
+        """
+        whole = {self.kind.pk: key, **(merged if merged is not None else state)}
         issues = await ReferenceChecker(
-            session, {self.kind.name: {key: {self.kind.pk: key, **state}}}, scope=identity.scope
+            session, {self.kind.name: {key: whole}}, scope=identity.scope
         ).check()
         if issues:
             if any(i.field == "credit_code" for i in issues):
@@ -202,24 +212,16 @@ def build_router(resource: Resource) -> APIRouter:
         params: Annotated[PageParams, Depends(page_params)],
         q: str | None = Query(None, description="Text search"),
     ) -> Page[Any]:
-        query = resource.base_query(identity.scope, filters, q)
-        from sqlalchemy import func
-
-        total = await db_session.scalar(select(func.count()).select_from(query.subquery()))
-        ordered = query.order_by(
-            *order_by(params.sort, resource.sortable, resource.default_sort), resource.pk_column
+        rows, total = await paginate(
+            db_session,
+            resource.base_query(identity.scope, filters, q),
+            params=params,
+            allowed_sort=resource.sortable,
+            default_sort=resource.default_sort,
+            tiebreak=resource.pk_column,
         )
-        ids = list(
-            (
-                await db_session.scalars(
-                    ordered.limit(params.page_size).offset((params.page - 1) * params.page_size)
-                )
-            ).all()
-        )
-        items = await resource.read_many(db_session, ids)
-        return Page[Any](
-            items=items, total=int(total or 0), page=params.page, page_size=params.page_size
-        )
+        items = await resource.read_many(db_session, [row[0] for row in rows])
+        return Page[Any](items=items, total=total, page=params.page, page_size=params.page_size)
 
     if resource.export is not None:
         export = resource.export
@@ -285,9 +287,8 @@ def build_router(resource: Resource) -> APIRouter:
         if resource.kind.name == "device":
             password = body.password  # type: ignore[attr-defined]
             if password is not None:
-                from ecowatt_kernel.passwords import hash_password
-
-                data["password_hash"] = hash_password(password.get_secret_value())
+                secret = password.get_secret_value()
+                data["password_hash"] = await asyncio.to_thread(hash_password, secret)
         await resource.write(db_session, identity, key, data, reason=body.reason)  # type: ignore[attr-defined]
         await commit(request, db_session)
         return await resource.read_one(db_session, identity.scope, key)
@@ -312,18 +313,21 @@ def build_router(resource: Resource) -> APIRouter:
             raise field_problem([field_error(f, "may not be null") for f in nulls])
         if "district_code" in patch:
             access.check_district_allowed(identity, patch["district_code"])
-        for name in resource.immutable:
-            if name in patch:
-                stored = (await ArchiveWriter(db_session, actor=None).load(resource.kind, [key]))[
-                    key
-                ]
-                if patch[name] != stored.get(name):
-                    raise field_problem([field_error(name, f"{name} cannot be changed")])
-        if resource.cross_check:
-            stored = (await ArchiveWriter(db_session, actor=None).load(resource.kind, [key]))[key]
-            if problems := resource.cross_check(stored | patch):
-                raise field_problem([field_error(f, m) for f, m in problems])
-        await resource.write(db_session, identity, key, patch, reason=body.reason)  # type: ignore[attr-defined]
+        stored = await resource.stored(db_session, key)
+        changed = [n for n in resource.immutable if n in patch and patch[n] != stored.get(n)]
+        if changed:
+            raise field_problem([field_error(n, f"{n} cannot be changed") for n in changed])
+        merged = {f: stored.get(f) for f in resource.kind.fields} | patch
+        if resource.cross_check and (problems := resource.cross_check(merged)):
+            raise field_problem([field_error(f, m) for f, m in problems])
+        await resource.write(
+            db_session,
+            identity,
+            key,
+            patch,
+            reason=body.reason,  # type: ignore[attr-defined]
+            merged=merged,
+        )
         await commit(request, db_session)
         return await resource.read_one(db_session, identity.scope, key)
 

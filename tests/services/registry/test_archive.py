@@ -332,3 +332,26 @@ async def test_pagination_sorting_and_filtering(registry: Registry) -> None:
     assert [e["id"] for e in text["items"]] == ["z3"]
     zone = (await client.get("/enterprises", params={"zone": "XA-GX"}, headers=CITY)).json()
     assert zone["total"] == 0
+
+
+async def test_partial_changes_are_checked_against_the_whole_entity(registry: Registry) -> None:
+    await build_enterprise(registry, "a")
+    await post(
+        registry,
+        "/facilities",
+        {"id": "a-cf2", "enterprise_id": "a", "kind": "control", "name": "二号除尘"},
+    )
+    client = registry.client
+    moved = await client.patch("/points/a-p1", json={"facility_id": "a-cf2"}, headers=CITY)
+    assert moved.status_code == 200, moved.text
+    wrong = await client.patch("/points/a-p1", json={"facility_id": "a-pf"}, headers=CITY)
+    assert wrong.status_code == 422, "a control point cannot move onto a production facility"
+    over = await client.patch("/points/a-p1", json={"start_stop_kw": 29}, headers=CITY)
+    assert over.status_code == 422, "above the stored maximum load (28 kW)"
+    assert "maximum load" in over.json()["errors"][0]["msg"]
+    immovable = await client.patch("/facilities/a-pf", json={"kind": "control"}, headers=CITY)
+    assert immovable.status_code == 422
+    await build_enterprise(registry, "b")
+    rebound = await client.patch("/devices/AMN", json={"enterprise_id": "b"}, headers=CITY)
+    assert rebound.status_code == 422, "its point a-p1 belongs to enterprise a"
+    assert "a-p1" in rebound.json()["errors"][0]["msg"]

@@ -208,12 +208,25 @@ async def import_workbook(
         _count_rejected(report, rows, rejected)
         return report
 
-    # Cross-entity rules; in partial mode drop failing rows (and, next round, their dependents).
+    # Cross-entity rules, on each entity as it will be: the stored row overlaid with the
+    # columns the workbook has. In partial mode failing rows are dropped (and, next round,
+    # the rows that depend on them).
+    reader = ArchiveWriter(session, actor=None)
+    stored: dict[str, dict[str, dict[str, Any]]] = {}
+    for sheet in SHEETS:
+        keys = [key for (kind, key) in rows if kind == sheet.kind]
+        stored[sheet.kind] = await reader.load(KINDS[sheet.kind], keys) if keys else {}
     for _ in range(8):
         proposed: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for (kind, key), row in rows.items():
-            if (kind, key) not in rejected:
-                proposed[kind][key] = row.full
+            if (kind, key) in rejected:
+                continue
+            before = stored[kind].get(key)
+            proposed[kind][key] = (
+                row.full
+                if before is None
+                else before | {k: v for k, v in row.full.items() if k in row.present}
+            )
         issues = await ReferenceChecker(session, proposed, scope=scope).check()
         for issue in issues:
             row = rows[(issue.kind, issue.key)]
@@ -233,7 +246,7 @@ async def import_workbook(
             for (name, key), row in rows.items()
             if name == sheet.kind and (name, key) not in rejected
         ]
-        existing = await writer.load(kind, [s[kind.pk] for s in states])
+        existing = stored[sheet.kind]
         writes = [
             {
                 k: v

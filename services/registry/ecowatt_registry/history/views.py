@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ecowatt_registry import access
 from ecowatt_registry.enterprises.models import Enterprise
 from ecowatt_registry.history.models import HistoryRead, HistoryRecord
-from ecowatt_registry.pagination import Page, PageParams, order_by, page_params
+from ecowatt_registry.pagination import Page, PageParams, page_params, paginate
 
 router = APIRouter(prefix="/history", tags=["history"])
 
@@ -47,19 +47,17 @@ async def list_history(
         query = query.where(HistoryRecord.changed_at >= since)
     if until:
         query = query.where(HistoryRecord.changed_at < until)
-    from sqlalchemy import func
-
-    total = await db_session.scalar(select(func.count()).select_from(query.subquery()))
-    ordered = query.order_by(
-        *order_by(params.sort, {"changed_at": HistoryRecord.changed_at}, "-changed_at"),
-        HistoryRecord.id.desc(),
-    )
-    records = await db_session.scalars(
-        ordered.limit(params.page_size).offset((params.page - 1) * params.page_size)
+    rows, total = await paginate(
+        db_session,
+        query,
+        params=params,
+        allowed_sort={"changed_at": HistoryRecord.changed_at},
+        default_sort="-changed_at",
+        tiebreak=HistoryRecord.id.desc(),
     )
     return Page[HistoryRead](
-        items=[HistoryRead.model_validate(r, from_attributes=True) for r in records],
-        total=int(total or 0),
+        items=[HistoryRead.model_validate(row[0], from_attributes=True) for row in rows],
+        total=total,
         page=params.page,
         page_size=params.page_size,
     )
