@@ -148,3 +148,28 @@ async def test_writes_need_an_editing_role(registry: Registry) -> None:
     partner = token(Role.PARTNER, everything=True)
     assert (await registry.client.post("/admin/republish", headers=partner)).status_code == 403
     assert (await registry.client.post("/admin/republish", headers=ADMIN)).status_code == 200
+
+
+async def test_openapi_documents_every_entity(registry: Registry) -> None:
+    schema = (await registry.client.get("/openapi.json")).json()
+    for path in (
+        "enterprises",
+        "production-lines",
+        "facilities",
+        "devices",
+        "points",
+        "control-groups",
+    ):
+        assert {"get", "post"} <= set(schema["paths"][f"/{path}"])
+        assert {"get", "patch", "delete"} <= set(schema["paths"][f"/{path}/{{key}}"])
+        assert "get" in schema["paths"][f"/{path}.xlsx"]
+    for path in (
+        "/import",
+        "/import/template",
+        "/export/archive.xlsx",
+        "/history",
+        "/admin/republish",
+    ):
+        assert path in schema["paths"]
+    device = schema["components"]["schemas"]["DeviceRead"]["properties"]
+    assert "password_hash" not in device and "password" not in device

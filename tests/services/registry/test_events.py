@@ -9,7 +9,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from ecowatt_kernel.app import create_app
+from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import (
+    TOPICS,
     EnterpriseSnapshot,
     PointSnapshot,
     RegistryChange,
@@ -98,32 +100,33 @@ async def test_in_process_bus_is_refilled_at_start_up(empty_database: str, redis
 async def test_changes_reach_real_kafka(
     empty_database: str, redis_url: str, kafka_bootstrap: str
 ) -> None:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     settings = registry_settings(
         empty_database, redis_url, bus_backend="kafka", kafka_bootstrap_servers=kafka_bootstrap
     )
     app = create_app(SERVICE, settings=settings)
     marker = f"k-{uuid.uuid4().hex[:8]}"
-    async with LifespanManager(app, startup_timeout=60) as manager:
-        await app.state.context.bus.ensure_topics(
-            [__import__("ecowatt_kernel.contracts", fromlist=["TOPICS"]).TOPICS["registry.changes"]]
-        )
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
-            created = await client.post(
-                "/enterprises", json=enterprise_body(id=marker), headers=CITY
-            )
-            assert created.status_code == 201
-            await wait_for(lambda: app.state.context.state["outbox_relay"].published >= 1)
-    consumer = AIOKafkaConsumer(
-        "registry.changes",
-        bootstrap_servers=kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
+        async with LifespanManager(app, startup_timeout=60) as manager:
+            await app.state.context.bus.ensure_topics([TOPICS["registry.changes"]])
+            partitions = [
+                TopicPartition("registry.changes", p)
+                for p in range(TOPICS["registry.changes"].partitions)
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            for partition in partitions:
+                await consumer.position(partition)  # fix the start before the change
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+                body = enterprise_body(id=marker)
+                created = await client.post("/enterprises", json=body, headers=CITY)
+                assert created.status_code == 201
+                relay = app.state.context.state["outbox_relay"]
+                await wait_for(lambda: relay.published >= 1)
         found = None
         for _ in range(100):
             batch = await consumer.getmany(timeout_ms=300)
@@ -136,3 +139,8 @@ async def test_changes_reach_real_kafka(
     finally:
         await consumer.stop()
     assert found is not None, "the snapshot was published on Kafka"
+    record = Record("registry.changes", 0, 0, found.key, found.value, tuple(found.headers), 0)
+    change = decode(record).data
+    assert isinstance(change, RegistryChange) and change.entity_id == marker
+    snapshot = parse_snapshot(change)
+    assert isinstance(snapshot, EnterpriseSnapshot) and snapshot.name == "西安测试涂装有限公司"

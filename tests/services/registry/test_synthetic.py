@@ -132,3 +132,67 @@ async def test_seeded_city_in_the_archive(registry: Registry) -> None:
         headers=ADMIN,
     )
     assert all(w["created"] == 0 and w["updated"] == 0 for w in again.json()["written"].values())
+
+
+async def test_start_up_seeds_an_empty_archive_only(empty_database: str, redis_url: str) -> None:
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from ecowatt_kernel.app import create_app
+    from ecowatt_registry.service import SERVICE
+
+    from .conftest import registry_settings
+
+    for seed in (5, 6):
+        settings = registry_settings(
+            empty_database,
+            redis_url,
+            registry_seed_city=True,
+            registry_seed=seed,
+            registry_seed_enterprises=4,
+        )
+        app = create_app(SERVICE, settings=settings)
+        async with LifespanManager(app, startup_timeout=60) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+                task = app.state.context.state["seed_task"]
+                await task
+                listed = (await client.get("/enterprises", headers=ADMIN)).json()
+                assert listed["total"] == 4
+                recorded = (await client.get("/admin/synthetic-city", headers=ADMIN)).json()
+                assert recorded["seed"] == 5, "the second start found the archive full"
+
+
+def test_command_line_tools(empty_database: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ECOWATT_DATABASE_URL": empty_database, "ECOWATT_ENVIRONMENT": "test"}
+    seeded = subprocess.run(
+        [sys.executable, "-m", "ecowatt_registry.synthetic", "--enterprises", "3", "--seed", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    assert '"enterprise": 3' in seeded.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "ecowatt_registry.synthetic", "--enterprises", "3", "--seed", "10"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "not empty" in refused.stderr
+    republished = subprocess.run(
+        [sys.executable, "-m", "ecowatt_registry.republish"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert republished.returncode == 0, republished.stderr
+    expected = generate_city(CityOptions(enterprises=3, seed=9))
+    total = sum(len(rows) for rows in expected.states.values())
+    assert republished.stdout.startswith(f"{total} snapshots written to the outbox")
