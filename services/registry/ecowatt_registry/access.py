@@ -9,7 +9,6 @@ archive-editing roles *and* the entity inside the scope.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from ecowatt_kernel.identity import DataScope, Identity, Role, require_roles
 from ecowatt_kernel.problems import Forbidden, NotFound
@@ -55,8 +54,3 @@ def new_id() -> str:
 
 def actor_of(identity: Identity) -> str:
     return identity.subject
-
-
-def payload(model: Any, *, exclude: set[str] | None = None) -> dict[str, Any]:
-    """The fields a request model set, without bookkeeping fields."""
-    return dict(model.model_dump(exclude_unset=True, exclude=(exclude or set()) | {"reason"}))

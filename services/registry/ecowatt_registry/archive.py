@@ -49,24 +49,19 @@ MEMBER_FIELDS = ("production_facility_ids", "control_facility_ids")
 
 
 def _enterprise_snapshot(row: dict[str, Any]) -> Snapshot:
+    """The enterprise with names and upper industry levels derived from its codes."""
+    industry = tables.industries().get(row.get("industry_code") or "")
     path = tables.industry_path(row.get("industry_code"))
     district = tables.county(row.get("district_code"))
     return EnterpriseSnapshot.model_validate(
         {
             **row,
             "district_name": district.name if district else None,
-            "industry_name": path[level].name
-            if (level := _level_of(row.get("industry_code"))) and level in path
-            else None,
+            "industry_name": industry.name if industry else None,
             "industry_section": path["section"].code if "section" in path else None,
             "industry_division": path["division"].code if "division" in path else None,
         }
     )
-
-
-def _level_of(code: str | None) -> Any:
-    entry = tables.industries().get(code or "")
-    return entry.level if entry else None
 
 
 @dataclass(frozen=True)
@@ -302,17 +297,22 @@ class ArchiveWriter:
         actor: str | None,
         reason: str | None = None,
         now: datetime | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.session = session
         self.actor = actor
         self.reason = reason
         self.now = now or datetime.now(UTC)
         self.published = 0
+        self.exclusive = exclusive
         self._locked = False
 
     async def _lock(self) -> None:
         if not self._locked:
-            await self.session.execute(select(func.pg_advisory_xact_lock_shared(ARCHIVE_LOCK)))
+            lock = (
+                func.pg_advisory_xact_lock if self.exclusive else func.pg_advisory_xact_lock_shared
+            )
+            await self.session.execute(select(lock(ARCHIVE_LOCK)))
             self._locked = True
 
     async def load(self, kind: Kind, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -547,15 +547,28 @@ class ArchiveWriter:
         await enqueue(self.session, OUTBOX, messages)
         self.published += len(messages)
 
+    async def republish(self, kind: Kind) -> None:
+        """Write the current snapshot of every entity of `kind` to the outbox again."""
+        await self._lock()
+        ids = list(
+            (
+                await self.session.scalars(
+                    select(kind.table.c[kind.pk]).order_by(kind.table.c[kind.pk])
+                )
+            ).all()
+        )
+        for chunk in _chunks(ids):
+            rows = await self.load(kind, chunk)
+            await self._publish(kind, [rows[i] for i in chunk if i in rows], "upsert")
+
 
 async def republish_all(session: AsyncSession, *, actor: str | None) -> int:
-    """Write every entity's current snapshot to the outbox; the number of messages."""
-    await session.execute(select(func.pg_advisory_xact_lock(ARCHIVE_LOCK)))
-    writer = ArchiveWriter(session, actor=actor)
-    writer._locked = True  # the exclusive lock covers the writer's own work
+    """Write every entity's current snapshot to the outbox, parents first; the count.
+
+    Holds the archive lock exclusively: a change committed before is included, one
+    committed after gets an outbox row after these, so the bus never ends on an old state.
+    """
+    writer = ArchiveWriter(session, actor=actor, exclusive=True)
     for kind in KINDS.values():
-        ids = list((await session.scalars(select(kind.table.c[kind.pk]))).all())
-        for chunk in _chunks(ids):
-            rows = await writer.load(kind, chunk)
-            await writer._publish(kind, [rows[i] for i in chunk if i in rows], "upsert")
+        await writer.republish(kind)
     return writer.published

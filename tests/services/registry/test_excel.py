@@ -224,3 +224,25 @@ async def test_template_lists_every_sheet_and_instructions(registry: Registry) -
     assert book.sheetnames == ["企业", "生产线", "设施", "数采仪", "监测点位", "产治关系", "说明"]
     notes = list(book["说明"].iter_rows(values_only=True))
     assert ("监测点位", "点位类型", "point_type", "是") in [r[:4] for r in notes]
+
+
+async def test_row_level_rules_get_chinese_messages_on_their_column(registry: Registry) -> None:
+    bad = archive()
+    bad["产治关系"] = [
+        [*bad["产治关系"][0], "生效日期", "失效日期"],
+        ["G1", "E1", "F1", "F2", "全部", "2025-02-01", "2025-01-01"],
+        ["G2", "E1", "F1、F2", "F2", "任一", None, None],
+    ]
+    bad["监测点位"] = [
+        *bad["监测点位"],
+        ["P9", "E1", "风机", "治污", None, None, None, 5, None, None],
+    ]
+    bad["设施"] = [*bad["设施"], ["F3", "E1", "其他设施", "锅炉", -1]]
+    response = await upload(registry, workbook(bad))
+    errors = {(e["sheet"], e["row"], e["column"]): e["message"] for e in response.json()["errors"]}
+    assert errors[("产治关系", 2, "失效日期")] == "失效日期不能早于生效日期"
+    assert errors[("产治关系", 3, "治污设施编号")] == "同一设施不能既是产污设施又是治污设施"
+    assert errors[("监测点位", 4, "设施编号")] == "点位类型需要填写设施编号"
+    assert errors[("设施", 4, "设施类别")].startswith("“其他设施”不是有效值")
+    assert errors[("设施", 4, "额定功率(kW)")] == "必须大于 0"
+    assert len(errors) == 5, errors

@@ -49,6 +49,15 @@ THRESHOLD_ZH = {
     "the low-load threshold exceeds the maximum load": "低负荷阈值不能大于最大负荷",
 }
 
+GROUP_ZH = {
+    "valid_to must not be before valid_from": ("valid_to", "失效日期不能早于生效日期"),
+    "a facility cannot be on both sides": (
+        "control_facility_ids",
+        "同一设施不能既是产污设施又是治污设施",
+    ),
+    "a facility is listed twice": ("production_facility_ids", "设施编号重复"),
+}
+
 
 @dataclass
 class SheetCounts:
@@ -70,6 +79,10 @@ class ImportReport:
     errors: list[CellError] = field(default_factory=list)
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def _zh(error: dict[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     messages = {
@@ -83,13 +96,13 @@ def _zh(error: dict[str, Any]) -> str:
     if kind in messages:
         return messages[kind]
     if kind == "greater_than":
-        return f"必须大于 {ctx.get('gt')}"
+        return f"必须大于 {_number(ctx.get('gt'))}"
     if kind == "greater_than_equal":
-        return f"不能小于 {ctx.get('ge')}"
+        return f"不能小于 {_number(ctx.get('ge'))}"
     if kind == "less_than_equal":
-        return f"不能大于 {ctx.get('le')}"
+        return f"不能大于 {_number(ctx.get('le'))}"
     if kind == "less_than":
-        return f"必须小于 {ctx.get('lt')}"
+        return f"必须小于 {_number(ctx.get('lt'))}"
     if kind in ("string_too_long", "too_long"):
         return f"过长（最多 {ctx.get('max_length')}）"
     return f"取值无效：{error.get('msg', '')}"
@@ -162,7 +175,7 @@ async def import_workbook(
             continue
         for parsed_row in sheet_rows.rows:
             present: dict[str, Any] = {}
-            cell_errors = False
+            unreadable: set[str] = set()
             for f in sheet.fields:
                 if f.export_only or f.key not in parsed_row.values:
                     continue
@@ -170,7 +183,7 @@ async def import_workbook(
                     present[f.key] = f.parse(parsed_row.values[f.key])
                 except CellValueError as exc:
                     fail(None, sheet, parsed_row.row, f.key, str(exc))
-                    cell_errors = True
+                    unreadable.add(f.key)
             key = present.get(sheet.pk)
             if key is None:
                 fail(None, sheet, parsed_row.row, sheet.pk, "不能为空")
@@ -200,10 +213,10 @@ async def import_workbook(
                 continue
             row = _Row(sheet, parsed_row.row, key, present, password=present.pop("password", None))
             rows[(sheet.kind, key)] = row
-            if cell_errors:
+            if unreadable:
                 rejected.add((sheet.kind, key))
-                continue
-            _validate_fields(row, fail)
+            # Field rules run on the readable cells too, so that one pass reports them all.
+            _validate_fields(row, fail, skip=unreadable)
     if errors and mode == "all":
         _count_rejected(report, rows, rejected)
         return report
@@ -278,10 +291,15 @@ def _count_rejected(
         )
 
 
-def _validate_fields(row: _Row, fail: Any) -> None:
-    """Field rules of one row; fills `row.full` with the validated values."""
+def _validate_fields(row: _Row, fail: Any, *, skip: set[str] | None = None) -> None:
+    """Field rules of one row; fills `row.full` with the validated values.
+
+    Cells in `skip` could not be read (already reported): they are left out, and problems
+    on them are not reported twice.
+    """
     sheet = row.sheet
-    values = {k: v for k, v in row.present.items() if k != sheet.pk}
+    skip = skip or set()
+    values = {k: v for k, v in row.present.items() if k != sheet.pk and k not in skip}
     model = FIELD_MODELS[sheet.kind]
     # An empty cell of a field with a default means "the default", not "nothing".
     for name, info in model.model_fields.items():
@@ -315,15 +333,14 @@ def _validate_fields(row: _Row, fail: Any) -> None:
                     )
                 continue
             if not name:
-                fail(
-                    row,
-                    sheet,
-                    row.number,
-                    "",
-                    _zh(error)
-                    if error["type"] != "value_error"
-                    else "产治关系有误：" + str(error.get("msg", "")).removeprefix("Value error, "),
+                message = str(error.get("msg", "")).removeprefix("Value error, ")
+                column, text = next(
+                    ((c, zh) for en, (c, zh) in GROUP_ZH.items() if message.startswith(en)),
+                    ("", _zh(error)),
                 )
+                fail(row, sheet, row.number, column, text)
+                continue
+            if name in skip:
                 continue
             message = _special_zh(name, values.get(name)) or _zh(error)
             fail(row, sheet, row.number, name, message)

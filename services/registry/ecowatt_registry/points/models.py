@@ -67,9 +67,6 @@ class Point(Revisioned, Base):
     expected_interval_s: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
 
 
-Kw = float
-
-
 class PointFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
