@@ -162,37 +162,48 @@ async def test_start_up_seeds_an_empty_archive_only(empty_database: str, redis_u
                 assert recorded["seed"] == 5, "the second start found the archive full"
 
 
-def test_command_line_tools(empty_database: str) -> None:
+async def test_command_line_tools(empty_database: str) -> None:
+    import asyncio
     import os
     import subprocess
     import sys
 
+    from ecowatt_kernel.db import async_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     env = {**os.environ, "ECOWATT_DATABASE_URL": empty_database, "ECOWATT_ENVIRONMENT": "test"}
-    seeded = subprocess.run(
-        [sys.executable, "-m", "ecowatt_registry.synthetic", "--enterprises", "3", "--seed", "9"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    seeded = await asyncio.to_thread(
+        run, "ecowatt_registry.synthetic", "--enterprises", "3", "--seed", "9"
     )
     assert seeded.returncode == 0, seeded.stderr
-    assert '"enterprise": 3' in seeded.stdout
-    refused = subprocess.run(
-        [sys.executable, "-m", "ecowatt_registry.synthetic", "--enterprises", "3", "--seed", "10"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    refused = await asyncio.to_thread(
+        run, "ecowatt_registry.synthetic", "--enterprises", "3", "--seed", "10"
     )
     assert refused.returncode != 0 and "not empty" in refused.stderr
-    republished = subprocess.run(
-        [sys.executable, "-m", "ecowatt_registry.republish"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    republished = await asyncio.to_thread(run, "ecowatt_registry.republish")
     assert republished.returncode == 0, republished.stderr
-    expected = generate_city(CityOptions(enterprises=3, seed=9))
-    total = sum(len(rows) for rows in expected.states.values())
-    assert republished.stdout.startswith(f"{total} snapshots written to the outbox")
+    engine = create_async_engine(async_url(empty_database))
+    try:
+        async with engine.connect() as connection:
+            tables = (
+                "enterprise",
+                "production_line",
+                "facility",
+                "device",
+                "point",
+                "control_group",
+            )
+            rows = 0
+            for table in tables:
+                rows += await connection.scalar(text(f"SELECT count(*) FROM registry.{table}"))
+            enterprises = await connection.scalar(text("SELECT count(*) FROM registry.enterprise"))
+    finally:
+        await engine.dispose()
+    assert enterprises == 3
+    assert republished.stdout.startswith(f"{rows} snapshots written to the outbox")
