@@ -120,6 +120,10 @@ class Resource:
     def pk_column(self) -> Any:
         return self.table.c[self.kind.pk]
 
+    def default_order(self) -> list[ColumnElement[Any]]:
+        """The ORDER BY of the default sort."""
+        return order_by(None, self.sortable, self.default_sort)
+
     def base_query(self, scope: DataScope, conditions: Conditions, q: str | None) -> Select[Any]:
         """Ids of the entities the scope may see that match the filters."""
         if self.kind.name == "enterprise":

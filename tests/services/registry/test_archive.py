@@ -355,3 +355,26 @@ async def test_partial_changes_are_checked_against_the_whole_entity(registry: Re
     rebound = await client.patch("/devices/AMN", json={"enterprise_id": "b"}, headers=CITY)
     assert rebound.status_code == 422, "its point a-p1 belongs to enterprise a"
     assert "a-p1" in rebound.json()["errors"][0]["msg"]
+
+
+async def test_one_enterprise_archive_gathers_everything(registry: Registry) -> None:
+    await build_enterprise(registry, "a")
+    await build_enterprise(registry, "b")
+    await post(
+        registry,
+        "/control-groups",
+        {"id": "g1", "enterprise_id": "a", "production_facility_ids": ["a-pf"],
+         "control_facility_ids": ["a-cf"]},
+    )  # fmt: skip
+    response = await registry.client.get("/enterprises/a/archive", headers=CITY)
+    assert response.status_code == 200, response.text
+    archive = response.json()
+    assert archive["enterprise"]["id"] == "a"
+    assert archive["enterprise"]["point_count"] == 1
+    assert archive["enterprise"]["control_facility_count"] == 1
+    assert {f["id"] for f in archive["facilities"]} == {"a-pf", "a-cf"}
+    assert [g["id"] for g in archive["control_groups"]] == ["g1"]
+    assert [d["mn"] for d in archive["devices"]] == ["AMN"]
+    assert [p["id"] for p in archive["points"]] == ["a-p1"]
+    officer = token(Role.DISTRICT_OFFICER, districts=("610113",))
+    assert (await registry.client.get("/enterprises/a/archive", headers=officer)).status_code == 404

@@ -1,4 +1,4 @@
-"""Enterprise endpoints: CRUD, export, and the performance-grade history."""
+"""Enterprise endpoints: CRUD, export, the performance-grade history, the whole archive."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from typing import Any
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.identity import CurrentIdentity
 from fastapi import Query
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry import validation
 from ecowatt_registry.archive import ENTERPRISE
+from ecowatt_registry.control_groups.models import ControlGroupRead
+from ecowatt_registry.control_groups.views import RESOURCE as GROUPS
 from ecowatt_registry.crud import Conditions, EnterpriseFilters, Resource, build_router
-from ecowatt_registry.devices.models import Device
+from ecowatt_registry.devices.models import Device, DeviceRead
+from ecowatt_registry.devices.views import RESOURCE as DEVICES
 from ecowatt_registry.enterprises.models import (
     Enterprise,
     EnterpriseCreate,
@@ -23,9 +27,12 @@ from ecowatt_registry.enterprises.models import (
     GradeRecord,
 )
 from ecowatt_registry.excel.exporter import exporter
-from ecowatt_registry.facilities.models import Facility
-from ecowatt_registry.points.models import Point
-from ecowatt_registry.production_lines.models import ProductionLine
+from ecowatt_registry.facilities.models import Facility, FacilityRead
+from ecowatt_registry.facilities.views import RESOURCE as FACILITIES
+from ecowatt_registry.points.models import Point, PointRead
+from ecowatt_registry.points.views import RESOURCE as POINTS
+from ecowatt_registry.production_lines.models import ProductionLine, ProductionLineRead
+from ecowatt_registry.production_lines.views import RESOURCE as LINES
 from ecowatt_registry.reference import tables
 
 
@@ -157,3 +164,40 @@ async def list_grades(
 
 
 __all__ = ["RESOURCE", "router"]
+
+
+class EnterpriseArchive(BaseModel):
+    """一企一档: an enterprise with everything that belongs to it."""
+
+    enterprise: EnterpriseRead
+    production_lines: list[ProductionLineRead]
+    facilities: list[FacilityRead]
+    control_groups: list[ControlGroupRead]
+    devices: list[DeviceRead]
+    points: list[PointRead]
+
+
+@router.get("/{key}/archive", summary="The whole archive of one enterprise (一企一档)")
+async def read_archive(key: str, db_session: DbSession, identity: CurrentIdentity) -> Any:
+    """The enterprise, its lines, facilities, control groups, devices and points."""
+    enterprise = await RESOURCE.read_one(db_session, identity.scope, key)
+    parts: dict[str, Any] = {"enterprise": enterprise}
+    for name, resource in (
+        ("production_lines", LINES),
+        ("facilities", FACILITIES),
+        ("control_groups", GROUPS),
+        ("devices", DEVICES),
+        ("points", POINTS),
+    ):
+        column = resource.table.c.enterprise_id
+        ids = list(
+            (
+                await db_session.scalars(
+                    select(resource.pk_column)
+                    .where(column == key)
+                    .order_by(*resource.default_order(), resource.pk_column)
+                )
+            ).all()
+        )
+        parts[name] = await resource.read_many(db_session, ids)
+    return EnterpriseArchive.model_validate(parts)
