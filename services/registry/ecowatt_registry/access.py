@@ -9,10 +9,13 @@ archive-editing roles *and* the entity inside the scope.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ecowatt_kernel.identity import DataScope, Identity, Role, require_roles
-from ecowatt_kernel.problems import Forbidden, NotFound
+from ecowatt_kernel.problems import Conflict, Forbidden, NotFound
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry.enterprises.models import Enterprise
@@ -54,3 +57,16 @@ def new_id() -> str:
 
 def actor_of(identity: Identity) -> str:
     return identity.subject
+
+
+@contextmanager
+def conflicts_as_409() -> Iterator[None]:
+    """Turn a constraint the checks missed (e.g. a concurrent write) into a 409 problem."""
+    try:
+        yield
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        raise Conflict(
+            "the change conflicts with the stored archive"
+            + (f" (constraint {constraint})" if constraint else ""),
+        ) from None

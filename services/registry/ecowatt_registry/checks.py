@@ -26,6 +26,7 @@ from ecowatt_registry.archive import (
     PRODUCTION_LINE,
 )
 from ecowatt_registry.enterprises.models import Enterprise
+from ecowatt_registry.facilities.models import Facility
 from ecowatt_registry.points.models import Point
 
 _CHUNK = 5000
@@ -166,6 +167,7 @@ class ReferenceChecker:
                     )
         await self._check_points(facilities, devices)
         await self._check_device_owners()
+        await self._check_facility_codes()
         self._check_groups(facilities)
         return self.issues
 
@@ -351,6 +353,37 @@ class ReferenceChecker:
                         )
                     else:
                         used[slot] = key
+
+    async def _check_facility_codes(self) -> None:
+        """设施编号 (`code`) is unique inside an enterprise."""
+        proposed = self.proposed["facility"]
+        wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for key, state in proposed.items():
+            if state.get("code") and state.get("enterprise_id"):
+                wanted[(state["enterprise_id"], state["code"])].append(key)
+        enterprises = sorted({e for e, _ in wanted})
+        for start in range(0, len(enterprises), _CHUNK):
+            rows = await self.session.execute(
+                select(Facility.id, Facility.enterprise_id, Facility.code).where(
+                    Facility.enterprise_id.in_(enterprises[start : start + _CHUNK]),
+                    Facility.code.is_not(None),
+                )
+            )
+            for facility_id, enterprise, code in rows.all():
+                if (enterprise, code) in wanted and facility_id not in proposed:
+                    wanted[(enterprise, code)].append(facility_id)
+        for (_, code), keys in wanted.items():
+            if len(keys) > 1:
+                for key in keys:
+                    if key in proposed:
+                        others = ", ".join(k for k in keys if k != key)
+                        self._issue(
+                            "facility",
+                            key,
+                            "code",
+                            f"code {code} is also used by facility {others}",
+                            f"企业内设施编码“{code}”与设施“{others}”重复",
+                        )
 
     async def _check_device_owners(self) -> None:
         """A device may change enterprise only if no point of another enterprise uses it."""

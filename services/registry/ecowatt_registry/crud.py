@@ -196,7 +196,8 @@ class Resource:
                 raise Conflict(issues[0].en, errors=[field_error(i.field, i.en) for i in issues])
             raise field_problem([field_error(i.field, i.en) for i in issues])
         writer = ArchiveWriter(session, actor=access.actor_of(identity), reason=reason)
-        await writer.upsert(self.kind, [{self.kind.pk: key, **state}])
+        with access.conflicts_as_409():
+            await writer.upsert(self.kind, [{self.kind.pk: key, **state}])
 
 
 def build_router(resource: Resource) -> APIRouter:
@@ -352,9 +353,9 @@ def build_router(resource: Resource) -> APIRouter:
             raise Conflict(
                 f"{label} {key} is still referred to: {'; '.join(found)}", referred_by=found
             )
-        await ArchiveWriter(db_session, actor=access.actor_of(identity), reason=reason).delete(
-            resource.kind, [key]
-        )
+        writer = ArchiveWriter(db_session, actor=access.actor_of(identity), reason=reason)
+        with access.conflicts_as_409():
+            await writer.delete(resource.kind, [key])
         await commit(request, db_session)
         return Response(status_code=204)
 

@@ -378,3 +378,14 @@ async def test_one_enterprise_archive_gathers_everything(registry: Registry) -> 
     assert [p["id"] for p in archive["points"]] == ["a-p1"]
     officer = token(Role.DISTRICT_OFFICER, districts=("610113",))
     assert (await registry.client.get("/enterprises/a/archive", headers=officer)).status_code == 404
+
+
+async def test_facility_codes_are_unique_inside_an_enterprise(registry: Registry) -> None:
+    await build_enterprise(registry, "a")
+    await build_enterprise(registry, "b")
+    body = {"enterprise_id": "a", "kind": "control", "name": "除尘", "code": "TA001"}
+    await post(registry, "/facilities", body)
+    again = await registry.client.post("/facilities", json=body, headers=CITY)
+    assert again.status_code == 422
+    assert again.json()["errors"][0]["loc"] == ["body", "code"]
+    await post(registry, "/facilities", body | {"enterprise_id": "b"})  # another enterprise

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry import validation
 from ecowatt_registry.archive import ENTERPRISE
-from ecowatt_registry.control_groups.models import ControlGroupRead
+from ecowatt_registry.control_groups.models import ControlGroup, ControlGroupRead
 from ecowatt_registry.control_groups.views import RESOURCE as GROUPS
 from ecowatt_registry.crud import Conditions, EnterpriseFilters, Resource, build_router
 from ecowatt_registry.devices.models import Device, DeviceRead
@@ -98,6 +98,7 @@ async def dependents(session: AsyncSession, key: str) -> list[str]:
         (Facility, "facilities"),
         (Point, "points"),
         (Device, "devices"),
+        (ControlGroup, "control groups"),
     ):
         count = await session.scalar(
             select(func.count()).select_from(model).where(model.enterprise_id == key)

@@ -113,15 +113,16 @@ async def import_archive(
     if len(data) > _MAX_UPLOAD:
         raise Problem("the workbook is larger than 64 MiB", status=413, type_suffix="too-large")
     try:
-        result = await import_workbook(
-            db_session,
-            data,
-            scope=identity.scope,
-            actor=access.actor_of(identity),
-            reason=reason,
-            mode=mode,
-            dry_run=dry_run,
-        )
+        with access.conflicts_as_409():
+            result = await import_workbook(
+                db_session,
+                data,
+                scope=identity.scope,
+                actor=access.actor_of(identity),
+                reason=reason,
+                mode=mode,
+                dry_run=dry_run,
+            )
     except WorkbookError as exc:
         raise Problem(str(exc), status=422, type_suffix="invalid-workbook") from None
     if result.applied:
