@@ -17,12 +17,12 @@ from ecowatt_kernel.outbox import (
     outbox_table,
     pending_count,
 )
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, Table, text
 
 pytestmark = pytest.mark.integration
 
 
-async def make_outbox(url: str) -> tuple[Database, object]:
+async def make_outbox(url: str) -> tuple[Database, Table]:
     database = Database(url, schema="probe")
     async with database.engine.begin() as connection:
         await connection.execute(text("CREATE SCHEMA IF NOT EXISTS probe"))
@@ -43,17 +43,17 @@ async def test_rolled_back_rows_are_never_published_committed_ones_are(empty_dat
     try:
         with pytest.raises(RuntimeError):
             async with database.transaction() as session:
-                await enqueue(session, table, [message(0)])  # type: ignore[arg-type]
+                await enqueue(session, table, [message(0)])
                 raise RuntimeError("the change fails")
         async with database.transaction() as session:
-            await enqueue(session, table, [message(1), message(2)])  # type: ignore[arg-type]
-        relay = OutboxRelay(engine=database.engine, bus=bus, table=table)  # type: ignore[arg-type]
+            await enqueue(session, table, [message(1), message(2)])
+        relay = OutboxRelay(engine=database.engine, bus=bus, table=table)
         assert await relay.drain() == 2
         published = bus.read_all("probe.topic")
         assert sorted(r.value for r in published) == [b"v1", b"v2"]
         assert all(r.header("h") == b"\x00\xff" for r in published)
         assert await relay.drain() == 0, "published rows are marked"
-        assert await pending_count(database.engine, table) == 0  # type: ignore[arg-type]
+        assert await pending_count(database.engine, table) == 0
     finally:
         await bus.stop()
         await database.dispose()
@@ -79,23 +79,23 @@ async def test_relay_restart_publishes_every_row_at_least_once(empty_database: s
     await bus.start()
     try:
         async with database.transaction() as session:
-            await enqueue(session, table, [message(n) for n in range(10)])  # type: ignore[arg-type]
+            await enqueue(session, table, [message(n) for n in range(10)])
         relay = OutboxRelay(
             engine=database.engine, bus=bus, table=table, batch_size=4, poll_interval_s=0.05
-        )  # type: ignore[arg-type]
+        )
         await relay.start()
         for _ in range(200):
-            if await pending_count(database.engine, table) == 0:  # type: ignore[arg-type]
+            if await pending_count(database.engine, table) == 0:
                 break
             await asyncio.sleep(0.05)
         await relay.stop()
         async with database.transaction() as session:
-            await enqueue(session, table, [message(n) for n in range(10, 15)])  # type: ignore[arg-type]
-        restarted = OutboxRelay(engine=database.engine, bus=bus, table=table, poll_interval_s=0.05)  # type: ignore[arg-type]
+            await enqueue(session, table, [message(n) for n in range(10, 15)])
+        restarted = OutboxRelay(engine=database.engine, bus=bus, table=table, poll_interval_s=0.05)
         await restarted.start()
         restarted.wake()
         for _ in range(200):
-            if await pending_count(database.engine, table) == 0:  # type: ignore[arg-type]
+            if await pending_count(database.engine, table) == 0:
                 break
             await asyncio.sleep(0.05)
         await restarted.stop()
@@ -113,11 +113,11 @@ async def test_only_one_relay_publishes_an_outbox_at_a_time(empty_database: str)
     await bus.start()
     try:
         async with database.transaction() as session:
-            await enqueue(session, table, [message(n) for n in range(50)])  # type: ignore[arg-type]
+            await enqueue(session, table, [message(n) for n in range(50)])
         relays = [
             OutboxRelay(engine=database.engine, bus=bus, table=table, batch_size=5)
             for _ in range(3)
-        ]  # type: ignore[arg-type]
+        ]
         await asyncio.gather(*(r.drain() for r in relays))
         while await relays[0].drain():
             pass
@@ -140,8 +140,8 @@ async def test_relay_publishes_to_real_kafka(empty_database: str, kafka_bootstra
     try:
         await bus.ensure_topics([TopicSpec(topic, "k", "", partitions=1)])
         async with database.transaction() as session:
-            await enqueue(session, table, [message(n, topic) for n in range(5)])  # type: ignore[arg-type]
-        relay = OutboxRelay(engine=database.engine, bus=bus, table=table)  # type: ignore[arg-type]
+            await enqueue(session, table, [message(n, topic) for n in range(5)])
+        relay = OutboxRelay(engine=database.engine, bus=bus, table=table)
         assert await relay.drain() == 5
         from aiokafka import AIOKafkaConsumer
 
