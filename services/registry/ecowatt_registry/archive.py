@@ -29,10 +29,11 @@ from ecowatt_kernel.contracts import (
 from ecowatt_kernel.contracts.registry import Snapshot
 from ecowatt_kernel.outbox import enqueue
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry.control_groups.models import ControlGroup, ControlGroupMember
-from ecowatt_registry.database import OUTBOX
+from ecowatt_registry.database import OUTBOX, Tombstone
 from ecowatt_registry.devices.models import Device
 from ecowatt_registry.enterprises.models import Enterprise, GradeRecord
 from ecowatt_registry.facilities.models import Facility
@@ -346,6 +347,9 @@ class ArchiveWriter:
         await self._lock()
         result = WriteResult()
         existing = await self.load(kind, [s[kind.pk] for s in states])
+        buried = await self._tombstones(
+            kind, [s[kind.pk] for s in states if s[kind.pk] not in existing]
+        )
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
@@ -360,7 +364,7 @@ class ArchiveWriter:
             if old is None:
                 row = dict.fromkeys(kind.fields) | kind.defaults | state
                 row |= {
-                    "revision": 1,
+                    "revision": buried.get(key, 0) + 1,
                     "created_at": self.now,
                     "updated_at": self.now,
                     "created_by": self.actor,
@@ -430,8 +434,39 @@ class ArchiveWriter:
             for row in existing.values()
         ]
         await self.session.execute(insert(HistoryRecord.__table__), history)
+        tombstones = Tombstone.__table__
+        statement = pg_insert(tombstones).values(
+            [
+                {
+                    "entity": kind.name,
+                    "entity_id": key,
+                    "revision": row["revision"] + 1,
+                    "deleted_at": self.now,
+                }
+                for key, row in existing.items()
+            ]
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["entity", "entity_id"],
+                set_={"revision": statement.excluded.revision, "deleted_at": self.now},
+            )
+        )
         await self._publish(kind, list(existing.values()), "delete")
         return list(existing)
+
+    async def _tombstones(self, kind: Kind, ids: Sequence[str]) -> dict[str, int]:
+        """The last revision of deleted entities among `ids`."""
+        table = Tombstone.__table__
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids))):
+            rows = await self.session.execute(
+                select(table.c.entity_id, table.c.revision).where(
+                    table.c.entity == kind.name, table.c.entity_id.in_(chunk)
+                )
+            )
+            found.update((key, revision) for key, revision in rows.all())
+        return found
 
     def _history(
         self, kind: Kind, row: dict[str, Any], operation: str, changes: dict[str, Any]

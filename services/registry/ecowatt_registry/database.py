@@ -48,4 +48,16 @@ class Meta(Base):
     )
 
 
+class Tombstone(Base):
+    """The last revision of a deleted entity: a re-created one continues after it, so that
+    consumers that keep the highest revision per entity do not ignore it."""
+
+    __tablename__ = "tombstone"
+
+    entity: Mapped[str] = mapped_column(Text, primary_key=True)
+    entity_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 OUTBOX = outbox_table(Base.metadata)

@@ -1,7 +1,7 @@
 """Every table of the registry, imported so that `Base.metadata` knows them all."""
 
 from ecowatt_registry.control_groups.models import ControlGroup, ControlGroupMember
-from ecowatt_registry.database import OUTBOX, Base, Meta
+from ecowatt_registry.database import OUTBOX, Base, Meta, Tombstone
 from ecowatt_registry.devices.models import Device
 from ecowatt_registry.enterprises.models import Enterprise, GradeRecord
 from ecowatt_registry.facilities.models import Facility
@@ -22,4 +22,5 @@ __all__ = [
     "Meta",
     "Point",
     "ProductionLine",
+    "Tombstone",
 ]

@@ -54,6 +54,10 @@ async def test_create_read_update_delete_enterprise(registry: Registry) -> None:
     await wait_for(lambda: any(c.operation == "delete" for c in registry.changes()))
     deleted = next(c for c in registry.changes() if c.operation == "delete")
     assert deleted.entity_id == "e-1" and deleted.revision == 3 and deleted.snapshot is None
+    # Re-created under the same id, it continues after the delete's revision, so that a
+    # consumer keeping the highest revision per entity takes it.
+    again = await client.post("/enterprises", json=enterprise_body(id="e-1"), headers=CITY)
+    assert again.status_code == 201 and again.json()["revision"] == 4
 
 
 @pytest.mark.parametrize(
