@@ -11,6 +11,8 @@ from ._reasons import Reason
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # a frame may stop after its CRC when the trailer is one of these or a prefix of one
 _TRAILER_PREFIXES = (b"\r", b"\r\r", b"\\", b"\\r", b"\\r\\")
+# garbage is held (not reported) while shorter than this, so that one bad span is one event
+_GARBAGE_HOLD = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +48,10 @@ class StreamFramer:
     the length counts characters instead of bytes; otherwise the span is rejected and the
     framer resynchronises on the next ``##``.
 
-    Memory stays below ``max_segment_size`` plus a few bytes.  A frame that ends exactly at
-    the end of the data fed so far is held back until the next byte shows whether a trailer
-    follows; call :meth:`flush` when the connection goes idle or closes to release it.
+    Memory stays below ``max_segment_size`` plus about 1 KiB of held garbage.  A frame that
+    ends exactly at the end of the data fed so far is held back until the next byte shows
+    whether a trailer follows; call :meth:`flush` when the connection goes idle or closes to
+    release it.
     """
 
     def __init__(self, *, max_segment_size: int = 4096) -> None:
@@ -82,10 +85,11 @@ class StreamFramer:
         while pos < size:
             start = buf.find(b"##", pos)
             if start < 0:
+                if not final and size - pos <= _GARBAGE_HOLD:
+                    break  # hold short garbage: the next chunk may extend it or bring '##'
                 # keep a lone trailing '#': it may be the first half of the next header
                 end = size - 1 if (not final and buf[size - 1] == 0x23) else size
-                if end > pos:
-                    self._reject(out, buf, pos, end, Reason.GARBAGE, "bytes outside any frame")
+                self._reject(out, buf, pos, end, Reason.GARBAGE, "bytes outside any frame")
                 pos = end
                 break
             if start > pos:
@@ -98,7 +102,14 @@ class StreamFramer:
             if isinstance(verdict, Trailer):
                 out.append(RawFrame(bytes(buf[start:end]), self._offset + start, verdict))
             else:
-                self._reject(out, buf, start, end, verdict[0], verdict[1])
+                # a rejected frame takes the bytes up to the next '##' with it
+                resync = buf.find(b"##", end)
+                if resync < 0:
+                    if not final and size - end <= _GARBAGE_HOLD:
+                        break
+                    resync = size - 1 if (not final and buf[size - 1] == 0x23) else size
+                self._reject(out, buf, start, resync, verdict[0], verdict[1])
+                end = resync
             pos = end
         if pos:
             del buf[:pos]
