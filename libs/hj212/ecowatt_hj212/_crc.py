@@ -90,10 +90,12 @@ def modbus_crc(data: bytes | bytearray | memoryview) -> int:
 def hj212_crc_over_characters(text: str) -> int:
     """The Appendix A loop fed UTF-16 code units, as peers that iterate characters do."""
     units = text.encode("utf-16-be")
+    table = _TABLE
     r = 0xFFFF
     for i in range(0, len(units), 2):
-        r = (r >> 8) ^ ((units[i] << 8) | units[i + 1])
-        r = _shift_rounds(r)
+        # (r >> 8) ^ unit has its high byte from the unit only; the 8 rounds move that byte
+        # down unchanged and apply the table to the low byte
+        r = table[(r >> 8) ^ units[i + 1]] ^ units[i]
     return r
 
 
