@@ -230,6 +230,8 @@ def _parse_segment(
     flag = _small_int(get("Flag"), "Flag", 255, Reason.FLAG_MALFORMED, notes)
     pnum = _small_int(get("PNUM"), "PNUM", 9999, Reason.PART_NUMBER_MALFORMED, notes)
     pno = _small_int(get("PNO"), "PNO", 9999, Reason.PART_NUMBER_MALFORMED, notes)
+    if flag is not None and flag & 2 and (pnum is None or pno is None):
+        notes.append(Note(Reason.PART_NUMBER_MALFORMED, "Flag D bit set without PNUM and PNO"))
     if flag is not None:
         bits = flag >> 2
         version = _VERSIONS[bits] if bits < 3 else ProtocolVersion.UNKNOWN

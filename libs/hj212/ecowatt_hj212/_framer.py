@@ -228,4 +228,9 @@ class StreamFramer:
             )
         else:
             detail = f"no CRC and trailer where declared length {declared} puts them"
+        if end == header and end < start + 6 + declared + 4:
+            return end, (
+                Reason.FRAME_TRUNCATED,
+                "frame interrupted by a new '##' header before its declared end",
+            )
         return end, (Reason.LENGTH_MISMATCH, detail)

@@ -141,6 +141,7 @@ class Reassembler:
                 return None
             del self._done[key]
         if pnum == 1:
+            self._remember_done(key, frozenset({digest}), now)
             return SplitSet(key=key, pnum=1, parts=(frame,), complete=True)
         pending = self._open.get(key)
         if pending is None:
@@ -163,7 +164,7 @@ class Reassembler:
         if len(pending.parts) == pnum:
             del self._open[key]
             self._bytes -= pending.size
-            self._remember_done(key, pending, now)
+            self._remember_done(key, frozenset(pending.digests), now)
             return SplitSet(
                 key=key,
                 pnum=pnum,
@@ -185,8 +186,8 @@ class Reassembler:
             del self._done[key]
         return given_up
 
-    def _remember_done(self, key: SplitKey, pending: _Pending, now: float) -> None:
-        self._done[key] = (now + self._timeout, frozenset(pending.digests))
+    def _remember_done(self, key: SplitKey, digests: frozenset[int], now: float) -> None:
+        self._done[key] = (now + self._timeout, digests)
         while len(self._done) > self._max_open:
             del self._done[next(iter(self._done))]
 
