@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ._crc import (
     HJ212_POSSIBLE_LOW_BYTES,
     CrcVariant,
@@ -258,7 +260,7 @@ def _parse_segment(
             cp_text = text[cp_at + 5 : close]
             if text[close + 2 :].strip():
                 notes.append(Note(Reason.TRAILING_BYTES, "text after the closing '&&' ignored"))
-        _parse_cp(cp_text, items, params, codes, notes)
+        items = _parse_cp(cp_text, params, codes, notes)
         moment_text = params.get("DataTime")
         if moment_text is not None:
             data_time = parse_hj212_time(moment_text)
@@ -330,13 +332,39 @@ def _small_int(
     return None
 
 
+_PAIR = re.compile(r"([^;,=]+)=([^;,=]*)")
+
+
 def _parse_cp(
     body: str,
-    items: list[tuple[str, str]],
     params: dict[str, str],
     codes: dict[str, dict[str, str]],
     notes: list[Note],
-) -> None:
+) -> list[tuple[str, str]]:
+    """Fill ``params``/``codes`` and return every item in order."""
+    if not body:
+        return []
+    if "//" not in body and " " not in body and "\t" not in body and "--" not in body:
+        # fast path for well-formed CP: one regex pass; any doubt falls through to the
+        # careful path below, which also writes the notes
+        pairs: list[tuple[str, str]] = _PAIR.findall(body)
+        count = len(pairs)
+        if count == body.count("=") and count == body.count(";") + body.count(",") + 1:
+            for key, value in pairs:
+                code, dash, suffix = key.partition("-")
+                if dash:
+                    group = codes.get(code)
+                    if group is None:
+                        codes[code] = {suffix: value}
+                    else:
+                        group[suffix] = value
+                else:
+                    params[key] = value
+            if len(params) + sum(map(len, codes.values())) == count:
+                return pairs
+            params.clear()  # a repeated key: redo carefully to note it
+            codes.clear()
+    items: list[tuple[str, str]] = []
     if "//" in body:
         pairs = _split_protected(body, notes)
     else:
@@ -378,6 +406,7 @@ def _parse_cp(
             if key in params:
                 notes.append(Note(Reason.CP_ITEM_DUPLICATE, f"{key} repeated; last kept"))
             params[key] = value
+    return items
 
 
 def _split_protected(body: str, notes: list[Note]) -> list[tuple[str, str]]:
