@@ -71,14 +71,17 @@ def _policy(accepted: list[str]) -> CrcPolicy:
     return CrcPolicy(default=frozenset(CrcVariant(v) for v in accepted) | {CrcVariant.HJ212})
 
 
-def _read_input(value: str | None, stdin: TextIO) -> str:
-    return value if value is not None else stdin.read()
+def _read_input(value: str | None) -> bytes:
+    """The argument as UTF-8, or stdin's raw bytes (kept exact: trailers, GB18030 text)."""
+    if value is not None:
+        return value.encode("utf-8", "surrogateescape")
+    return sys.stdin.buffer.read()
 
 
 def _decode_command(args: argparse.Namespace) -> int:
-    text = _read_input(args.frame, sys.stdin)
+    data = _read_input(args.frame)
     try:
-        frame = decode(text, crc_policy=_policy(args.accept_crc))
+        frame = decode(data, crc_policy=_policy(args.accept_crc))
         error: DecodeError | None = None
     except DecodeError as exc:
         if exc.frame is None:
@@ -228,10 +231,9 @@ def _frame_of_line(line: bytes) -> bytes:
 
 
 def _crc_command(args: argparse.Namespace) -> int:
-    text = _read_input(args.segment, sys.stdin)
+    segment = _read_input(args.segment)
     if args.segment is None:
-        text = text.rstrip("\r\n")
-    segment = text.encode("utf-8")
+        segment = segment.rstrip(b"\r\n")
     if args.frame:
         segment = decode(segment).segment
     value = hj212_crc(segment)
@@ -245,15 +247,14 @@ def _crc_command(args: argparse.Namespace) -> int:
 
 
 def _build_command(args: argparse.Namespace) -> int:
-    text = _read_input(args.message, sys.stdin)
-    message = message_from_json(text)
+    message = message_from_json(_read_input(args.message))
     frames = encode_split(message, max_segment_size=args.split) if args.split else [encode(message)]
     for frame in frames:
         sys.stdout.write(frame.decode("utf-8"))
     return 0
 
 
-def message_from_json(text: str) -> Message:
+def message_from_json(text: str | bytes) -> Message:
     """Build a :class:`Message` from JSON: header fields plus ``cp`` (object or pairs)."""
     try:
         data = json.loads(text)

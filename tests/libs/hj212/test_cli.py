@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,8 @@ def test_build_command_round_trips(
     }
     assert main(["build", json.dumps(message)]) == 0
     assert capsys.readouterr().out == APPENDIX_A
-    monkeypatch.setattr(
-        "sys.stdin", io.StringIO(json.dumps({**message, "cp": [["RtdInterval", "30"]]}))
-    )
+    pairs = json.dumps({**message, "cp": [["RtdInterval", "30"]]})
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pairs.encode())))
     assert main(["build"]) == 0
     assert capsys.readouterr().out == APPENDIX_A
 
@@ -141,3 +141,15 @@ def test_build_split(capsys: pytest.CaptureFixture[str]) -> None:
 def test_build_rejects_bad_json(capsys: pytest.CaptureFixture[str], bad: str) -> None:
     assert main(["build", bad]) == 2
     assert "value_illegal" in capsys.readouterr().err
+
+
+def test_decode_reads_exact_bytes_from_stdin(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    frame_of: Callable[..., bytes],
+) -> None:
+    data = frame_of("ST=32;CN=3020;CP=&&i11001-Info=//设备故障//&&".encode("gb18030"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["decode"]) == 0
+    out = capsys.readouterr().out
+    assert "trailer   crlf   text encoding gb18030" in out and "//设备故障//" in out
