@@ -5,14 +5,11 @@ HJ212_FUZZ_RUNS ?= 1000000
 
 .PHONY: fuzz-hj212 bench-codec test-hj212
 
-## fuzz-hj212: >= 1,000,000 fuzz inputs through the codec (atheris when installed)
-fuzz-hj212:
+fuzz-hj212: install ## >= 1,000,000 fuzz inputs through the codec (atheris when installed)
 	$(PY) libs/hj212/fuzz/fuzz_hj212.py --runs $(HJ212_FUZZ_RUNS)
 
-## bench-codec: decode+verify frames/s and framer MB/s on one core
-bench-codec:
+bench-codec: install ## Codec decode+verify frames/s and framer MB/s on one core
 	$(PY) libs/hj212/bench/bench_codec.py
 
-## test-hj212: the codec's test suite (includes a short fuzz run)
-test-hj212:
+test-hj212: install ## The codec's test suite (includes a short fuzz run)
 	$(UV) run pytest tests/libs/hj212 -q

@@ -38,9 +38,13 @@ def test_sample_frame_versions_match_where_the_file_is_certain(
     sample_record: dict[str, Any],
 ) -> None:
     expected = sample_record["version"]
+    detected = decode_any(sample_record["frame"]).version.value
     if "?" in expected:
-        pytest.skip("the file itself is unsure of this frame's version")
-    assert decode_any(sample_record["frame"]).version.value == expected
+        # The file is unsure (e.g. Flag=8 in a 2021 sample reads as 2025 by its bits, §2.2):
+        # only require one of the editions the codec knows.
+        assert detected in {"2005", "2017", "2025", "unknown"}
+    else:
+        assert detected == expected
 
 
 def test_sample_crc_failures_name_the_variant_the_file_names(
@@ -178,12 +182,15 @@ def test_every_trailer_variant_verifies(
 
 
 def test_lowercase_crc_is_accepted_and_noted(frame_of: Callable[..., bytes]) -> None:
-    segment = "ST=32;CN=2011;CP=&&a01-Rtd=1&&"
-    upper = frame_of(segment)
+    # Pick a value whose CRC has hex letters, so that lower-casing changes it.
+    upper = next(
+        f
+        for v in range(100)
+        if not (f := frame_of(f"ST=32;CN=2011;CP=&&a01-Rtd={v}&&"))[-6:-2].isdigit()
+    )
     lower = upper[:-6] + upper[-6:-2].lower() + b"\r\n"
+    assert lower != upper
     frame = hj212.decode(lower)
-    if upper[-6:-2].isdigit():
-        pytest.skip("this CRC has no hex letters")
     assert frame.verification.crc.ok
     assert Reason.CRC_LOWERCASE in note_reasons(frame)
 
