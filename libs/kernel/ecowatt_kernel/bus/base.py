@@ -278,6 +278,10 @@ class Bus(abc.ABC):
         """True when the bus can publish now."""
 
     @abc.abstractmethod
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The offset the next message of each partition of `topic` will get."""
+
+    @abc.abstractmethod
     async def _connect(self) -> None: ...
 
     @abc.abstractmethod

@@ -151,6 +151,19 @@ class KafkaBus(Bus):
             return False
         return True
 
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        probe = AIOKafkaConsumer(**self.connection.options())
+        await probe.start()
+        try:
+            partitions = probe.partitions_for_topic(topic) or set()
+            if not partitions:
+                await probe._client.force_metadata_update()
+                partitions = probe.partitions_for_topic(topic) or set()
+            ends = await probe.end_offsets([TopicPartition(topic, p) for p in partitions])
+        finally:
+            await probe.stop()
+        return {tp.partition: offset for tp, offset in ends.items()}
+
     async def publish(self, messages: Sequence[Message]) -> None:
         producer = self._producer
         if producer is None:

@@ -132,9 +132,8 @@ class InProcessBus(Bus):
                 )
             self.topic(spec.dlq)
 
-    def end_offsets(self, name: str) -> list[int]:
-        """End offset of each partition (tests and diagnostics)."""
-        return [p.end for p in self.topic(name).partitions]
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        return {index: p.end for index, p in enumerate(self.topic(topic).partitions)}
 
     def read_all(self, name: str) -> list[Record]:
         """Every retained record of a topic, partition by partition (tests and diagnostics)."""
