@@ -123,7 +123,10 @@ async def test_view_of_an_empty_topic_is_ready_at_once() -> None:
 def test_synthetic_device_password_is_hmac_of_seed_and_mn() -> None:
     expected = (
         int.from_bytes(
-            hmac.new(b"42", b"010000A8900016F000169DC0", hashlib.sha256).digest()[:8], "big"
+            hmac.new(
+                b"ecowatt-synthetic-city:42", b"010000A8900016F000169DC0", hashlib.sha256
+            ).digest()[:8],
+            "big",
         )
         % 1_000_000
     )
