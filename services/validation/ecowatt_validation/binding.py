@@ -58,6 +58,7 @@ INVALIDATING = frozenset(
 )
 CONSTANT_KEYS = ("active_power_kw", "current_a:A", "current_a:B", "current_a:C")
 HOURS = 24
+_EPSILON = 1e-9  # values are decimal text: 99.99 - 100.0 must be -0.01, not a hair below
 
 
 class StateConflict(TransientError):
@@ -414,7 +415,7 @@ class Binder:
         neg = self.rules(R.NEGATIVE_ENERGY).params
         interval_energy = values.get("energy_interval_kwh")
         if interval_energy is not None and item.flag_ok.get("energy_interval_kwh", False):
-            if interval_energy < -neg["min_negative_kwh"]:
+            if interval_energy < -neg["min_negative_kwh"] - _EPSILON:
                 quality.setdefault("energy_interval_kwh", []).append("negative_energy")
                 agg.neg_energy_events += 1
                 self._fire(
@@ -524,7 +525,7 @@ class Binder:
         ratio = _ratio("energy_total_kwh", point) or 1.0
         delta = value - previous
         flag: str | None = None
-        if delta < -params["min_negative_kwh"]:
+        if delta < -params["min_negative_kwh"] - _EPSILON:
             raw_prev, raw_now = previous / ratio, item.raw_counter
             modulus = 10.0 ** len(str(int(max(raw_prev, 1.0))))
             fraction = params["rollover_fraction"]
@@ -577,7 +578,7 @@ class Binder:
         if power is not None and item.flag_ok.get("active_power_kw", False):
             neg = self.rules(R.NEGATIVE_POWER).params
             limit = max(neg["min_kw"], neg["rated_fraction"] * rated)
-            if power < -limit:
+            if power < -limit - _EPSILON:
                 item.quality.setdefault("active_power_kw", []).append("negative_power")
                 agg.neg_power_samples += 1
                 if in_order:
