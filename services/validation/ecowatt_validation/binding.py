@@ -311,7 +311,7 @@ class Binder:
                 item.flag_ok[key] = ok
                 if flag and flag.upper() != "N":
                     item.quality.setdefault(key, []).append(f"flag:{flag.upper()}")
-                if quantity == "energy_total_kwh" and binding.aggregate in ("instant", "max"):
+                if quantity == "energy_total_kwh" and binding.aggregate in ("instant", "max"):  # noqa: SIM102
                     if binding.aggregate == "instant" or item.raw_counter is None:
                         item.raw_counter = raw
         return list(bound.values()), sorted(set(unbound))
@@ -691,7 +691,7 @@ class Binder:
                         )
             if missing_days:
                 rows = await driver.fetch(
-                    "SELECT d.* FROM validation.point_daily d JOIN unnest($1::text[], $2::date[]) AS k(p, d)"
+                    "SELECT d.* FROM validation.point_daily d JOIN unnest($1::text[], $2::date[]) AS k(p, d)"  # noqa: E501
                     " ON d.point_id = k.p AND d.day = k.d",
                     [p for p, _ in missing_days],
                     [d for _, d in missing_days],
@@ -856,14 +856,15 @@ _DAILY_COLUMNS = (
     "last_time",
 )
 _DAILY_UPSERT = (
-    f"INSERT INTO validation.point_daily ({', '.join(_DAILY_COLUMNS)}) VALUES "
+    f"INSERT INTO validation.point_daily ({', '.join(_DAILY_COLUMNS)}) VALUES "  # noqa: S608
     f"({', '.join(f'${i}' for i in range(1, len(_DAILY_COLUMNS) + 1))}) "
     "ON CONFLICT (point_id, day) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _DAILY_COLUMNS[2:])
 )
 
 _UNBOUND_UPSERT = """
-INSERT INTO validation.unbound_readings AS u (mn, day, reason, detail, enterprise_id, count, last_seen_at)
+INSERT INTO validation.unbound_readings AS u
+  (mn, day, reason, detail, enterprise_id, count, last_seen_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (mn, day, reason, detail) DO UPDATE SET
   count = u.count + EXCLUDED.count, last_seen_at = greatest(u.last_seen_at, EXCLUDED.last_seen_at),

@@ -417,9 +417,9 @@ class Checks:
         async with self.database.session() as session:
             result = await session.execute(
                 text(
-                    "SELECT point_id, interval_s, energy_kwh, reported_kwh, deltas, p_max, p_n, samples,"
+                    "SELECT point_id, interval_s, energy_kwh, reported_kwh, deltas, p_max, p_n, samples,"  # noqa: E501
                     " valid_samples, slots, hourly_kwh, neg_energy_events, resets, rollovers,"
-                    " neg_power_samples, neg_power_run_max, const_max_h, latency_grades, latency_max_s"
+                    " neg_power_samples, neg_power_run_max, const_max_h, latency_grades, latency_max_s"  # noqa: E501
                     " FROM validation.point_daily WHERE day = :day"
                 ),
                 {"day": day},
@@ -428,7 +428,7 @@ class Checks:
             q05 = self.rules(R.ABNORMAL_LARGE_ENERGY).params
             history_rows = await session.execute(
                 text(
-                    "SELECT point_id, array_agg(CASE WHEN deltas > 0 THEN energy_kwh ELSE reported_kwh END)"
+                    "SELECT point_id, array_agg(CASE WHEN deltas > 0 THEN energy_kwh ELSE reported_kwh END)"  # noqa: E501
                     " AS energies FROM validation.point_daily WHERE day >= :first AND day < :day"
                     " AND completeness >= :valid AND neg_energy_events = 0 GROUP BY point_id"
                 ),
@@ -466,8 +466,8 @@ class Checks:
         async with self.database.session() as session:
             unbound = await session.execute(
                 text(
-                    "SELECT mn, enterprise_id, sum(count) AS n, array_agg(DISTINCT detail) AS circuits"
-                    " FROM validation.unbound_readings WHERE day = :day AND reason = 'unknown_circuit'"
+                    "SELECT mn, enterprise_id, sum(count) AS n, array_agg(DISTINCT detail) AS circuits"  # noqa: E501
+                    " FROM validation.unbound_readings WHERE day = :day AND reason = 'unknown_circuit'"  # noqa: E501
                     " AND enterprise_id IS NOT NULL GROUP BY mn, enterprise_id"
                 ),
                 {"day": day},
@@ -501,7 +501,7 @@ class Checks:
             return [h for c in codes for h in by_rule.get(c, [])]
 
         async with self.database.transaction() as session:
-            for start_at in range(0, len(rows_out), 5000):
+            for start_at in range(0, len(rows_out), 2000):
                 stmt = insert(POINT_DAILY).values(
                     [
                         {
@@ -511,7 +511,7 @@ class Checks:
                             "hourly_kwh": [0.0] * 24,
                             "latency_grades": [0] * 5,
                         }
-                        for r in rows_out[start_at : start_at + 5000]
+                        for r in rows_out[start_at : start_at + 2000]
                     ]
                 )
                 await session.execute(

@@ -205,7 +205,7 @@ class FindingStore:
             )
             if change is not None:
                 events.append(self._event(values, change, now))
-        for chunk in _chunks(upserts, 2000):
+        for chunk in _chunks(upserts, 1000):
             stmt = insert(FINDINGS).values(list(chunk))
             columns = {c.name: stmt.excluded[c.name] for c in FINDINGS.c if c.name != "id"}
             await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns))
@@ -252,7 +252,7 @@ class FindingStore:
             }
             updates.append(values)
             events.append(self._event(values, "resolved", now))
-        for chunk in _chunks(updates, 2000):
+        for chunk in _chunks(updates, 1000):
             stmt = insert(FINDINGS).values(list(chunk))
             columns = {c.name: stmt.excluded[c.name] for c in FINDINGS.c if c.name != "id"}
             await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns))

@@ -9,7 +9,7 @@ from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, KafkaConnection
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Harness  # noqa: E402
+from harness import Harness
 
 pytestmark = pytest.mark.integration
 

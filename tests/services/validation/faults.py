@@ -61,7 +61,9 @@ class SyntheticFaults:
         self.count = enterprises
         self.day = day
         self.rng = random.Random(seed)
-        self.fault = {f"S{i:02d}": FAULTS[i] if i < len(FAULTS) else "healthy" for i in range(enterprises)}
+        self.fault = {
+            f"S{i:02d}": FAULTS[i] if i < len(FAULTS) else "healthy" for i in range(enterprises)
+        }
 
     def _credit(self, index: int) -> str:
         body = f"91610113MA{index:07d}"
@@ -77,7 +79,11 @@ class SyntheticFaults:
             elif fault == "invalid_credit_code":
                 credit = credit[:-1] + ("0" if credit[-1] != "0" else "1")
             out += [
-                enterprise(eid, credit_code=credit, industry_code="30" if fault == "industry_division" else "3011"),
+                enterprise(
+                    eid,
+                    credit_code=credit,
+                    industry_code="30" if fault == "industry_division" else "3011",
+                ),
                 facility(f"{eid}-F1", "production", eid),
                 facility(f"{eid}-F2", "control", eid),
                 device(mn, eid),
@@ -86,16 +92,34 @@ class SyntheticFaults:
             if fault != "no_total_point":
                 out.append(point(f"{eid}-PT", "total", mn, 1, eid, **common))
             out.append(
-                point(f"{eid}-PP", "production", mn, 2, eid, facility_id=f"{eid}-F1",
-                      start_stop_kw=None if fault == "production_threshold" else 10.0,
-                      ct_ratio=10.0 if fault == "wrong_ct_ratio" else 1.0, **common)
+                point(
+                    f"{eid}-PP",
+                    "production",
+                    mn,
+                    2,
+                    eid,
+                    facility_id=f"{eid}-F1",
+                    start_stop_kw=None if fault == "production_threshold" else 10.0,
+                    ct_ratio=10.0 if fault == "wrong_ct_ratio" else 1.0,
+                    **common,
+                )
             )
             out.append(
-                point(f"{eid}-PC", "control", mn, 3, eid, facility_id=f"{eid}-F2",
-                      start_stop_kw=None if fault == "control_threshold" else 2.0, **common)
+                point(
+                    f"{eid}-PC",
+                    "control",
+                    mn,
+                    3,
+                    eid,
+                    facility_id=f"{eid}-F2",
+                    start_stop_kw=None if fault == "control_threshold" else 2.0,
+                    **common,
+                )
             )
             if fault == "no_data_point":
-                out.append(point(f"{eid}-P4", "production", mn, 4, eid, facility_id=f"{eid}-F1", **common))
+                out.append(
+                    point(f"{eid}-P4", "production", mn, 4, eid, facility_id=f"{eid}-F1", **common)
+                )
         return out
 
     def readings(self) -> Iterator[TelemetryReading]:

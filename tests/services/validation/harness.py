@@ -85,7 +85,9 @@ def reading(
     )
 
 
-def meter(circuit: int, power: float | None, energy: float | None, flag: str = "N", **extra: str) -> dict[str, dict[str, str]]:
+def meter(
+    circuit: int, power: float | None, energy: float | None, flag: str = "N", **extra: str
+) -> dict[str, dict[str, str]]:
     """Items of one circuit in the default profile: power (xe01), counter (xe02)."""
     items: dict[str, dict[str, str]] = {}
     if power is not None:
@@ -143,7 +145,9 @@ class Harness:
         rulebook = RuleBook()
         async with database.transaction() as session:
             await rulebook.load(session)
-        findings = FindingStore(rules=rulebook, enterprise=enterprise_info(view), topic=config.findings_topic)
+        findings = FindingStore(
+            rules=rulebook, enterprise=enterprise_info(view), topic=config.findings_topic
+        )
         relay = OutboxRelay(engine=database.engine, bus=bus, table=OUTBOX, poll_interval_s=0.2)
         holder: list[Harness] = []
 
@@ -151,16 +155,29 @@ class Harness:
             return holder[0].now[0]
 
         binder = Binder(
-            database=database, bus=bus, view=view, findings=findings, rules=rulebook,
-            timezone=config.timezone, valid_flags=config.valid_flag_set,
-            sample_cns=config.sample_cn_set, points_topic=config.points_topic, clock=clock,
+            database=database,
+            bus=bus,
+            view=view,
+            findings=findings,
+            rules=rulebook,
+            timezone=config.timezone,
+            valid_flags=config.valid_flag_set,
+            sample_cns=config.sample_cn_set,
+            points_topic=config.points_topic,
+            clock=clock,
         )
         checks = Checks(
-            database=database, view=view, findings=findings, rules=rulebook,
-            timezone=config.timezone, clock=clock,
+            database=database,
+            view=view,
+            findings=findings,
+            rules=rulebook,
+            timezone=config.timezone,
+            clock=clock,
         )
         runtime = Runtime(config, database, view, rulebook, findings, binder, checks, relay, [])
-        harness = cls(bus, database, config, view, rulebook, findings, binder, checks, relay, runtime)
+        harness = cls(
+            bus, database, config, view, rulebook, findings, binder, checks, relay, runtime
+        )
         holder.append(harness)
         await view.attach(bus, group_prefix=f"test-{suffix}")
 
@@ -169,7 +186,10 @@ class Harness:
             harness.handled += len(records)
 
         harness.subscription = await bus.subscribe(
-            group=f"test-{suffix}.bind", topics=[config.readings_topic], handler=handle, max_batch=1000
+            group=f"test-{suffix}.bind",
+            topics=[config.readings_topic],
+            handler=handle,
+            max_batch=1000,
         )
         return harness
 
@@ -191,8 +211,11 @@ class Harness:
         await self.bus.publish([encode(c, topic=self.settings.registry_topic) for c in changes])
         if wait:
             for _ in range(400):
-                if all(self.view.get(c.entity, c.entity_id) is not None and
-                       self.view._revisions.get((c.entity, c.entity_id), 0) >= c.revision for c in changes):
+                if all(
+                    self.view.get(c.entity, c.entity_id) is not None
+                    and self.view._revisions.get((c.entity, c.entity_id), 0) >= c.revision
+                    for c in changes
+                ):
                     return
                 await asyncio.sleep(0.025)
             raise AssertionError("registry view did not catch up")
@@ -219,7 +242,9 @@ class Harness:
         self.now[0] = max(self.now[0], local(day + timedelta(days=1), 0, 20))
         return await self.checks.run_day(day, trigger="test")
 
-    async def findings_of(self, rule: str | None = None, *, status: str | None = "open") -> list[Any]:
+    async def findings_of(
+        self, rule: str | None = None, *, status: str | None = "open"
+    ) -> list[Any]:
         sql = "SELECT * FROM validation.findings WHERE true"
         params: dict[str, Any] = {}
         if rule:
@@ -234,8 +259,10 @@ class Harness:
     async def occurrences(self, day: date | None = None) -> set[tuple[str, str, date]]:
         async with self.database.session() as session:
             rows = await session.execute(
-                text("SELECT rule_code, subject_id, day FROM validation.finding_days"
-                     + (" WHERE day = :day" if day else "")),
+                text(
+                    "SELECT rule_code, subject_id, day FROM validation.finding_days"
+                    + (" WHERE day = :day" if day else "")
+                ),
                 {"day": day} if day else {},
             )
             return {(r.rule_code, r.subject_id, r.day) for r in rows}
@@ -245,10 +272,12 @@ class Harness:
 
     async def daily_row(self, point_id: str, day: date = DAY) -> Any:
         async with self.database.session() as session:
-            return (await session.execute(
-                text("SELECT * FROM validation.point_daily WHERE point_id = :p AND day = :d"),
-                {"p": point_id, "d": day},
-            )).first()
+            return (
+                await session.execute(
+                    text("SELECT * FROM validation.point_daily WHERE point_id = :p AND day = :d"),
+                    {"p": point_id, "d": day},
+                )
+            ).first()
 
     def published_points(self) -> list[Any]:
         from ecowatt_kernel.bus import InProcessBus
@@ -268,27 +297,44 @@ class Harness:
 
 def enterprise(eid: str = "E1", **kw: Any) -> EnterpriseSnapshot:
     values: dict[str, Any] = {
-        "id": eid, "updated_at": datetime.now(UTC), "name": f"企业{eid}",
-        "credit_code": "91350100M000100Y43", "district_code": "610113", "zone": "XA-GX",
-        "industry_code": "3011", "om_company": "运维甲",
+        "id": eid,
+        "updated_at": datetime.now(UTC),
+        "name": f"企业{eid}",
+        "credit_code": "91350100M000100Y43",
+        "district_code": "610113",
+        "zone": "XA-GX",
+        "industry_code": "3011",
+        "om_company": "运维甲",
     }
     values.update(kw)
     return EnterpriseSnapshot(**values)
 
 
 def facility(fid: str, kind: str, eid: str = "E1", **kw: Any) -> FacilitySnapshot:
-    return FacilitySnapshot(id=fid, updated_at=datetime.now(UTC), enterprise_id=eid, kind=kind, name=fid, **kw)
+    return FacilitySnapshot(
+        id=fid, updated_at=datetime.now(UTC), enterprise_id=eid, kind=kind, name=fid, **kw
+    )
 
 
 def device(mn: str, eid: str = "E1", **kw: Any) -> DeviceSnapshot:
     return DeviceSnapshot(id=mn, mn=mn, updated_at=datetime.now(UTC), enterprise_id=eid, **kw)
 
 
-def point(pid: str, point_type: str, mn: str, circuit: int, eid: str = "E1", **kw: Any) -> PointSnapshot:
+def point(
+    pid: str, point_type: str, mn: str, circuit: int, eid: str = "E1", **kw: Any
+) -> PointSnapshot:
     values: dict[str, Any] = {
-        "id": pid, "updated_at": datetime.now(UTC), "enterprise_id": eid, "point_type": point_type,
-        "name": pid, "device_mn": mn, "circuit": circuit, "start_stop_kw": 5.0, "rated_kw": 100.0,
-        "commissioned_at": local(DAY - timedelta(days=30)), "expected_interval_s": 60,
+        "id": pid,
+        "updated_at": datetime.now(UTC),
+        "enterprise_id": eid,
+        "point_type": point_type,
+        "name": pid,
+        "device_mn": mn,
+        "circuit": circuit,
+        "start_stop_kw": 5.0,
+        "rated_kw": 100.0,
+        "commissioned_at": local(DAY - timedelta(days=30)),
+        "expected_interval_s": 60,
     }
     values.update(kw)
     return PointSnapshot(**values)

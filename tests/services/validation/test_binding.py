@@ -20,12 +20,21 @@ from harness import (
 
 
 async def test_ct_pt_profile_and_energy_deltas(harness: Harness) -> None:
-    await harness.archive([*complete_enterprise(), point("E1-PC", "control", "MNE1", 3, ct_ratio=40.0, pt_ratio=10.0)])
+    await harness.archive(
+        [*complete_enterprise(), point("E1-PC", "control", "MNE1", 3, ct_ratio=40.0, pt_ratio=10.0)]
+    )
     t0 = local(DAY, 8)
-    items = {**meter(1, 50.0, 1000.0), **meter(3, 0.125, 20.5), "xe1103": {"Rtd": "1.5", "Flag": "N"},
-             "xe2103": {"Rtd": "22.0", "Flag": "N"}, "xe0303": {"Rtd": "0.93", "Flag": "N"}}
+    items = {
+        **meter(1, 50.0, 1000.0),
+        **meter(3, 0.125, 20.5),
+        "xe1103": {"Rtd": "1.5", "Flag": "N"},
+        "xe2103": {"Rtd": "22.0", "Flag": "N"},
+        "xe0303": {"Rtd": "0.93", "Flag": "N"},
+    }
     items2 = {**meter(1, 51.0, 1001.0), **meter(3, 0.130, 20.75)}
-    await harness.send([reading("MNE1", t0, items), reading("MNE1", t0 + timedelta(minutes=1), items2)])
+    await harness.send(
+        [reading("MNE1", t0, items), reading("MNE1", t0 + timedelta(minutes=1), items2)]
+    )
     points = [p for p in harness.published_points() if p.point_id == "E1-PC"]
     assert len(points) == 2
     first, second = points
@@ -45,7 +54,9 @@ async def test_ct_pt_profile_and_energy_deltas(harness: Harness) -> None:
 async def test_duplicates_do_not_double_count(harness: Harness) -> None:
     await harness.archive(complete_enterprise())
     t0 = local(DAY, 9)
-    batch = [reading("MNE1", t0 + timedelta(minutes=i), meter(1, 10.0 + i, 100.0 + i)) for i in range(5)]
+    batch = [
+        reading("MNE1", t0 + timedelta(minutes=i), meter(1, 10.0 + i, 100.0 + i)) for i in range(5)
+    ]
     await harness.send(batch)
     await harness.send(batch[1:4])  # redelivered
     row = await harness.daily_row("E1-PT")
@@ -58,7 +69,10 @@ async def test_counter_reset_and_rollover(harness: Harness) -> None:
     t0 = local(DAY, 10)
     counters = [99_990.0, 99_995.0, 3.0, 8.0, 500.0, 2.0, 4.0]  # roll-over at 100,000; then a reset
     await harness.send(
-        [reading("MNE1", t0 + timedelta(minutes=i), meter(1, 20.0, c)) for i, c in enumerate(counters)]
+        [
+            reading("MNE1", t0 + timedelta(minutes=i), meter(1, 20.0, c))
+            for i, c in enumerate(counters)
+        ]
     )
     row = await harness.daily_row("E1-PT")
     # 5 + (100000-99995+3)=8 + 5 + 492 + (reset: excluded) + 2
@@ -78,7 +92,9 @@ async def test_flags_validity_and_unknown_points(harness: Harness) -> None:
     await harness.send(
         [
             reading("MNE1", t0, {**meter(1, 10.0, 50.0, flag="D"), **meter(7, 3.0, None)}),
-            reading("MNE1", t0 + timedelta(minutes=1), {**meter(1, 10.0, 50.5), "a01012": {"Rtd": "3"}}),
+            reading(
+                "MNE1", t0 + timedelta(minutes=1), {**meter(1, 10.0, 50.5), "a01012": {"Rtd": "3"}}
+            ),
             reading("UNKNOWN-MN", t0, meter(1, 1.0, 1.0)),
         ]
     )
@@ -90,8 +106,10 @@ async def test_flags_validity_and_unknown_points(harness: Harness) -> None:
     async with harness.database.session() as session:
         from sqlalchemy import text
 
-        rows = {(r.mn, r.reason, r.detail): r.count for r in await session.execute(
-            text("SELECT * FROM validation.unbound_readings"))}
+        rows = {
+            (r.mn, r.reason, r.detail): r.count
+            for r in await session.execute(text("SELECT * FROM validation.unbound_readings"))
+        }
     assert rows[("UNKNOWN-MN", "unknown_device", "")] == 1
     assert rows[("MNE1", "unknown_circuit", "7")] == 1  # counted per reading
     assert rows[("MNE1", "unknown_code", "a01012-Rtd")] == 1
@@ -104,7 +122,10 @@ async def test_binding_through_kafka(backend: str, kafka_bus: Bus, empty_databas
     try:
         await h.archive(complete_enterprise())
         t0 = local(DAY, 12)
-        batch = [reading("MNE1", t0 + timedelta(minutes=i), meter(1, 10.0, 100.0 + 2 * i)) for i in range(10)]
+        batch = [
+            reading("MNE1", t0 + timedelta(minutes=i), meter(1, 10.0, 100.0 + 2 * i))
+            for i in range(10)
+        ]
         await h.send(batch)
         await h.send(batch[:3])
         row = await h.daily_row("E1-PT")

@@ -6,7 +6,9 @@ from faults import FaultSource, SyntheticFaults
 from harness import Harness
 
 
-async def run_source(harness: Harness, source: FaultSource) -> tuple[float, float, set[object], set[object]]:
+async def run_source(
+    harness: Harness, source: FaultSource
+) -> tuple[float, float, set[object], set[object]]:
     await harness.archive(source.snapshots())
     await harness.send(list(source.readings()))
     await harness.run_day(source.day)
@@ -21,7 +23,9 @@ async def run_source(harness: Harness, source: FaultSource) -> tuple[float, floa
 async def test_precision_and_recall_on_injected_faults(harness: Harness) -> None:
     source = SyntheticFaults(enterprises=24)
     precision, recall, false_positives, missed = await run_source(harness, source)
-    print(f"precision={precision:.3f} recall={recall:.3f} fp={sorted(false_positives)} missed={sorted(missed)}")
+    print(
+        f"precision={precision:.3f} recall={recall:.3f} fp={sorted(false_positives)} missed={sorted(missed)}"  # noqa: E501
+    )
     assert precision >= 0.95, false_positives
     assert recall >= 0.95, missed
     healthy = {e for e, f in source.fault.items() if f == "healthy"}
