@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecowatt_standalone.embedded import EmbeddedPostgres, EmbeddedRedis, port_open, postgres_bin
+from ecowatt_standalone.embedded import EmbeddedPostgres, EmbeddedRedis, port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = Path(os.environ.get("ECOWATT_INFRA_DIR", ROOT / ".infra")).resolve()
@@ -241,62 +241,50 @@ def uuid_to_kafka_id(value: uuid.UUID) -> str:
 # ------------------------------------------------------------------------- PostgreSQL, Redis
 
 
-class Postgres:
-    def __init__(self) -> None:
-        self.server = EmbeddedPostgres(INFRA / "postgres", port=PG_PORT)
+class Local:
+    """PostgreSQL or Redis: the server named by `env_var` if set, else a local one."""
+
+    def __init__(
+        self, name: str, env_var: str, default_port: int, server: EmbeddedPostgres | EmbeddedRedis
+    ) -> None:
+        self.name = name
+        self.env_var = env_var
+        self.default_port = default_port
+        self.server = server
 
     @property
     def url(self) -> str:
-        return os.environ.get("DATABASE_URL") or self.server.url
+        return os.environ.get(self.env_var) or self.server.url
 
     @property
     def external(self) -> bool:
-        return bool(os.environ.get("DATABASE_URL"))
+        return bool(os.environ.get(self.env_var))
 
     def ready(self) -> bool:
-        return port_open(*host_port(self.url, 5432))
+        return port_open(*host_port(self.url, self.default_port))
 
     def up(self) -> None:
         if self.external:
-            log("PostgreSQL: using DATABASE_URL")
-            wait_for("PostgreSQL", self.ready, timeout=30)
+            log(f"{self.name}: using {self.env_var}")
+            wait_for(self.name, self.ready, timeout=30)
             return
-        log(f"PostgreSQL: ensuring a server on port {PG_PORT} ({postgres_bin()})")
+        log(f"{self.name}: ensuring a server on port {self.server.port}")
         self.server.up()
 
     def down(self) -> None:
         if not self.external:
-            log("stopping PostgreSQL")
+            log(f"stopping {self.name}")
             self.server.down()
 
 
-class Redis:
-    def __init__(self) -> None:
-        self.server = EmbeddedRedis(INFRA / "redis", port=REDIS_PORT)
+def Postgres() -> Local:
+    return Local(
+        "PostgreSQL", "DATABASE_URL", 5432, EmbeddedPostgres(INFRA / "postgres", port=PG_PORT)
+    )
 
-    @property
-    def url(self) -> str:
-        return os.environ.get("REDIS_URL") or self.server.url
 
-    @property
-    def external(self) -> bool:
-        return bool(os.environ.get("REDIS_URL"))
-
-    def ready(self) -> bool:
-        return port_open(*host_port(self.url, 6379))
-
-    def up(self) -> None:
-        if self.external:
-            log("Redis: using REDIS_URL")
-            wait_for("Redis", self.ready, timeout=30)
-            return
-        log(f"Redis: ensuring a server on port {REDIS_PORT}")
-        self.server.up()
-
-    def down(self) -> None:
-        if not self.external:
-            log("stopping Redis")
-            self.server.down()
+def Redis() -> Local:
+    return Local("Redis", "REDIS_URL", 6379, EmbeddedRedis(INFRA / "redis", port=REDIS_PORT))
 
 
 # ----------------------------------------------------------------------------------- commands

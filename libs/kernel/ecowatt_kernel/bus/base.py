@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -69,23 +70,44 @@ class Subscription(abc.ABC):
         self.max_batch = max_batch
         self.max_attempts = max_attempts
         self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:
-        """Join the group and begin consuming."""
+        """Join the group and begin consuming (sets `_task`)."""
 
     @abc.abstractmethod
-    async def stop(self) -> None:
-        """Finish and commit the batch in hand, then leave the group."""
+    async def _close(self) -> None:
+        """Leave the group and release resources; the loop task has ended."""
 
     @abc.abstractmethod
-    async def kill(self) -> None:
-        """Leave at once without committing (tests use it to simulate a crash)."""
+    def _on_stop_requested(self) -> None:
+        """Wake the loop if it waits for records."""
 
     @property
-    @abc.abstractmethod
     def running(self) -> bool:
         """True while the consumer loop runs."""
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        """Finish and commit the batch in hand, then leave the group."""
+        self._stopping.set()
+        self._on_stop_requested()
+        if self._task is not None:
+            await self._task
+        await self._close()
+        self._task = None
+        self.bus.forget(self)
+
+    async def kill(self) -> None:
+        """Leave at once without committing (tests use it to simulate a crash)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close()
+        self._task = None
+        self.bus.forget(self)
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Run the handler until the batch's effect is durable or dead-lettered."""
@@ -187,6 +209,8 @@ class Subscription(abc.ABC):
 class Bus(abc.ABC):
     """Publish messages durably; consume them in groups with explicit commits."""
 
+    subscription_class: type[Subscription]
+
     def __init__(self, *, max_attempts: int = 3) -> None:
         self.max_attempts = max_attempts
         self._subscriptions: list[Subscription] = []
@@ -223,7 +247,8 @@ class Bus(abc.ABC):
         max_attempts: int | None = None,
     ) -> Subscription:
         """Add a consumer to `group`; it starts now if the bus is started, else with it."""
-        subscription = self._make_subscription(
+        subscription = self.subscription_class(
+            bus=self,
             group=group,
             topics=topics,
             handler=handler,
@@ -253,18 +278,11 @@ class Bus(abc.ABC):
         """True when the bus can publish now."""
 
     @abc.abstractmethod
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The offset the next message of each partition of `topic` will get."""
+
+    @abc.abstractmethod
     async def _connect(self) -> None: ...
 
     @abc.abstractmethod
     async def _disconnect(self) -> None: ...
-
-    @abc.abstractmethod
-    def _make_subscription(
-        self,
-        *,
-        group: str,
-        topics: Sequence[str],
-        handler: BatchHandler,
-        max_batch: int,
-        max_attempts: int,
-    ) -> Subscription: ...

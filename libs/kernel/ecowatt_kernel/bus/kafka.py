@@ -16,7 +16,6 @@ committed offset.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,6 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
 from ecowatt_kernel.bus.types import (
-    BatchHandler,
     BusUnavailableError,
     Message,
     PublishError,
@@ -153,6 +151,19 @@ class KafkaBus(Bus):
             return False
         return True
 
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        probe = AIOKafkaConsumer(**self.connection.options())
+        await probe.start()
+        try:
+            partitions = probe.partitions_for_topic(topic) or set()
+            if not partitions:
+                await probe._client.force_metadata_update()
+                partitions = probe.partitions_for_topic(topic) or set()
+            ends = await probe.end_offsets([TopicPartition(topic, p) for p in partitions])
+        finally:
+            await probe.stop()
+        return {tp.partition: offset for tp, offset in ends.items()}
+
     async def publish(self, messages: Sequence[Message]) -> None:
         producer = self._producer
         if producer is None:
@@ -218,24 +229,6 @@ class KafkaBus(Bus):
         finally:
             await probe.stop()
 
-    def _make_subscription(
-        self,
-        *,
-        group: str,
-        topics: Sequence[str],
-        handler: BatchHandler,
-        max_batch: int,
-        max_attempts: int,
-    ) -> Subscription:
-        return _KafkaSubscription(
-            bus=self,
-            group=group,
-            topics=topics,
-            handler=handler,
-            max_batch=max_batch,
-            max_attempts=max_attempts,
-        )
-
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, subscription: _KafkaSubscription) -> None:
@@ -258,12 +251,7 @@ class _KafkaSubscription(Subscription):
         self.processing = asyncio.Lock()
         self.revoked_generation = 0
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._lag: dict[TopicPartition, int] = {}
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -288,25 +276,13 @@ class _KafkaSubscription(Subscription):
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(consumer), name=f"bus:{self.group}")
 
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-        await self._close()
-
-    async def kill(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._close()
+    def _on_stop_requested(self) -> None:
+        return None  # the loop polls with a 200 ms timeout and sees the flag
 
     async def _close(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        self.bus.forget(self)
-        self._task = None
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         try:
@@ -363,3 +339,6 @@ class _KafkaSubscription(Subscription):
                 BUS_CONSUMER_LAG.labels(tp.topic, self.group).set(
                     sum(v for k, v in self._lag.items() if k.topic == tp.topic)
                 )
+
+
+KafkaBus.subscription_class = _KafkaSubscription

@@ -17,10 +17,11 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
 from ecowatt_kernel.bus.partitioner import partition_for_key
-from ecowatt_kernel.bus.types import BatchHandler, BusUnavailableError, Message, Record
+from ecowatt_kernel.bus.types import BusUnavailableError, Message, Record
 from ecowatt_kernel.contracts.topics import DLQ_SUFFIX, TOPICS, TopicSpec
 from ecowatt_kernel.metrics import BUS_CONSUMER_LAG, BUS_PUBLISHED
 
@@ -131,9 +132,8 @@ class InProcessBus(Bus):
                 )
             self.topic(spec.dlq)
 
-    def end_offsets(self, name: str) -> list[int]:
-        """End offset of each partition (tests and diagnostics)."""
-        return [p.end for p in self.topic(name).partitions]
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        return {index: p.end for index, p in enumerate(self.topic(topic).partitions)}
 
     def read_all(self, name: str) -> list[Record]:
         """Every retained record of a topic, partition by partition (tests and diagnostics)."""
@@ -213,24 +213,6 @@ class InProcessBus(Bus):
 
     # ------------------------------------------------------------------------------- groups
 
-    def _make_subscription(
-        self,
-        *,
-        group: str,
-        topics: Sequence[str],
-        handler: BatchHandler,
-        max_batch: int,
-        max_attempts: int,
-    ) -> Subscription:
-        return _MemorySubscription(
-            bus=self,
-            group=group,
-            topics=topics,
-            handler=handler,
-            max_batch=max_batch,
-            max_attempts=max_attempts,
-        )
-
     def _join(self, member: _MemorySubscription) -> _Group:
         group = self._groups.setdefault(member.group, _Group(member.group))
         group.members.append(member)
@@ -272,14 +254,9 @@ class InProcessBus(Bus):
 class _MemorySubscription(Subscription):
     bus: InProcessBus
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._group: _Group | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         for name in self.topics:
@@ -288,24 +265,11 @@ class _MemorySubscription(Subscription):
         self._group = self.bus._join(self)
         self._task = asyncio.create_task(self._run(), name=f"bus:{self.group}")
 
-    async def stop(self) -> None:
-        self._stopping.set()
+    def _on_stop_requested(self) -> None:
         self.bus._wake()
-        if self._task is not None:
-            await self._task
-        self._finish()
 
-    async def kill(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._finish()
-
-    def _finish(self) -> None:
+    async def _close(self) -> None:
         self.bus._leave(self)
-        self.bus.forget(self)
-        self._task = None
 
     async def _run(self) -> None:
         group = self._group
@@ -338,3 +302,6 @@ class _MemorySubscription(Subscription):
                 await self.bus._committed(group, tp, records[-1].offset + 1)
                 worked = True
         return worked
+
+
+InProcessBus.subscription_class = _MemorySubscription

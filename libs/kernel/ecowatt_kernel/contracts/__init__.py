@@ -13,6 +13,7 @@ from ecowatt_kernel.contracts.envelope import (
     registered_events,
 )
 from ecowatt_kernel.contracts.events import (
+    CANONICAL_QUANTITIES,
     AlarmChanged,
     AuditEvent,
     ComplianceVerdict,
@@ -42,6 +43,7 @@ from ecowatt_kernel.contracts.registry import (
 from ecowatt_kernel.contracts.topics import DLQ_SUFFIX, TOPICS, TopicSpec, dlq_topic, topic
 
 __all__ = [
+    "CANONICAL_QUANTITIES",
     "DLQ_SUFFIX",
     "ENTITY_MODELS",
     "TOPICS",

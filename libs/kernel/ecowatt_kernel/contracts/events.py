@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BeforeValidator, Field, PlainSerializer, Wit
 from ecowatt_kernel.contracts.envelope import Event, register_event
 
 __all__ = [
+    "CANONICAL_QUANTITIES",
     "AlarmChanged",
     "AuditEvent",
     "ComplianceVerdict",
@@ -123,6 +124,26 @@ class RegistryChange(Event):
 # -------------------------------------------------------------------------------- analytics
 
 
+CANONICAL_QUANTITIES = (
+    "active_power_kw",
+    "energy_total_kwh",
+    "energy_interval_kwh",
+    "energy_delta_kwh",
+    "current_a",
+    "voltage_v",
+    "power_factor",
+    "switch_state",
+    "run_state",
+    "run_time_h",
+)
+"""Quantity names of `PointReading.values` (the hj212 profiles' names, plus the derived
+`energy_delta_kwh`: energy used since the previous counter reading, resets excluded).
+
+A value key is `<quantity>[:<phase>][:<aggregate>]`: `active_power_kw` (instantaneous for
+real-time data, average for interval data), `active_power_kw:min`, `active_power_kw:max`,
+`current_a:A`, `voltage_v:C`, `voltage_v:C:max`. Values are after CT/PT ratios."""
+
+
 @register_event
 class PointReading(Event):
     """A reading bound to a monitoring point, in canonical quantities (telemetry.points)."""
@@ -134,14 +155,21 @@ class PointReading(Event):
     point_id: str
     mn: str
     cn: str
-    data_time: AwareDatetime
+    circuit: int | None = None
+    interval: Literal["realtime", "minute", "hour", "day", "other"] = "realtime"
+    data_time: AwareDatetime = Field(
+        description="Sampling moment (real-time) or interval start (minute/hour/day), UTC."
+    )
     values: dict[str, float] = Field(
-        description="Canonical quantities: power_kw, energy_kwh, energy_delta_kwh, current_a, "
-        "voltage_v, power_factor, …"
+        description="Canonical quantities keyed `<quantity>[:<phase>][:<aggregate>]`; see "
+        "CANONICAL_QUANTITIES."
     )
     quality: dict[str, list[str]] = Field(
-        default_factory=dict, description="Quality flags per quantity; absent or [] = valid."
+        default_factory=dict,
+        description="Quality flags per value key; absent or [] means valid. HJ 212 data flags "
+        "other than N appear as `flag:<X>`.",
     )
+    valid: bool = Field(True, description="False when the reading must not drive analyses.")
     source_key: str | None = Field(None, description="Idempotency key of the source reading.")
 
     def partition_key(self) -> str:
