@@ -25,7 +25,7 @@ from ecowatt_registry.archive import ArchiveWriter, Kind
 from ecowatt_registry.checks import ReferenceChecker
 from ecowatt_registry.enterprises.models import Enterprise
 from ecowatt_registry.events.relay import commit
-from ecowatt_registry.pagination import Page, PageParams, order_by, page_params, paginate
+from ecowatt_registry.pagination import Page, PageParams, SortParam, order_by, paginate
 from ecowatt_registry.reference import tables
 from ecowatt_registry.schemas import field_error, field_problem
 
@@ -214,19 +214,21 @@ def build_router(resource: Resource) -> APIRouter:
         db_session: DbSession,
         identity: CurrentIdentity,
         filters: Filters,
-        params: Annotated[PageParams, Depends(page_params)],
-        q: str | None = Query(None, description="Text search"),
+        page: PageParams,
+        sort: SortParam = None,
+        q: Annotated[str | None, Query(description="Text search")] = None,
     ) -> Page[Any]:
         rows, total = await paginate(
             db_session,
             resource.base_query(identity.scope, filters, q),
-            params=params,
+            request=page,
+            sort=sort,
             allowed_sort=resource.sortable,
             default_sort=resource.default_sort,
             tiebreak=resource.pk_column,
         )
         items = await resource.read_many(db_session, [row[0] for row in rows])
-        return Page[Any](items=items, total=total, page=params.page, page_size=params.page_size)
+        return Page[Any].of(items, total, page)
 
     if resource.export is not None:
         export = resource.export
@@ -241,7 +243,7 @@ def build_router(resource: Resource) -> APIRouter:
             db_session: DbSession,
             identity: CurrentIdentity,
             filters: Filters,
-            sort: str | None = Query(None),
+            sort: SortParam = None,
             q: str | None = Query(None, description="Text search"),
         ) -> Response:
             query = resource.base_query(identity.scope, filters, q).order_by(

@@ -1,44 +1,23 @@
-"""Pages, sorting and text search shared by every list endpoint."""
+"""Sorting for the list endpoints; pages come from the kernel (`ecowatt_kernel.pagination`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any
 
+from ecowatt_kernel.pagination import Page, PageParams, PageRequest, fetch_page
 from ecowatt_kernel.problems import Problem
 from fastapi import Query
-from pydantic import BaseModel
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-T = TypeVar("T")
-MAX_PAGE_SIZE = 500
+__all__ = ["Page", "PageParams", "SortParam", "order_by", "paginate"]
 
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list."""
-
-    items: list[T]
-    total: int
-    page: int
-    page_size: int
-
-
-class PageParams(BaseModel):
-    page: int
-    page_size: int
-    sort: str | None
-
-
-def page_params(
-    page: int = Query(1, ge=1, description="1-based page number"),
-    page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE, description="Items per page"),
-    sort: str | None = Query(
-        None, description="Comma-separated fields; a leading '-' sorts descending, e.g. -updated_at"
-    ),
-) -> PageParams:
-    return PageParams(page=page, page_size=page_size, sort=sort)
+SortParam = Annotated[
+    str | None,
+    Query(description="Comma-separated fields; a leading '-' sorts descending, e.g. -updated_at"),
+]
 
 
 def order_by(
@@ -67,17 +46,12 @@ async def paginate(
     session: AsyncSession,
     query: Select[Any],
     *,
-    params: PageParams,
+    request: PageRequest,
+    sort: str | None,
     allowed_sort: Mapping[str, ColumnElement[Any]],
     default_sort: str,
     tiebreak: ColumnElement[Any],
-) -> tuple[list[Any], int]:
-    """The rows of one page of `query` and the total count."""
-    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    ordered = query.order_by(*order_by(params.sort, allowed_sort, default_sort), tiebreak)
-    rows = (
-        await session.execute(
-            ordered.limit(params.page_size).offset((params.page - 1) * params.page_size)
-        )
-    ).all()
-    return list(rows), int(total or 0)
+) -> tuple[list[Row[Any]], int]:
+    """The rows of one page of `query`, sorted as asked (then by `tiebreak`), and the total."""
+    ordered = query.order_by(*order_by(sort, allowed_sort, default_sort), tiebreak)
+    return await fetch_page(session, ordered, request)

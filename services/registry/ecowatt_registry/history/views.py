@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.identity import CurrentIdentity
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from ecowatt_registry import access
 from ecowatt_registry.enterprises.models import Enterprise
 from ecowatt_registry.history.models import HistoryRead, HistoryRecord
-from ecowatt_registry.pagination import Page, PageParams, page_params, paginate
+from ecowatt_registry.pagination import Page, PageParams, SortParam, paginate
 
 router = APIRouter(prefix="/history", tags=["history"])
 
@@ -22,7 +21,8 @@ router = APIRouter(prefix="/history", tags=["history"])
 async def list_history(
     db_session: DbSession,
     identity: CurrentIdentity,
-    params: Annotated[PageParams, Depends(page_params)],
+    page: PageParams,
+    sort: SortParam = None,
     entity: str | None = Query(None, description="enterprise, facility, point, control_group, …"),
     entity_id: str | None = None,
     enterprise_id: str | None = None,
@@ -50,14 +50,11 @@ async def list_history(
     rows, total = await paginate(
         db_session,
         query,
-        params=params,
+        request=page,
+        sort=sort,
         allowed_sort={"changed_at": HistoryRecord.changed_at},
         default_sort="-changed_at",
         tiebreak=HistoryRecord.id.desc(),
     )
-    return Page[HistoryRead](
-        items=[HistoryRead.model_validate(row[0], from_attributes=True) for row in rows],
-        total=total,
-        page=params.page,
-        page_size=params.page_size,
-    )
+    items = [HistoryRead.model_validate(row[0], from_attributes=True) for row in rows]
+    return Page[HistoryRead].of(items, total, page)
