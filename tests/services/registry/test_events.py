@@ -144,3 +144,39 @@ async def test_changes_reach_real_kafka(
     assert isinstance(change, RegistryChange) and change.entity_id == marker
     snapshot = parse_snapshot(change)
     assert isinstance(snapshot, EnterpriseSnapshot) and snapshot.name == "西安测试涂装有限公司"
+
+
+async def test_a_registry_view_rebuilds_the_archive_from_the_changes(registry: Registry) -> None:
+    from ecowatt_kernel.passwords import verify_password
+    from ecowatt_kernel.registry_view import RegistryView
+    from ecowatt_kernel.synthetic import device_password
+    from sqlalchemy import text
+
+    city = {"enterprises": 12, "seed": 77, "defect_share": 0.2}
+    assert (
+        await registry.client.post("/admin/synthetic-city", json=city, headers=ADMIN)
+    ).is_success
+    await registry.client.delete("/points/syn77-E00001-P01", headers=CITY)
+    database = registry.context.database
+    await wait_for(lambda: registry.context.state["outbox_relay"].published > 0)
+    for _ in range(200):
+        if await pending_count(database.engine, OUTBOX) == 0:
+            break
+        await asyncio.sleep(0.05)
+    view = RegistryView()
+    await view.attach(registry.context.bus, group_prefix="test")
+    await view.wait_ready(30)
+    async with database.session() as session:
+        for entity in ("enterprise", "facility", "device", "point", "control_group"):
+            table = "device" if entity == "device" else entity
+            stored = await session.scalar(text(f"SELECT count(*) FROM {table}"))
+            assert view.counts().get(entity, 0) == stored, entity
+    assert view.point("syn77-E00001-P01") is None, "the delete reached the view"
+    device = view.all("device")[0]
+    points = view.points_of_device(device.id)
+    assert points and all(p.device_mn == device.id for p in points)
+    snapshot = view.device(device.id)
+    assert snapshot is not None and snapshot.password_hash is not None
+    assert verify_password(device_password(77, device.id), snapshot.password_hash)
+    if view.subscription is not None:
+        await view.subscription.stop()
