@@ -18,6 +18,8 @@ class HistoryRecord(Base):
     __table_args__ = (
         Index("ix_change_history_entity", "entity", "entity_id"),
         Index("ix_change_history_enterprise", "enterprise_id", "changed_at"),
+        # Newest first, the default order of the history list.
+        Index("ix_change_history_changed_at", "changed_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

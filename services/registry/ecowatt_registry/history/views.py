@@ -30,11 +30,12 @@ async def list_history(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> Page[HistoryRead]:
-    query = (
-        select(HistoryRecord)
-        .outerjoin(Enterprise, HistoryRecord.enterprise_id == Enterprise.id)
-        .where(access.visible(identity.scope))
-    )
+    query = select(HistoryRecord)
+    if not identity.scope.all:
+        # Only a limited scope needs the enterprise (district) of each record.
+        query = query.outerjoin(Enterprise, HistoryRecord.enterprise_id == Enterprise.id).where(
+            access.visible(identity.scope)
+        )
     if entity:
         query = query.where(HistoryRecord.entity == entity)
     if entity_id:
