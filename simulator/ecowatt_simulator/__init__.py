@@ -1,0 +1,1 @@
+"""EcoWatt device simulator."""
