@@ -21,7 +21,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands
@@ -41,6 +41,8 @@ __all__ = ["DeviceSettings", "SimDevice"]
 _logger = logging.getLogger("ecowatt.simulator")
 
 MIN_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
+_FRAGMENTED_SHARE = 0.05
+"""split_packets devices write this share of their frames in 2-3 TCP pieces, 1 ms apart."""
 _HISTORY_CNS = {"2051": "minute", "2061": "hour", "2031": "day"}
 _JUNK = (
     b"#ttp://www.cmsoft.cn/log?id=",
@@ -188,12 +190,11 @@ class _Link(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.paused = False
         self.acked_any = False
-        self.writer_queue: asyncio.Queue[bytes] | None = None
+        self.backlog: deque[list[bytes]] = deque()
         self.writer_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -219,29 +220,29 @@ class _Link(asyncio.Protocol):
         self.device.pump()
 
     def write(self, data: bytes, pieces: int = 1) -> None:
-        """Write `data`, in `pieces` TCP writes a few ms apart when asked (split_packets)."""
+        """Write `data`, in `pieces` TCP writes 1 ms apart when asked (split_packets)."""
         if self.transport is None:
             return
-        if pieces <= 1 and self.writer_queue is None:
+        if pieces <= 1 and self.writer_task is None:
             self.transport.write(data)
             return
-        if self.writer_queue is None:
-            self.writer_queue = asyncio.Queue()
-            self.writer_task = asyncio.get_running_loop().create_task(self._writer())
         size = max(1, math.ceil(len(data) / max(1, pieces)))
-        for start in range(0, len(data), size):
-            self.writer_queue.put_nowait(data[start : start + size])
+        self.backlog.append([data[i : i + size] for i in range(0, len(data), size)])
+        if self.writer_task is None:
+            self.writer_task = asyncio.get_running_loop().create_task(self._writer())
 
     async def _writer(self) -> None:
-        assert self.writer_queue is not None
-        while True:
-            piece = await self.writer_queue.get()
-            if self.transport is None:
-                return
-            self.transport.write(piece)
-            if self.writer_queue.empty():
-                continue
-            await asyncio.sleep(0.003)
+        try:
+            while self.backlog:
+                pieces = self.backlog.popleft()
+                for n, piece in enumerate(pieces):
+                    if self.transport is None:
+                        return
+                    if n:
+                        await asyncio.sleep(0.001)
+                    self.transport.write(piece)
+        finally:
+            self.writer_task = None
 
     def close(self) -> None:
         if self.transport is not None:
@@ -718,7 +719,10 @@ class SimDevice:
             junk = self._junk()
             link.write(junk)
             self.log.garbage_bytes += len(junk)
-        link.write(data, pieces=self.rng.randint(2, 3) if self.split else 1)
+        pieces = 1
+        if self.split and self.rng.random() < _FRAGMENTED_SHARE:
+            pieces = self.rng.randint(2, 3)
+        link.write(data, pieces=pieces)
         first = out.attempts == 0
         out.attempts += 1
         out.link_attempts += 1
