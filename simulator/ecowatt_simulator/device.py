@@ -392,7 +392,7 @@ class SimDevice:
             spins = 0
             while not self.stopping:
                 t = self.true_time(tick)
-                if t >= end:
+                if t > end:  # inclusive: intervals that end at `end` are reported
                     self.reached = end
                     break
                 if fast:

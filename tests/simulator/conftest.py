@@ -118,6 +118,18 @@ class MiniPlatform:
             and (cn is None or r.frame.cn == cn)
         ]
 
+    def records(self, mn: str, cn: str) -> dict[str, dict[str, dict[str, str]]]:
+        """Values by DataTime, code, suffix, merging split parts and re-sends of `cn`."""
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for frame in self.decoded(mn, cn):
+            data_time = frame.params.get("DataTime")
+            if data_time is None:
+                continue
+            merged = out.setdefault(data_time, {})
+            for code, items in frame.codes.items():
+                merged.setdefault(code, {}).update(items)
+        return dict(sorted(out.items()))
+
     def conn_of(self, mn: str) -> Conn:
         for conn in reversed(self.conns):
             if conn.mn == mn and conn.closed_at is None:
@@ -137,6 +149,12 @@ class MiniPlatform:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), 0.05)
+
+
+@pytest.fixture(scope="session")
+def mini_platform() -> type[MiniPlatform]:
+    """The class, for module-scoped fixtures that start their own platform."""
+    return MiniPlatform
 
 
 @pytest.fixture
