@@ -41,7 +41,9 @@ class MiniPlatform:
 
     def __init__(self) -> None:
         self.frames: list[Received] = []
-        self.rejected: list[hj212.RejectedSpan] = []
+        self.rejected: list[tuple[int, hj212.RejectedSpan]] = []
+        self.partial_reads: dict[int, int] = {}
+        """Reads that ended inside a frame, by connection."""
         self.conns: list[Conn] = []
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -76,9 +78,11 @@ class MiniPlatform:
                     break
                 for event in framer.feed(chunk):
                     if isinstance(event, hj212.RejectedSpan):
-                        self.rejected.append(event)
+                        self.rejected.append((conn.id, event))
                         continue
                     self._handle(event.data, conn)
+                if framer.buffered:
+                    self.partial_reads[conn.id] = self.partial_reads.get(conn.id, 0) + 1
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
