@@ -354,13 +354,17 @@ class SimDevice:
         self.stopping = True
         if self._ack_timer is not None:
             self._ack_timer.cancel()
-        if self.link is not None:
-            self.link.close()
         for task in [*self._tasks, *self._command_tasks]:
             task.cancel()
         for task in [*self._tasks, *self._command_tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        link, self.link = self.link, None
+        if link is not None:
+            link.close()
+            if not link.lost.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(link.lost), 1.0)
 
     # --------------------------------------------------------------------------- clocks
 
@@ -834,7 +838,7 @@ class SimDevice:
             self._on_connected(link)
             if not self.online.is_set():  # an offline window began meanwhile
                 link.close()
-            await link.lost
+            await asyncio.shield(link.lost)  # cancelling this task must not cancel `lost`
             self.link = None
             self.log.disconnects += 1
             if self._ack_timer is not None:
