@@ -9,9 +9,12 @@ the same data however their tasks interleave.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import TypeVar
 
-__all__ = ["key_of", "mix", "uniform", "unit"]
+__all__ = ["Stream", "key_of", "mix", "uniform", "unit"]
 
+T = TypeVar("T")
 _M64 = (1 << 64) - 1
 _INV64 = 1.0 / float(1 << 64)
 
@@ -38,3 +41,24 @@ def unit(key: int, n: int) -> float:
 def uniform(key: int, n: int, low: float, high: float) -> float:
     """A number in [low, high) for (`key`, `n`)."""
     return low + (high - low) * unit(key, n)
+
+
+class Stream:
+    """A small sequential generator (a device's jitter and junk): one int of state."""
+
+    __slots__ = ("_key", "_n")
+
+    def __init__(self, key: int) -> None:
+        self._key = key
+        self._n = 0
+
+    def random(self) -> float:
+        self._n += 1
+        return unit(self._key, self._n)
+
+    def randint(self, low: int, high: int) -> int:
+        """An integer in [low, high]."""
+        return low + int(self.random() * (high - low + 1))
+
+    def choice(self, items: Sequence[T]) -> T:
+        return items[int(self.random() * len(items))]

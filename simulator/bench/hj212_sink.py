@@ -4,7 +4,7 @@ It does not decode CP: it cuts frames with the codec's framer, reads QN/PW/MN/Fl
 regular expression and answers every upload that asks for it with 9014 (1013 with 9013).
 Prints counts as JSON when stopped (SIGINT/SIGTERM).
 
-    python bench/hj212_sink.py --port 19212
+    python simulator/bench/hj212_sink.py --port 19212
 """
 
 from __future__ import annotations
