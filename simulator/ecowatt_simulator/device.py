@@ -480,8 +480,8 @@ class SimDevice:
                     break
                 if fast:
                     spins += 1
-                    if not self.room.is_set():
-                        await self.room.wait()
+                    if not self.room.is_set() and self._offline_until is None:
+                        await self.room.wait()  # offline, the queue cannot drain: go on
                     elif spins % 64 == 0:
                         await asyncio.sleep(0)
                 else:
