@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--city-seed", type=int, required=True, help="seed of device PWs")
     parser.add_argument("--seed", type=int, help="seed of load curves and faults (default: city)")
     parser.add_argument(
-        "--password", help="one PW for every synthetic device (registers with one hash)"
+        "--password",
+        help="one PW for every device (synthetic: registers with one hash; from Kafka: the "
+        "PW the fleet was registered with)",
     )
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
@@ -159,7 +161,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await bus.start()
         try:
             fleet = await fleet_from_bus(
-                bus, city_seed=args.city_seed, topic=args.registry_topic, seed=args.seed
+                bus,
+                city_seed=args.city_seed,
+                topic=args.registry_topic,
+                seed=args.seed,
+                password=args.password,
             )
         finally:
             await bus.stop()

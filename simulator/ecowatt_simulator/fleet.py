@@ -181,12 +181,15 @@ class Fleet:
         city_seed: int,
         seed: int | None = None,
         passwords: Mapping[str, str] | None = None,
+        password: str | None = None,
     ) -> Fleet:
         """The active devices of a `RegistryView` (filled from `registry.changes`)."""
         snapshots: list[Snapshot] = []
         for entity in ("enterprise", "facility", "control_group", "point", "device"):
             snapshots.extend(view.all(entity))
-        return cls.from_snapshots(snapshots, city_seed=city_seed, seed=seed, passwords=passwords)
+        return cls.from_snapshots(
+            snapshots, city_seed=city_seed, seed=seed, passwords=passwords, password=password
+        )
 
     @classmethod
     def from_snapshots(
@@ -196,8 +199,13 @@ class Fleet:
         city_seed: int,
         seed: int | None = None,
         passwords: Mapping[str, str] | None = None,
+        password: str | None = None,
     ) -> Fleet:
-        """Build from archive snapshots; PWs from `passwords`, else from the city seed."""
+        """Build from archive snapshots.
+
+        PWs: `passwords[mn]`, else `password` (a fleet registered with one PW, e.g. by
+        `Fleet.synthetic(password=…)`), else `device_password(city_seed, mn)`.
+        """
         enterprises: dict[str, EnterpriseSpec] = {}
         facilities: dict[str, FacilitySpec] = {}
         groups: dict[str, GroupSpec] = {}
@@ -240,14 +248,14 @@ class Fleet:
                 by_device[point.device_mn].append(point)
         devices: dict[str, DeviceSpec] = {}
         for snap in sorted(device_snaps, key=lambda d: d.mn):
-            password = (passwords or {}).get(snap.mn) or device_password(city_seed, snap.mn)
+            pw = (passwords or {}).get(snap.mn) or password or device_password(city_seed, snap.mn)
             enterprise_id = snap.enterprise_id
             own = sorted(by_device.get(snap.mn, []), key=lambda p: (p.circuit, p.id))
             if enterprise_id is None and own:
                 enterprise_id = own[0].enterprise_id
             devices[snap.mn] = DeviceSpec(
                 mn=snap.mn,
-                password=password,
+                password=pw,
                 enterprise_id=enterprise_id,
                 protocol_version=snap.protocol_version,
                 crc_variant=snap.crc_variant,

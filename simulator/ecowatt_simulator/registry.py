@@ -21,13 +21,16 @@ async def fleet_from_bus(
     group_prefix: str = "simulator",
     timeout_s: float = 120.0,
     seed: int | None = None,
+    password: str | None = None,
 ) -> Fleet:
-    """The registered fleet as it is now (reads the compacted topic, then stops)."""
+    """The registered fleet as it is now (reads the compacted topic, then stops).
+
+    `password`: one PW for every device (a fleet registered with one PW)."""
     view = RegistryView(topic=topic)
     await view.attach(bus, group_prefix=group_prefix)
     try:
         await view.wait_ready(timeout_s=timeout_s)
-        return Fleet.from_view(view, city_seed=city_seed, seed=seed)
+        return Fleet.from_view(view, city_seed=city_seed, seed=seed, password=password)
     finally:
         if view.subscription is not None:
             await view.subscription.stop()

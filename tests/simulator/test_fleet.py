@@ -175,3 +175,14 @@ async def test_same_seed_same_frames_other_seed_other_data(mini_platform: Any) -
     assert first == second
     other = await _frames_of_a_run(mini_platform, 60)
     assert set(other.values()).isdisjoint(first.values())
+
+
+def test_a_fleet_registered_with_one_password_is_read_back_with_it() -> None:
+    fleet = Fleet.synthetic(3, circuits=2, seed=65, password="135790")
+    view = RegistryView()
+    view.apply_all(fleet.registry_changes())
+    assert Fleet.from_view(view, city_seed=65, password="135790").devices == fleet.devices
+    by_city_seed = Fleet.from_view(view, city_seed=65)
+    assert {d.password for d in by_city_seed.devices.values()} == {
+        device_password(65, mn) for mn in fleet.devices
+    }
