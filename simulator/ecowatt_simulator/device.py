@@ -291,7 +291,6 @@ class SimDevice:
         "acc_day",
         "acc_hour",
         "acc_minute",
-        "acc_record",
         "ack_timeout",
         "calibration_pending",
         "crc_mode",
@@ -384,7 +383,6 @@ class SimDevice:
         self.acc_hour: dict[str, _Acc] = {}
         self.acc_day: dict[str, _Acc] = {}
         self.first_local: float | None = None
-        self.acc_record: list[str] = []
         self.reached: float | None = None
         self.calibration_pending = False
         self.history: dict[str, deque[tuple[float, str, tuple[str, ...]]]] = {}
@@ -567,52 +565,42 @@ class SimDevice:
             self.request_calibration(t)
 
     def _close_interval(self, t: float, local: float) -> None:
-        """At a minute-interval boundary: emit 2051 (and 2061/2031 at hour/day ends)."""
-        sim = self.sim
-        offset = sim.local.offset(t)
-        points = self.spec.points
-        label_local = local - self.minute_interval
-        complete = self.first_local is not None and label_local >= self.first_local
-        for point in points:
-            acc = self.acc_minute.pop(point.id, None)
-            if acc is None:
-                continue
-            self.acc_hour.setdefault(point.id, _Acc()).merge(acc)
-            if complete and acc.n:
-                self._record_acc(point, acc)
-        if complete and self.acc_record:
-            self._emit_history("2051", t, label_local - offset, self.settings.minute_data)
-        self.acc_record = []
-        if local % 3600 == 0:
-            label_local = local - 3600
+        """At a minute-interval boundary: emit 2051 (and 2061/2031 at hour/day ends).
+
+        Minute statistics roll up into the hour's, hour statistics into the day's; every
+        minute interval divides the hour, so an hour end is also a minute-interval end.
+        """
+        settings = self.settings
+        offset = self.sim.local.offset(t)
+        levels = (
+            ("2051", self.minute_interval, self.acc_minute, self.acc_hour, settings.minute_data),
+            ("2061", 3600, self.acc_hour, self.acc_day, settings.hour_data),
+            ("2031", 86400, self.acc_day, None, settings.day_data),
+        )
+        for cn, length, accs, parent, send in levels:
+            if local % length:
+                return
+            label_local = local - length
             complete = self.first_local is not None and label_local >= self.first_local
-            for point in points:
-                acc = self.acc_hour.pop(point.id, None)
+            groups: list[str] = []
+            for point in self.spec.points:
+                acc = accs.pop(point.id, None)
                 if acc is None:
                     continue
-                self.acc_day.setdefault(point.id, _Acc()).merge(acc)
+                if parent is not None:
+                    parent.setdefault(point.id, _Acc()).merge(acc)
                 if complete and acc.n:
-                    self._record_acc(point, acc)
-            if complete and self.acc_record:
-                self._emit_history("2061", t, label_local - offset, self.settings.hour_data)
-            self.acc_record = []
-        if local % 86400 == 0:
-            label_local = local - 86400
-            complete = self.first_local is not None and label_local >= self.first_local
-            for point in points:
-                acc = self.acc_day.pop(point.id, None)
-                if acc is not None and complete and acc.n:
-                    self._record_acc(point, acc)
-            if complete and self.acc_record:
-                self._emit_history("2031", t, label_local - offset, self.settings.day_data)
-            self.acc_record = []
+                    groups.extend(self._acc_groups(point, acc))
+            if groups:
+                self._emit_history(cn, t, label_local - offset, tuple(groups), send)
 
-    def _record_acc(self, point: PointSpec, acc: _Acc) -> None:
+    def _acc_groups(self, point: PointSpec, acc: _Acc) -> list[str]:
+        """Code groups of one circuit's interval statistics."""
         keys = self._keys[point.id]
         energy_end = self.energy[point.id]
         energy_start = acc.e_start if acc.e_start is not None else energy_end
         n = acc.n
-        groups = self.acc_record
+        groups: list[str] = []
         groups.append(
             f"{keys.p_avg}={acc.p_sum / n:.2f},{keys.p_min}={acc.p_min:.2f},"
             f"{keys.p_max}={acc.p_max:.2f},{keys.p_flag}=N"
@@ -632,10 +620,12 @@ class SimDevice:
                 f"{keys.u_avg[k]}={acc.u_sum[k] / n:.1f},{keys.u_min[k]}={acc.u_min[k]:.1f},"
                 f"{keys.u_max[k]}={acc.u_max[k]:.1f}"
             )
+        return groups
 
-    def _emit_history(self, cn: str, t: float, label_utc: float, send: bool) -> None:
+    def _emit_history(
+        self, cn: str, t: float, label_utc: float, groups: tuple[str, ...], send: bool
+    ) -> None:
         data_time = self.sim.local.fmt14(label_utc)
-        groups = tuple(self.acc_record)
         history = self.history.get(cn)
         if history is None:
             history = self.history[cn] = deque()

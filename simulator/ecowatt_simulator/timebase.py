@@ -19,6 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ecowatt_hj212 import parse_hj212_time
+
 __all__ = ["LocalTime", "SimClock", "parse_duration", "to_epoch"]
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -135,23 +137,10 @@ class LocalTime:
 
     def parse(self, text: str) -> float | None:
         """UTC time of a 14- or 17-digit local HJ 212 time; None when it is not one."""
-        text = text.strip()
-        if len(text) not in (14, 17) or not text.isdigit():
+        moment = parse_hj212_time(text)
+        if moment is None:
             return None
-        try:
-            moment = datetime(
-                int(text[0:4]),
-                int(text[4:6]),
-                int(text[6:8]),
-                int(text[8:10]),
-                int(text[10:12]),
-                int(text[12:14]),
-                tzinfo=UTC,
-            )
-        except ValueError:
-            return None
-        local = moment.timestamp() + (int(text[14:17]) / 1000 if len(text) == 17 else 0.0)
-        return self.from_local(local)
+        return self.from_local(moment.replace(tzinfo=UTC).timestamp())
 
     def weekday(self, day: int) -> int:
         """Monday = 0 … Sunday = 6 of local day number `day` (1970-01-01 was a Thursday)."""
