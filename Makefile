@@ -67,4 +67,4 @@ clean-data: ## Delete standalone data (.data/)
 	rm -rf .data
 
 # Targets contributed by libraries and services (fuzz-hj212, bench-codec, bench-registry, …).
--include libs/hj212/hj212.mk $(wildcard services/*/service.mk)
+-include libs/hj212/hj212.mk simulator/simulator.mk $(wildcard services/*/service.mk)
