@@ -1,0 +1,68 @@
+"""Alarm tables: rules, runtime, states, alarms, journal, attachments, filings, learning,
+notifications, outbox; the rule catalogue seeded with its defaults.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import json
+
+from alembic import op
+from ecowatt_alarm.rules import DEFAULT_RULES
+from ecowatt_alarm.tables import metadata
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    metadata.create_all(bind)
+    # The handling journal is append-only: the database refuses to change or delete rows.
+    op.execute(
+        """
+        CREATE FUNCTION alarm.journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'alarm.journal is append-only'; END $$;
+        CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON alarm.journal
+        FOR EACH ROW EXECUTE FUNCTION alarm.journal_append_only();
+        """
+    )
+    rule = metadata.tables["alarm.rule"]
+    history = metadata.tables["alarm.rule_version"]
+    rows = [
+        {
+            "code": r.code,
+            "version": r.version,
+            "name": r.name,
+            "name_en": r.name_en,
+            "description": r.description,
+            "enabled": r.enabled,
+            "params": json.loads(json.dumps(r.params)),
+        }
+        for r in DEFAULT_RULES.values()
+    ]
+    op.bulk_insert(rule, rows)
+    op.bulk_insert(
+        history,
+        [
+            {
+                "code": r["code"],
+                "version": r["version"],
+                "enabled": r["enabled"],
+                "params": r["params"],
+                "changed_by": "migration",
+                "reason": "defaults (supervision.md §2)",
+            }
+            for r in rows
+        ],
+    )
+
+
+def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS alarm.journal_append_only() CASCADE")
+    metadata.drop_all(op.get_bind())

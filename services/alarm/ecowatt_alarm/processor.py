@@ -1,0 +1,773 @@
+"""The alarm processor: consumers, persistence, timers, learning.
+
+- `telemetry.points` → the engine, one transaction per partition batch: the enterprises'
+  runtimes (row-locked and version-checked, so a replica or the timer never works on a stale
+  copy), state changes, alarms, journal entries and the outbox rows of `facility.states` and
+  `alarms` are committed together before the offsets are.
+- `registry.changes` → the `RegistryView` (and the model cache); `control.tasks` and
+  `quality.findings` → suppression and evidence, stored in the schema so a restart rebuilds
+  them.
+- A timer (`tick_s`) turns silence into offline states and OFFLINE alarms; a nightly job
+  learns rated load per point and the control/production power ratio per group (§2.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ecowatt_kernel.bus import Bus, Record
+from ecowatt_kernel.contracts import (
+    AlarmChanged,
+    ContractError,
+    ControlTaskChanged,
+    FacilityStateChanged,
+    PointReading,
+    QualityFindingChanged,
+    decode,
+    encode,
+)
+from ecowatt_kernel.db import Database
+from ecowatt_kernel.outbox import OutboxRelay, enqueue
+from ecowatt_kernel.registry_view import RegistryView
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ecowatt_alarm import tables as T
+from ecowatt_alarm.engine import AlarmOp, Effects, Engine, EnterpriseRuntime, StateChange
+from ecowatt_alarm.model import EnterpriseModel, Learned, ModelCache
+from ecowatt_alarm.rules import DEFAULT_RULES, RuleConfig, RuleSet
+from ecowatt_alarm.settings import AlarmSettings
+from ecowatt_alarm.suppression import Suppressions
+
+__all__ = ["AlarmProcessor", "power_of", "ts"]
+
+_logger = logging.getLogger(__name__)
+_LOG_BASE = math.log(1.02)
+
+
+def ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def power_of(reading: PointReading) -> tuple[float | None, float | None]:
+    """(power, voltage) of a reading: active power in kW, or current in A for current-only
+    meters (the same thresholds then apply in amperes); values with quality flags are skipped."""
+    values, quality = reading.values, reading.quality
+
+    def ok(key: str) -> bool:
+        return key in values and not quality.get(key)
+
+    power: float | None = None
+    if ok("active_power_kw"):
+        power = values["active_power_kw"]
+    else:
+        currents = [
+            v
+            for k, v in values.items()
+            if k.startswith("current_a") and ok(k) and k.count(":") <= 1
+        ]
+        if currents:
+            power = max(currents)
+    volts = [
+        v for k, v in values.items() if k.startswith("voltage_v") and ok(k) and k.count(":") <= 1
+    ]
+    return power, (max(volts) if volts else None)
+
+
+def _bin(value: float) -> int:
+    return round(math.log(max(value, 1e-6)) / _LOG_BASE)
+
+
+class AlarmProcessor:
+    """Everything that runs in the background of one alarm process."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        bus: Bus,
+        settings: AlarmSettings,
+        view: RegistryView,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = database
+        self.bus = bus
+        self.settings = settings
+        self.view = view
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        self.rules = RuleSet()
+        self.learned_points: dict[str, Learned] = {}
+        self.group_ratio: dict[str, float] = {}
+        self.suppressions = Suppressions(view)
+        self.findings: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.models = ModelCache(
+            view,
+            self.rules,
+            lambda pid: self.learned_points.get(pid, Learned()),
+            today=lambda: datetime.fromtimestamp(self.clock(), self.tz).date(),
+        )
+        self.engine = Engine(
+            self.rules,
+            self.suppressions,
+            tz=settings.timezone,
+            group_ratio=self.group_ratio.get,
+            findings=self._findings_of,
+        )
+        self.runtimes: dict[str, EnterpriseRuntime] = {}
+        self.lock = asyncio.Lock()
+        self.relay = OutboxRelay(
+            engine=database.engine, bus=bus, table=T.outbox, poll_interval_s=0.5
+        )
+        self._stats: dict[tuple[str, str, str], list[Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.readings_applied = 0
+        self.last_nightly: date | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def load(self) -> None:
+        """Rules, learned values, filings, stop orders, findings and runtimes from the DB."""
+        await self.reload_rules()
+        async with self.db.session() as s:
+            for row in (await s.execute(select(T.learned))).mappings():
+                self._set_learned(row)
+            for row in (await s.execute(select(T.filing))).mappings():
+                self._apply_filing(row)
+            for row in (await s.execute(select(T.control_task))).mappings():
+                self.suppressions.set_task(
+                    row["enterprise_id"],
+                    row["task_id"],
+                    row["alert_id"],
+                    row["measures"],
+                    row["valid_from"],
+                    row["valid_to"],
+                )
+            findings = select(T.quality_finding).where(T.quality_finding.c.status != "resolved")
+            for row in (await s.execute(findings)).mappings():
+                self.findings[row["enterprise_id"]][row["finding_id"]] = dict(row)
+            for row in (await s.execute(select(T.runtime))).mappings():
+                rt = EnterpriseRuntime(row["enterprise_id"], row["state"])
+                rt.version = row["version"]
+                self.runtimes[row["enterprise_id"]] = rt
+        self.models.invalidate()
+
+    async def reload_rules(self) -> None:
+        async with self.db.session() as s:
+            rows = (await s.execute(select(T.rule))).mappings().all()
+        rules = dict(DEFAULT_RULES)
+        for row in rows:
+            base = DEFAULT_RULES.get(row["code"])
+            params = {**(base.params if base else {}), **row["params"]}
+            rules[row["code"]] = RuleConfig(
+                row["code"],
+                row["version"],
+                row["name"],
+                row["name_en"],
+                row["description"],
+                params,
+                row["enabled"],
+            )
+        self.rules.rules = rules
+        self.rules.generation += 1
+        self.models.invalidate()
+
+    async def start(self) -> None:
+        await self.relay.start()
+        self._stopping.clear()
+        self._tasks = [
+            asyncio.create_task(self._timer(), name="alarm:timer"),
+            asyncio.create_task(self._stats_loop(), name="alarm:stats"),
+            asyncio.create_task(self._nightly_loop(), name="alarm:nightly"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.flush_stats()
+        await self.relay.stop()
+
+    # -------------------------------------------------------------------------- readings
+
+    async def handle_points(self, records: Sequence[Record]) -> None:
+        by_enterprise: dict[str, list[PointReading]] = defaultdict(list)
+        for record in records:
+            try:
+                event = decode(record).data
+            except ContractError as exc:
+                _logger.warning("telemetry.points: skipping undecodable record: %s", exc)
+                continue
+            if isinstance(event, PointReading) and event.valid and event.interval != "day":
+                by_enterprise[event.enterprise_id].append(event)
+        if not by_enterprise:
+            return
+        received = self.clock()
+
+        def work(rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects) -> bool:
+            applied = False
+            for reading in by_enterprise[rt.enterprise_id]:
+                power, voltage = power_of(reading)
+                if power is None:
+                    continue
+                applied |= self.engine.apply_reading(
+                    rt,
+                    model,
+                    reading.point_id,
+                    reading.data_time.timestamp(),
+                    power,
+                    voltage,
+                    received,
+                    fx,
+                )
+                self.readings_applied += 1
+            return applied
+
+        await self._run(list(by_enterprise), work)
+
+    async def _run(
+        self,
+        enterprise_ids: list[str],
+        work: Callable[[EnterpriseRuntime, EnterpriseModel, Effects], bool],
+    ) -> None:
+        """Lock, refresh, apply `work`, persist — one transaction for all `enterprise_ids`."""
+        ids = sorted(e for e in enterprise_ids if self.models.get(e) is not None)
+        if not ids:
+            return
+        async with self.lock:
+            touched: list[str] = []
+            try:
+                async with self.db.transaction() as s:
+                    rows = (
+                        await s.execute(
+                            select(T.runtime.c.enterprise_id, T.runtime.c.version)
+                            .where(T.runtime.c.enterprise_id.in_(ids))
+                            .order_by(T.runtime.c.enterprise_id)
+                            .with_for_update()
+                        )
+                    ).all()
+                    versions = {r.enterprise_id: r.version for r in rows}
+                    stale = [
+                        e
+                        for e in ids
+                        if e in versions
+                        and (e not in self.runtimes or self.runtimes[e].version != versions[e])
+                    ]
+                    if stale:
+                        for row in (
+                            await s.execute(
+                                select(T.runtime).where(T.runtime.c.enterprise_id.in_(stale))
+                            )
+                        ).mappings():
+                            rt = EnterpriseRuntime(row["enterprise_id"], row["state"])
+                            rt.version = row["version"]
+                            old = self.runtimes.get(rt.enterprise_id)
+                            if old is not None:
+                                rt.series = old.series
+                            self.runtimes[rt.enterprise_id] = rt
+                    fx = Effects()
+                    for e in ids:
+                        if e not in versions and e in self.runtimes:
+                            # Memory has it but the database does not (dropped): start over.
+                            self.runtimes.pop(e)
+                        rt = self.runtimes.setdefault(e, EnterpriseRuntime(e))
+                        model = self.models.get(e)
+                        assert model is not None
+                        touched.append(e)
+                        if work(rt, model, fx):
+                            rt.version += 1
+                            await s.execute(
+                                insert(T.runtime)
+                                .values(enterprise_id=e, version=rt.version, state=rt.to_dict())
+                                .on_conflict_do_update(
+                                    index_elements=["enterprise_id"],
+                                    set_={
+                                        "version": rt.version,
+                                        "state": rt.to_dict(),
+                                        "updated_at": datetime.now(UTC),
+                                    },
+                                )
+                            )
+                    await self._persist(s, fx)
+            except BaseException:
+                for e in touched:  # their in-memory copies may be ahead of the database
+                    self.runtimes.pop(e, None)
+                raise
+        self._collect_stats(fx)
+        if fx:
+            self.relay.wake()
+
+    async def _persist(self, s: AsyncSession, fx: Effects) -> None:
+        messages = []
+        if fx.states:
+            await s.execute(
+                T.state_change.insert(),
+                [
+                    {
+                        "enterprise_id": c.enterprise_id,
+                        "subject_kind": c.subject_kind,
+                        "subject_id": c.subject_id,
+                        "state": c.state,
+                        "previous_state": c.previous_state,
+                        "since": ts(c.since),
+                        "reason": c.reason,
+                        "evidence": c.evidence,
+                    }
+                    for c in fx.states
+                ],
+            )
+            messages.extend(self._state_event(c) for c in fx.states)
+        for op in fx.alarms:
+            messages.append(await self._persist_alarm(s, op))
+        await enqueue(s, T.outbox, messages)
+
+    def _state_event(self, c: StateChange) -> Any:
+        facility_id = None
+        if c.subject_kind == "point":
+            point = self.view.point(c.subject_id)
+            facility_id = point.facility_id if point else None
+        event = FacilityStateChanged(
+            enterprise_id=c.enterprise_id,
+            subject_kind=c.subject_kind,  # type: ignore[arg-type]
+            subject_id=c.subject_id,
+            state=c.state,  # type: ignore[arg-type]
+            previous_state=c.previous_state,
+            since=ts(c.since),  # type: ignore[arg-type]
+            reason=c.reason,
+            evidence=c.evidence,
+            facility_id=facility_id,
+        )
+        return encode(event, topic=self.settings.alarm_states_topic)
+
+    async def _persist_alarm(self, s: AsyncSession, op: AlarmOp) -> Any:
+        a = op.alarm
+        model = self.models.get(a["enterprise_id"])
+        evidence = {
+            "series": {
+                pid: [[ts(t).isoformat(), p] for t, p in points]  # type: ignore[union-attr]
+                for pid, points in a.get("series", {}).items()
+            },
+            "points": self._point_evidence(model, a.get("point_ids", [])),
+        }
+        now = datetime.now(UTC)
+        if op.op == "open":
+            status = "suppressed" if a.get("suppressed_by") else "open"
+            await s.execute(
+                insert(T.alarm)
+                .values(
+                    id=a["id"],
+                    rule_code=a["rule_code"],
+                    rule_version=a["rule_version"],
+                    rule_name=a["rule_name"],
+                    enterprise_id=a["enterprise_id"],
+                    enterprise_name=model.name if model else None,
+                    district_code=model.district_code if model else None,
+                    zone=model.zone if model else None,
+                    industry_code=model.industry_code if model else None,
+                    subject_kind=a["subject_kind"],
+                    subject_id=a["subject_id"],
+                    group_id=a.get("group_id"),
+                    facility_ids=a.get("facility_ids", []),
+                    point_ids=a.get("point_ids", []),
+                    level=a["level"],
+                    status=status,
+                    active=a.get("active", True),
+                    suppressed_by=a.get("suppressed_by"),
+                    first_at=ts(a["first_at"]),
+                    last_at=ts(a["last_at"]),
+                    recovered_at=ts(a.get("recovered_at")),
+                    explanation=a["explanation"],
+                    detail=a.get("detail", {}),
+                    evidence=evidence,
+                )
+                .on_conflict_do_nothing()
+            )
+            await s.execute(
+                T.journal.insert().values(
+                    alarm_id=a["id"],
+                    actor="system",
+                    actor_role="system",
+                    action="suppressed" if status == "suppressed" else "opened",
+                    status_after=status,
+                    text=a["explanation"],
+                )
+            )
+            change = "suppressed" if status == "suppressed" else "opened"
+        else:
+            values: dict[str, Any] = {
+                "level": a["level"],
+                "last_at": ts(a["last_at"]),
+                "explanation": a["explanation"],
+                "evidence": evidence,
+                "updated_at": now,
+                "active": a["active"],
+                "recovered_at": ts(a.get("recovered_at")),
+            }
+            if a.get("detail"):
+                values["detail"] = a["detail"]
+            if op.op == "unsuppress":
+                values["status"] = "open"
+            row = (
+                await s.execute(
+                    update(T.alarm)
+                    .where(T.alarm.c.id == a["id"])
+                    .values(**values)
+                    .returning(T.alarm.c.status)
+                )
+            ).first()
+            status = row.status if row else "open"
+            if op.op in ("recover", "unsuppress", "escalate"):
+                await s.execute(
+                    T.journal.insert().values(
+                        alarm_id=a["id"],
+                        actor="system",
+                        actor_role="system",
+                        action={
+                            "recover": "recovered",
+                            "unsuppress": "unsuppressed",
+                            "escalate": "escalated",
+                        }[op.op],
+                        status_after=status,
+                        text=a["explanation"],
+                        data={"level": a["level"]},
+                    )
+                )
+            change = {
+                "update": "updated",
+                "escalate": "escalated",
+                "recover": "recovered",
+                "unsuppress": "opened",
+            }[op.op]
+        return encode(
+            self.alarm_event(a, change, status, model), topic=self.settings.alarm_alarms_topic
+        )
+
+    def alarm_event(
+        self, a: dict[str, Any], change: str, status: str, model: EnterpriseModel | None
+    ) -> AlarmChanged:
+        return AlarmChanged(
+            alarm_id=a["id"],
+            enterprise_id=a["enterprise_id"],
+            rule_code=a["rule_code"],
+            rule_version=a["rule_version"],
+            subject_id=a["subject_id"],
+            change=change,  # type: ignore[arg-type]
+            status=status,
+            level=a["level"],
+            opened_at=ts(a["first_at"]),  # type: ignore[arg-type]
+            changed_at=datetime.now(UTC),
+            explanation=a["explanation"],
+            evidence={"detail": a.get("detail", {}), "point_ids": a.get("point_ids", [])},
+            rule_name=a.get("rule_name"),
+            subject_kind=a.get("subject_kind"),
+            group_id=a.get("group_id"),
+            facility_ids=list(a.get("facility_ids", [])),
+            active=a.get("active"),
+            first_at=ts(a["first_at"]),
+            last_at=ts(a.get("last_at")),
+            recovered_at=ts(a.get("recovered_at")),
+            suppressed_by=a.get("suppressed_by"),
+            district_code=model.district_code if model else None,
+        )
+
+    def _point_evidence(
+        self, model: EnterpriseModel | None, point_ids: list[str]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for pid in point_ids:
+            pm = model.points.get(pid) if model else None
+            if pm is None:
+                continue
+            out[pid] = {
+                "name": pm.name,
+                "kind": pm.kind,
+                "threshold_kw": round(pm.threshold_kw, 3),
+                "threshold_source": pm.threshold_source,
+                "threshold_basis": pm.threshold_basis,
+                "idle_kw": round(pm.idle_kw, 3),
+                "low_load_kw": None if pm.low_load_kw is None else round(pm.low_load_kw, 3),
+            }
+        return out
+
+    def _findings_of(self, enterprise_id: str, subjects: Any) -> list[dict[str, Any]]:
+        wanted = set(subjects) | {enterprise_id}
+        return [
+            {
+                "finding_id": f["finding_id"],
+                "rule_code": f["rule_code"],
+                "subject_id": f["subject_id"],
+            }
+            for f in self.findings.get(enterprise_id, {}).values()
+            if f["subject_id"] in wanted
+        ]
+
+    # ---------------------------------------------------------------------- other topics
+
+    async def handle_tasks(self, records: Sequence[Record]) -> None:
+        for record in records:
+            try:
+                task = decode(record).data
+            except ContractError as exc:
+                _logger.warning("control.tasks: skipping: %s", exc)
+                continue
+            if not isinstance(task, ControlTaskChanged):
+                continue
+            valid_to = task.valid_to
+            if task.change == "ended" and valid_to is None:
+                valid_to = datetime.now(UTC)
+            async with self.db.transaction() as s:
+                values = {
+                    "alert_id": task.alert_id,
+                    "enterprise_id": task.enterprise_id,
+                    "change": task.change,
+                    "valid_from": task.valid_from,
+                    "valid_to": valid_to,
+                    "measures": task.measures,
+                    "updated_at": datetime.now(UTC),
+                }
+                await s.execute(
+                    insert(T.control_task)
+                    .values(task_id=task.task_id, **values)
+                    .on_conflict_do_update(index_elements=["task_id"], set_=values)
+                )
+            self.suppressions.set_task(
+                task.enterprise_id,
+                task.task_id,
+                task.alert_id,
+                task.measures,
+                task.valid_from,
+                valid_to,
+            )
+
+    async def handle_findings(self, records: Sequence[Record]) -> None:
+        for record in records:
+            try:
+                finding = decode(record).data
+            except ContractError as exc:
+                _logger.warning("quality.findings: skipping: %s", exc)
+                continue
+            if not isinstance(finding, QualityFindingChanged):
+                continue
+            values = {
+                "enterprise_id": finding.enterprise_id,
+                "rule_code": finding.rule_code,
+                "status": finding.status,
+                "subject_kind": finding.subject_kind,
+                "subject_id": finding.subject_id,
+                "changed_at": finding.changed_at,
+                "evidence": finding.evidence,
+            }
+            async with self.db.transaction() as s:
+                await s.execute(
+                    insert(T.quality_finding)
+                    .values(finding_id=finding.finding_id, **values)
+                    .on_conflict_do_update(index_elements=["finding_id"], set_=values)
+                )
+            bucket = self.findings[finding.enterprise_id]
+            if finding.status == "resolved":
+                bucket.pop(finding.finding_id, None)
+            else:
+                bucket[finding.finding_id] = {"finding_id": finding.finding_id, **values}
+
+    def _apply_filing(self, row: Any) -> None:
+        self.suppressions.set_filing(
+            row["enterprise_id"],
+            row["id"],
+            approved=row["status"] == "approved",
+            facility_ids=list(row["facility_ids"] or []),
+            start=row["starts_at"],
+            end=row["ends_at"],
+            reason=row["reason"],
+        )
+
+    def filing_changed(self, row: Any) -> None:
+        """Called by the API after a filing is approved, rejected or withdrawn."""
+        self._apply_filing(row)
+
+    # --------------------------------------------------------------------------- timers
+
+    async def tick(self, now: float | None = None) -> int:
+        """Offline sweep at wall time `now`; the number of enterprises that were due."""
+        wall = self.clock() if now is None else now
+        due = []
+        for e, rt in list(self.runtimes.items()):
+            model = self.models.get(e)
+            if model is None:
+                continue
+            deadline = self.engine.next_deadline(rt, model)
+            if deadline is not None and deadline <= wall:
+                due.append(e)
+        if not due:
+            return 0
+
+        def work(rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects) -> bool:
+            before = len(fx.states) + len(fx.alarms)
+            self.engine.tick(rt, model, wall, fx)
+            return len(fx.states) + len(fx.alarms) > before
+
+        for i in range(0, len(due), 200):
+            await self._run(due[i : i + 200], work)
+        return len(due)
+
+    async def _timer(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.alarm_tick_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.tick()
+            except Exception:
+                _logger.exception("alarm timer failed; retrying at the next tick")
+
+    # ------------------------------------------------------------------------- learning
+
+    def _collect_stats(self, fx: Effects) -> None:
+        if not fx.stats:
+            return
+        day = datetime.fromtimestamp(self.clock(), self.tz).date().isoformat()
+        for kind, subject, value in fx.stats:
+            if value <= 0:
+                continue
+            entry = self._stats.setdefault((kind, subject, day), [0, 0.0, defaultdict(int)])
+            entry[0] += 1
+            entry[1] += value
+            entry[2][_bin(value)] += 1
+
+    async def flush_stats(self) -> None:
+        stats, self._stats = self._stats, {}
+        if not stats:
+            return
+        async with self.db.transaction() as s:
+            for (kind, subject, day), (count, total, bins) in sorted(stats.items()):
+                key = {"kind": kind, "subject_id": subject, "day": date.fromisoformat(day)}
+                row = (
+                    (await s.execute(select(T.point_day_stats).filter_by(**key).with_for_update()))
+                    .mappings()
+                    .first()
+                )
+                merged = {str(k): v for k, v in bins.items()}
+                if row is not None:
+                    for k, v in row["bins"].items():
+                        merged[k] = merged.get(k, 0) + v
+                    count += row["count"]
+                    total += row["total"]
+                await s.execute(
+                    insert(T.point_day_stats)
+                    .values(**key, count=count, total=total, bins=merged)
+                    .on_conflict_do_update(
+                        index_elements=["kind", "subject_id", "day"],
+                        set_={"count": count, "total": total, "bins": merged},
+                    )
+                )
+
+    async def _stats_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.alarm_stats_flush_s)
+            try:
+                await self.flush_stats()
+            except Exception:
+                _logger.exception("alarm: flushing learning statistics failed")
+
+    async def learn(self, today: date | None = None) -> int:
+        """Recompute learned rated load per point and power ratio per group (§2.2)."""
+        await self.flush_stats()
+        day = today or datetime.fromtimestamp(self.clock(), self.tz).date()
+        since = day - timedelta(days=self.settings.alarm_learning_days)
+        merged: dict[tuple[str, str], list[Any]] = {}
+        async with self.db.session() as s:
+            result = await s.execute(
+                select(T.point_day_stats).where(T.point_day_stats.c.day > since)
+            )
+            for row in result.mappings():
+                entry = merged.setdefault(
+                    (row["kind"], row["subject_id"]), [0, 0.0, defaultdict(int), set()]
+                )
+                entry[0] += row["count"]
+                entry[1] += row["total"]
+                entry[3].add(row["day"])
+                for k, v in row["bins"].items():
+                    entry[2][int(k)] += v
+        now = datetime.now(UTC)
+        rows = []
+        for (kind, subject), (count, total, bins, days) in merged.items():
+            if count < 30:
+                continue
+            mean = total / count
+            above = {k: v for k, v in bins.items() if 1.02**k > mean}
+            mode = max(above.items(), key=lambda kv: (kv[1], kv[0]))[0] if above else None
+            ordered = sorted(bins.items())
+            half, acc, median = count / 2, 0, None
+            for k, v in ordered:
+                acc += v
+                if acc >= half:
+                    median = 1.02**k
+                    break
+            rows.append(
+                {
+                    "kind": kind,
+                    "subject_id": subject,
+                    "rated_kw": round(1.02**mode, 3)
+                    if mode is not None and kind == "point"
+                    else None,
+                    "running_median": round(median, 4) if median is not None else None,
+                    "samples": count,
+                    "days": len(days),
+                    "computed_at": now,
+                }
+            )
+        if rows:
+            async with self.db.transaction() as s:
+                for row in rows:
+                    await s.execute(
+                        insert(T.learned)
+                        .values(**row)
+                        .on_conflict_do_update(
+                            index_elements=["kind", "subject_id"],
+                            set_={k: v for k, v in row.items() if k not in ("kind", "subject_id")},
+                        )
+                    )
+            for row in rows:
+                self._set_learned(row)
+            self.models.invalidate()
+        self.last_nightly = day
+        return len(rows)
+
+    def _set_learned(self, row: Any) -> None:
+        if row["kind"] == "point":
+            self.learned_points[row["subject_id"]] = Learned(
+                rated_kw=row["rated_kw"], running_median_kw=row["running_median"]
+            )
+        elif row["running_median"]:
+            self.group_ratio[row["subject_id"]] = row["running_median"]
+
+    async def _nightly_loop(self) -> None:
+        hour, minute = (int(x) for x in self.settings.alarm_nightly_at.split(":"))
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 60)
+            local = datetime.fromtimestamp(self.clock(), self.tz)
+            if self.last_nightly == local.date() or (local.hour, local.minute) < (hour, minute):
+                continue
+            try:
+                count = await self.learn(local.date())
+                _logger.info("alarm: nightly learning updated %d subjects", count)
+            except Exception:
+                _logger.exception("alarm: nightly learning failed")
+                self.last_nightly = local.date()
