@@ -601,11 +601,13 @@ class AlarmProcessor:
 
     # --------------------------------------------------------------------------- timers
 
-    async def tick(self, now: float | None = None) -> int:
+    async def tick(self, now: float | None = None, enterprise_ids: list[str] | None = None) -> int:
         """Offline sweep at wall time `now`; the number of enterprises that were due."""
         wall = self.clock() if now is None else now
         due = []
         for e, rt in list(self.runtimes.items()):
+            if enterprise_ids is not None and e not in enterprise_ids:
+                continue
             model = self.models.get(e)
             if model is None:
                 continue

@@ -25,12 +25,12 @@ def upgrade() -> None:
     metadata.create_all(bind)
     # The handling journal is append-only: the database refuses to change or delete rows.
     op.execute(
-        """
-        CREATE FUNCTION alarm.journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'alarm.journal is append-only'; END $$;
-        CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON alarm.journal
-        FOR EACH ROW EXECUTE FUNCTION alarm.journal_append_only();
-        """
+        "CREATE FUNCTION alarm.journal_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'alarm.journal is append-only'; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON alarm.journal "
+        "FOR EACH ROW EXECUTE FUNCTION alarm.journal_append_only()"
     )
     rule = metadata.tables["alarm.rule"]
     history = metadata.tables["alarm.rule_version"]
