@@ -93,7 +93,7 @@ async def test_alarm_carries_evidence_and_journal(city_run: CityRun, harness: Ha
     body = r.json()
     assert r.status_code == 200, body
     assert body["journal"][0]["action"] == "opened"
-    assert [j["action"] for j in body["journal"]][-1] == "recovered"
+    assert "recovered" in [j["action"] for j in body["journal"]]
     series = body["evidence"]["series"]
     assert len(series) == 2 and all(len(v) > 60 for v in series.values()), series.keys()
     points = body["evidence"]["points"]
