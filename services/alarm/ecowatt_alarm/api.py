@@ -9,6 +9,7 @@ attachments) and file planned outages for their own enterprise, but never verify
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -450,9 +451,9 @@ async def feedback(
         blob: bytes | None = content
         if settings.alarm_attachments_dir is not None:
             folder = Path(settings.alarm_attachments_dir) / alarm_id
-            folder.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             path = str(folder / att_id)
-            Path(path).write_bytes(content)
+            await asyncio.to_thread(Path(path).write_bytes, content)
             blob = None
         await session.execute(
             T.attachment.insert().values(
@@ -511,7 +512,9 @@ async def download(
     )
     if row is None:
         raise NotFound("attachment not found")
-    content = row["content"] if row["content"] is not None else Path(row["path"]).read_bytes()
+    content = row["content"]
+    if content is None:
+        content = await asyncio.to_thread(Path(row["path"]).read_bytes)
     return Response(
         content,
         media_type=row["content_type"],
@@ -820,7 +823,10 @@ async def states(enterprise_id: str, request: Request, identity: CurrentIdentity
         raise NotFound(f"enterprise {enterprise_id} not found")
     processor = ctx.state["processor"]
     rt = processor.runtimes.get(enterprise_id)
-    iso = lambda t: None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+
+    def iso(t: float | None) -> str | None:
+        return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+
     return {
         "enterprise_id": enterprise_id,
         "power_loss": bool(rt and rt.power_loss.get("on")),

@@ -116,48 +116,90 @@ def _inside(minute: int, spans: list[tuple[int, int]]) -> bool:
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "healthy": {},
-    "r1_pos": {"ctrl_off": [(120, 240)], "expected": [("R1", "G", 120, 240, False),
-                                                      ("R4", "G", 60, 390, False)]},
+    "r1_pos": {
+        "ctrl_off": [(120, 240)],
+        "expected": [("R1", "G", 120, 240, False), ("R4", "G", 60, 390, False)],
+    },
     "r1_neg": {"ctrl_off": [(120, 130)]},
-    "r1_sup": {"ctrl_off": [(120, 240)], "stop_order": (90, 300),
-               "expected": [("R1", "G", 120, 240, True), ("R4", "G", 60, 390, True)]},
-    "r2_pos": {"ctrl_on": (85, 393), "expected": [("R2", "G", 60, 85, False),
-                                                  ("R4", "G", 60, 390, False)]},
+    "r1_sup": {
+        "ctrl_off": [(120, 240)],
+        "stop_order": (90, 300),
+        "expected": [("R1", "G", 120, 240, True), ("R4", "G", 60, 390, True)],
+    },
+    "r2_pos": {
+        "ctrl_on": (85, 393),
+        "expected": [("R2", "G", 60, 85, False), ("R4", "G", 60, 390, False)],
+    },
     "r2_neg": {"ctrl_on": (68, 393)},
-    "r2_sup": {"ctrl_on": (85, 393), "filings": [("CF", 30, 100)],
-               "expected": [("R2", "G", 60, 85, True), ("R4", "G", 60, 390, True)]},
-    "r3_pos": {"ctrl_on": (57, 365), "expected": [("R3", "G", 365, 390, False),
-                                                  ("R4", "G", 60, 390, False)]},
+    "r2_sup": {
+        "ctrl_on": (85, 393),
+        "filings": [("CF", 30, 100)],
+        "expected": [("R2", "G", 60, 85, True), ("R4", "G", 60, 390, True)],
+    },
+    "r3_pos": {
+        "ctrl_on": (57, 365),
+        "expected": [("R3", "G", 365, 390, False), ("R4", "G", 60, 390, False)],
+    },
     "r3_neg": {"ctrl_on": (57, 385)},
-    "r3_sup": {"ctrl_on": (57, 365), "filings": [("ALL", 345, 405)],
-               "expected": [("R3", "G", 365, 390, True), ("R4", "G", 60, 390, True)]},
-    "r4_pos": {"ctrl_off": [(120, 140), (180, 200), (240, 260)],
-               "expected": [("R4", "G", 60, 390, False)]},
+    "r3_sup": {
+        "ctrl_on": (57, 365),
+        "filings": [("ALL", 345, 405)],
+        "expected": [("R3", "G", 365, 390, True), ("R4", "G", 60, 390, True)],
+    },
+    "r4_pos": {
+        "ctrl_off": [(120, 140), (180, 200), (240, 260)],
+        "expected": [("R4", "G", 60, 390, False)],
+    },
     "r4_neg": {"ctrl_off": [(120, 125), (180, 185)]},
-    "r4_sup": {"ctrl_off": [(120, 140), (180, 200), (240, 260)], "filings": [("CF", 120, 150)],
-               "expected": [("R4", "G", 60, 390, True)]},
+    "r4_sup": {
+        "ctrl_off": [(120, 140), (180, 200), (240, 260)],
+        "filings": [("CF", 120, 150)],
+        "expected": [("R4", "G", 60, 390, True)],
+    },
     "r5_pos": {"ctrl_low": [(120, 240)], "expected": [("R5", "G", 120, 240, False)]},
     "r5_neg": {"ctrl_low": [(120, 160)]},
-    "r5_sup": {"ctrl_low": [(120, 240)], "filings": [("CF", 90, 270)],
-               "expected": [("R5", "G", 120, 240, True)]},
+    "r5_sup": {
+        "ctrl_low": [(120, 240)],
+        "filings": [("CF", 90, 270)],
+        "expected": [("R5", "G", 120, 240, True)],
+    },
     "r6_pos": {"silent_b": [(120, 210)], "expected": [("R6", "G", 120, 210, False)]},
     "r6_neg": {"silent_b": [(120, 150)]},
-    "r6_sup": {"silent_b": [(120, 210)], "filings": [("CF", 105, 240)],
-               "expected": [("R6", "G", 120, 210, True)]},
-    "r7_pos": {"prod_on": (0, 0), "ctrl_on": (0, 0), "total_extra": [(120, 240)],
-               "expected": [("R7", "T", 120, 240, False)]},
+    "r6_sup": {
+        "silent_b": [(120, 210)],
+        "filings": [("CF", 105, 240)],
+        "expected": [("R6", "G", 120, 210, True)],
+    },
+    "r7_pos": {
+        "prod_on": (0, 0),
+        "ctrl_on": (0, 0),
+        "total_extra": [(120, 240)],
+        "expected": [("R7", "T", 120, 240, False)],
+    },
     "r7_neg": {"prod_on": (0, 0), "ctrl_on": (0, 0), "total_extra": [(120, 160)]},
-    "r7_sup": {"prod_on": (0, 0), "ctrl_on": (0, 0), "total_extra": [(120, 240)],
-               "filings": [("ALL", 90, 270)], "expected": [("R7", "T", 120, 240, True)]},
-    "offline_pos": {"silent_all": [(180, 10_000)],
-                    "expected": [("OFFLINE", "A", 180, 450, False),
-                                 ("OFFLINE", "B", 180, 450, False)]},
-    "offline_sup": {"silent_all": [(180, 10_000)], "filings": [("ALL", 150, 440)],
-                    "expected": [("OFFLINE", "A", 180, 450, True),
-                                 ("OFFLINE", "B", 180, 450, True)]},
+    "r7_sup": {
+        "prod_on": (0, 0),
+        "ctrl_on": (0, 0),
+        "total_extra": [(120, 240)],
+        "filings": [("ALL", 90, 270)],
+        "expected": [("R7", "T", 120, 240, True)],
+    },
+    "offline_pos": {
+        "silent_all": [(180, 10_000)],
+        "expected": [("OFFLINE", "A", 180, 450, False), ("OFFLINE", "B", 180, 450, False)],
+    },
+    "offline_sup": {
+        "silent_all": [(180, 10_000)],
+        "filings": [("ALL", 150, 440)],
+        "expected": [("OFFLINE", "A", 180, 450, True), ("OFFLINE", "B", 180, 450, True)],
+    },
     "planned_outage": {"plant_stop": [(120, 300)], "filings": [("ALL", 110, 310)]},
-    "power_cut": {"cut": [(180, 240)], "ctrl_on": (57, 393), "ctrl_off": [(240, 260)],
-                  "expected": [("R2", "G", 240, 260, True), ("R4", "G", 60, 390, True)]},
+    "power_cut": {
+        "cut": [(180, 240)],
+        "ctrl_on": (57, 393),
+        "ctrl_off": [(240, 260)],
+        "expected": [("R2", "G", 240, 260, True), ("R4", "G", 60, 390, True)],
+    },
 }
 QUIET = ("healthy", "planned_outage", "power_cut")
 
@@ -206,40 +248,125 @@ class SyntheticCity:
         now = self.start
         out: list[tuple[str, Snapshot]] = []
         for e in self.enterprises:
-            out.append(("enterprise", EnterpriseSnapshot(
-                id=e.id, updated_at=now, name=f"合成企业{e.id[-6:]}", district_code=e.district,
-                zone="高新区", industry_code="3311",
-                contacts=(Contact(name="张环保", phone="13800000000", role="环保负责人"),),
-            )))
-            out.append(("facility", FacilitySnapshot(id=e.pf, updated_at=now, enterprise_id=e.id,
-                                                     kind="production", name="生产线1", rated_kw=100)))
-            out.append(("facility", FacilitySnapshot(id=e.cf, updated_at=now, enterprise_id=e.id,
-                                                     kind="control", name="除尘器1", rated_kw=30)))
-            out.append(("control_group", ControlGroupSnapshot(
-                id=e.group, updated_at=now, enterprise_id=e.id, name="1号治理线",
-                production_facility_ids=(e.pf,), control_facility_ids=(e.cf,),
-                required_mode="all", start_lead_min=10, stop_lag_min=10,
-            )))
+            out.append(
+                (
+                    "enterprise",
+                    EnterpriseSnapshot(
+                        id=e.id,
+                        updated_at=now,
+                        name=f"合成企业{e.id[-6:]}",
+                        district_code=e.district,
+                        zone="高新区",
+                        industry_code="3311",
+                        contacts=(Contact(name="张环保", phone="13800000000", role="环保负责人"),),
+                    ),
+                )
+            )
+            out.append(
+                (
+                    "facility",
+                    FacilitySnapshot(
+                        id=e.pf,
+                        updated_at=now,
+                        enterprise_id=e.id,
+                        kind="production",
+                        name="生产线1",
+                        rated_kw=100,
+                    ),
+                )
+            )
+            out.append(
+                (
+                    "facility",
+                    FacilitySnapshot(
+                        id=e.cf,
+                        updated_at=now,
+                        enterprise_id=e.id,
+                        kind="control",
+                        name="除尘器1",
+                        rated_kw=30,
+                    ),
+                )
+            )
+            out.append(
+                (
+                    "control_group",
+                    ControlGroupSnapshot(
+                        id=e.group,
+                        updated_at=now,
+                        enterprise_id=e.id,
+                        name="1号治理线",
+                        production_facility_ids=(e.pf,),
+                        control_facility_ids=(e.cf,),
+                        required_mode="all",
+                        start_lead_min=10,
+                        stop_lag_min=10,
+                    ),
+                )
+            )
             for mn in (f"{e.id}-A", f"{e.id}-B"):
-                out.append(("device", DeviceSnapshot(id=mn, mn=mn, updated_at=now,
-                                                     enterprise_id=e.id)))
-            out.append(("point", PointSnapshot(
-                id=f"{e.id}-T", updated_at=now, enterprise_id=e.id, point_type="total",
-                name="总电", device_mn=f"{e.id}-A", circuit=1, rated_kw=200)))
-            out.append(("point", PointSnapshot(
-                id=f"{e.id}-P", updated_at=now, enterprise_id=e.id, facility_id=e.pf,
-                point_type="production", name="生产线1主电机", device_mn=f"{e.id}-A", circuit=2,
-                rated_kw=100)))
-            out.append(("point", PointSnapshot(
-                id=f"{e.id}-C", updated_at=now, enterprise_id=e.id, facility_id=e.cf,
-                point_type="control", name="除尘风机", device_mn=f"{e.id}-B", circuit=1,
-                rated_kw=30)))
+                out.append(
+                    ("device", DeviceSnapshot(id=mn, mn=mn, updated_at=now, enterprise_id=e.id))
+                )
+            out.append(
+                (
+                    "point",
+                    PointSnapshot(
+                        id=f"{e.id}-T",
+                        updated_at=now,
+                        enterprise_id=e.id,
+                        point_type="total",
+                        name="总电",
+                        device_mn=f"{e.id}-A",
+                        circuit=1,
+                        rated_kw=200,
+                    ),
+                )
+            )
+            out.append(
+                (
+                    "point",
+                    PointSnapshot(
+                        id=f"{e.id}-P",
+                        updated_at=now,
+                        enterprise_id=e.id,
+                        facility_id=e.pf,
+                        point_type="production",
+                        name="生产线1主电机",
+                        device_mn=f"{e.id}-A",
+                        circuit=2,
+                        rated_kw=100,
+                    ),
+                )
+            )
+            out.append(
+                (
+                    "point",
+                    PointSnapshot(
+                        id=f"{e.id}-C",
+                        updated_at=now,
+                        enterprise_id=e.id,
+                        facility_id=e.cf,
+                        point_type="control",
+                        name="除尘风机",
+                        device_mn=f"{e.id}-B",
+                        circuit=1,
+                        rated_kw=30,
+                    ),
+                )
+            )
         return out
 
     def registry_changes(self) -> list[RegistryChange]:
         return [
-            RegistryChange(entity=entity, entity_id=snap.id, operation="upsert", revision=1,
-                           changed_at=self.start, snapshot=snap.model_dump(mode="json"))
+            RegistryChange(
+                entity=entity,
+                entity_id=snap.id,
+                operation="upsert",
+                revision=1,
+                changed_at=self.start,
+                snapshot=snap.model_dump(mode="json"),
+            )
             for entity, snap in self.snapshots()
         ]
 
@@ -254,12 +381,16 @@ class SyntheticCity:
     def control_tasks(self) -> list[ControlTaskChanged]:
         return [
             ControlTaskChanged(
-                task_id=f"{e.id}-TASK", alert_id=f"{self.prefix}-ALERT", enterprise_id=e.id,
-                change="issued", valid_from=self.at(e.stop_order[0]),
+                task_id=f"{e.id}-TASK",
+                alert_id=f"{self.prefix}-ALERT",
+                enterprise_id=e.id,
+                change="issued",
+                valid_from=self.at(e.stop_order[0]),
                 valid_to=self.at(e.stop_order[1]),
                 measures=[{"action": "STOP", "target_kind": "facility", "target_ids": [e.pf]}],
             )
-            for e in self.enterprises if e.stop_order
+            for e in self.enterprises
+            if e.stop_order
         ]
 
     # ----------------------------------------------------------------------------- truth
@@ -272,8 +403,9 @@ class SyntheticCity:
             return "power_loss", "power_loss", 0.0, 0.0, 0.0, silent_all, silent_b
         stop = _inside(minute, e.plant_stop)
         prod = e.prod_on[0] <= minute < e.prod_on[1] and not stop
-        ctrl = (e.ctrl_on[0] <= minute < e.ctrl_on[1] and not stop
-                and not _inside(minute, e.ctrl_off))
+        ctrl = (
+            e.ctrl_on[0] <= minute < e.ctrl_on[1] and not stop and not _inside(minute, e.ctrl_off)
+        )
         if prod:
             p, ps = 80.0, "running"
         elif e.prod_on[0] - 30 <= minute < e.prod_on[1] + 30 and not stop:
@@ -332,10 +464,17 @@ class SyntheticCity:
         def reading(pid: str, mn: str, circuit: int, kw: float) -> PointReading:
             kw = max(0.0, kw * jitter(0.96, 1.04)) if kw else 0.0
             return PointReading(
-                enterprise_id=e.id, point_id=pid, mn=mn, cn="2011", circuit=circuit,
+                enterprise_id=e.id,
+                point_id=pid,
+                mn=mn,
+                cn="2011",
+                circuit=circuit,
                 data_time=t,
-                values={"active_power_kw": round(kw, 3), "voltage_v:A": volts,
-                        "energy_delta_kwh": round(kw / 60, 4)},
+                values={
+                    "active_power_kw": round(kw, 3),
+                    "voltage_v:A": volts,
+                    "energy_delta_kwh": round(kw / 60, 4),
+                },
                 source_key=f"{mn}|2011|{t.isoformat()}|{circuit}",
             )
 
@@ -384,10 +523,13 @@ def score_alarms(
             matched.append(exp)
     extra = [fired[i] for i in unmatched_fired]
     return {
-        "expected": len(expected), "fired": len(fired), "matched": len(matched),
+        "expected": len(expected),
+        "fired": len(fired),
+        "matched": len(matched),
         "precision": len(matched) / len(fired) if fired else 1.0,
         "recall": len(matched) / len(expected) if expected else 1.0,
-        "missing": missing, "extra": extra,
+        "missing": missing,
+        "extra": extra,
     }
 
 
@@ -426,6 +568,7 @@ def score_states(
     return {
         "precision": sum(precision.values()) / len(precision) if precision else 0.0,
         "recall": sum(recall.values()) / len(recall) if recall else 0.0,
-        "per_state_precision": precision, "per_state_recall": recall,
+        "per_state_precision": precision,
+        "per_state_recall": recall,
         "minutes": sum(actual.values()),
     }

@@ -233,7 +233,10 @@ class Engine:
         if cls == "running":
             return f"功率 {power:.1f} kW ≥ {pm.describe_threshold()}"
         if cls == "standby":
-            return f"功率 {power:.1f} kW 介于停运阈值 {pm.idle_kw:.2f} kW 与 {pm.describe_threshold()}之间"
+            return (
+                f"功率 {power:.1f} kW 介于停运阈值 {pm.idle_kw:.2f} kW 与 "
+                f"{pm.describe_threshold()}之间"
+            )
         return f"功率 {power:.1f} kW 低于停运阈值 {pm.idle_kw:.2f} kW"
 
     def _set_point(
@@ -1124,7 +1127,8 @@ class Engine:
             )
         return (
             f"治理线组“{g.name}”：产污与治污均在运行，但治污疑似低负荷/空转（{why}）；自 "
-            f"{fmt_time(a['first_at'], self.tz)} 起持续 {(a['last_at'] - a['first_at']) / 60:.0f} 分钟。"
+            f"{fmt_time(a['first_at'], self.tz)} 起持续 "
+            f"{(a['last_at'] - a['first_at']) / 60:.0f} 分钟。"
         )
 
     def _explain_r6(
@@ -1145,7 +1149,8 @@ class Engine:
         prods = "、".join(model.points[p].name for p in model.production_point_ids)
         return (
             f"企业总电“{pm.name}”功率 {fmt_kw(rt.points.get(pm.id, {}).get('last_p'))}，高于其运行"
-            f"参考功率 {ref:.1f} kW 的 {ratio * 100:g}%（{ratio * ref:.1f} kW），而全部受监控产污点位"
+            f"参考功率 {ref:.1f} kW 的 {ratio * 100:g}%（{ratio * ref:.1f} kW），"
+            f"而全部受监控产污点位"
             f"（{prods}）均停运；自 {fmt_time(a['first_at'], self.tz)} 起持续 "
             f"{(a['last_at'] - a['first_at']) / 60:.0f} 分钟，疑似存在未计量的生产回路。"
         )

@@ -135,9 +135,8 @@ class Notifier:
         name = enterprise.name if enterprise else event.enterprise_id
         verb = {"opened": "报警", "escalated": "升级"}.get(event.change, event.change)
         text = event.explanation or ""
-        return f"【{self.settings.alarm_sms_sign}】{name} {verb}（{LEVEL_NAMES.get(event.level, event.level)}）：{text}"[
-            :500
-        ]
+        level = LEVEL_NAMES.get(event.level, str(event.level))
+        return f"【{self.settings.alarm_sms_sign}】{name} {verb}（{level}）：{text}"[:500]
 
     async def recipients(self, event: AlarmChanged) -> list[tuple[str, str, int]]:
         """(channel, recipient, min level) for this alarm."""

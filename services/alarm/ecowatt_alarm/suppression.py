@@ -115,21 +115,23 @@ class Suppressions:
         self, enterprise_id: str, code: str, facilities: tuple[str, ...], start: float, end: float
     ) -> dict[str, Any] | None:
         for f in self.filings.get(enterprise_id, {}).values():
-            if f.start <= end and start <= f.end:
-                if not f.facility_ids or f.facility_ids.intersection(facilities):
-                    return {
-                        "kind": "filing",
-                        "id": f.id,
-                        "reason": f"计划停运报备：{f.reason}",
-                    }
+            if (f.start <= end and start <= f.end) and (
+                not f.facility_ids or f.facility_ids.intersection(facilities)
+            ):
+                return {
+                    "kind": "filing",
+                    "id": f.id,
+                    "reason": f"计划停运报备：{f.reason}",
+                }
         if code in CONTROL_PLAN_RULES:
             for o in self.orders.get(enterprise_id, {}).values():
-                if o.start <= end and (o.end is None or start <= o.end):
-                    if o.whole or o.facility_ids.intersection(facilities):
-                        return {
-                            "kind": "control_plan",
-                            "id": o.task_id,
-                            "alert_id": o.alert_id,
-                            "reason": "重污染天气管控停产指令",
-                        }
+                if (o.start <= end and (o.end is None or start <= o.end)) and (
+                    o.whole or o.facility_ids.intersection(facilities)
+                ):
+                    return {
+                        "kind": "control_plan",
+                        "id": o.task_id,
+                        "alert_id": o.alert_id,
+                        "reason": "重污染天气管控停产指令",
+                    }
         return None

@@ -56,7 +56,7 @@ class RecordingSms:
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict[str, Any]]
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.received.append(
             {"body": json.loads(body), "signature": self.headers.get("X-EcoWatt-Signature")}
@@ -89,15 +89,21 @@ class Harness:
         return self.ctx.state["processor"]  # type: ignore[no-any-return]
 
     def headers(
-        self, role: Role, *, districts: tuple[str, ...] = (), enterprises: tuple[str, ...] = (),
+        self,
+        role: Role,
+        *,
+        districts: tuple[str, ...] = (),
+        enterprises: tuple[str, ...] = (),
         subject: str | None = None,
     ) -> dict[str, str]:
         scope = DataScope(
             all=role in (Role.CITY_SUPERVISOR, Role.ADMIN, Role.OM_OPERATOR),
-            districts=frozenset(districts), enterprises=frozenset(enterprises),
+            districts=frozenset(districts),
+            enterprises=frozenset(enterprises),
         )
-        identity = Identity(subject=subject or f"{role.value}-user", roles=frozenset({role}),
-                            scope=scope)
+        identity = Identity(
+            subject=subject or f"{role.value}-user", roles=frozenset({role}), scope=scope
+        )
         token = self.signer.sign(identity, now=datetime.now(UTC))
         return {"Authorization": f"Bearer {token}"}
 
@@ -105,8 +111,8 @@ class Harness:
         for i in range(0, len(events), 2000):
             await self.ctx.bus.publish([encode(e, topic=topic) for e in events[i : i + 2000]])
 
-    async def wait_for(self, check: Callable[[], Any], timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, check: Callable[[], Any], limit_s: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + limit_s
         while not check():
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"timed out waiting for {check}")
@@ -168,8 +174,9 @@ async def harness(
         async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://alarm") as client:
-                yield Harness(app, client, app.state.context, settings, clock, sms, received,
-                              alarm_database)
+                yield Harness(
+                    app, client, app.state.context, settings, clock, sms, received, alarm_database
+                )
     finally:
         server.shutdown()
 
@@ -194,14 +201,19 @@ async def city_run(harness: Harness, city: SyntheticCity) -> CityRun:
         enterprise = next(e for e in city.enterprises if e.id == filing.enterprise_id)
         r = await h.client.post(
             "/filings",
-            json={"enterprise_id": filing.enterprise_id, "facility_ids": list(filing.facility_ids),
-                  "reason": filing.reason, "starts_at": filing.start.isoformat(),
-                  "ends_at": filing.end.isoformat()},
+            json={
+                "enterprise_id": filing.enterprise_id,
+                "facility_ids": list(filing.facility_ids),
+                "reason": filing.reason,
+                "starts_at": filing.start.isoformat(),
+                "ends_at": filing.end.isoformat(),
+            },
             headers=h.headers(Role.ENTERPRISE_USER, enterprises=(filing.enterprise_id,)),
         )
         assert r.status_code == 201, r.text
         r = await h.client.post(
-            f"/filings/{r.json()['id']}/approve", json={"note": "同意"},
+            f"/filings/{r.json()['id']}/approve",
+            json={"note": "同意"},
             headers=h.headers(Role.DISTRICT_OFFICER, districts=(enterprise.district,)),
         )
         assert r.status_code == 200, r.text
@@ -211,12 +223,13 @@ async def city_run(harness: Harness, city: SyntheticCity) -> CityRun:
     readings = list(city.readings())
     start = p.readings_applied
     await h.publish(readings, h.settings.alarm_points_topic)  # type: ignore[arg-type]
-    await h.wait_for(lambda: p.readings_applied - start >= len(readings), timeout=180)
+    await h.wait_for(lambda: p.readings_applied - start >= len(readings), limit_s=180)
     h.clock.now = (city.end + timedelta(minutes=10)).timestamp()
     await p.tick()
     await p.relay.drain()
-    r = await h.client.get("/alarms", params={"page_size": 500},
-                           headers=h.headers(Role.CITY_SUPERVISOR))
+    r = await h.client.get(
+        "/alarms", params={"page_size": 500}, headers=h.headers(Role.CITY_SUPERVISOR)
+    )
     assert r.status_code == 200, r.text
     alarms = r.json()["items"]
     for a in alarms:

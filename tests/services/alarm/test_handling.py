@@ -22,7 +22,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 def _alarm(run: CityRun, scenario: str, rule: str) -> dict[str, Any]:
     enterprise = run.city.enterprise(scenario).id
-    return next(a for a in run.alarms if a["enterprise_id"] == enterprise and a["rule_code"] == rule)
+    return next(
+        a for a in run.alarms if a["enterprise_id"] == enterprise and a["rule_code"] == rule
+    )
 
 
 async def test_full_handling_journal_and_role_rules(city_run: CityRun, harness: Harness) -> None:
@@ -42,18 +44,23 @@ async def test_full_handling_journal_and_role_rules(city_run: CityRun, harness: 
 
     # The enterprise answers with an attachment; bad attachments are refused.
     r = await h.client.post(
-        f"/alarms/{aid}/feedback", data={"text": "风机检修，已恢复", "cause": "设备检修"},
-        files=[("files", ("photo.png", PNG, "image/png"))], headers=firm,
+        f"/alarms/{aid}/feedback",
+        data={"text": "风机检修，已恢复", "cause": "设备检修"},
+        files=[("files", ("photo.png", PNG, "image/png"))],
+        headers=firm,
     )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "replied" and len(r.json()["attachments"]) == 1
     r = await h.client.post(
-        f"/alarms/{aid}/feedback", data={"text": "x"},
-        files=[("files", ("evil.png", b"MZ\x90\x00not a png", "image/png"))], headers=firm,
+        f"/alarms/{aid}/feedback",
+        data={"text": "x"},
+        files=[("files", ("evil.png", b"MZ\x90\x00not a png", "image/png"))],
+        headers=firm,
     )
     assert r.status_code == 415, r.text
     r = await h.client.post(
-        f"/alarms/{aid}/feedback", data={"text": "x"},
+        f"/alarms/{aid}/feedback",
+        data={"text": "x"},
         files=[("files", ("big.pdf", b"%PDF-" + b"0" * 70_000, "application/pdf"))],
         headers=firm,
     )
@@ -76,7 +83,8 @@ async def test_full_handling_journal_and_role_rules(city_run: CityRun, harness: 
     r = await h.client.post(f"/alarms/{aid}/close", json={}, headers=own)
     assert r.status_code == 409, "closing needs a verification first"
     r = await h.client.post(
-        f"/alarms/{aid}/verify", json={"result": "enterprise_problem", "note": "现场核实"},
+        f"/alarms/{aid}/verify",
+        json={"result": "enterprise_problem", "note": "现场核实"},
         headers=own,
     )
     assert r.status_code == 200, r.text
@@ -88,7 +96,9 @@ async def test_full_handling_journal_and_role_rules(city_run: CityRun, harness: 
     assert body["status"] == "closed" and body["verification"] == "enterprise_problem"
     actions = [(j["action"], j["actor"]) for j in body["journal"]]
     assert actions[-4:] == [
-        ("dispatched", "city-1"), ("feedback", "firm-1"), ("verified", "district-1"),
+        ("dispatched", "city-1"),
+        ("feedback", "firm-1"),
+        ("verified", "district-1"),
         ("closed", "district-1"),
     ], actions
     attachment = body["attachments"][0]
@@ -112,15 +122,17 @@ async def test_scope_filters_lists_and_pages(city_run: CityRun, harness: Harness
     r = await h.client.get("/alarms", params={"page_size": 500}, headers=firm)
     assert {a["enterprise_id"] for a in r.json()["items"]} == {enterprise.id}
     district = h.headers(Role.DISTRICT_OFFICER, districts=("610113",))
-    r = await h.client.get("/alarms", params={"page_size": 500, "district": "610102"},
-                           headers=district)
+    r = await h.client.get(
+        "/alarms", params={"page_size": 500, "district": "610102"}, headers=district
+    )
     assert r.json()["total"] == 0, "a district filter never widens the scope"
     r = await h.client.get("/alarms", params={"page_size": 500}, headers=district)
     assert r.json()["total"] > 0
     assert {a["district_code"] for a in r.json()["items"]} == {"610113"}
     city = h.headers(Role.CITY_SUPERVISOR)
-    r = await h.client.get("/alarms", params={"rule": "R4", "page_size": 2, "page": 2},
-                           headers=city)
+    r = await h.client.get(
+        "/alarms", params={"rule": "R4", "page_size": 2, "page": 2}, headers=city
+    )
     body = r.json()
     assert body["total"] >= 4 and len(body["items"]) == 2
     assert all(a["rule_code"] == "R4" for a in body["items"])
@@ -151,10 +163,15 @@ async def test_filings_need_a_bureau_in_scope(city_run: CityRun, harness: Harnes
     h = harness
     enterprise = city_run.city.enterprise("healthy")
     other = "610102" if enterprise.district == "610113" else "610113"
-    body = {"enterprise_id": enterprise.id, "reason": "年度检修",
-            "starts_at": "2026-12-01T00:00:00+08:00", "ends_at": "2026-12-02T00:00:00+08:00"}
-    r = await h.client.post("/filings", json=body,
-                            headers=h.headers(Role.ENTERPRISE_USER, enterprises=("someone",)))
+    body = {
+        "enterprise_id": enterprise.id,
+        "reason": "年度检修",
+        "starts_at": "2026-12-01T00:00:00+08:00",
+        "ends_at": "2026-12-02T00:00:00+08:00",
+    }
+    r = await h.client.post(
+        "/filings", json=body, headers=h.headers(Role.ENTERPRISE_USER, enterprises=("someone",))
+    )
     assert r.status_code == 404, "an enterprise files only for itself"
     firm = h.headers(Role.ENTERPRISE_USER, enterprises=(enterprise.id,))
     r = await h.client.post("/filings", json=body, headers=firm)
@@ -162,11 +179,17 @@ async def test_filings_need_a_bureau_in_scope(city_run: CityRun, harness: Harnes
     filing = r.json()["id"]
     r = await h.client.post(f"/filings/{filing}/approve", json={}, headers=firm)
     assert r.status_code == 403
-    r = await h.client.post(f"/filings/{filing}/approve", json={},
-                            headers=h.headers(Role.DISTRICT_OFFICER, districts=(other,)))
+    r = await h.client.post(
+        f"/filings/{filing}/approve",
+        json={},
+        headers=h.headers(Role.DISTRICT_OFFICER, districts=(other,)),
+    )
     assert r.status_code == 404
-    r = await h.client.post(f"/filings/{filing}/reject", json={"note": "材料不全"},
-                            headers=h.headers(Role.CITY_SUPERVISOR))
+    r = await h.client.post(
+        f"/filings/{filing}/reject",
+        json={"note": "材料不全"},
+        headers=h.headers(Role.CITY_SUPERVISOR),
+    )
     assert r.status_code == 200 and r.json()["status"] == "rejected"
 
 
@@ -174,31 +197,49 @@ async def test_rules_are_versioned_and_thresholds_explained(
     city_run: CityRun, harness: Harness
 ) -> None:
     h = harness
-    r = await h.client.get("/rules", headers=h.headers(Role.DISTRICT_OFFICER, districts=("610113",)))
+    r = await h.client.get(
+        "/rules", headers=h.headers(Role.DISTRICT_OFFICER, districts=("610113",))
+    )
     assert {x["code"] for x in r.json()} >= {"R1", "R7", "OFFLINE", "STATE"}
-    r = await h.client.put("/rules/R5", json={"params": {"confirm_min": 45}, "reason": "试行"},
-                           headers=h.headers(Role.ENTERPRISE_USER, enterprises=("x",)))
+    r = await h.client.put(
+        "/rules/R5",
+        json={"params": {"confirm_min": 45}, "reason": "试行"},
+        headers=h.headers(Role.ENTERPRISE_USER, enterprises=("x",)),
+    )
     assert r.status_code == 403
-    r = await h.client.put("/rules/R5", json={"params": {"bogus": 1}, "reason": "试行"},
-                           headers=h.headers(Role.CITY_SUPERVISOR))
+    r = await h.client.put(
+        "/rules/R5",
+        json={"params": {"bogus": 1}, "reason": "试行"},
+        headers=h.headers(Role.CITY_SUPERVISOR),
+    )
     assert r.status_code == 422
-    r = await h.client.put("/rules/R5", json={"params": {"confirm_min": 45}, "reason": "试行"},
-                           headers=h.headers(Role.CITY_SUPERVISOR))
+    r = await h.client.put(
+        "/rules/R5",
+        json={"params": {"confirm_min": 45}, "reason": "试行"},
+        headers=h.headers(Role.CITY_SUPERVISOR),
+    )
     assert r.status_code == 200 and r.json()["version"] == 2
     assert h.processor.rules["R5"].version == 2 and h.processor.rules["R5"].p("confirm_min") == 45
-    await h.client.put("/rules/R5", json={"params": {"confirm_min": 60}, "reason": "恢复"},
-                       headers=h.headers(Role.CITY_SUPERVISOR))
+    await h.client.put(
+        "/rules/R5",
+        json={"params": {"confirm_min": 60}, "reason": "恢复"},
+        headers=h.headers(Role.CITY_SUPERVISOR),
+    )
 
     enterprise = city_run.city.enterprise("healthy").id
     r = await h.client.post("/learning/run", headers=h.headers(Role.OM_OPERATOR))
     assert r.status_code == 200 and r.json()["updated"] > 0
-    r = await h.client.get("/thresholds", params={"enterprise_id": enterprise},
-                           headers=h.headers(Role.CITY_SUPERVISOR))
+    r = await h.client.get(
+        "/thresholds", params={"enterprise_id": enterprise}, headers=h.headers(Role.CITY_SUPERVISOR)
+    )
     points = {p["kind"]: p for p in r.json()}
     production = points["production"]
     assert production["defaulted"] and "额定功率 100 kW 的 20%" in production["basis"]
     assert production["learned_rated_kw"] == pytest.approx(80, rel=0.08)
     assert production["suggestion"] is None
-    r = await h.client.get("/states", params={"enterprise_id": enterprise},
-                           headers=h.headers(Role.ENTERPRISE_USER, enterprises=(enterprise,)))
+    r = await h.client.get(
+        "/states",
+        params={"enterprise_id": enterprise},
+        headers=h.headers(Role.ENTERPRISE_USER, enterprises=(enterprise,)),
+    )
     assert r.status_code == 200 and r.json()["facilities"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from ecowatt_alarm.notify import Notifier, in_quiet_hours
 from ecowatt_kernel.contracts import AlarmChanged
 from ecowatt_kernel.identity import Role
-from zoneinfo import ZoneInfo
 
 from .conftest import CityRun, FakeClock, Harness, RecordingSms
 
@@ -26,9 +26,18 @@ def test_quiet_hours_wrap_midnight() -> None:
 def _event(alarm_id: str, enterprise: str, level: int = 1, change: str = "opened") -> AlarmChanged:
     now = datetime.now(UTC)
     return AlarmChanged(
-        alarm_id=alarm_id, enterprise_id=enterprise, rule_code="R1", rule_version=1,
-        subject_id=f"{enterprise}-G", change=change, status="open",  # type: ignore[arg-type]
-        level=level, opened_at=now, changed_at=now, explanation="测试", district_code="610113",
+        alarm_id=alarm_id,
+        enterprise_id=enterprise,
+        rule_code="R1",
+        rule_version=1,
+        subject_id=f"{enterprise}-G",
+        change=change,
+        status="open",  # type: ignore[arg-type]
+        level=level,
+        opened_at=now,
+        changed_at=now,
+        explanation="测试",
+        district_code="610113",
     )
 
 
@@ -46,8 +55,13 @@ async def test_quiet_hours_and_dedup(city_run: CityRun, harness: Harness) -> Non
     settings = h.settings.model_copy(
         update={"alarm_quiet_hours": "22:00-07:00", "alarm_webhook_urls": ()}
     )
-    notifier = Notifier(database=h.processor.db, settings=settings, view=h.processor.view,
-                        sms=sms, clock=FakeClock(night))
+    notifier = Notifier(
+        database=h.processor.db,
+        settings=settings,
+        view=h.processor.view,
+        sms=sms,
+        clock=FakeClock(night),
+    )
     await notifier.notify(_event("N-1", enterprise, level=1))
     assert sms.sent == [], "level 1 waits out the quiet hours"
     await notifier.notify(_event("N-2", enterprise, level=3))
@@ -60,8 +74,9 @@ async def test_quiet_hours_and_dedup(city_run: CityRun, harness: Harness) -> Non
     assert len(sms.sent) == 2, "updates do not notify"
     suppressed = _event("N-5", enterprise, level=3).model_copy(update={"status": "suppressed"})
     await notifier.notify(suppressed)
-    r = await h.client.get("/notifications", params={"limit": 1000},
-                           headers=h.headers(Role.CITY_SUPERVISOR))
+    r = await h.client.get(
+        "/notifications", params={"limit": 1000}, headers=h.headers(Role.CITY_SUPERVISOR)
+    )
     assert r.status_code == 200
     statuses = {}
     async with h.processor.db.session() as s:

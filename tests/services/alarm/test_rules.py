@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from ecowatt_alarm.citygen import score_alarms, score_states
 from ecowatt_alarm.tables import state_change
+from ecowatt_kernel.db import async_url
 from ecowatt_kernel.identity import Role
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
-from ecowatt_kernel.db import async_url
 
 from .conftest import CityRun, Harness
 
@@ -29,8 +29,9 @@ def _of(run: CityRun, scenario: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("rule", RULES)
 def test_positive_case_raises_the_rule(city_run: CityRun, rule: str) -> None:
-    alarms = [a for a in _of(city_run, f"{CASE.get(rule, rule.lower())}_pos")
-              if a["rule_code"] == rule]
+    alarms = [
+        a for a in _of(city_run, f"{CASE.get(rule, rule.lower())}_pos") if a["rule_code"] == rule
+    ]
     assert alarms, f"{rule} did not fire on its positive case"
     assert all(a["status"] == "open" for a in alarms)
     a = alarms[0]
@@ -64,8 +65,11 @@ def test_city_alarm_precision_and_recall(city_run: CityRun) -> None:
     assert score["recall"] >= 0.95 and score["precision"] >= 0.95, score
     assert not score["extra"], score["extra"]
     for enterprise in city_run.city.quiet_enterprises():
-        live = [a for a in city_run.alarms
-                if a["enterprise_id"] == enterprise and a["status"] != "suppressed"]
+        live = [
+            a
+            for a in city_run.alarms
+            if a["enterprise_id"] == enterprise and a["status"] != "suppressed"
+        ]
         assert live == [], f"{enterprise} is healthy, on a planned outage or had a power cut"
 
 
@@ -74,8 +78,9 @@ async def test_city_state_precision_and_recall(city_run: CityRun, harness: Harne
     try:
         async with engine.connect() as connection:
             rows = await connection.execute(
-                select(state_change.c.subject_id, state_change.c.since, state_change.c.state)
-                .where(state_change.c.subject_kind == "facility")
+                select(state_change.c.subject_id, state_change.c.since, state_change.c.state).where(
+                    state_change.c.subject_kind == "facility"
+                )
             )
             changes: dict[str, list[Any]] = {}
             for subject, since, state in rows:
@@ -88,8 +93,9 @@ async def test_city_state_precision_and_recall(city_run: CityRun, harness: Harne
 
 async def test_alarm_carries_evidence_and_journal(city_run: CityRun, harness: Harness) -> None:
     r1 = next(a for a in _of(city_run, "r1_pos") if a["rule_code"] == "R1")
-    r = await harness.client.get(f"/alarms/{r1['id']}", headers=harness.headers(
-        Role.CITY_SUPERVISOR))
+    r = await harness.client.get(
+        f"/alarms/{r1['id']}", headers=harness.headers(Role.CITY_SUPERVISOR)
+    )
     body = r.json()
     assert r.status_code == 200, body
     assert body["journal"][0]["action"] == "opened"
@@ -110,11 +116,14 @@ async def test_events_reach_the_bus_and_notifications_go_out(
     opened = {a["id"] for a in live}
 
     def delivered() -> bool:
-        ids = {w["body"]["data"]["alarm_id"] for w in harness.webhook
-               if w["body"]["data"]["change"] == "opened"}
+        ids = {
+            w["body"]["data"]["alarm_id"]
+            for w in harness.webhook
+            if w["body"]["data"]["change"] == "opened"
+        }
         return opened <= ids
 
-    await harness.wait_for(delivered, timeout=60)
+    await harness.wait_for(delivered, limit_s=60)
     suppressed = {a["id"] for a in city_run.alarms if a["status"] == "suppressed"}
     assert not any(w["body"]["data"]["alarm_id"] in suppressed for w in harness.webhook)
     assert all(w["signature"].startswith("sha256=") for w in harness.webhook)
@@ -131,8 +140,10 @@ async def test_offline_escalates_at_24_hours(city_run: CityRun, harness: Harness
     later = city_run.ended_at + timedelta(hours=25)
     await p.tick(later.timestamp(), enterprise_ids=[enterprise])
     await p.relay.drain()
-    r = await harness.client.get("/alarms", params={"enterprise_id": enterprise,
-                                                    "rule": "OFFLINE"},
-                                 headers=harness.headers(Role.CITY_SUPERVISOR))
+    r = await harness.client.get(
+        "/alarms",
+        params={"enterprise_id": enterprise, "rule": "OFFLINE"},
+        headers=harness.headers(Role.CITY_SUPERVISOR),
+    )
     items = r.json()["items"]
     assert len(items) == 2 and {a["level"] for a in items} == {2}, items

@@ -239,7 +239,9 @@ class AlarmChanged(Event):
     changed_at: AwareDatetime
     explanation: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
-    rule_name: str | None = Field(None, description="The rule's Chinese name, e.g. 产污运行治污未运行.")
+    rule_name: str | None = Field(
+        None, description="The rule's Chinese name, e.g. 产污运行治污未运行."
+    )
     subject_kind: Literal["group", "point", "device"] | None = None
     group_id: str | None = Field(None, description="The control group (产治关系), if any.")
     facility_ids: list[str] = Field(default_factory=list)
