@@ -38,7 +38,7 @@ from ecowatt_kernel.contracts import (
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.outbox import OutboxRelay, enqueue
 from ecowatt_kernel.registry_view import RegistryView
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -281,6 +281,7 @@ class AlarmProcessor:
                                 rt.series = old.series
                             self.runtimes[rt.enterprise_id] = rt
                     fx = Effects()
+                    upserts = []
                     for e in ids:
                         if e not in versions and e in self.runtimes:
                             # Memory has it but the database does not (dropped): start over.
@@ -291,18 +292,22 @@ class AlarmProcessor:
                         touched.append(e)
                         if work(rt, model, fx):
                             rt.version += 1
-                            await s.execute(
-                                insert(T.runtime)
-                                .values(enterprise_id=e, version=rt.version, state=rt.to_dict())
-                                .on_conflict_do_update(
-                                    index_elements=["enterprise_id"],
-                                    set_={
-                                        "version": rt.version,
-                                        "state": rt.to_dict(),
-                                        "updated_at": datetime.now(UTC),
-                                    },
-                                )
+                            upserts.append(
+                                {"enterprise_id": e, "version": rt.version, "state": rt.to_dict()}
                             )
+                    if upserts:
+                        stmt = insert(T.runtime)
+                        await s.execute(
+                            stmt.on_conflict_do_update(
+                                index_elements=["enterprise_id"],
+                                set_={
+                                    "version": stmt.excluded.version,
+                                    "state": stmt.excluded.state,
+                                    "updated_at": func.now(),
+                                },
+                            ),
+                            upserts,
+                        )
                     await self._persist(s, fx)
             except BaseException:
                 for e in touched:  # their in-memory copies may be ahead of the database
@@ -655,28 +660,30 @@ class AlarmProcessor:
         stats, self._stats = self._stats, {}
         if not stats:
             return
+        rows = [
+            {
+                "kind": kind,
+                "subject_id": subject,
+                "day": date.fromisoformat(day),
+                "count": count,
+                "total": total,
+                "bins": {str(k): v for k, v in bins.items()},
+            }
+            for (kind, subject, day), (count, total, bins) in sorted(stats.items())
+        ]
+        table = T.point_day_stats
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "subject_id", "day"],
+            set_={
+                "count": table.c.count + stmt.excluded.count,
+                "total": table.c.total + stmt.excluded.total,
+                "bins": func.alarm.merge_bins(table.c.bins, stmt.excluded.bins),
+            },
+        )
         async with self.db.transaction() as s:
-            for (kind, subject, day), (count, total, bins) in sorted(stats.items()):
-                key = {"kind": kind, "subject_id": subject, "day": date.fromisoformat(day)}
-                row = (
-                    (await s.execute(select(T.point_day_stats).filter_by(**key).with_for_update()))
-                    .mappings()
-                    .first()
-                )
-                merged = {str(k): v for k, v in bins.items()}
-                if row is not None:
-                    for k, v in row["bins"].items():
-                        merged[k] = merged.get(k, 0) + v
-                    count += row["count"]
-                    total += row["total"]
-                await s.execute(
-                    insert(T.point_day_stats)
-                    .values(**key, count=count, total=total, bins=merged)
-                    .on_conflict_do_update(
-                        index_elements=["kind", "subject_id", "day"],
-                        set_={"count": count, "total": total, "bins": merged},
-                    )
-                )
+            for i in range(0, len(rows), 1000):
+                await s.execute(stmt, rows[i : i + 1000])
 
     async def _stats_loop(self) -> None:
         while not self._stopping.is_set():

@@ -32,6 +32,14 @@ def upgrade() -> None:
         "CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON alarm.journal "
         "FOR EACH ROW EXECUTE FUNCTION alarm.journal_append_only()"
     )
+    # Learning statistics are merged in the database: counts of equal bins add up.
+    op.execute(
+        "CREATE FUNCTION alarm.merge_bins(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql "
+        "IMMUTABLE AS $$ SELECT coalesce(jsonb_object_agg(k, coalesce((a->>k)::bigint, 0) "
+        "+ coalesce((b->>k)::bigint, 0)), '{}'::jsonb) FROM (SELECT jsonb_object_keys("
+        "coalesce(a, '{}'::jsonb)) AS k UNION SELECT jsonb_object_keys(coalesce(b, "
+        "'{}'::jsonb))) AS keys $$"
+    )
     rule = metadata.tables["alarm.rule"]
     history = metadata.tables["alarm.rule_version"]
     rows = [
@@ -65,4 +73,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS alarm.journal_append_only() CASCADE")
+    op.execute("DROP FUNCTION IF EXISTS alarm.merge_bins(jsonb, jsonb)")
     metadata.drop_all(op.get_bind())
