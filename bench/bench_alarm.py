@@ -117,7 +117,21 @@ async def produce(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------- main
 
 
+GC_PAUSES: list[tuple[int, float]] = []
+_gc_started = [0.0]
+
+
+def _gc_probe(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append((info["generation"], time.perf_counter() - _gc_started[0]))
+
+
 async def main(args: argparse.Namespace) -> dict[str, object]:
+    import gc
+
+    gc.callbacks.append(_gc_probe)
     bootstrap = infra("KAFKA_BOOTSTRAP_SERVERS")
     database_url = infra("DATABASE_URL")
     name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
@@ -221,12 +235,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 ]
         target = processor.readings_applied + len(prime)
         await publish(bus, f"{prefix}.points", prime)
-        while processor.readings_applied < target:
+        while processor.readings_applied < target:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         await asyncio.sleep(2)
         assert not received, f"probes fired while priming: {sorted(received)[:3]}"
 
-        producer = subprocess.Popen(  # noqa: ASYNC220 - a child that runs for the whole phase
+        producer = subprocess.Popen(  # noqa: ASYNC220, S603 - our own script, for the whole phase
             [
                 sys.executable,
                 __file__,
@@ -248,6 +262,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         applied_before = processor.readings_applied
         await asyncio.sleep(args.warmup)
         latencies: list[float] = []
+        split: list[tuple[float, float]] = []
         lost = 0
         phase_started = time.perf_counter()
         for e in probes.enterprises:
@@ -255,8 +270,15 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             probe = reading(e.id, "P", f"{e.id}-A", t, 80.0)
             sent_at = time.perf_counter()
             await bus.publish([encode(probe, topic=f"{prefix}.points")])
-            while e.id not in received and time.perf_counter() - sent_at < 10:
+            engine_at = None
+            while e.id not in received and time.perf_counter() - sent_at < 10:  # noqa: ASYNC110
+                if engine_at is None:
+                    rt = processor.runtimes.get(e.id)
+                    if rt is not None and any(k.startswith("R1|") for k in rt.alarms):
+                        engine_at = time.perf_counter()
                 await asyncio.sleep(0.002)
+            if engine_at is not None:
+                split.append((engine_at - sent_at, time.perf_counter() - engine_at))
             if e.id in received:
                 latencies.append(received[e.id] - sent_at)
             else:
@@ -303,6 +325,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             "p50_ms": round(1000 * q[49], 1),
             "p99_ms": round(1000 * q[98], 1),
             "max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+            "gc_max_ms": round(1000 * max((p for _, p in GC_PAUSES), default=0), 1),
+            "gc_gen2": sum(1 for g, _ in GC_PAUSES if g == 2),
+            "to_engine_p50_ms": round(1000 * statistics.median(a for a, _ in split), 1),
+            "to_engine_max_ms": round(1000 * max(a for a, _ in split), 1),
+            "engine_to_event_p50_ms": round(1000 * statistics.median(b for _, b in split), 1),
+            "engine_to_event_max_ms": round(1000 * max(b for _, b in split), 1),
         }
         print(json.dumps(result["latency"]), flush=True)
     await bus.stop()
