@@ -271,7 +271,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             sent_at = time.perf_counter()
             await bus.publish([encode(probe, topic=f"{prefix}.points")])
             engine_at = None
-            while e.id not in received and time.perf_counter() - sent_at < 10:  # noqa: ASYNC110
+            while e.id not in received and time.perf_counter() - sent_at < 10:
                 if engine_at is None:
                     rt = processor.runtimes.get(e.id)
                     if rt is not None and any(k.startswith("R1|") for k in rt.alarms):

@@ -206,6 +206,10 @@ class AlarmProcessor:
     # -------------------------------------------------------------------------- readings
 
     async def handle_points(self, records: Sequence[Record]) -> None:
+        if not self.view.ready:
+            # Readings of enterprises the view does not hold yet would be dropped: wait for
+            # the archive first (the partition does not advance meanwhile).
+            await self.view.wait_ready(timeout_s=600)
         by_enterprise: dict[str, list[PointReading]] = defaultdict(list)
         for record in records:
             try:

@@ -89,3 +89,38 @@ async def test_quiet_hours_and_dedup(city_run: CityRun, harness: Harness) -> Non
     assert statuses["N-2"] == {"sent"}
     assert statuses["N-3"] == {"deduplicated"}
     assert "N-4" not in statuses and "N-5" not in statuses
+
+
+async def test_http_sms_provider_posts_with_the_api_key() -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ecowatt_alarm.notify import HttpSmsGateway
+
+    seen: list[tuple[dict[str, str], str | None]] = []
+
+    class Provider(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.append((json.loads(body), self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"id": "m-1"}')
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gateway = HttpSmsGateway(
+            f"http://127.0.0.1:{server.server_port}/sms", "k-123", "生态环境局"
+        )
+        reference = await gateway.send("13800000000", "测试短信")
+    finally:
+        server.shutdown()
+    assert reference == '{"id": "m-1"}'
+    assert seen == [
+        ({"phone": "13800000000", "sign": "生态环境局", "text": "测试短信"}, "Bearer k-123")
+    ]
