@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -24,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ecowatt_kernel.bus import Bus, Record
+from ecowatt_kernel.bus import Bus, Record, TransientError
 from ecowatt_kernel.contracts import (
     AlarmChanged,
     ContractError,
@@ -38,9 +39,9 @@ from ecowatt_kernel.contracts import (
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.outbox import OutboxRelay, enqueue
 from ecowatt_kernel.registry_view import RegistryView
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ecowatt_alarm import tables as T
 from ecowatt_alarm.engine import AlarmOp, Effects, Engine, EnterpriseRuntime, StateChange
@@ -53,6 +54,20 @@ __all__ = ["AlarmProcessor", "power_of", "ts"]
 
 _logger = logging.getLogger(__name__)
 _LOG_BASE = math.log(1.02)
+
+
+_UPSERT_RUNTIME = text(
+    """
+    INSERT INTO alarm.runtime (enterprise_id, version, state, updated_at)
+    SELECT u.e, u.v, u.s::jsonb, now()
+    FROM unnest(CAST(:ids AS text[]), CAST(:versions AS bigint[]), CAST(:states AS text[]))
+         AS u(e, v, s)
+    ON CONFLICT (enterprise_id) DO UPDATE
+       SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+     WHERE alarm.runtime.version = EXCLUDED.version - 1
+    RETURNING enterprise_id
+    """
+)
 
 
 def ts(value: float | None) -> datetime | None:
@@ -249,70 +264,56 @@ class AlarmProcessor:
         enterprise_ids: list[str],
         work: Callable[[EnterpriseRuntime, EnterpriseModel, Effects], bool],
     ) -> None:
-        """Lock, refresh, apply `work`, persist — one transaction for all `enterprise_ids`."""
+        """Apply `work` to the enterprises' runtimes and persist everything in one transaction.
+
+        Concurrency is optimistic: a runtime row is written only if its version is still the
+        one this process read (another replica, after a rebalance, may have moved it on); if
+        not, the transaction rolls back, the stale copies are dropped and the batch is
+        retried (TransientError), reading the rows afresh.
+        """
         ids = sorted(e for e in enterprise_ids if self.models.get(e) is not None)
         if not ids:
             return
         async with self.lock:
             touched: list[str] = []
             try:
-                async with self.db.transaction() as s:
-                    rows = (
-                        await s.execute(
-                            select(T.runtime.c.enterprise_id, T.runtime.c.version)
-                            .where(T.runtime.c.enterprise_id.in_(ids))
-                            .order_by(T.runtime.c.enterprise_id)
-                            .with_for_update()
+                async with self.db.engine.begin() as conn:
+                    missing = [e for e in ids if e not in self.runtimes]
+                    if missing:
+                        rows = await conn.execute(
+                            select(T.runtime).where(T.runtime.c.enterprise_id.in_(missing))
                         )
-                    ).all()
-                    versions = {r.enterprise_id: r.version for r in rows}
-                    stale = [
-                        e
-                        for e in ids
-                        if e in versions
-                        and (e not in self.runtimes or self.runtimes[e].version != versions[e])
-                    ]
-                    if stale:
-                        for row in (
-                            await s.execute(
-                                select(T.runtime).where(T.runtime.c.enterprise_id.in_(stale))
-                            )
-                        ).mappings():
+                        for row in rows.mappings():
                             rt = EnterpriseRuntime(row["enterprise_id"], row["state"])
                             rt.version = row["version"]
-                            old = self.runtimes.get(rt.enterprise_id)
-                            if old is not None:
-                                rt.series = old.series
                             self.runtimes[rt.enterprise_id] = rt
                     fx = Effects()
-                    upserts = []
+                    written: list[tuple[str, int, str]] = []
                     for e in ids:
-                        if e not in versions and e in self.runtimes:
-                            # Memory has it but the database does not (dropped): start over.
-                            self.runtimes.pop(e)
                         rt = self.runtimes.setdefault(e, EnterpriseRuntime(e))
                         model = self.models.get(e)
                         assert model is not None
                         touched.append(e)
                         if work(rt, model, fx):
                             rt.version += 1
-                            upserts.append(
-                                {"enterprise_id": e, "version": rt.version, "state": rt.to_dict()}
-                            )
-                    if upserts:
-                        stmt = insert(T.runtime)
-                        await s.execute(
-                            stmt.on_conflict_do_update(
-                                index_elements=["enterprise_id"],
-                                set_={
-                                    "version": stmt.excluded.version,
-                                    "state": stmt.excluded.state,
-                                    "updated_at": func.now(),
-                                },
-                            ),
-                            upserts,
+                            written.append((e, rt.version, json.dumps(rt.to_dict())))
+                    if written:
+                        result = await conn.execute(
+                            _UPSERT_RUNTIME,
+                            {
+                                "ids": [w[0] for w in written],
+                                "versions": [w[1] for w in written],
+                                "states": [w[2] for w in written],
+                            },
                         )
-                    await self._persist(s, fx)
+                        stored = {row[0] for row in result}
+                        if len(stored) < len(written):
+                            stale = sorted({w[0] for w in written} - stored)
+                            raise TransientError(
+                                f"alarm runtime of {', '.join(stale[:5])} was changed by "
+                                "another process; reloading"
+                            )
+                    await self._persist(conn, fx)
             except BaseException:
                 for e in touched:  # their in-memory copies may be ahead of the database
                     self.runtimes.pop(e, None)
@@ -321,7 +322,7 @@ class AlarmProcessor:
         if fx:
             self.relay.wake()
 
-    async def _persist(self, s: AsyncSession, fx: Effects) -> None:
+    async def _persist(self, s: AsyncSession | AsyncConnection, fx: Effects) -> None:
         messages = []
         if fx.states:
             await s.execute(
@@ -363,7 +364,7 @@ class AlarmProcessor:
         )
         return encode(event, topic=self.settings.alarm_states_topic)
 
-    async def _persist_alarm(self, s: AsyncSession, op: AlarmOp) -> Any:
+    async def _persist_alarm(self, s: AsyncSession | AsyncConnection, op: AlarmOp) -> Any:
         a = op.alarm
         model = self.models.get(a["enterprise_id"])
         evidence = {

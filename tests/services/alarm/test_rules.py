@@ -147,3 +147,45 @@ async def test_offline_escalates_at_24_hours(city_run: CityRun, harness: Harness
     )
     items = r.json()["items"]
     assert len(items) == 2 and {a["level"] for a in items} == {2}, items
+
+
+async def test_a_stale_runtime_is_reloaded_not_overwritten(
+    city_run: CityRun, harness: Harness
+) -> None:
+    """Another replica moved an enterprise's runtime on: this process must not overwrite it."""
+    from ecowatt_kernel.contracts import PointReading
+    from sqlalchemy import text
+
+    enterprise = city_run.city.enterprise("healthy").id
+    p = harness.processor
+    engine = create_async_engine(async_url(harness.database_url))
+    try:
+        async with engine.begin() as connection:
+            version = await connection.scalar(
+                text(
+                    "UPDATE alarm.runtime SET version = version + 5, "
+                    "state = jsonb_set(state, '{version}', to_jsonb(version + 5)) "
+                    "WHERE enterprise_id = :e RETURNING version"
+                ),
+                {"e": enterprise},
+            )
+        reading = PointReading(
+            enterprise_id=enterprise,
+            point_id=f"{enterprise}-P",
+            mn=f"{enterprise}-A",
+            cn="2011",
+            data_time=city_run.ended_at + timedelta(minutes=1),
+            values={"active_power_kw": 1.0},
+        )
+        await harness.publish([reading], harness.settings.alarm_points_topic)
+        await harness.wait_for(
+            lambda: (rt := p.runtimes.get(enterprise)) is not None and rt.version == version + 1
+        )
+        async with engine.connect() as connection:
+            stored = await connection.scalar(
+                text("SELECT version FROM alarm.runtime WHERE enterprise_id = :e"),
+                {"e": enterprise},
+            )
+        assert stored == version + 1
+    finally:
+        await engine.dispose()
