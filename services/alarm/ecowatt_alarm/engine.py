@@ -85,6 +85,7 @@ class EnterpriseRuntime:
         self.alarms: dict[str, dict[str, Any]] = d.get("alarms", {})
         self.power_loss: dict[str, Any] = d.get("power_loss", {"on": False})
         self.series: dict[str, deque[tuple[float, float]]] = {}
+        self.persisted: tuple[tuple[Any, ...], float] | None = None  # (signature, monotonic)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,27 @@ class EnterpriseRuntime:
             "alarms": self.alarms,
             "power_loss": self.power_loss,
         }
+
+    def signature(self) -> tuple[Any, ...]:
+        """What must reach the database at once when it changes: states, pending changes,
+        group flips, condition timers, open alarms, power loss. The rest (last values, the
+        clock, day accumulators) may lag by `alarm_runtime_persist_s`."""
+        return (
+            tuple(sorted(self.conditions)),
+            tuple(
+                (k, a["level"], bool(a.get("suppressed"))) for k, a in sorted(self.alarms.items())
+            ),
+            bool(self.power_loss.get("on")),
+            tuple(
+                (pid, p.get("state"), (p.get("cand") or [None])[0])
+                for pid, p in sorted(self.points.items())
+            ),
+            tuple(
+                (gid, g["prod_on"], g["ctrl_on"], g["day"], g.get("ctrl_off_at"), g["ctrl_started"])
+                for gid, g in sorted(self.groups.items())
+            ),
+            tuple((fid, f.get("state")) for fid, f in sorted(self.facilities.items())),
+        )
 
     def point(self, point_id: str) -> dict[str, Any]:
         p = self.points.get(point_id)

@@ -294,7 +294,10 @@ class AlarmProcessor:
                         model = self.models.get(e)
                         assert model is not None
                         touched.append(e)
-                        if work(rt, model, fx):
+                        before = len(fx.states) + len(fx.alarms)
+                        if work(rt, model, fx) and self._must_persist(
+                            rt, len(fx.states) + len(fx.alarms) > before
+                        ):
                             rt.version += 1
                             written.append((e, rt.version, json.dumps(rt.to_dict())))
                     if written:
@@ -321,6 +324,22 @@ class AlarmProcessor:
         self._collect_stats(fx)
         if fx:
             self.relay.wake()
+
+    def _must_persist(self, rt: EnterpriseRuntime, effects: bool) -> bool:
+        """Write the runtime when it produced effects, when something material changed, or
+        when its last write is older than `alarm_runtime_persist_s` (bounds what a crash can
+        lose: last values and accumulators, never a state, a timer or an alarm)."""
+        signature = rt.signature()
+        now = time.monotonic()
+        if (
+            effects
+            or rt.persisted is None
+            or rt.persisted[0] != signature
+            or now - rt.persisted[1] >= self.settings.alarm_runtime_persist_s
+        ):
+            rt.persisted = (signature, now)
+            return True
+        return False
 
     async def _persist(self, s: AsyncSession | AsyncConnection, fx: Effects) -> None:
         messages = []

@@ -29,6 +29,9 @@ class AlarmSettings(KernelSettings):
     alarm_nightly_at: str = "02:30"
     alarm_learning_days: int = 60
     alarm_stats_flush_s: float = 60.0
+    # The engine's runtime row is written at once when a state, timer or alarm changes, and
+    # at least this often otherwise (last values, accumulators).
+    alarm_runtime_persist_s: float = 30.0
 
     # Attachments of enterprise feedback: PostgreSQL (default) or a folder.
     alarm_attachments_dir: Path | None = None
