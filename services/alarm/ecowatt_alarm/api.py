@@ -72,6 +72,16 @@ def _role_of(identity: Identity) -> str:
     return next(iter(identity.roles)).value if identity.roles else "unknown"
 
 
+def _district_prefix(code: str) -> str:
+    """GB/T 2260: 610000 covers the province, 610100 the city, 610113 one county."""
+    if len(code) == 6 and code.isdigit():
+        if code.endswith("0000"):
+            return code[:2]
+        if code.endswith("00"):
+            return code[:4]
+    return code
+
+
 def _alarm_scope(scope: DataScope) -> ColumnElement[bool]:
     return scope.where(
         district_column=T.alarm.c.district_code, enterprise_column=T.alarm.c.enterprise_id
@@ -109,7 +119,7 @@ def _filters(
     a = T.alarm.c
     out: list[ColumnElement[bool]] = []
     if district:
-        out.append(a.district_code.startswith(district.rstrip("0") or district))
+        out.append(a.district_code.startswith(_district_prefix(district), autoescape=True))
     if zone:
         out.append(a.zone == zone)
     if industry:

@@ -189,3 +189,31 @@ async def test_a_stale_runtime_is_reloaded_not_overwritten(
         assert stored == version + 1
     finally:
         await engine.dispose()
+
+
+async def test_quality_findings_are_kept_and_resolved(city_run: CityRun, harness: Harness) -> None:
+    from datetime import UTC, datetime
+
+    from ecowatt_kernel.contracts import QualityFindingChanged
+
+    enterprise = city_run.city.enterprise("r5_pos").id
+    point = f"{enterprise}-C"
+    now = datetime.now(UTC)
+    finding = QualityFindingChanged(
+        finding_id=f"{enterprise}-F1",
+        enterprise_id=enterprise,
+        rule_code="constant_power",
+        rule_version=1,
+        status="open",
+        subject_kind="point",
+        subject_id=point,
+        opened_at=now,
+        changed_at=now,
+    )
+    p = harness.processor
+    await harness.publish([finding], harness.settings.alarm_findings_topic)
+    await harness.wait_for(lambda: p.findings.get(enterprise))
+    assert p._findings_of(enterprise, [point])[0]["rule_code"] == "constant_power"
+    resolved = finding.model_copy(update={"status": "resolved"})
+    await harness.publish([resolved], harness.settings.alarm_findings_topic)
+    await harness.wait_for(lambda: not p.findings.get(enterprise))
