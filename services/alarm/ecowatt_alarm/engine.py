@@ -175,23 +175,27 @@ class Engine:
         if pr["state"] != "power_loss":
             self._classify(rt, model, pm, pr, t, power, fx, changed)
         self._power_loss(rt, model, t, fx, changed)
-        self._sweep_offline(rt, model, now, None, fx, changed)
+        # Live data (arriving close to its data time): a point is offline only if it also
+        # stopped *arriving*, so a device whose clock lags the others' is not taken for
+        # silent. A replay (data far behind arrival) can only be judged in data time.
+        live = received - rt.clock <= float(self.rules.state["offline_min_s"])
+        self._sweep_offline(rt, model, now, received if live else None, fx, changed)
         self._evaluate(rt, model, now, fx, changed)
         return True
 
     def tick(
         self, rt: EnterpriseRuntime, model: EnterpriseModel, wall_now: float, fx: Effects
     ) -> None:
-        """The timer: silence is an event too (offline points, OFFLINE escalation)."""
+        """The timer: silence is an event too (offline points, OFFLINE alarms and escalation).
+
+        Only what silence decides is evaluated here, at wall time; the enterprise's data clock
+        is left alone, so a device whose clock lags is not taken for offline by the others'
+        readings, and the correlation rules keep running in data time."""
         changed: set[str] = set()
         self._sweep_offline(rt, model, wall_now, wall_now, fx, changed)
-        if (
-            changed
-            or any(a["rule"] == "OFFLINE" for a in rt.alarms.values())
-            or any(p.get("state") == "offline" for p in rt.points.values())
-        ):
-            rt.clock = max(rt.clock, wall_now)
-            self._evaluate(rt, model, rt.clock, fx, changed)
+        if changed or any(p.get("state") == "offline" for p in rt.points.values()):
+            self._update_facilities(rt, model, changed, fx)
+            self._evaluate_devices(rt, model, max(rt.clock, wall_now), fx)
 
     def next_deadline(self, rt: EnterpriseRuntime, model: EnterpriseModel) -> float | None:
         """The wall time at which `tick` may change something (None: nothing pending)."""

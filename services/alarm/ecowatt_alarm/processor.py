@@ -54,6 +54,7 @@ __all__ = ["AlarmProcessor", "power_of", "ts"]
 
 _logger = logging.getLogger(__name__)
 _LOG_BASE = math.log(1.02)
+FUTURE_TOLERANCE_S = 600.0
 
 
 _UPSERT_RUNTIME = text(
@@ -148,6 +149,7 @@ class AlarmProcessor:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.readings_applied = 0
+        self.readings_skipped = 0
         self.last_nightly: date | None = None
 
     # ------------------------------------------------------------------------- lifecycle
@@ -243,6 +245,11 @@ class AlarmProcessor:
             for reading in by_enterprise[rt.enterprise_id]:
                 power, voltage = power_of(reading)
                 if power is None:
+                    continue
+                if reading.data_time.timestamp() > received + FUTURE_TOLERANCE_S:
+                    # A device clock far ahead would drag the enterprise's clock along and
+                    # make every other point look offline; validation reports such clocks.
+                    self.readings_skipped += 1
                     continue
                 applied |= self.engine.apply_reading(
                     rt,
