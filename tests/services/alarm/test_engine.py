@@ -82,3 +82,27 @@ def test_silence_goes_offline_then_offline_alarm_escalates() -> None:
     engine.tick(rt, model, t0 + 80 * 3600, fx)  # type: ignore[arg-type]
     escalated = [a for a in fx.alarms if a.op == "escalate"]
     assert {a.alarm["level"] for a in escalated} == {3}, "72 h → 严重"
+
+
+def test_r5_fires_when_the_power_ratio_collapses_against_its_learned_median() -> None:
+    city = SyntheticCity("V", date(2026, 11, 20), scenarios=[], healthy=1)
+    view = RegistryView()
+    for change in city.registry_changes():
+        view.apply(change)
+    rules = RuleSet()
+    models = ModelCache(view, rules, lambda _: Learned())
+    e = city.enterprises[0].id
+    group = city.enterprises[0].group
+    # Learned: control draws 0.3 × production. Now 10 kW against 80 kW (0.125 < 0.5 × 0.3),
+    # above the low-load threshold (9 kW), so only the ratio test can see it.
+    engine = Engine(rules, Suppressions(view), group_ratio={group: 0.3}.get)
+    rt, model, t0 = EnterpriseRuntime(e), models.get(e), city.start.timestamp()
+    fx = Effects()
+    for i in range(90):
+        t = t0 + 60 * i
+        for suffix, kw in (("P", 80.0), ("C", 24.0 if i < 10 else 10.0), ("T", 100.0)):
+            engine.apply_reading(rt, model, f"{e}-{suffix}", t, kw, 228.0, t, fx)  # type: ignore[arg-type]
+    opened = [a.alarm for a in fx.alarms if a.op == "open"]
+    assert [a["rule_code"] for a in opened] == ["R5"]
+    assert "30 日中位数" in opened[0]["explanation"]
+    assert opened[0]["first_at"] == t0 + 600
