@@ -10,7 +10,7 @@ PY = $(UV) run --frozen python
 PYTEST_ARGS ?=
 
 .PHONY: help install run test lint format typecheck pytest infra-up infra-down infra-status \
-        contracts-docs bench-bus clean-data
+        contracts-docs bench-bus token clean-data
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ test: install infra-up lint typecheck pytest ## Everything CI checks, against re
 
 bench-bus: install infra-up ## Bus throughput: real Kafka broker and in-process backend
 	$(PY) bench/bench_bus.py
+
+token: install ## Print a development token (ROLE=admin DISTRICT=610112 ENTERPRISE=...)
+	@$(PY) -m ecowatt_standalone.token $(if $(ROLE),--role $(ROLE)) \
+		$(if $(DISTRICT),--district $(DISTRICT)) $(if $(ENTERPRISE),--enterprise $(ENTERPRISE))
 
 clean-data: ## Delete standalone data (.data/)
 	rm -rf .data

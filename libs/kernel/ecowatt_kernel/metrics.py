@@ -28,6 +28,7 @@ __all__ = [
     "HTTP_REQUESTS",
     "HTTP_REQUEST_SECONDS",
     "LATENCY_BUCKETS",
+    "OUTBOX_PUBLISHED",
     "render_metrics",
 ]
 
@@ -75,6 +76,11 @@ BUS_RETRIES = Counter(
 )
 BUS_DLQ = Counter(
     "ecowatt_bus_dead_lettered_total", "Messages sent to a dead-letter topic.", ["topic", "group"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "ecowatt_outbox_published_total",
+    "Outbox rows published by a relay (re-sends after a failure included).",
+    ["outbox"],
 )
 BUS_CONSUMER_LAG = Gauge(
     "ecowatt_bus_consumer_lag",

@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from ecowatt_kernel.bus.base import Bus
 from ecowatt_kernel.bus.types import Message
+from ecowatt_kernel.metrics import OUTBOX_PUBLISHED
 
 __all__ = [
     "OutboxRelay",
@@ -139,9 +140,9 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.keep_published = keep_published
-        qualified = f"{table.schema}.{table.name}" if table.schema else table.name
+        self._qualified = f"{table.schema}.{table.name}" if table.schema else table.name
         self._lock_key = int.from_bytes(
-            hashlib.sha256(f"outbox:{qualified}".encode()).digest()[:8], "big", signed=True
+            hashlib.sha256(f"outbox:{self._qualified}".encode()).digest()[:8], "big", signed=True
         )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -207,6 +208,7 @@ class OutboxRelay:
                 .values(published_at=func.now())
             )
         self.published += len(rows)
+        OUTBOX_PUBLISHED.labels(self._qualified).inc(len(rows))
         return len(rows)
 
     async def drain(self) -> int:
@@ -232,6 +234,11 @@ class OutboxRelay:
         backoff = self.poll_interval_s
         cycles = 0
         while not self._stopping.is_set():
+            if not self.bus.started:
+                # A process may start its relay before its bus (standalone mode): wait quietly.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), min(self.poll_interval_s, 0.2))
+                continue
             try:
                 while not self._stopping.is_set() and await self.publish_batch():
                     pass

@@ -7,8 +7,10 @@
 - `registry.changes` → the `RegistryView` (and the model cache); `control.tasks` and
   `quality.findings` → suppression and evidence, stored in the schema so a restart rebuilds
   them.
-- A timer (`tick_s`) turns silence into offline states and OFFLINE alarms; a nightly job
-  learns rated load per point and the control/production power ratio per group (§2.2).
+- Jobs of the kernel's scheduler: the offline timer (`tick_s`) turns silence into offline
+  states and OFFLINE alarms; learning statistics are flushed every `stats_flush_s`; a daily
+  job (one replica, advisory leader) learns rated load per point and the control/production
+  power ratio per group (§2.2).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,6 +42,7 @@ from ecowatt_kernel.contracts import (
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.outbox import OutboxRelay, enqueue
 from ecowatt_kernel.registry_view import RegistryView
+from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -146,11 +150,9 @@ class AlarmProcessor:
             engine=database.engine, bus=bus, table=T.outbox, poll_interval_s=0.5
         )
         self._stats: dict[tuple[str, str, str], list[Any]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._jobs: list[PeriodicJob | DailyJob] = []
         self.readings_applied = 0
         self.readings_skipped = 0
-        self.last_nightly: date | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -202,20 +204,37 @@ class AlarmProcessor:
 
     async def start(self) -> None:
         await self.relay.start()
-        self._stopping.clear()
-        self._tasks = [
-            asyncio.create_task(self._timer(), name="alarm:timer"),
-            asyncio.create_task(self._stats_loop(), name="alarm:stats"),
-            asyncio.create_task(self._nightly_loop(), name="alarm:nightly"),
+        hour, minute = (int(x) for x in self.settings.alarm_nightly_at.split(":"))
+        self._jobs = [
+            PeriodicJob(
+                name="alarm.offline-timer",
+                run=self.tick,
+                every_s=self.settings.alarm_tick_s,
+                initial_delay_s=self.settings.alarm_tick_s,
+            ),
+            PeriodicJob(
+                name="alarm.learning-stats",
+                run=self.flush_stats,
+                every_s=self.settings.alarm_stats_flush_s,
+                initial_delay_s=self.settings.alarm_stats_flush_s,
+            ),
+            DailyJob(
+                name="alarm.learning",
+                run=self.learn,
+                timezone=self.settings.timezone,
+                at=dtime(hour, minute),
+                leader=AdvisoryLeader(self.db.engine, "alarm.learning"),
+                clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+            ),
         ]
+        for job in self._jobs:
+            await job.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        for job in reversed(self._jobs):
+            with contextlib.suppress(Exception):
+                await job.stop()
+        self._jobs = []
         with contextlib.suppress(Exception):
             await self.flush_stats()
         await self.relay.stop()
@@ -662,17 +681,6 @@ class AlarmProcessor:
             await self._run(due[i : i + 200], work)
         return len(due)
 
-    async def _timer(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.alarm_tick_s)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.tick()
-            except Exception:
-                _logger.exception("alarm timer failed; retrying at the next tick")
-
     # ------------------------------------------------------------------------- learning
 
     def _collect_stats(self, fx: Effects) -> None:
@@ -715,15 +723,6 @@ class AlarmProcessor:
         async with self.db.transaction() as s:
             for i in range(0, len(rows), 1000):
                 await s.execute(stmt, rows[i : i + 1000])
-
-    async def _stats_loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.alarm_stats_flush_s)
-            try:
-                await self.flush_stats()
-            except Exception:
-                _logger.exception("alarm: flushing learning statistics failed")
 
     async def learn(self, today: date | None = None) -> int:
         """Recompute learned rated load per point and power ratio per group (§2.2)."""
@@ -786,7 +785,6 @@ class AlarmProcessor:
             for row in rows:
                 self._set_learned(row)
             self.models.invalidate()
-        self.last_nightly = day
         return len(rows)
 
     def _set_learned(self, row: Any) -> None:
@@ -796,18 +794,3 @@ class AlarmProcessor:
             )
         elif row["running_median"]:
             self.group_ratio[row["subject_id"]] = row["running_median"]
-
-    async def _nightly_loop(self) -> None:
-        hour, minute = (int(x) for x in self.settings.alarm_nightly_at.split(":"))
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 60)
-            local = datetime.fromtimestamp(self.clock(), self.tz)
-            if self.last_nightly == local.date() or (local.hour, local.minute) < (hour, minute):
-                continue
-            try:
-                count = await self.learn(local.date())
-                _logger.info("alarm: nightly learning updated %d subjects", count)
-            except Exception:
-                _logger.exception("alarm: nightly learning failed")
-                self.last_nightly = local.date()

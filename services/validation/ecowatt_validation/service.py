@@ -1,21 +1,171 @@
-"""The validation service definition: what `create_app` builds and standalone mode mounts."""
+"""The validation service definition: what `create_app` builds and standalone mode mounts.
+
+`on_startup` builds the pieces and keeps them in `ctx.state["validation"]` (a `Runtime`):
+the registry view, the rule book, the finding store, the binder subscribed to
+`telemetry.readings`, the outbox relay publishing `quality.findings`, and three jobs — the
+day close (previous local day at `day_close_at`), the live offline sweep, and the archive
+check that follows registry changes. Jobs run on one replica at a time (advisory lock).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-from ecowatt_kernel.app import ServiceSpec
+from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.db import Database
+from ecowatt_kernel.outbox import OutboxRelay
+from ecowatt_kernel.registry_view import RegistryView
+from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 
+from ecowatt_validation.api import router
+from ecowatt_validation.binding import Binder
+from ecowatt_validation.checks import Checks, enterprise_info
+from ecowatt_validation.findings import FindingStore
+from ecowatt_validation.models import OUTBOX
+from ecowatt_validation.rulebook import RuleBook
 from ecowatt_validation.settings import ValidationSettings
+
+STATE_KEY = "validation"
+
+
+@dataclass
+class Runtime:
+    """Everything the running service holds; request handlers reach it through the app."""
+
+    settings: ValidationSettings
+    database: Database
+    view: RegistryView
+    rulebook: RuleBook
+    findings: FindingStore
+    binder: Binder
+    checks: Checks
+    relay: OutboxRelay
+    jobs: list[Any]
+
+    async def run_day(self, day: date, trigger: str) -> dict[str, Any]:
+        await self.view.wait_ready()
+        async with self.database.transaction() as session:
+            await self.rulebook.load(session)
+        return await self.checks.run_day(day, trigger=trigger)
+
+
+def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
+    """Wire the service's pieces (not started)."""
+    database = ctx.database
+    view = RegistryView(topic=settings.registry_topic)
+    rulebook = RuleBook()
+    findings = FindingStore(
+        rules=rulebook, enterprise=enterprise_info(view), topic=settings.findings_topic
+    )
+    relay = OutboxRelay(engine=database.engine, bus=ctx.bus, table=OUTBOX)
+    binder = Binder(
+        database=database,
+        bus=ctx.bus,
+        view=view,
+        findings=findings,
+        rules=rulebook,
+        timezone=settings.timezone,
+        valid_flags=settings.valid_flag_set,
+        sample_cns=settings.sample_cn_set,
+        points_topic=settings.points_topic,
+        publish_points=settings.publish_points,
+        on_committed=relay.wake,
+    )
+    checks = Checks(
+        database=database,
+        view=view,
+        findings=findings,
+        rules=rulebook,
+        timezone=settings.timezone,
+        on_committed=relay.wake,
+    )
+    return Runtime(settings, database, view, rulebook, findings, binder, checks, relay, [])
+
+
+async def on_startup(ctx: ServiceContext) -> None:
+    settings = ctx.settings
+    assert isinstance(settings, ValidationSettings)
+    runtime = build_runtime(ctx, settings)
+    ctx.state[STATE_KEY] = runtime
+    async with runtime.database.transaction() as session:
+        await runtime.rulebook.load(session)
+    await runtime.view.attach(ctx.bus, group_prefix="validation")
+    await ctx.subscribe(
+        name="bind",
+        topics=[settings.readings_topic],
+        handler=runtime.binder.handle,
+        max_batch=settings.bind_max_batch,
+    )
+    engine = runtime.database.engine
+
+    async def archive() -> None:
+        await runtime.view.wait_ready()
+        await runtime.checks.check_archive()
+
+    async def sweep() -> None:
+        await runtime.view.wait_ready()
+        async with runtime.database.transaction() as session:
+            await runtime.rulebook.load(session)  # parameters edited on another replica
+        await runtime.checks.sweep_offline()
+
+    archive_job = PeriodicJob(
+        name="validation.archive",
+        run=archive,
+        every_s=3600.0,
+        leader=AdvisoryLeader(engine, "validation.archive"),
+        initial_delay_s=settings.archive_debounce_s,
+    )
+    runtime.view.on_change(lambda *_: archive_job.wake())
+    runtime.jobs = [
+        archive_job,
+        PeriodicJob(
+            name="validation.sweep",
+            run=sweep,
+            every_s=settings.sweep_interval_s,
+            leader=AdvisoryLeader(engine, "validation.sweep"),
+            initial_delay_s=settings.sweep_interval_s,
+        ),
+        DailyJob(
+            name="validation.day-close",
+            run=lambda day: runtime.run_day(day, "schedule"),
+            timezone=settings.timezone,
+            at=settings.day_close_at,
+            last_done=runtime.checks.last_completed_day,
+            catch_up_days=settings.day_close_catch_up_days,
+            leader=AdvisoryLeader(engine, "validation.day-close"),
+        ),
+    ]
+    await runtime.relay.start()
+    for job in runtime.jobs:
+        await job.start()
+
+
+async def on_shutdown(ctx: ServiceContext) -> None:
+    runtime: Runtime | None = ctx.state.get(STATE_KEY)
+    if runtime is None:
+        return
+    for job in runtime.jobs:
+        await job.stop()
+    if runtime.view.subscription is not None and runtime.view.subscription.running:
+        await runtime.view.subscription.stop()
+    await runtime.relay.stop()
+
 
 SERVICE = ServiceSpec(
     name="validation",
     title="EcoWatt validation (采集数据核查)",
     description=(
-        "Owns binding readings to monitoring points, data-quality state, archive- "
-        "completeness and data-quality findings, daily per-point aggregates."
+        "Binds readings to monitoring points (telemetry.points), checks the archive and the "
+        "data (five completeness checks, ten data-quality checks, credit codes, offline and "
+        "latency), keeps daily per-point aggregates and tracks findings (quality.findings)."
     ),
     settings_class=ValidationSettings,
     schema="validation",
     migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    on_startup=on_startup,
+    on_shutdown=on_shutdown,
 )

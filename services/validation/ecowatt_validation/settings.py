@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import time
+
 from ecowatt_kernel.settings import KernelSettings
 
 
@@ -10,3 +12,30 @@ class ValidationSettings(KernelSettings):
 
     service_name: str = "validation"
     http_port: int = 8004
+
+    # HJ 212 data flags that count as valid (supervision.md §1.6: N, and S where allowed).
+    valid_flags: str = "N"
+    # Commands whose samples count toward completeness (real-time and minute data).
+    sample_cns: str = "2011,2051"
+    # Topics (overridable so that tests and benchmarks use private ones).
+    readings_topic: str = "telemetry.readings"
+    points_topic: str = "telemetry.points"
+    registry_topic: str = "registry.changes"
+    findings_topic: str = "quality.findings"
+    publish_points: bool = True
+    bind_max_batch: int = 2000
+    # Day close: the daily rules for yesterday run at this local time (settings.timezone).
+    day_close_at: time = time(0, 15)
+    # How many missed days a restarted service catches up on.
+    day_close_catch_up_days: int = 3
+    # Live offline sweep and debounce of archive checks after registry changes.
+    sweep_interval_s: float = 60.0
+    archive_debounce_s: float = 5.0
+
+    @property
+    def valid_flag_set(self) -> frozenset[str]:
+        return frozenset(f.strip().upper() for f in self.valid_flags.split(",") if f.strip())
+
+    @property
+    def sample_cn_set(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.sample_cns.split(",") if c.strip())

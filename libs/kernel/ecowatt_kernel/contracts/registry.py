@@ -62,13 +62,19 @@ class EnterpriseSnapshot(Snapshot):
     name: str
     credit_code: str | None = Field(None, description="统一社会信用代码 (GB 32100), 18 chars")
     district_code: str = Field(description="GB/T 2260 county-level code, e.g. 610113")
+    district_name: str | None = Field(None, description="Name of `district_code`, e.g. 雁塔区")
     zone: str | None = Field(None, description="Management zone (管理片区/开发区)")
+    town: str | None = Field(None, description="街乡镇")
     address: str | None = None
     longitude: float | None = Field(None, description="WGS-84")
     latitude: float | None = Field(None, description="WGS-84")
     industry_code: str | None = Field(None, description="GB/T 4754-2017 class (小类), 4 digits")
+    industry_name: str | None = Field(None, description="Name of `industry_code`")
+    industry_section: str | None = Field(None, description="门类 letter derived from the code")
+    industry_division: str | None = Field(None, description="大类 (2 digits) derived from the code")
     key_industry: str | None = Field(None, description="重点行业类型 for performance grading")
     performance_grade: Literal["A", "B", "C", "D", "leading", "none"] = "none"
+    performance_grade_since: date | None = Field(None, description="Date the grade took effect")
     control_type: str | None = Field(None, description="管控类型, e.g. ordinary, 民生保障")
     exempt: bool = False
     production_status: Literal["normal", "suspended", "closed"] = "normal"
@@ -92,6 +98,7 @@ class FacilitySnapshot(Snapshot):
     name: str
     code: str | None = Field(None, description="设施编号 inside the enterprise")
     production_line_id: str | None = None
+    process: str | None = Field(None, description="工序/工艺")
     control_type: str | None = Field(None, description="Control facilities: e.g. bag filter")
     rated_kw: float | None = None
     status: Literal["active", "disabled", "removed"] = "active"

@@ -1,6 +1,6 @@
 """Alembic environment of the registry service; the kernel runs it at start-up."""
 
 from ecowatt_kernel.db import run_migrations
-from sqlalchemy import MetaData
+from ecowatt_registry.models import Base
 
-run_migrations(MetaData(schema="registry"))
+run_migrations(Base.metadata)

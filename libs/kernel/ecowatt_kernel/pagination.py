@@ -1,0 +1,84 @@
+"""Pagination of list endpoints: `page`/`page_size` query parameters, a counted SQL page.
+
+    @router.get("/findings")
+    async def findings(page: PageParams, session: DbSession) -> Page[FindingOut]:
+        query = select(FINDINGS).where(...).order_by(FINDINGS.c.opened_at.desc())
+        rows, total = await fetch_page(session, query, page)
+        return Page.of([FindingOut.model_validate(r._asdict()) for r in rows], total, page)
+
+Every list answers `{items, total, page, page_size, pages}`; `page_size` is capped at
+`MAX_PAGE_SIZE`, so a client cannot ask for everything in one request (exports stream
+instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import Row, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageParams", "PageRequest", "fetch_page"]
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page a client asked for (1-based)."""
+
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+def _page_request(
+    page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    page_size: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page")
+    ] = DEFAULT_PAGE_SIZE,
+) -> PageRequest:
+    return PageRequest(page=page, page_size=page_size)
+
+
+PageParams = Annotated[PageRequest, Depends(_page_request)]
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list and where it sits in the whole."""
+
+    items: list[ItemT]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+    @classmethod
+    def of(cls, items: Sequence[ItemT], total: int, request: PageRequest) -> Page[ItemT]:
+        pages = (total + request.page_size - 1) // request.page_size
+        return cls(
+            items=list(items),
+            total=total,
+            page=request.page,
+            page_size=request.page_size,
+            pages=pages,
+        )
+
+
+async def fetch_page(
+    session: AsyncSession, query: Select[Any], request: PageRequest
+) -> tuple[list[Row[Any]], int]:
+    """The rows of one page of `query` (which must be ordered) and the total row count."""
+    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = (await session.execute(query.limit(request.page_size).offset(request.offset))).all()
+    return list(rows), int(total or 0)
