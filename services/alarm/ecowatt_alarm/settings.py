@@ -2,11 +2,59 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from ecowatt_kernel.settings import KernelSettings
+from pydantic import SecretStr
 
 
 class AlarmSettings(KernelSettings):
-    """EcoWatt alarm settings."""
+    """EcoWatt alarm settings. Rule thresholds live in the database (`alarm.rule`), not here."""
 
     service_name: str = "alarm"
     http_port: int = 8005
+
+    # Topics (tests and benchmarks point them at private names).
+    alarm_points_topic: str = "telemetry.points"
+    alarm_registry_topic: str = "registry.changes"
+    alarm_tasks_topic: str = "control.tasks"
+    alarm_findings_topic: str = "quality.findings"
+    alarm_states_topic: str = "facility.states"
+    alarm_alarms_topic: str = "alarms"
+    alarm_consumer_prefix: str = "alarm"
+
+    # Timers: offline sweep and day roll-over every `tick_s`; nightly learning at local time.
+    alarm_tick_s: float = 15.0
+    alarm_nightly_at: str = "02:30"
+    alarm_learning_days: int = 60
+    alarm_stats_flush_s: float = 60.0
+    # The engine's runtime row is written at once when a state, timer or alarm changes, and
+    # at least this often otherwise (last values, accumulators).
+    alarm_runtime_persist_s: float = 30.0
+
+    # Attachments of enterprise feedback: PostgreSQL (default) or a folder.
+    alarm_attachments_dir: Path | None = None
+    alarm_attachment_max_bytes: int = 10 * 1024 * 1024
+    alarm_attachment_types: tuple[str, ...] = (
+        "image/jpeg",
+        "image/png",
+        "application/pdf",
+        "text/plain",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    )
+
+    # Notifications.
+    alarm_notify_enabled: bool = True
+    alarm_webhook_urls: tuple[str, ...] = ()
+    alarm_webhook_secret: SecretStr | None = None
+    alarm_webhook_timeout_s: float = 5.0
+    alarm_sms_provider: Literal["log", "http"] = "log"
+    alarm_sms_url: str | None = None
+    alarm_sms_api_key: SecretStr | None = None
+    alarm_sms_sign: str = "EcoWatt"
+    alarm_quiet_hours: str | None = "22:00-07:00"
+    alarm_quiet_min_level: int = 3
+    alarm_dedup_window_min: int = 60
+    alarm_notify_min_level: int = 1

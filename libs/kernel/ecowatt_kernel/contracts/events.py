@@ -214,6 +214,7 @@ class FacilityStateChanged(Event):
     since: AwareDatetime
     reason: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
+    facility_id: str | None = Field(None, description="For a point: the facility it measures.")
 
     def partition_key(self) -> str:
         return self.enterprise_id
@@ -238,6 +239,20 @@ class AlarmChanged(Event):
     changed_at: AwareDatetime
     explanation: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
+    rule_name: str | None = Field(
+        None, description="The rule's Chinese name, e.g. 产污运行治污未运行."
+    )
+    subject_kind: Literal["group", "point", "device"] | None = None
+    group_id: str | None = Field(None, description="The control group (产治关系), if any.")
+    facility_ids: list[str] = Field(default_factory=list)
+    active: bool | None = Field(None, description="True while the condition holds.")
+    first_at: AwareDatetime | None = Field(None, description="When the condition began.")
+    last_at: AwareDatetime | None = Field(None, description="Latest time it was seen holding.")
+    recovered_at: AwareDatetime | None = None
+    suppressed_by: dict[str, Any] | None = Field(
+        None, description="Why it is suppressed: power loss, a planned-outage filing, a plan."
+    )
+    district_code: str | None = None
 
     def partition_key(self) -> str:
         return self.enterprise_id

@@ -1,6 +1,6 @@
 """Alembic environment of the alarm service; the kernel runs it at start-up."""
 
+from ecowatt_alarm.tables import metadata
 from ecowatt_kernel.db import run_migrations
-from sqlalchemy import MetaData
 
-run_migrations(MetaData(schema="alarm"))
+run_migrations(metadata)
