@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import resource
 import time
 from collections.abc import Iterable
@@ -41,7 +40,14 @@ from ecowatt_ingest.devices import BAD_PASSWORD, EXPLANATIONS, OK, DeviceDirecto
 from ecowatt_ingest.publisher import BatchPublisher, Entry
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.state import SessionStore
-from ecowatt_ingest.wire import frame_message, new_id, reading_message, utc_iso
+from ecowatt_ingest.wire import (
+    data_answer,
+    frame_message,
+    new_id,
+    new_trace_id,
+    reading_message,
+    utc_iso,
+)
 
 __all__ = ["DATA_CNS", "IngestServer"]
 
@@ -50,11 +56,23 @@ _logger = logging.getLogger(__name__)
 DATA_CNS = frozenset({"2011", "2021", "2031", "2041", "2051", "2061"})
 ANSWER_CNS = frozenset({"9011", "9012", "9013", "9014"})
 ACCEPTED, UNREGISTERED, DUPLICATE, REJECTED = "accepted", "unregistered", "duplicate", "rejected"
-_QN_RTN = {BAD_PASSWORD: 3}  # anything else not OK: 4 (MN error)
+_QN_RTN = {BAD_PASSWORD: 3}
+_COUNTERS = (
+    "frames",
+    "accepted",
+    "rejected",
+    "duplicates",
+    "bytes",
+)  # anything else not OK: 4 (MN error)
 
 
-def _trace_id() -> str:
-    return os.urandom(16).hex()
+def _encode(message: hj212.Message) -> bytes:
+    """Encode an answer; b"" when the device's own fields cannot be echoed legally."""
+    try:
+        return hj212.encode(message)
+    except hj212.EncodeError as exc:
+        _logger.info("answer to %s not sent: %s", message.mn, exc)
+        return b""
 
 
 def _frame_in_progress(framer: hj212.StreamFramer, max_segment: int) -> bool:
@@ -401,9 +419,7 @@ class IngestServer:
     async def _after_bind(self, session: Session) -> None:
         try:
             session.previous_seen = await self.store.previous_last_seen(session.mn)
-            await self.store.write(
-                [(session.mn, self._session_fields(session), {}, None)], {}, [], 0
-            )
+            await self.store.write([(session.mn, self._session_fields(session), None)], {}, [], 0)
         except Exception as exc:
             _logger.warning("session state of %s not written: %s", session.mn, exc)
             return
@@ -445,7 +461,7 @@ class IngestServer:
                 )
                 if frame.qn and cn not in ANSWER_CNS:
                     answer = hj212_commands.request_answer(frame, _QN_RTN.get(identity, 4))
-                    conn.write(hj212.encode(answer))
+                    conn.write(_encode(answer))
                 return
             verdict = UNREGISTERED
         else:
@@ -457,7 +473,7 @@ class IngestServer:
             self.record(conn, frame, verdict, reason_code, reason, wall, perf)
             return
         if cn == "1013":  # time calibration: 9013 now, then a 1012 set-time
-            conn.write(hj212.encode(hj212_commands.notification_answer(frame)))
+            conn.write(_encode(hj212_commands.notification_answer(frame)))
             self.record(conn, frame, verdict, reason_code, reason, wall, perf)
             if registered or not self.strict:
                 pol = frame.params.get("PolId")
@@ -465,7 +481,7 @@ class IngestServer:
             return
         if cn == "9015":  # heartbeat (2025)
             if frame.ack_requested and self.settings.answer_heartbeats:
-                conn.write(hj212.encode(hj212_commands.notification_answer(frame)))
+                conn.write(_encode(hj212_commands.notification_answer(frame)))
             self.record(conn, frame, verdict, reason_code, reason, wall, perf)
             return
         original: Entry | None = None
@@ -488,7 +504,7 @@ class IngestServer:
             return
         extra: list[Message] = []
         frame_id = new_id()
-        trace = _trace_id()
+        trace = new_trace_id()
         if cn in DATA_CNS:
             self.commands.on_upload(session, frame)
             if registered:
@@ -593,7 +609,7 @@ class IngestServer:
         self.stats["frames"] += 1
         stamp = utc_iso(wall)
         session = conn.session
-        trace = trace or _trace_id()
+        trace = trace or new_trace_id()
         message = frame_message(
             self.settings.topic_frames,
             raw=frame.raw,
@@ -613,7 +629,7 @@ class IngestServer:
         )
         answer = None
         if frame.ack_requested and cn not in ANSWER_CNS and cn not in ("1013", "9015"):
-            answer = hj212.encode(hj212_commands.data_answer(frame))
+            answer = data_answer(frame, self._version_flag(frame))
         messages = [message, *extra] if extra else [message]
         return self._submit(conn, messages, answer, perf, wait_for)
 
@@ -657,7 +673,7 @@ class IngestServer:
                         ensure_ascii=False,
                     )
                 )
-        trace = _trace_id()
+        trace = new_trace_id()
         message = frame_message(
             self.settings.topic_frames,
             raw=raw,
@@ -704,6 +720,15 @@ class IngestServer:
             original = wait_for
             return self.publisher.submit(messages, lambda: original.then(done))
         return self.publisher.submit(messages, done)
+
+    def _version_flag(self, frame: hj212.Frame) -> int | None:
+        """Version bits for answering a frame without Flag: the registry's version."""
+        if frame.flag is not None or frame.mn is None:
+            return None
+        device = self.directory.device(frame.mn)
+        if device is None:
+            return None
+        return hj212_commands.flag_for(hj212.ProtocolVersion(device.protocol_version))
 
     # ================================================================= duties
     def _check_clock(self, session: Session, frame: hj212.Frame, wall: float) -> None:
@@ -800,7 +825,7 @@ class IngestServer:
                 given_up.codes,
                 registered,
                 None,
-                _trace_id(),
+                new_trace_id(),
                 time.time(),
                 key_suffix=f"|partial:{received}/{given_up.pnum}",
             )
@@ -845,7 +870,7 @@ class IngestServer:
         return fields
 
     async def _write_state(self) -> None:
-        updates: list[tuple[str, dict[str, Any], dict[str, int], bool | None]] = []
+        updates: list[tuple[str, dict[str, Any], bool | None]] = []
         rejects: dict[str, list[str]] = {}
         sessions: Iterable[Session] = [*self.sessions.values(), *self._unflushed]
         self._unflushed.clear()
@@ -859,17 +884,13 @@ class IngestServer:
             )
             if counters == session.flushed and not session.dirty:
                 continue
-            names = ("frames", "accepted", "rejected", "duplicates", "bytes")
-            increments = {
-                name: now - before
-                for name, now, before in zip(names, counters, session.flushed, strict=True)
-            }
             session.flushed = counters
             session.dirty = False
             fields = self._session_fields(session)
             if session.conn is None:
                 fields.pop("online")
-            updates.append((session.mn, fields, increments, session.registered))
+            fields.update(zip(_COUNTERS, counters, strict=True))
+            updates.append((session.mn, fields, session.registered))
             if session.rejects:
                 rejects[session.mn] = session.rejects[::-1]
                 session.rejects = None

@@ -26,7 +26,7 @@ async def on_startup(context: ServiceContext) -> None:
     assert isinstance(settings, IngestSettings)
     if not settings.hj212_enabled:
         return
-    view = RegistryView()
+    view = RegistryView(topic=settings.topic_registry)
     await view.attach(context.bus, group_prefix=settings.service_name)
     context.subscriptions.append(view.subscription)  # type: ignore[arg-type]
     server = IngestServer(

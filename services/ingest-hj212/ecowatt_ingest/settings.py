@@ -70,6 +70,7 @@ class IngestSettings(KernelSettings):
     topic_commands: str = "device.commands"
     topic_command_results: str = "device.command-results"
     topic_audit: str = "audit.events"
+    topic_registry: str = "registry.changes"
 
     # ------------------------------------------------------------------ protocol duties
     duplicate_cache_size: int = 200_000

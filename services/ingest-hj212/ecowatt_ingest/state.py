@@ -16,9 +16,10 @@ Keys (prefix `ingest` by default):
 A device is online when its hash says so *and* the instance holding it is alive (its
 heartbeat key exists);
 `ingest:dev:{mn}` holds online, instance, session_id, peer, connected_at, last_seen,
-disconnected_at, version, crc_variant, registered, identity and the counters frames,
-accepted, rejected, duplicates, bytes. A crashed instance's sessions therefore read as
-offline once its heartbeat expires. Everything here is rebuilt from live connections.
+disconnected_at, version, crc_variant, registered, identity and the counters of the
+current (or last) session: frames, accepted, rejected, duplicates, bytes. A crashed
+instance's sessions therefore read as offline once its heartbeat expires. Everything
+here is rebuilt from live connections.
 """
 
 from __future__ import annotations
@@ -99,33 +100,41 @@ class SessionStore:
 
     async def write(
         self,
-        updates: Iterable[tuple[str, Mapping[str, Any], Mapping[str, int], bool | None]],
+        updates: Iterable[tuple[str, Mapping[str, Any], bool | None]],
         rejects: Mapping[str, list[str]],
         offline: Iterable[tuple[str, str, float]],
         keep_rejects: int,
     ) -> None:
-        """One pipeline: session fields, counter increments, indexes, rejects, offline marks.
+        """One pipeline: session fields, indexes, rejects, offline marks.
 
-        `updates` holds (mn, fields, increments, registered) per changed session.
+        `updates` holds (mn, fields, registered) per changed session; the indexes are
+        written with one command each for all sessions.
         """
         pipe = self.redis.pipeline(transaction=False)
         sessions = self.sessions_key(self.instance)
-        for mn, fields, increments, registered in updates:
-            key = self.dev(mn)
-            if fields:
-                pipe.hset(key, mapping={k: _text(v) for k, v in fields.items()})
-            for name, delta in increments.items():
-                if delta:
-                    pipe.hincrby(key, name, delta)
+        seen: dict[str, float] = {}
+        unregistered: dict[str, float] = {}
+        registered: list[str] = []
+        online: list[str] = []
+        for mn, fields, is_registered in updates:
+            pipe.hset(self.dev(mn), mapping={k: _text(v) for k, v in fields.items()})
             last_seen = fields.get("last_seen")
             if last_seen is not None:
-                pipe.zadd(self.devices, {mn: float(last_seen)})
-                if registered is False:
-                    pipe.zadd(self.unregistered, {mn: float(last_seen)})
-                elif registered is True:
-                    pipe.zrem(self.unregistered, mn)
+                seen[mn] = float(last_seen)
+                if is_registered is False:
+                    unregistered[mn] = float(last_seen)
+                elif is_registered is True:
+                    registered.append(mn)
             if fields.get("online") == 1:
-                pipe.sadd(sessions, mn)
+                online.append(mn)
+        if seen:
+            pipe.zadd(self.devices, seen)
+        if unregistered:
+            pipe.zadd(self.unregistered, unregistered)
+        if registered:
+            pipe.zrem(self.unregistered, *registered)
+        if online:
+            pipe.sadd(sessions, *online)
         for mn, items in rejects.items():
             pipe.lpush(self.rejects(mn), *items)
             pipe.ltrim(self.rejects(mn), 0, keep_rejects - 1)

@@ -9,16 +9,21 @@ every frame.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import itertools
 import json
 import os
 from datetime import UTC, datetime
 
+import ecowatt_hj212 as hj212
+from ecowatt_hj212 import commands as hj212_commands
+from ecowatt_hj212._encoder import frame_bytes
 from ecowatt_kernel.bus import Message
 from ecowatt_kernel.contracts import FrameReceived, TelemetryReading
 from ecowatt_kernel.contracts.envelope import TYPE_HEADER, VERSION_HEADER
 from ecowatt_kernel.tracing import TRACE_HEADER
 
-__all__ = ["frame_message", "new_id", "reading_message", "utc_iso"]
+__all__ = ["data_answer", "frame_message", "new_id", "new_trace_id", "reading_message", "utc_iso"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _FRAME_TYPE = FrameReceived.event_type
@@ -35,13 +40,28 @@ _READING_HEADERS = (
 )
 
 
+_ID_PREFIX = os.urandom(8).hex()
+# UUID version 4 layout: 8-4-4-4-12 hex digits, version nibble 4, variant bits 10
+_ID_HEAD = f"{_ID_PREFIX[:8]}-{_ID_PREFIX[8:12]}-4{_ID_PREFIX[13:16]}-"
+_ids = itertools.count(int.from_bytes(os.urandom(7), "big"))
+_TRACE_PREFIX = os.urandom(8).hex()
+_traces = itertools.count(int.from_bytes(os.urandom(7), "big"))
+
+
 def new_id() -> str:
-    """A random (version 4) UUID as text, cheaper than `str(uuid.uuid4())`."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A unique id in UUID (version 4) form: a random per-process prefix and a counter.
+
+    Much cheaper than `uuid.uuid4()` per frame; 62 random bits per process keep ids of
+    different processes apart, the counter keeps this process's ids apart.
+    """
+    n = next(_ids) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+    h = f"{n:016x}"
+    return f"{_ID_HEAD}{h[:4]}-{h[4:]}"
+
+
+def new_trace_id() -> str:
+    """A trace id (32 hex digits), unique per process like `new_id`."""
+    return f"{_TRACE_PREFIX}{next(_traces) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
 def utc_iso(timestamp: float) -> str:
@@ -147,3 +167,39 @@ def reading_message(
         _dumps(envelope).encode(),
         (*_READING_HEADERS, (TRACE_HEADER, trace_id.encode())),
     )
+
+
+_UNSAFE = frozenset(";,=&\r\n")
+
+
+def data_answer(frame: hj212.Frame, version_flag: int | None = None) -> bytes:
+    """The 9014 answer to `frame`, encoded: the codec's answer, built faster.
+
+    Same bytes as `hj212.encode(commands.data_answer(frame))` for 2017/2025 frames with a
+    QN (the common case, checked by a test); other frames go through the codec. With
+    `version_flag`, a frame without a Flag field is answered with those version bits.
+    """
+    qn, pw, mn, flag = frame.qn, frame.pw, frame.mn, frame.flag
+    if flag is None and version_flag is not None:
+        flag = version_flag
+    else:
+        flag = None if flag is None else flag & 0xFC
+    if (
+        flag
+        and qn is not None
+        and pw is not None
+        and mn is not None
+        and _UNSAFE.isdisjoint(qn + pw + mn)
+        and qn == qn.strip()
+        and pw == pw.strip()
+        and mn == mn.strip()
+    ):
+        segment = f"QN={qn};ST=91;CN=9014;PW={pw};MN={mn};Flag={flag};CP=&&&&".encode()
+        return frame_bytes(segment)
+    message = hj212_commands.data_answer(frame)
+    if frame.flag is None and version_flag is not None and message.flag != version_flag:
+        message = dataclasses.replace(message, flag=version_flag)
+    try:
+        return hj212.encode(message)
+    except hj212.EncodeError:
+        return b""  # the device's own fields cannot be echoed legally: no answer
