@@ -100,12 +100,14 @@ class DeviceProto(asyncio.Protocol):
         for event in self.framer.feed(data):
             if isinstance(event, hj212.RawFrame) and b"CN=9014" in event.data:
                 self.client.latencies.append(time.perf_counter() - self.sent_at)
+                self.client.answered.add(self.mn)
                 self.send_next()
 
 
 class Client:
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.answered: set[str] = set()
         self.stopping = False
 
 
@@ -114,6 +116,10 @@ async def run_client(port: int, mns: list[str], seconds: float, warmup: float, o
     loop = asyncio.get_running_loop()
     for mn in mns:
         await loop.create_connection(lambda mn=mn: DeviceProto(client, mn), "127.0.0.1", port)
+    # warm-up: every device has been answered once (its PW verified), then `warmup` seconds
+    deadline = time.monotonic() + 120
+    while len(client.answered) < len(mns) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
     await asyncio.sleep(warmup)
     client.latencies.clear()
     started = time.perf_counter()
@@ -193,7 +199,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=400)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=8)
+    parser.add_argument("--warmup", type=float, default=3)
     args = parser.parse_args()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     names, mns = asyncio.run(prepare(bootstrap, args.devices))
