@@ -292,13 +292,13 @@ class CommandManager:
         active = session.active
         if active is None or frame.cn != active.planned.cn:
             return
-        if frame.qn == active.qn:  # a response upload (1011 time, 1061 interval …)
-            active.result.update({k: v for k, v in frame.params.items() if k != "QN"})
-            active.phase = "executing"
-        elif active.planned.cn in HISTORY_CNS:
+        if active.planned.cn in HISTORY_CNS:  # each upload has a QN of its own
             active.uploads += 1
             active.phase = "executing"
             self._restart_timer(session, active, self.settings.command_execution_timeout_s)
+        elif frame.qn == active.qn:  # a response upload (1011 time, 1061 interval …)
+            active.result.update({k: v for k, v in frame.params.items() if k != "QN"})
+            active.phase = "executing"
 
     def on_disconnect(self, session: Session) -> None:
         active = session.active

@@ -4,7 +4,9 @@ Connections `submit` the messages of a frame (its `hj212.frames` record and, for
 `telemetry.readings` message) with a callback that writes the device's answer. The messages
 of all connections are collected and published in batches: a batch goes out when it holds
 `batch_max` messages or `linger_s` after its first message, with up to `concurrency` publish
-calls in flight. A callback runs only after the bus acknowledged every message of its entry
+calls in flight (1 by default: the next call starts once the last one was acknowledged, so
+messages reach the bus in submission order and what accumulates meanwhile goes out as one
+bigger batch). A callback runs only after the bus acknowledged every message of its entry
 (KafkaBus: acks=all), so an answer is never written before the frame is durable.
 
 A failed publish is retried with back-off until it succeeds: the entries stay pending, their
@@ -73,9 +75,9 @@ class BatchPublisher:
         self,
         bus: Bus,
         *,
-        batch_max: int = 1000,
+        batch_max: int = 5000,
         linger_s: float = 0.002,
-        concurrency: int = 8,
+        concurrency: int = 1,
         high_watermark: int = 20_000,
         low_watermark: int = 10_000,
         retry_max_s: float = 5.0,

@@ -5,6 +5,7 @@ with the codec (no simulator)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,9 +119,9 @@ class DeviceClient:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def receive(self, timeout: float = 10.0) -> hj212.Frame:
+    async def receive(self, limit_s: float = 10.0) -> hj212.Frame:
         """The next frame from the platform (raises TimeoutError)."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + limit_s
         while not self.inbox:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
@@ -133,8 +134,8 @@ class DeviceClient:
                     self.inbox.append(hj212.decode(event.data))
         return self.inbox.pop(0)
 
-    async def expect(self, cn: str, timeout: float = 10.0) -> hj212.Frame:
-        frame = await self.receive(timeout)
+    async def expect(self, cn: str, limit_s: float = 10.0) -> hj212.Frame:
+        frame = await self.receive(limit_s)
         assert frame.cn == cn, f"expected CN {cn}, got {frame.cn}: {frame.raw!r}"
         return frame
 
@@ -148,10 +149,8 @@ class DeviceClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 @dataclass
@@ -214,9 +213,9 @@ class TopicReader:
         return [decode(r).data for r in self.records]
 
     async def wait_for(
-        self, condition: Callable[[list[Any]], bool], what: str, timeout: float = 30.0
+        self, condition: Callable[[list[Any]], bool], what: str, limit_s: float = 30.0
     ) -> list[Any]:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + limit_s
         while True:
             events = self.events()
             if condition(events):
@@ -261,7 +260,11 @@ async def start_server(
     servers: list[IngestServer] = []
 
     async def factory(
-        registry: RegistryView, *, bus: Bus | None = None, **overrides: Any
+        registry: RegistryView,
+        *,
+        bus: Bus | None = None,
+        consume_commands: bool = False,
+        **overrides: Any,
     ) -> IngestServer:
         options: dict[str, Any] = {
             "environment": "test",
@@ -273,12 +276,25 @@ async def start_server(
             **topics.settings(),
         }
         options.update(overrides)
-        server = IngestServer(IngestSettings(**options), bus=bus or kafka, redis=redis, registry=registry)
+        server = IngestServer(
+            IngestSettings(**options), bus=bus or kafka, redis=redis, registry=registry
+        )
         await server.start(wait_for_registry=False)
         await asyncio.wait_for(server.serving.wait(), 10)
         servers.append(server)
+        if consume_commands:
+            subscriptions.append(
+                await (bus or kafka).subscribe(
+                    group=f"test-commands-{server.instance}",
+                    topics=[topics.commands],
+                    handler=server.commands.handle,
+                )
+            )
         return server
 
+    subscriptions: list[Any] = []
     yield factory
+    for subscription in subscriptions:
+        await subscription.stop()
     for server in servers:
         await server.stop()

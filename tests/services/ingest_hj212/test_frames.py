@@ -199,7 +199,12 @@ async def test_time_calibration_is_answered_then_the_clock_is_set(
     server = await start_server(registry_with(device_snapshot(mn)))
     device = await DeviceClient.connect(server.port)
     request = hj212.Message(
-        cn="1013", qn=qn_now(), st="31", pw="123456", mn=mn, flag=5,
+        cn="1013",
+        qn=qn_now(),
+        st="31",
+        pw="123456",
+        mn=mn,
+        flag=5,
         cp=(("PolId", "xe0101"),),
     )
     await device.send(request)
