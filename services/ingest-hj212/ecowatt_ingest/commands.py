@@ -369,7 +369,7 @@ class CommandManager:
         )
         metrics.COMMANDS.labels(metrics.cn_label(planned.cn), status).inc()
         self.server.publisher.submit(
-            [encode_event(result, topic=self.settings.topic_command_results)]
+            [encode_event(result, topic=self.settings.topic_command_results)], key=mn
         )
         fields: dict[str, Any] = {
             "command_id": planned.command_id,

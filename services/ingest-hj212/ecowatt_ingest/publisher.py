@@ -4,10 +4,11 @@ Connections `submit` the messages of a frame (its `hj212.frames` record and, for
 `telemetry.readings` message) with a callback that writes the device's answer. The messages
 of all connections are collected and published in batches: a batch goes out when it holds
 `batch_max` messages or `linger_s` after its first message, with up to `concurrency` publish
-calls in flight (1 by default: the next call starts once the last one was acknowledged, so
-messages reach the bus in submission order and what accumulates meanwhile goes out as one
-bigger batch). A callback runs only after the bus acknowledged every message of its entry
-(KafkaBus: acks=all), so an answer is never written before the frame is durable.
+calls in flight. Order per key is kept: an entry whose `key` (the device) has messages in a
+call still in flight waits for the next call, so one device's messages reach the bus in the
+order they were submitted even with several calls in flight. A callback runs only after
+the bus acknowledged every message of its entry (KafkaBus: acks=all), so an answer is
+never written before the frame is durable.
 
 A failed publish is retried with back-off until it succeeds: the entries stay pending, their
 devices get no answer meanwhile and re-send; nothing is dropped. The number of messages
@@ -42,9 +43,11 @@ Callback = Callable[[], None]
 class Entry:
     """The messages of one submission; `done` once the bus acknowledged all of them."""
 
-    __slots__ = ("callbacks", "done")
+    __slots__ = ("callbacks", "done", "key", "messages")
 
-    def __init__(self, callback: Callback | None) -> None:
+    def __init__(self, messages: Sequence[Message], callback: Callback | None, key: object) -> None:
+        self.messages = messages
+        self.key = key
         self.callbacks: list[Callback] | None = [callback] if callback is not None else None
         self.done = False
 
@@ -77,7 +80,7 @@ class BatchPublisher:
         *,
         batch_max: int = 5000,
         linger_s: float = 0.002,
-        concurrency: int = 1,
+        concurrency: int = 8,
         high_watermark: int = 20_000,
         low_watermark: int = 10_000,
         retry_max_s: float = 5.0,
@@ -91,8 +94,9 @@ class BatchPublisher:
         self.low_watermark = min(low_watermark, high_watermark)
         self.retry_max_s = retry_max_s
         self.on_pressure = on_pressure
-        self._messages: list[Message] = []
+        self._queued = 0
         self._entries: list[Entry] = []
+        self._in_flight_keys: set[object] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = 0
@@ -110,13 +114,23 @@ class BatchPublisher:
     def under_pressure(self) -> bool:
         return self._pressed_since is not None
 
-    def submit(self, messages: Sequence[Message], callback: Callback | None = None) -> Entry:
-        """Queue `messages`; `callback` runs once all of them are durable."""
-        entry = Entry(callback)
-        self._messages.extend(messages)
+    def submit(
+        self,
+        messages: Sequence[Message],
+        callback: Callback | None = None,
+        *,
+        key: object = None,
+    ) -> Entry:
+        """Queue `messages`; `callback` runs once all of them are durable.
+
+        Entries with the same `key` (not None) reach the bus in submission order.
+        """
+        entry = Entry(messages, callback, key)
+        count = len(messages)
         self._entries.append(entry)
-        self._pending += len(messages)
-        if len(self._messages) >= self.batch_max:
+        self._queued += count
+        self._pending += count
+        if self._queued >= self.batch_max:
             if len(self._tasks) < self.concurrency:
                 self._flush()
         elif self._timer is None and not self._closing:
@@ -129,20 +143,39 @@ class BatchPublisher:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._messages and len(self._tasks) < self.concurrency:
+        if self._entries and len(self._tasks) < self.concurrency:
             self._flush()
 
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        messages, entries = self._messages, self._entries
-        self._messages, self._entries = [], []
-        task = asyncio.get_running_loop().create_task(self._publish(messages, entries))
+        busy = self._in_flight_keys
+        taken: list[Entry] = []
+        deferred: list[Entry] = []
+        messages: list[Message] = []
+        keys: set[object] = set()
+        for entry in self._entries:
+            key = entry.key
+            if (key is not None and key in busy) or len(messages) >= self.batch_max:
+                deferred.append(entry)
+                continue
+            taken.append(entry)
+            messages.extend(entry.messages)
+            if key is not None:
+                keys.add(key)
+        self._entries = deferred
+        if not taken:
+            return
+        self._queued -= len(messages)
+        busy |= keys
+        task = asyncio.get_running_loop().create_task(self._publish(messages, taken, keys))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, messages: list[Message], entries: list[Entry]) -> None:
+    async def _publish(
+        self, messages: list[Message], entries: list[Entry], keys: set[object]
+    ) -> None:
         started = time.perf_counter()
         backoff = 0.05
         count = len(messages)
@@ -176,6 +209,7 @@ class BatchPublisher:
             for entry in entries:
                 entry._complete()
         finally:
+            self._in_flight_keys -= keys
             self._pending -= count
             PUBLISH_PENDING.set(self._pending)
             if self._pressed_since is not None and self._pending <= self.low_watermark:
@@ -183,14 +217,18 @@ class BatchPublisher:
                 self._pressed_since = None
                 if self.on_pressure is not None:
                     self.on_pressure(False)
-            if self._messages and not self._closing:
-                self._flush()
+            if self._entries and not self._closing and len(self._tasks) <= self.concurrency:
+                asyncio.get_running_loop().call_soon(self._after_publish)
+
+    def _after_publish(self) -> None:
+        if self._entries and not self._closing and len(self._tasks) < self.concurrency:
+            self._flush()
 
     async def drain(self, timeout_s: float = 10.0) -> bool:
         """Publish what is queued and wait for every call in flight; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self._messages or self._tasks:
-            if self._messages and len(self._tasks) < self.concurrency:
+        while self._entries or self._tasks:
+            if self._entries and len(self._tasks) < self.concurrency:
                 self._flush()
             if time.monotonic() > deadline:
                 return False

@@ -716,10 +716,12 @@ class IngestServer:
             if conn.paused & UNACKED and conn.unacked <= limit // 2:
                 conn.resume(UNACKED)
 
+        session = conn.session
+        key: object = session.mn if session is not None else conn
         if wait_for is not None and not wait_for.done:
             original = wait_for
-            return self.publisher.submit(messages, lambda: original.then(done))
-        return self.publisher.submit(messages, done)
+            return self.publisher.submit(messages, lambda: original.then(done), key=key)
+        return self.publisher.submit(messages, done, key=key)
 
     def _version_flag(self, frame: hj212.Frame) -> int | None:
         """Version bits for answering a frame without Flag: the registry's version."""
@@ -830,7 +832,7 @@ class IngestServer:
                 key_suffix=f"|partial:{received}/{given_up.pnum}",
             )
             if messages:
-                self.publisher.submit(messages)
+                self.publisher.submit(messages, key=first.mn)
 
     async def _flush_loop(self) -> None:
         """Write session state to Redis every `session_flush_s`; keep the heartbeat alive."""

@@ -58,10 +58,9 @@ class IngestSettings(KernelSettings):
     publish_batch_max: int = 5000
     """Messages per bus publish call (frames of all connections batched together)."""
     publish_linger_s: float = 0.002
-    publish_concurrency: int = 1
-    """Publish calls in flight at once. 1 keeps every device's messages in order on the bus
-    (a later call starts after the earlier one was acknowledged); more calls in flight may
-    reorder messages of one key."""
+    publish_concurrency: int = 8
+    """Publish calls in flight at once (a device's messages stay in order whatever the
+    number: they never travel in two calls at once)."""
     publish_high_watermark: int = 20_000
     """Messages queued or in flight above which every connection stops being read."""
     publish_low_watermark: int = 10_000
