@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTH",
     "BACKPRESSURE",
+    "HOLD",
     "RATE",
     "UNACKED",
     "WRITE",
@@ -36,6 +37,8 @@ RATE = 2
 UNACKED = 4
 WRITE = 8
 AUTH = 16
+HOLD = BACKPRESSURE | RATE | UNACKED | AUTH
+"""Causes that also stop the processing of frames already read (kept in `backlog`)."""
 
 
 class Session:
@@ -104,6 +107,7 @@ class DeviceConnection(asyncio.Protocol):
     """See the module docstring."""
 
     __slots__ = (
+        "backlog",
         "closed",
         "conn_id",
         "framer",
@@ -141,6 +145,7 @@ class DeviceConnection(asyncio.Protocol):
         self.valid_seen = False
         self.closed = False
         self.conn_id = 0
+        self.backlog: list[hj212.RawFrame | hj212.RejectedSpan] | None = None
 
     # ------------------------------------------------------------------ asyncio hooks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -162,7 +167,9 @@ class DeviceConnection(asyncio.Protocol):
             )
         server.received_bytes(self, len(data))
         events = framer.feed(data)
-        if events:
+        if self.backlog:  # not expected: reading is paused while a backlog waits
+            self.backlog.extend(events)
+        elif events:
             server.on_events(self, events, now)
         if self.closed:
             return
@@ -180,6 +187,9 @@ class DeviceConnection(asyncio.Protocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.backlog:  # frames read but held back: record them all now
+            backlog, self.backlog = self.backlog, None
+            self.server.on_events(self, backlog, time.monotonic(), hold=False)
         if not self.closed:
             self.flush_framer()
         self.closed = True
@@ -201,7 +211,9 @@ class DeviceConnection(asyncio.Protocol):
         self.framer = None
         self.partial_since = 0.0
         self.server.holding.discard(self)
-        if events:
+        if self.backlog is not None:
+            self.backlog.extend(events)
+        elif events:
             self.server.on_events(self, events, time.monotonic())
 
     def pause(self, cause: int) -> None:
@@ -217,7 +229,10 @@ class DeviceConnection(asyncio.Protocol):
         if not self.paused & cause:
             return
         self.paused &= ~cause
-        if not self.paused and self.transport is not None and not self.closed:
+        if self.backlog and not self.paused & HOLD and not self.closed:
+            backlog, self.backlog = self.backlog, None
+            self.server.on_events(self, backlog, time.monotonic())
+        if not self.paused and not self.backlog and self.transport is not None and not self.closed:
             with contextlib.suppress(RuntimeError, AttributeError):
                 self.transport.resume_reading()
 

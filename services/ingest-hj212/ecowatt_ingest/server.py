@@ -31,6 +31,7 @@ from ecowatt_ingest.commands import CommandManager
 from ecowatt_ingest.connection import (
     AUTH,
     BACKPRESSURE,
+    HOLD,
     RATE,
     UNACKED,
     DeviceConnection,
@@ -271,9 +272,11 @@ class IngestServer:
 
     def _on_pressure(self, on: bool) -> None:
         self._pressure = on
-        for conn in self.connections:
+        for conn in list(self.connections):
             if on:
                 conn.pause(BACKPRESSURE)
+            elif self._pressure:
+                break  # a resumed connection's backlog brought the pressure back
             else:
                 conn.resume(BACKPRESSURE)
         if on:
@@ -290,13 +293,22 @@ class IngestServer:
 
     # ================================================================= frames
     def on_events(
-        self, conn: DeviceConnection, events: list[hj212.RawFrame | hj212.RejectedSpan], now: float
+        self,
+        conn: DeviceConnection,
+        events: list[hj212.RawFrame | hj212.RejectedSpan],
+        now: float,
+        *,
+        hold: bool = True,
     ) -> None:
+        """Handle framer events in order; stop (keeping the rest in `conn.backlog`) when the
+        connection must wait: bus backpressure, too many frames unacknowledged, a PW being
+        verified, or the frame rate spent. Frames already read stay bounded by one read."""
         settings = self.settings
         rate = settings.max_frames_per_s
         tokens = min(settings.frame_burst, conn.tokens + (now - conn.tokens_at) * rate)
         conn.tokens_at = now
-        for event in events:
+        last = len(events) - 1
+        for index, event in enumerate(events):
             tokens -= 1
             if isinstance(event, hj212.RawFrame):
                 self.on_frame(conn, event.data)
@@ -304,6 +316,9 @@ class IngestServer:
                 self.on_span(conn, event)
             if conn.closed:
                 return
+            if hold and index < last and (tokens < 0 or conn.paused & HOLD):
+                conn.backlog = events[index + 1 :]
+                break
         conn.tokens = tokens
         if tokens < 0 and not conn.paused & RATE:
             conn.pause(RATE)
