@@ -136,6 +136,8 @@ class IngestServer:
         self._recent: dict[tuple[str, str, int], Entry] = {}
         self._offline: list[tuple[str, str, float]] = []
         self._unflushed: list[Session] = []
+        self._new_sessions: list[Session] = []
+        self._bind_wakeup = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -165,6 +167,7 @@ class IngestServer:
         self._tasks = [
             loop.create_task(self._sweep_loop(), name="ingest:sweep"),
             loop.create_task(self._flush_loop(), name="ingest:state"),
+            loop.create_task(self._bind_loop(), name="ingest:bind"),
             loop.create_task(self._serve_when_ready(wait_for_registry), name="ingest:serve"),
         ]
         _logger.info("HJ 212 server bound to %s:%s", self.settings.hj212_host, self.port)
@@ -216,12 +219,21 @@ class IngestServer:
         if soft >= want:
             return
         for limits in ((want, max(hard, want)), (min(want, hard), hard)):
+            if limits[0] <= soft:
+                continue
             try:
                 resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-                _logger.info("RLIMIT_NOFILE raised from %d to %d", soft, limits[0])
-                return
             except (ValueError, OSError):
                 continue
+            _logger.info("RLIMIT_NOFILE raised from %d to %d", soft, limits[0])
+            return
+        if soft < want:
+            _logger.warning(
+                "RLIMIT_NOFILE is %d (hard limit %d): fewer than max_connections=%d fit",
+                soft,
+                hard,
+                self.settings.max_connections,
+            )
 
     def spawn(self, coro: Any) -> None:
         """Run a coroutine in the background, keeping a reference until it ends."""
@@ -428,17 +440,31 @@ class IngestServer:
         if old is not None and old.conn is not None and old.conn is not conn:
             # the device reconnected while its old connection looked alive: the new one wins
             self.close_connection(old.conn, "replaced")
-        self.spawn(self._after_bind(session))
+        self._new_sessions.append(session)
+        self._bind_wakeup.set()
         return session
 
-    async def _after_bind(self, session: Session) -> None:
-        try:
-            session.previous_seen = await self.store.previous_last_seen(session.mn)
-            await self.store.write([(session.mn, self._session_fields(session), None)], {}, [], 0)
-        except Exception as exc:
-            _logger.warning("session state of %s not written: %s", session.mn, exc)
-            return
-        self._maybe_backfill(session)
+    async def _bind_loop(self) -> None:
+        """Write new sessions to Redis in batches (a reconnect storm is one pipeline per tick)
+        and learn each device's previous last-seen time (for the automatic backfill)."""
+        while True:
+            await self._bind_wakeup.wait()
+            await asyncio.sleep(0.05)
+            self._bind_wakeup.clear()
+            sessions, self._new_sessions = self._new_sessions, []
+            if not sessions:
+                continue
+            try:
+                previous = await self.store.bind(
+                    [(s.mn, self._session_fields(s)) for s in sessions]
+                )
+            except Exception as exc:
+                _logger.warning("%d new sessions not written to Redis: %s", len(sessions), exc)
+                continue
+            for session, seen in zip(sessions, previous, strict=True):
+                session.previous_seen = seen
+                if session.conn is not None:
+                    self._maybe_backfill(session)
 
     def dispatch(
         self,

@@ -98,6 +98,22 @@ class SessionStore:
         except ValueError:
             return None
 
+    async def bind(self, sessions: list[tuple[str, Mapping[str, Any]]]) -> list[float | None]:
+        """Write new sessions (one pipeline) and return each device's previous last seen."""
+        pipe = self.redis.pipeline(transaction=False)
+        for mn, fields in sessions:
+            pipe.hget(self.dev(mn), "last_seen")
+            pipe.hset(self.dev(mn), mapping={k: _text(v) for k, v in fields.items()})
+        pipe.sadd(self.sessions_key(self.instance), *(mn for mn, _ in sessions))
+        results = await pipe.execute()
+        previous: list[float | None] = []
+        for value in results[0 : 2 * len(sessions) : 2]:
+            try:
+                previous.append(float(value) if value is not None else None)
+            except ValueError:
+                previous.append(None)
+        return previous
+
     async def write(
         self,
         updates: Iterable[tuple[str, Mapping[str, Any], bool | None]],
