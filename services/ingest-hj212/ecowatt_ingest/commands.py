@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,6 +151,8 @@ class CommandManager:
         self.enqueue(session, planned)
 
     def enqueue(self, session: Session, planned: PlannedCommand) -> None:
+        if session.queue is None:
+            session.queue = deque()
         session.queue.append(planned)
         if session.active is None:
             self._next(session)

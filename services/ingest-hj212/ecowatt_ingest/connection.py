@@ -99,7 +99,7 @@ class Session:
         self.last_clock_fix = 0.0
         self.previous_seen: float | None = None
         self.backfill_checked = False
-        self.queue: deque[PlannedCommand] = deque()
+        self.queue: deque[PlannedCommand] | None = None  # made when a command comes
         self.active: ActiveCommand | None = None
 
 

@@ -62,6 +62,7 @@ class Entry:
 
     def _complete(self) -> None:
         self.done = True
+        self.messages = ()  # an entry may be remembered (duplicates); its bytes need not be
         callbacks, self.callbacks = self.callbacks, None
         if callbacks:
             for callback in callbacks:
