@@ -96,6 +96,7 @@ class CommandManager:
     def __init__(self, server: IngestServer) -> None:
         self.server = server
         self.settings = server.settings
+        self._writes: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ consuming
     async def handle(self, records: Sequence[Record]) -> None:
@@ -385,13 +386,33 @@ class CommandManager:
         }
         if planned.internal:
             fields |= {"requested_by": planned.requested_by, "params": planned.params}
-        self.server.spawn(self._store(planned.command_id, fields))
+        # one command's states are written in order (a later status never lands first)
+        previous = self._writes.get(planned.command_id)
+        task = asyncio.get_running_loop().create_task(
+            self._store(planned.command_id, fields, previous)
+        )
+        self._writes[planned.command_id] = task
+        task.add_done_callback(lambda done: self._written(planned.command_id, done))
 
-    async def _store(self, command_id: str, fields: dict[str, Any]) -> None:
+    def _written(self, command_id: str, task: asyncio.Task[None]) -> None:
+        if self._writes.get(command_id) is task:
+            del self._writes[command_id]
+
+    async def _store(
+        self, command_id: str, fields: dict[str, Any], previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous
         try:
             await self.server.store.command_update(command_id, fields)
         except Exception as exc:
             _logger.warning("command %s state not written to Redis: %s", command_id, exc)
+
+    async def flush(self) -> None:
+        """Wait for the command states still being written to Redis."""
+        if self._writes:
+            await asyncio.wait(set(self._writes.values()), timeout=5)
 
     def stop(self) -> None:
         for session in list(self.server.sessions.values()):

@@ -194,6 +194,7 @@ class IngestServer:
             conn.pause(BACKPRESSURE)
         await self.publisher.close(timeout_s=10.0)
         self.commands.stop()
+        await self.commands.flush()
         for task in self._tasks:
             task.cancel()
         for task in [*self._tasks, *self._background]:
