@@ -116,6 +116,7 @@ class DeviceConnection(asyncio.Protocol):
         "partial_since",
         "paused",
         "peer",
+        "reason",
         "rx_perf",
         "rx_wall",
         "server",
@@ -146,6 +147,8 @@ class DeviceConnection(asyncio.Protocol):
         self.closed = False
         self.conn_id = 0
         self.backlog: list[hj212.RawFrame | hj212.RejectedSpan] | None = None
+        self.reason: str | None = None
+        """Why the server closed the connection (None: the peer did, or an error)."""
 
     # ------------------------------------------------------------------ asyncio hooks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

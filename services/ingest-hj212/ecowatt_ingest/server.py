@@ -265,7 +265,8 @@ class IngestServer:
         self.connections.discard(conn)
         self.holding.discard(conn)
         metrics.CONNECTIONS.set(len(self.connections))
-        metrics.CONNECTIONS_CLOSED.labels("peer" if exc is None else "error").inc()
+        reason = conn.reason or ("peer" if exc is None else "error")
+        metrics.CONNECTIONS_CLOSED.labels(reason).inc()
         session = conn.session
         if session is not None:
             session.conn = None
@@ -280,7 +281,7 @@ class IngestServer:
     def close_connection(self, conn: DeviceConnection, reason: str) -> None:
         if conn.closed:
             return
-        metrics.CONNECTIONS_CLOSED.labels(reason).inc()
+        conn.reason = reason
         conn.close()
 
     def _on_pressure(self, on: bool) -> None:
