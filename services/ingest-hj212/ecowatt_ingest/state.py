@@ -91,13 +91,6 @@ class SessionStore:
         await self.redis.delete(self.instance_key(self.instance), self.sessions_key(self.instance))
 
     # ------------------------------------------------------------------ sessions
-    async def previous_last_seen(self, mn: str) -> float | None:
-        value = await self.redis.hget(self.dev(mn), "last_seen")
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
-
     async def bind(self, sessions: list[tuple[str, Mapping[str, Any]]]) -> list[float | None]:
         """Write new sessions (one pipeline) and return each device's previous last seen."""
         pipe = self.redis.pipeline(transaction=False)
