@@ -1,9 +1,10 @@
 """Who a device is: registry lookups, PW verification (cached), per-device CRC variants.
 
-A device's PW is checked with scrypt once per (MN, PW value, stored hash), in a worker
+A device's PW is checked with scrypt once per (PW value, stored hash) — the verdict depends
+on nothing else, so devices registered with one shared hash cost one check — in a worker
 thread so the event loop keeps serving other connections; the verdict is remembered, so a
 reconnect or the next frame costs a dictionary lookup. A changed hash in the registry (the
-PW was changed) invalidates the remembered verdict.
+PW was changed) is a new key: the old verdict no longer applies.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class DeviceDirectory:
         self.view = view
         self._per_device: dict[str, Collection[hj212.CrcVariant]] = {}
         self.crc_policy = hj212.CrcPolicy(per_device=self._per_device)
-        self._verdicts: OrderedDict[tuple[str, str, str], bool] = OrderedDict()
+        self._verdicts: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._cache_size = cache_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pw-verify")
         for snapshot in view.all("device"):
@@ -80,7 +81,7 @@ class DeviceDirectory:
             return OK  # no PW configured for this device: any PW is accepted
         if pw is None:
             return BAD_PASSWORD
-        verdict = self._verdicts.get((mn, pw, device.password_hash))
+        verdict = self._verdicts.get((pw, device.password_hash))
         if verdict is None:
             return None
         return OK if verdict else BAD_PASSWORD
@@ -96,7 +97,7 @@ class DeviceDirectory:
         ok = await asyncio.get_running_loop().run_in_executor(
             self._executor, verify_password, pw, stored
         )
-        self._verdicts[(mn, pw, stored)] = ok
+        self._verdicts[(pw, stored)] = ok
         while len(self._verdicts) > self._cache_size:
             self._verdicts.popitem(last=False)
         return OK if ok else BAD_PASSWORD
