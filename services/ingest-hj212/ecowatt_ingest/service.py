@@ -1,12 +1,53 @@
-"""The ingest-hj212 service definition: what `create_app` builds and standalone mode mounts."""
+"""The ingest-hj212 service definition: what `create_app` builds and standalone mode mounts.
+
+`on_startup` builds the registry view (from `registry.changes`), binds the HJ 212 TCP port
+and subscribes the command consumer; the server starts accepting devices once the registry
+view has caught up. `on_shutdown` stops accepting, answers what is durable and retires this
+instance's sessions in Redis. So `make run` (standalone) and `python -m ecowatt_ingest`
+(distributed) both serve port 9212.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ecowatt_kernel.app import ServiceSpec
+from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.registry_view import RegistryView
 
+from ecowatt_ingest.api import router
+from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
+
+__all__ = ["SERVICE", "on_shutdown", "on_startup"]
+
+
+async def on_startup(context: ServiceContext) -> None:
+    settings = context.settings
+    assert isinstance(settings, IngestSettings)
+    if not settings.hj212_enabled:
+        return
+    view = RegistryView(topic=settings.topic_registry)
+    await view.attach(context.bus, group_prefix=settings.service_name)
+    context.subscriptions.append(view.subscription)  # type: ignore[arg-type]
+    server = IngestServer(
+        settings, bus=context.bus, redis=context.redis, registry=view, instance=settings.instance_id
+    )
+    await server.start()
+    context.state["ingest"] = server
+    context.state["registry_view"] = view
+    if settings.commands_enabled:
+        await context.subscribe(
+            name=f"commands.{server.instance}",
+            topics=[settings.topic_commands],
+            handler=server.commands.handle,
+        )
+
+
+async def on_shutdown(context: ServiceContext) -> None:
+    server = context.state.pop("ingest", None)
+    if isinstance(server, IngestServer):
+        await server.stop()
+
 
 SERVICE = ServiceSpec(
     name="ingest-hj212",
@@ -18,4 +59,7 @@ SERVICE = ServiceSpec(
     settings_class=IngestSettings,
     schema="ingest",
     migrations=Path(__file__).parent / "migrations",
+    on_startup=on_startup,
+    on_shutdown=on_shutdown,
+    routers=[router],
 )

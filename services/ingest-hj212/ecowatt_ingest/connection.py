@@ -1,0 +1,252 @@
+"""One TCP connection (`asyncio.Protocol`) and one device session, both with `__slots__`.
+
+An idle connection holds only this object, its transport and no framer: the framer is made
+when bytes arrive and dropped again once it holds nothing, so thousands of quiet loggers
+cost little memory. Reading is paused for several independent causes (bus backpressure,
+frame rate, unacknowledged frames, a peer that does not read our answers, a PW being
+verified); it resumes when no cause is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import ecowatt_hj212 as hj212
+
+if TYPE_CHECKING:
+    from ecowatt_ingest.commands import ActiveCommand, PlannedCommand
+    from ecowatt_ingest.server import IngestServer
+
+__all__ = [
+    "AUTH",
+    "BACKPRESSURE",
+    "HOLD",
+    "RATE",
+    "UNACKED",
+    "WRITE",
+    "DeviceConnection",
+    "Session",
+]
+
+BACKPRESSURE = 1
+RATE = 2
+UNACKED = 4
+WRITE = 8
+AUTH = 16
+HOLD = BACKPRESSURE | RATE | UNACKED | AUTH
+"""Causes that also stop the processing of frames already read (kept in `backlog`)."""
+
+
+class Session:
+    """A connection bound to a device MN (from its first valid frame)."""
+
+    __slots__ = (
+        "accepted",
+        "active",
+        "backfill_checked",
+        "bytes",
+        "conn",
+        "connected_at",
+        "dirty",
+        "drift_checked",
+        "duplicates",
+        "flushed",
+        "frames",
+        "identity",
+        "last_clock_fix",
+        "last_seen",
+        "mn",
+        "peer",
+        "previous_seen",
+        "pw",
+        "queue",
+        "registered",
+        "rejected",
+        "rejects",
+        "session_id",
+        "st",
+        "version",
+        "waiting",
+    )
+
+    def __init__(self, mn: str, conn: DeviceConnection, session_id: str, now: float) -> None:
+        self.mn = mn
+        self.conn: DeviceConnection | None = conn
+        self.session_id = session_id
+        self.peer = conn.peer
+        self.connected_at = now
+        self.last_seen = now
+        self.identity: str | None = None
+        self.registered: bool | None = None
+        self.pw: str | None = None
+        self.st: str | None = None
+        self.version: hj212.ProtocolVersion | None = None
+        self.frames = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.duplicates = 0
+        self.bytes = 0
+        # counters already written to Redis: (frames, accepted, rejected, duplicates, bytes)
+        self.flushed: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+        self.rejects: list[str] | None = None
+        self.dirty = True
+        self.waiting: list[tuple[hj212.Frame, float, float]] | None = None
+        self.drift_checked = 0.0
+        self.last_clock_fix = 0.0
+        self.previous_seen: float | None = None
+        self.backfill_checked = False
+        self.queue: deque[PlannedCommand] | None = None  # made when a command comes
+        self.active: ActiveCommand | None = None
+
+
+class DeviceConnection(asyncio.Protocol):
+    """See the module docstring."""
+
+    __slots__ = (
+        "backlog",
+        "closed",
+        "conn_id",
+        "framer",
+        "garbage",
+        "last_rx",
+        "partial_since",
+        "paused",
+        "peer",
+        "reason",
+        "rx_perf",
+        "rx_wall",
+        "server",
+        "session",
+        "tokens",
+        "tokens_at",
+        "transport",
+        "unacked",
+        "valid_seen",
+    )
+
+    def __init__(self, server: IngestServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.framer: hj212.StreamFramer | None = None
+        self.session: Session | None = None
+        self.last_rx = time.monotonic()
+        self.partial_since = 0.0
+        self.rx_perf = 0.0
+        self.rx_wall = 0.0
+        self.tokens = float(server.settings.frame_burst)
+        self.tokens_at = self.last_rx
+        self.unacked = 0
+        self.paused = 0
+        self.garbage = 0
+        self.valid_seen = False
+        self.closed = False
+        self.conn_id = 0
+        self.backlog: list[hj212.RawFrame | hj212.RejectedSpan] | None = None
+        self.reason: str | None = None
+        """Why the server closed the connection (None: the peer did, or an error)."""
+
+    # ------------------------------------------------------------------ asyncio hooks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        peer: Any = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self.server.on_connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        server = self.server
+        self.last_rx = now = time.monotonic()
+        self.rx_perf = time.perf_counter()
+        self.rx_wall = time.time()
+        framer = self.framer
+        if framer is None:
+            framer = self.framer = hj212.StreamFramer(
+                max_segment_size=server.settings.max_segment_size
+            )
+        server.received_bytes(self, len(data))
+        events = framer.feed(data)
+        if self.backlog:  # not expected: reading is paused while a backlog waits
+            self.backlog.extend(events)
+        elif events:
+            server.on_events(self, events, now)
+        if self.closed:
+            return
+        if framer.buffered:
+            if not self.partial_since:
+                self.partial_since = now
+            server.holding.add(self)
+        else:
+            self.partial_since = 0.0
+            self.framer = None
+            server.holding.discard(self)
+
+    def eof_received(self) -> bool | None:
+        self.flush_framer()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.backlog:  # frames read but held back: record them all now
+            backlog, self.backlog = self.backlog, None
+            self.server.on_events(self, backlog, time.monotonic(), hold=False)
+        if not self.closed:
+            self.flush_framer()
+        self.closed = True
+        self.server.on_connection_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self.pause(WRITE)
+
+    def resume_writing(self) -> None:
+        self.resume(WRITE)
+
+    # ------------------------------------------------------------------ helpers
+    def flush_framer(self) -> None:
+        """Release a held frame or reject an incomplete one (idle link or closing)."""
+        framer = self.framer
+        if framer is None:
+            return
+        events = framer.flush()
+        self.framer = None
+        self.partial_since = 0.0
+        self.server.holding.discard(self)
+        if self.backlog is not None:
+            self.backlog.extend(events)
+        elif events:
+            self.server.on_events(self, events, time.monotonic())
+
+    def pause(self, cause: int) -> None:
+        if self.paused & cause:
+            return
+        was = self.paused
+        self.paused |= cause
+        if not was and self.transport is not None and not self.closed:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self.transport.pause_reading()
+
+    def resume(self, cause: int) -> None:
+        if not self.paused & cause:
+            return
+        self.paused &= ~cause
+        if self.backlog and not self.paused & HOLD and not self.closed:
+            backlog, self.backlog = self.backlog, None
+            self.server.on_events(self, backlog, time.monotonic())
+        if not self.paused and not self.backlog and self.transport is not None and not self.closed:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

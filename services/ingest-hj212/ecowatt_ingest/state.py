@@ -1,0 +1,223 @@
+"""Session state in Redis: rebuildable, written in batches, readable by every instance.
+
+Keys (prefix `ingest` by default):
+
+| Key | Type | Holds |
+|---|---|---|
+| `ingest:dev:{mn}` | hash | session fields and counters (see below) |
+| `ingest:devices` | zset | every MN seen → last seen (epoch s) |
+| `ingest:unregistered` | zset | MNs not (or not validly) in the registry → last seen |
+| `ingest:rejects:{mn}` | list | recent rejected frames (JSON), newest first, capped |
+| `ingest:instance:{id}` | string, TTL | heartbeat of a running ingest instance |
+| `ingest:sessions:{id}` | set | MNs with a session on instance `id` |
+| `ingest:cmd:{command_id}` | hash | a command's request and latest result |
+| `ingest:cmdclaim:{command_id}` | string, TTL | the instance that took a command |
+
+A device is online when its hash says so *and* the instance holding it is alive (its
+heartbeat key exists);
+`ingest:dev:{mn}` holds online, instance, session_id, peer, connected_at, last_seen,
+disconnected_at, version, crc_variant, registered, identity and the counters of the
+current (or last) session: frames, accepted, rejected, duplicates, bytes. A crashed
+instance's sessions therefore read as offline once its heartbeat expires. Everything
+here is rebuilt from live connections.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ecowatt_kernel.redis_client import Redis
+
+__all__ = ["SessionStore"]
+
+# Mark a session offline only if the hash still belongs to that session: the device may
+# already be connected to another instance.
+_MARK_OFFLINE = """
+if redis.call('HGET', KEYS[1], 'session_id') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'online', '0', 'disconnected_at', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class SessionStore:
+    """Redis access for sessions, devices and command status."""
+
+    def __init__(self, redis: Redis, *, prefix: str = "ingest", instance: str = "local") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.instance = instance
+
+    # ------------------------------------------------------------------------ keys
+    def dev(self, mn: str) -> str:
+        return f"{self.prefix}:dev:{mn}"
+
+    def rejects(self, mn: str) -> str:
+        return f"{self.prefix}:rejects:{mn}"
+
+    @property
+    def devices(self) -> str:
+        return f"{self.prefix}:devices"
+
+    @property
+    def unregistered(self) -> str:
+        return f"{self.prefix}:unregistered"
+
+    def instance_key(self, instance: str) -> str:
+        return f"{self.prefix}:instance:{instance}"
+
+    def sessions_key(self, instance: str) -> str:
+        return f"{self.prefix}:sessions:{instance}"
+
+    def command(self, command_id: str) -> str:
+        return f"{self.prefix}:cmd:{command_id}"
+
+    def claim_key(self, command_id: str) -> str:
+        return f"{self.prefix}:cmdclaim:{command_id}"
+
+    # ----------------------------------------------------------------- instance
+    async def heartbeat(self, ttl_s: int) -> None:
+        await self.redis.set(self.instance_key(self.instance), str(time.time()), ex=ttl_s)
+
+    async def instance_alive(self, instance: str) -> bool:
+        return bool(await self.redis.exists(self.instance_key(instance)))
+
+    async def retire(self) -> None:
+        """A clean shutdown: this instance holds no session any more."""
+        await self.redis.delete(self.instance_key(self.instance), self.sessions_key(self.instance))
+
+    # ------------------------------------------------------------------ sessions
+    async def bind(self, sessions: list[tuple[str, Mapping[str, Any]]]) -> list[float | None]:
+        """Write new sessions (one pipeline) and return each device's previous last seen."""
+        pipe = self.redis.pipeline(transaction=False)
+        for mn, fields in sessions:
+            pipe.hget(self.dev(mn), "last_seen")
+            pipe.hset(self.dev(mn), mapping={k: _text(v) for k, v in fields.items()})
+        pipe.sadd(self.sessions_key(self.instance), *(mn for mn, _ in sessions))
+        results = await pipe.execute()
+        previous: list[float | None] = []
+        for value in results[0 : 2 * len(sessions) : 2]:
+            try:
+                previous.append(float(value) if value is not None else None)
+            except ValueError:
+                previous.append(None)
+        return previous
+
+    async def write(
+        self,
+        updates: Iterable[tuple[str, Mapping[str, Any], bool | None]],
+        rejects: Mapping[str, list[str]],
+        offline: Iterable[tuple[str, str, float]],
+        keep_rejects: int,
+    ) -> None:
+        """One pipeline: session fields, indexes, rejects, offline marks.
+
+        `updates` holds (mn, fields, registered) per changed session; the indexes are
+        written with one command each for all sessions.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        sessions = self.sessions_key(self.instance)
+        seen: dict[str, float] = {}
+        unregistered: dict[str, float] = {}
+        registered: list[str] = []
+        online: list[str] = []
+        for mn, fields, is_registered in updates:
+            pipe.hset(self.dev(mn), mapping={k: _text(v) for k, v in fields.items()})
+            last_seen = fields.get("last_seen")
+            if last_seen is not None:
+                seen[mn] = float(last_seen)
+                if is_registered is False:
+                    unregistered[mn] = float(last_seen)
+                elif is_registered is True:
+                    registered.append(mn)
+            if fields.get("online") == 1:
+                online.append(mn)
+        if seen:
+            pipe.zadd(self.devices, seen)
+        if unregistered:
+            pipe.zadd(self.unregistered, unregistered)
+        if registered:
+            pipe.zrem(self.unregistered, *registered)
+        if online:
+            pipe.sadd(sessions, *online)
+        for mn, items in rejects.items():
+            pipe.lpush(self.rejects(mn), *items)
+            pipe.ltrim(self.rejects(mn), 0, keep_rejects - 1)
+        for mn, session_id, at in offline:
+            pipe.eval(_MARK_OFFLINE, 1, self.dev(mn), session_id, str(at))
+            pipe.srem(sessions, mn)
+        await pipe.execute()
+
+    async def device_state(self, mn: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.dev(mn))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def recent_rejects(self, mn: str, limit: int = 50) -> list[dict[str, Any]]:
+        items = await self.redis.lrange(self.rejects(mn), 0, limit - 1)
+        return [json.loads(item) for item in items]
+
+    async def alive_instances(self) -> set[str]:
+        prefix = self.instance_key("")
+        found: set[str] = set()
+        async for key in self.redis.scan_iter(match=prefix + "*", count=500):
+            found.add(_s(key)[len(prefix) :])
+        return found
+
+    async def online_mns(self) -> set[str]:
+        """MNs with a session on a live instance."""
+        instances = await self.alive_instances()
+        if not instances:
+            return set()
+        members = await self.redis.sunion([self.sessions_key(i) for i in instances])
+        return {_s(m) for m in members}
+
+    async def owner(self, mn: str) -> str | None:
+        """The live instance holding `mn`'s session, if any."""
+        values = await self.redis.hmget(self.dev(mn), ["online", "instance"])
+        online, instance = values
+        if online != b"1" or instance is None:
+            return None
+        name = _s(instance)
+        return name if await self.instance_alive(name) else None
+
+    async def seen(self) -> dict[str, float]:
+        pairs: Any = await self.redis.zrange(self.devices, 0, -1, withscores=True)
+        return {_s(m): float(score) for m, score in pairs}
+
+    async def unregistered_seen(self) -> dict[str, float]:
+        pairs: Any = await self.redis.zrange(self.unregistered, 0, -1, withscores=True)
+        return {_s(m): float(score) for m, score in pairs}
+
+    # ------------------------------------------------------------------ commands
+    async def claim(self, command_id: str, ttl_s: int = 86_400) -> bool:
+        """True for the one instance that takes `command_id`."""
+        return bool(
+            await self.redis.set(self.claim_key(command_id), self.instance, nx=True, ex=ttl_s)
+        )
+
+    async def command_update(self, command_id: str, fields: Mapping[str, Any]) -> None:
+        key = self.command(command_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={k: _text(v) for k, v in fields.items()})
+        pipe.expire(key, 7 * 86_400)
+        await pipe.execute()
+
+    async def command_state(self, command_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.command(command_id))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
