@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import statistics
@@ -47,6 +48,7 @@ from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record  # noqa: E402
 from ecowatt_kernel.contracts import Snapshot, TelemetryReading  # noqa: E402
 from ecowatt_kernel.db import async_url  # noqa: E402
 from ecowatt_validation.reference import credit_check_char  # noqa: E402
+from ecowatt_validation.service import freeze_archive  # noqa: E402
 from ecowatt_validation.settings import ValidationSettings  # noqa: E402
 from harness import DAY, Harness, complete_enterprise, local, meter, reading  # noqa: E402
 from sqlalchemy import text  # noqa: E402
@@ -54,7 +56,10 @@ from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 DEVICES = int(os.environ.get("BENCH_DEVICES", "10000"))
 READINGS_PER_DEVICE = int(os.environ.get("BENCH_READINGS_PER_DEVICE", "6"))
-MAX_BATCH = int(os.environ.get("BENCH_MAX_BATCH", "0")) or ValidationSettings().bind_max_batch
+SETTINGS = ValidationSettings()
+MAX_BATCH = int(os.environ.get("BENCH_MAX_BATCH", "0")) or SETTINGS.bind_max_batch
+CONCURRENT = os.environ.get("BENCH_CONCURRENT", "1" if SETTINGS.bind_concurrent_partitions else "0")
+CONCURRENT_PARTITIONS = CONCURRENT not in ("", "0")
 SHARED_CREDIT_CODE = os.environ.get("BENCH_SHARED_CREDIT_CODE", "") not in ("", "0")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 DUPLICATE_CODE_EVERY = 100  # every 100th enterprise reuses its neighbour's credit code
@@ -134,12 +139,14 @@ class Stage:
 
     def __init__(self) -> None:
         self.batches: list[tuple[float, float, int]] = []  # (start, seconds, records)
+        self.cpu_start = time.process_time()
 
     def report(self, name: str) -> float:
         first = self.batches[0][0]
         last = max(start + seconds for start, seconds, _ in self.batches)
         elapsed = last - first
         records = sum(n for _, _, n in self.batches)
+        cpu = time.process_time() - self.cpu_start
         latencies = sorted(seconds * 1000 for _, seconds, _ in self.batches)
         p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
         print(
@@ -147,15 +154,20 @@ class Stage:
             f"{elapsed:.2f}s = {records / elapsed:,.0f} readings/s, "
             f"{3 * records / elapsed:,.0f} point readings/s; {len(self.batches)} batches of "
             f"{records / len(self.batches):,.0f} readings, latency p50 "
-            f"{statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms"
+            f"{statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms; this process used "
+            f"{cpu:.2f} s of CPU ({1e6 * cpu / records:.0f} us per reading)"
         )
         return elapsed
 
 
 async def bind_stage(
-    harness: Harness, bus: KafkaBus, group: str, readings: list[TelemetryReading], name: str
+    harness: Harness, bus: KafkaBus, group: str, rounds: range, name: str
 ) -> tuple[int, float]:
+    readings = frames(rounds)
+    count = len(readings)
     await harness.send(readings, wait=False)
+    del readings  # the bench's own objects must not weigh on the binder's garbage collections
+    gc.collect()
     stage = Stage()
 
     async def handle(records: Sequence[Record]) -> None:
@@ -170,10 +182,11 @@ async def bind_stage(
             topics=[harness.settings.readings_topic],
             handler=handle,
             max_batch=MAX_BATCH,
+            concurrent_partitions=CONCURRENT_PARTITIONS,
         )
         await harness.drain(timeout_s=1200)
     await subscription.stop()
-    return len(readings), stage.report(name)
+    return count, stage.report(name)
 
 
 async def main() -> None:
@@ -188,7 +201,8 @@ async def main() -> None:
     harness: Harness | None = None
     print(
         f"devices {DEVICES}, points {3 * DEVICES}, frames per device {READINGS_PER_DEVICE}, "
-        f"max_batch {MAX_BATCH}, credit codes {'shared' if SHARED_CREDIT_CODE else 'unique'}; "
+        f"max_batch {MAX_BATCH}, concurrent partitions {CONCURRENT_PARTITIONS}, "
+        f"credit codes {'shared' if SHARED_CREDIT_CODE else 'unique'}; "
         f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
     )
     try:
@@ -202,13 +216,15 @@ async def main() -> None:
         while len(harness.view.all("point")) < 3 * DEVICES:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         print(f"archive: {len(snapshots)} snapshots in {time.perf_counter() - started:.1f}s")
+        del snapshots
+        await freeze_archive(harness.view)  # as the service does once its view is ready
 
         group = f"bench.bind.{uuid.uuid4().hex[:6]}"
-        cold_n, cold_s = await bind_stage(harness, bus, group, frames(range(1)), "cold")
+        cold_n, cold_s = await bind_stage(harness, bus, group, range(1), "cold")
         steady_n, steady_s = 0, 0.0
         if READINGS_PER_DEVICE > 1:
             steady_n, steady_s = await bind_stage(
-                harness, bus, group, frames(range(1, READINGS_PER_DEVICE)), "steady"
+                harness, bus, group, range(1, READINGS_PER_DEVICE), "steady"
             )
         total = cold_n + steady_n
         print(

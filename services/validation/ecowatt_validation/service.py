@@ -9,7 +9,10 @@ check that follows registry changes. Jobs run on one replica at a time (advisory
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import gc
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -44,12 +47,26 @@ class Runtime:
     checks: Checks
     relay: OutboxRelay
     jobs: list[Any]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def run_day(self, day: date, trigger: str) -> dict[str, Any]:
         await self.view.wait_ready()
         async with self.database.transaction() as session:
             await self.rulebook.load(session)
         return await self.checks.run_day(day, trigger=trigger)
+
+
+async def freeze_archive(view: RegistryView) -> None:
+    """Once the registry view holds the archive, take every object alive then out of the
+    cyclic garbage collector's generations (`gc.freeze`). The archive lives as long as the
+    process; every full collection re-scanned it — about 0.5 s for a 10,000-device city, a
+    fifth of the binder's time at full speed. Objects without cycles are still freed when
+    their last reference goes, as before."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await view.wait_ready(timeout_s=600)
+            break
+    gc.freeze()
 
 
 def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
@@ -93,11 +110,13 @@ async def on_startup(ctx: ServiceContext) -> None:
     async with runtime.database.transaction() as session:
         await runtime.rulebook.load(session)
     await runtime.view.attach(ctx.bus, group_prefix="validation")
+    runtime.tasks.append(asyncio.create_task(freeze_archive(runtime.view), name="validation.gc"))
     await ctx.subscribe(
         name="bind",
         topics=[settings.readings_topic],
         handler=runtime.binder.handle,
         max_batch=settings.bind_max_batch,
+        concurrent_partitions=settings.bind_concurrent_partitions,
     )
     engine = runtime.database.engine
 
@@ -149,6 +168,10 @@ async def on_shutdown(ctx: ServiceContext) -> None:
         return
     for job in runtime.jobs:
         await job.stop()
+    for task in runtime.tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     if runtime.view.subscription is not None and runtime.view.subscription.running:
         await runtime.view.subscription.stop()
     await runtime.relay.stop()
