@@ -766,7 +766,9 @@ class Binder:
             if run is None:
                 run = [t.isoformat(), value, value, 1]
                 runs[key] = run
-            hours = (t - datetime.fromisoformat(run[0])).total_seconds() / 3600.0
+                hours = 0.0  # the run starts at t: fromisoformat(t.isoformat()) == t
+            else:
+                hours = (t - datetime.fromisoformat(run[0])).total_seconds() / 3600.0
             if hours >= const["window_h"] and run[3] >= const["min_samples"]:
                 agg.const_max_h = max(agg.const_max_h, hours)
                 item.quality.setdefault(key, []).append("constant_value")

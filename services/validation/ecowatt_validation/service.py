@@ -56,17 +56,24 @@ class Runtime:
         return await self.checks.run_day(day, trigger=trigger)
 
 
+GC_THRESHOLDS = (50_000, 100, 10)
+
+
 async def freeze_archive(view: RegistryView) -> None:
-    """Once the registry view holds the archive, take every object alive then out of the
-    cyclic garbage collector's generations (`gc.freeze`). The archive lives as long as the
-    process; every full collection re-scanned it — about 0.5 s for a 10,000-device city, a
-    fifth of the binder's time at full speed. Objects without cycles are still freed when
-    their last reference goes, as before."""
+    """Tune the cyclic garbage collector for the binder, once the registry view holds the
+    archive: take every object alive then out of its generations (`gc.freeze`: the archive
+    lives as long as the process) and collect the youngest generation every 50,000
+    allocations instead of 700 (`GC_THRESHOLDS`). A batch of 6,000 readings allocates about
+    400,000 objects that live until the batch is written; with the defaults they were scanned
+    again and again and pushed into full collections of the whole heap (a third of the
+    binder's time for a 10,000-device city). Objects without reference cycles are still
+    freed when their last reference goes; cycles are found a little later than before."""
     while True:
         with contextlib.suppress(TimeoutError):
             await view.wait_ready(timeout_s=600)
             break
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
