@@ -103,3 +103,46 @@ def test_envelope_ids_are_random_uuid4() -> None:
 def test_array_text_reads_back_exactly() -> None:
     assert _array_text([0.0, 1.5, 1e-05, 0.1 + 0.2]) == "{0.0,1.5,1e-05,0.30000000000000004}"
     assert _array_text([1, 0, 3]) == "{1,0,3}"
+
+
+def test_point_message_escapes_like_encode() -> None:
+    p = point('P"1\\点\n', "total", 'MN"\\2', 7, eid='企业\t"E"')
+    t = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    r = TelemetryReading(
+        idempotency_key='MN"\\2|2011|\u2028x',
+        mn='MN"\\2',
+        cn="2011",
+        data_time=t,
+        received_at=t,
+        items={},
+    )
+    event_id = str(uuid.uuid4())
+    when = datetime.now(UTC)
+    values = {'k"\\ü': 1.25}
+    quality = {'k"\\ü': ["flag:D", 'x"y']}
+    trace = 't"r'
+    fast = point_message(
+        "t", p, r, values, quality, False, trace, event_id=event_id, produced_at=when
+    )
+    model = PointReading(
+        enterprise_id=p.enterprise_id,
+        point_id=p.id,
+        mn=r.mn,
+        cn="2011",
+        circuit=7,
+        data_time=t,
+        values=values,
+        quality=quality,
+        valid=False,
+        source_key=r.idempotency_key,
+    )
+    envelope = Envelope[PointReading](
+        type=model.event_type,
+        version=model.event_version,
+        id=uuid.UUID(event_id),
+        produced_at=when,
+        trace_id=trace,
+        data=model,
+    )
+    assert fast.value == envelope.model_dump_json().encode()
+    assert fast.key == p.enterprise_id.encode()
