@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 import ecowatt_hj212 as hj212
 from ecowatt_kernel.bus import Bus, Message, Record, TransientError
+from ecowatt_kernel.bus.types import Headers
 from ecowatt_kernel.contracts import ContractError, PointReading, TelemetryReading, decode
 from ecowatt_kernel.contracts.envelope import TYPE_HEADER, VERSION_HEADER
 from ecowatt_kernel.contracts.registry import PointSnapshot
@@ -162,7 +163,7 @@ class _Bound:
 
     __slots__ = ("flag_ok", "point", "point_json", "quality", "raw_counter", "resolution", "values")
 
-    def __init__(self, point: PointSnapshot, point_json: tuple[bytes, bytes]) -> None:
+    def __init__(self, point: PointSnapshot, point_json: tuple[bytes, bytes, bytes]) -> None:
         self.point = point
         self.point_json = point_json
         self.values: dict[str, float] = {}
@@ -199,7 +200,7 @@ class _Entry:
         self.resolution_ratio = 1.0
         self.constant = False
         self.counter = 0  # 1: an instant counter value; 2: a max one (the first of a reading)
-        self.point_json = (b"", b"")
+        self.point_json = (b"", b"", b"")
         if point is not None and binding is not None:
             self.point_json = _point_json(point)
             quantity = binding.quantity.value
@@ -335,6 +336,7 @@ class Binder:
             result = BatchResult()
             params = _Params(self.rules)
             trace = current_trace_id()
+            trace_json = _trace_json(trace) if trace is not None else None
             sample_cns = self.sample_cns
             for reading, outcome, local in bound:
                 if isinstance(outcome, str):
@@ -372,6 +374,7 @@ class Binder:
                         params,
                         trace,
                         texts,
+                        trace_json,
                     )
                     if message is not None:
                         result.messages.append(message)
@@ -430,12 +433,14 @@ class Binder:
             return plan.outcome
         entries = plan.entries
         valid_flags = self.valid_flags
+        isfinite = math.isfinite
         bound: dict[str, _Bound] = {}
         unbound: list[tuple[str, str]] = []
         for code, group in reading.items.items():
             flag = group.get("Flag")
-            ok = flag is None or flag.upper() in valid_flags
-            flag_quality = "flag:" + flag.upper() if flag and flag.upper() != "N" else None
+            upper = flag.upper() if flag is not None else None
+            ok = upper is None or upper in valid_flags
+            flag_quality = "flag:" + upper if flag and upper and upper != "N" else None
             for suffix, text in group.items():
                 if suffix == "Flag":
                     continue
@@ -450,7 +455,7 @@ class Binder:
                 except ValueError:
                     unbound.append(("unparseable", f"{code}-{suffix}"))
                     continue
-                if not math.isfinite(raw):
+                if not isfinite(raw):
                     unbound.append(("unparseable", f"{code}-{suffix}"))
                     continue
                 point = entry.point
@@ -552,6 +557,7 @@ class Binder:
         params: _Params,
         trace: str | None,
         texts: tuple[bytes, bytes, bytes],
+        trace_json: tuple[bytes, Headers] | None,
     ) -> Message | None:
         """Apply one point's values of a reading; its `telemetry.points` message, or None for
         a duplicate. `local`, `day`, `seconds` (since local midnight), `latency`, `grade` and
@@ -661,6 +667,7 @@ class Binder:
             trace or new_trace_id(),
             point_json=item.point_json,
             reading_json=texts,
+            trace_json=trace_json,
         )
 
     def _counter(
@@ -1109,9 +1116,10 @@ def _state_rows(states: Sequence[PointState]) -> list[tuple[Any, ...]]:
     ]
 
 
-def _array_text(values: Sequence[float] | Sequence[int]) -> str:
-    """PostgreSQL array input: `repr` of a float reads back as the same float8."""
-    return "{" + ",".join(map(repr, values)) + "}"
+def _array_text(values: list[float] | list[int]) -> str:
+    """PostgreSQL array input (`{1.5, 0.0}`): the `repr` of a float reads back as the same
+    float8."""
+    return "{" + repr(values)[1:-1] + "}"
 
 
 def _daily_row(a: DayAgg) -> tuple[Any, ...]:
@@ -1174,8 +1182,9 @@ def point_message(
     *,
     event_id: str | None = None,
     produced_at: datetime | None = None,
-    point_json: tuple[bytes, bytes] | None = None,
+    point_json: tuple[bytes, bytes, bytes] | None = None,
     reading_json: tuple[bytes, bytes, bytes] | None = None,
+    trace_json: tuple[bytes, Headers] | None = None,
 ) -> Message:
     """What `encode(PointReading(...), trace_id=trace, topic=topic)` gives for the reading's
     values of `point`, without building the two pydantic models (a third of the binder's
@@ -1185,8 +1194,9 @@ def point_message(
     The envelope is joined from JSON pieces, each written by `to_json` (pydantic's own
     serializer, as `encode` uses): those of the point and of the reading are the same for
     every message of a point or a reading, and the binder passes them in ready-made."""
-    p_head, p_circuit = point_json or _point_json(point)
+    p_head, p_circuit, key = point_json or _point_json(point)
     r_ids, r_time, r_tail = reading_json or _reading_json(reading)
+    t_json, headers = trace_json or _trace_json(trace)
     value = b"".join(
         (
             _HEAD,
@@ -1194,7 +1204,7 @@ def point_message(
             _PRODUCED_AT,
             to_json(produced_at or datetime.now(UTC)),
             _TRACE,
-            to_json(trace),
+            t_json,
             _DATA,
             p_head,
             r_ids,
@@ -1207,8 +1217,7 @@ def point_message(
             r_tail,
         )
     )
-    headers = (*_POINT_HEADERS, (TRACE_HEADER, trace.encode()))
-    return Message(topic, point.enterprise_id.encode(), value, headers)
+    return Message(topic, key, value, headers)
 
 
 # The envelope of a telemetry.points message, in the field order of Envelope and PointReading.
@@ -1227,12 +1236,19 @@ _VALID = b',"valid":true'
 _INVALID = b',"valid":false'
 
 
-def _point_json(point: PointSnapshot) -> tuple[bytes, bytes]:
-    """`<enterprise_id>,"point_id":<id>,"mn":` and `,"circuit":<circuit>,"interval":`."""
+def _point_json(point: PointSnapshot) -> tuple[bytes, bytes, bytes]:
+    """`<enterprise_id>,"point_id":<id>,"mn":`, `,"circuit":<circuit>,"interval":` and the
+    message key."""
     return (
         to_json(point.enterprise_id) + b',"point_id":' + to_json(point.id) + b',"mn":',
         b',"circuit":' + to_json(point.circuit) + b',"interval":',
+        point.enterprise_id.encode(),
     )
+
+
+def _trace_json(trace: str) -> tuple[bytes, Headers]:
+    """The trace id as JSON and the message headers."""
+    return to_json(trace), (*_POINT_HEADERS, (TRACE_HEADER, trace.encode()))
 
 
 def _reading_json(reading: TelemetryReading) -> tuple[bytes, bytes, bytes]:

@@ -101,8 +101,8 @@ def test_envelope_ids_are_random_uuid4() -> None:
 
 
 def test_array_text_reads_back_exactly() -> None:
-    assert _array_text([0.0, 1.5, 1e-05, 0.1 + 0.2]) == "{0.0,1.5,1e-05,0.30000000000000004}"
-    assert _array_text([1, 0, 3]) == "{1,0,3}"
+    assert _array_text([0.0, 1.5, 1e-05, 0.1 + 0.2]) == "{0.0, 1.5, 1e-05, 0.30000000000000004}"
+    assert _array_text([1, 0, 3]) == "{1, 0, 3}"
 
 
 def test_point_message_escapes_like_encode() -> None:
