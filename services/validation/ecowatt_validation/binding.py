@@ -777,10 +777,13 @@ class Binder:
                 state.neg_run = 0
         if not in_order:
             return
+        present = item.resolution  # exactly the keys of CONSTANT_KEYS the reading has
+        if not present:
+            return
         const = params.constant
         idle_kw = max(const["idle_min_kw"], const["idle_rated_fraction"] * rated)
         runs = state.runs
-        for key in CONSTANT_KEYS:
+        for key in present if len(present) == 1 else CONSTANT_KEYS:
             value = values.get(key)
             if value is None or not flag_ok.get(key, False):
                 continue
@@ -825,13 +828,17 @@ class Binder:
     async def _load(self, bound: Sequence[tuple[TelemetryReading, _Outcome, datetime]]) -> None:
         wanted_points: dict[str, PointSnapshot] = {}
         wanted_days: set[tuple[str, date]] = set()
+        cache = self.cache
         for _reading, outcome, local in bound:
             if isinstance(outcome, str):
                 continue
             day = local.date()
             for item in outcome[0]:
-                wanted_points[item.point.id] = item.point
-                wanted_days.add((item.point.id, day))
+                point = item.point
+                state = cache.get(point.id)
+                if state is None or day not in state.days:  # only what is not cached
+                    wanted_points[point.id] = point
+                    wanted_days.add((point.id, day))
         missing_points = [p for p in wanted_points if p not in self.cache]
         missing_days = [
             (p, d) for p, d in wanted_days if p not in self.cache or d not in self.cache[p].days
