@@ -104,11 +104,21 @@ class ServiceContext:
         return self.db
 
     async def subscribe(
-        self, *, name: str, topics: Sequence[str], handler: BatchHandler, max_batch: int = 500
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        max_batch: int = 500,
+        concurrent_partitions: bool = False,
     ) -> Subscription:
-        """Consume `topics` in the consumer group `<service>.<name>`."""
+        """Consume `topics` in the consumer group `<service>.<name>` (see `Bus.subscribe`)."""
         subscription = await self.bus.subscribe(
-            group=f"{self.name}.{name}", topics=topics, handler=handler, max_batch=max_batch
+            group=f"{self.name}.{name}",
+            topics=topics,
+            handler=handler,
+            max_batch=max_batch,
+            concurrent_partitions=concurrent_partitions,
         )
         self.subscriptions.append(subscription)
         return subscription

@@ -22,8 +22,13 @@ from the database, so a redelivered batch is harmless.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import math
+import os
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,12 +37,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import ecowatt_hj212 as hj212
-from ecowatt_kernel.bus import Bus, Record, TransientError
-from ecowatt_kernel.contracts import ContractError, PointReading, TelemetryReading, decode, encode
+from ecowatt_kernel.bus import Bus, Message, Record, TransientError
+from ecowatt_kernel.bus.types import Headers
+from ecowatt_kernel.contracts import ContractError, PointReading, TelemetryReading, decode
+from ecowatt_kernel.contracts.envelope import TYPE_HEADER, VERSION_HEADER
 from ecowatt_kernel.contracts.registry import PointSnapshot
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.registry_view import RegistryView
+from ecowatt_kernel.tracing import TRACE_HEADER, current_trace_id, new_trace_id
 from prometheus_client import Counter
+from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_validation import rules as R
@@ -74,10 +83,15 @@ def latency_grade(seconds: float, bounds_h: Sequence[float]) -> int:
     return len(bounds_h) + 1
 
 
+_POWERS = tuple(10.0**-digits for digits in range(32))
+
+
 def _resolution(text: str) -> float:
-    _, dot, decimals = text.strip().partition(".")
-    digits = len(decimals.rstrip()) if dot else 0
-    return 10.0**-digits
+    """The step of a decimal text: 10^-(digits after the point)."""
+    text = text.strip()
+    dot = text.find(".")
+    digits = len(text) - dot - 1 if dot >= 0 else 0
+    return _POWERS[digits] if digits < len(_POWERS) else 10.0**-digits
 
 
 @dataclass
@@ -144,21 +158,104 @@ class PointState:
     dirty: bool = False
 
 
-@dataclass
 class _Bound:
-    point: PointSnapshot
-    values: dict[str, float] = field(default_factory=dict)
-    quality: dict[str, list[str]] = field(default_factory=dict)
-    resolution: dict[str, float] = field(default_factory=dict)
-    flag_ok: dict[str, bool] = field(default_factory=dict)
-    raw_counter: float | None = None
+    """The values of one point in one reading."""
+
+    __slots__ = ("flag_ok", "point", "point_json", "quality", "raw_counter", "resolution", "values")
+
+    def __init__(self, point: PointSnapshot, point_json: tuple[bytes, bytes, bytes]) -> None:
+        self.point = point
+        self.point_json = point_json
+        self.values: dict[str, float] = {}
+        self.quality: dict[str, list[str]] = {}
+        self.resolution: dict[str, float] = {}
+        self.flag_ok: dict[str, bool] = {}
+        self.raw_counter: float | None = None
+
+
+class _Entry:
+    """How one `code-suffix` of a device binds: to a point and value key, or why not."""
+
+    __slots__ = (
+        "constant",
+        "counter",
+        "key",
+        "point",
+        "point_json",
+        "ratio",
+        "resolution_ratio",
+        "unbound",
+    )
+
+    def __init__(
+        self,
+        point: PointSnapshot | None = None,
+        binding: hj212.Binding | None = None,
+        unbound: tuple[str, str] | None = None,
+    ) -> None:
+        self.point = point
+        self.unbound = unbound
+        self.key = ""
+        self.ratio = 1.0
+        self.resolution_ratio = 1.0
+        self.constant = False
+        self.counter = 0  # 1: an instant counter value; 2: a max one (the first of a reading)
+        self.point_json = (b"", b"", b"")
+        if point is not None and binding is not None:
+            self.point_json = _point_json(point)
+            quantity = binding.quantity.value
+            self.ratio = _ratio(quantity, point)
+            self.resolution_ratio = abs(self.ratio)
+            key = quantity
+            if binding.phase:
+                key += ":" + binding.phase
+            if binding.aggregate in ("min", "max"):
+                key += ":" + binding.aggregate
+            self.key = key
+            self.constant = key in CONSTANT_KEYS
+            if quantity == "energy_total_kwh" and binding.aggregate in ("instant", "max"):
+                self.counter = 1 if binding.aggregate == "instant" else 2
+
+
+class _Plan:
+    """A device's binding plan: its profile, points by circuit and the entries seen so far.
+
+    Built from the registry view on the device's first reading and dropped on any device or
+    point change, so it always says what `RegistryView` says now.
+    """
+
+    __slots__ = ("by_circuit", "entries", "inactive", "outcome", "profile", "totals")
+
+    def __init__(self, outcome: str | None = None) -> None:
+        self.outcome = outcome
+        self.profile: hj212.Profile | None = None
+        self.by_circuit: dict[int, PointSnapshot] = {}
+        self.inactive: set[int | None] = set()
+        self.totals: list[PointSnapshot] = []
+        self.entries: dict[tuple[str, str], _Entry] = {}
+
+
+class _Params:
+    """The parameters of the rules the binder applies, read once per batch."""
+
+    __slots__ = ("constant", "latency", "negative_energy", "negative_power")
+
+    def __init__(self, rules: Callable[[str], R.RuleState]) -> None:
+        self.negative_energy = rules(R.NEGATIVE_ENERGY).params
+        self.negative_power = rules(R.NEGATIVE_POWER).params
+        self.constant = rules(R.CONSTANT_POWER).params
+        self.latency = rules(R.DATA_LATENCY).params
 
 
 @dataclass
 class BatchResult:
-    points: list[PointReading] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # telemetry.points
     hits: list[Hit] = field(default_factory=list)
     unbound: dict[tuple[str, date, str, str], list[Any]] = field(default_factory=dict)
+
+
+_Outcome = str | tuple[list[_Bound], list[tuple[str, str]]]
+_PLANS_MAX = 100_000  # device plans kept before the cache starts over (unknown MNs add some)
 
 
 class Binder:
@@ -195,6 +292,15 @@ class Binder:
         self.cache: dict[str, PointState] = {}
         self.fired: set[tuple[str, str, date]] = set()
         self.stats: dict[str, int] = defaultdict(int)
+        self._plans: dict[str, _Plan] = {}
+        self._staged: weakref.WeakSet[Any] = weakref.WeakSet()  # connections with staging tables
+        view.on_change(self._registry_changed)
+
+    def _registry_changed(
+        self, entity: str, entity_id: str, old: object | None, new: object | None
+    ) -> None:
+        if entity in ("device", "point"):
+            self._plans.clear()
 
     # ------------------------------------------------------------------------- the handler
 
@@ -224,10 +330,15 @@ class Binder:
     async def process(self, readings: Sequence[TelemetryReading]) -> BatchResult:
         touched: set[str] = set()
         try:
-            bound = [(r, self._bind(r)) for r in readings]
+            tz = self.tz
+            bound = [(r, self._bind(r), r.data_time.astimezone(tz)) for r in readings]
             await self._load(bound)
             result = BatchResult()
-            for reading, outcome in bound:
+            params = _Params(self.rules)
+            trace = current_trace_id()
+            trace_json = _trace_json(trace) if trace is not None else None
+            sample_cns = self.sample_cns
+            for reading, outcome, local in bound:
                 if isinstance(outcome, str):
                     self._count_unbound(result, reading, outcome, "", None)
                     continue
@@ -237,14 +348,40 @@ class Binder:
                     self._count_unbound(
                         result, reading, reason, detail, device.enterprise_id if device else None
                     )
+                if not items:
+                    continue
+                day = local.date()
+                seconds = 0
+                grade = 0
+                latency = 0.0
+                if reading.cn in sample_cns:
+                    midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+                    seconds = int((local - midnight).total_seconds())
+                    latency = (reading.received_at - reading.data_time).total_seconds()
+                    grade = latency_grade(max(latency, 0.0), params.latency["grade_bounds_h"])
+                texts = _reading_json(reading)
                 for item in items:
                     touched.add(item.point.id)
-                    published = self._apply(reading, item, result)
-                    if published is not None:
-                        result.points.append(published)
-            if self.publish_points and result.points:
-                await self.bus.publish([encode(p, topic=self.points_topic) for p in result.points])
-            await self._flush(result, touched)
+                    message = self._apply(
+                        reading,
+                        item,
+                        result,
+                        local,
+                        day,
+                        seconds,
+                        latency,
+                        grade,
+                        params,
+                        trace,
+                        texts,
+                        trace_json,
+                    )
+                    if message is not None:
+                        result.messages.append(message)
+            publishing = None
+            if self.publish_points and result.messages:
+                publishing = asyncio.ensure_future(self.bus.publish(result.messages))
+            await self._flush(result, touched, publishing)
         except BaseException:
             for point_id in touched:
                 self.cache.pop(point_id, None)
@@ -257,64 +394,85 @@ class Binder:
 
     # --------------------------------------------------------------------------- binding
 
-    def _bind(self, reading: TelemetryReading) -> str | tuple[list[_Bound], list[tuple[str, str]]]:
-        device = self.view.device(reading.mn)
+    def _plan(self, mn: str) -> _Plan:
+        device = self.view.device(mn)
         if device is None:
-            return "unknown_device"
+            return _Plan("unknown_device")
         if device.status != "active":
-            return "inactive_device"
+            return _Plan("inactive_device")
         try:
             profile = hj212.get_profile(device.electricity_profile)
         except hj212.ProfileError:
-            return "unknown_profile"
-        points = self.view.points_of_device(reading.mn)
-        by_circuit = {p.circuit: p for p in points if p.status == "active"}
-        inactive = {p.circuit for p in points if p.status != "active"}
-        totals = [p for p in by_circuit.values() if p.point_type == "total"]
+            return _Plan("unknown_profile")
+        plan = _Plan()
+        plan.profile = profile
+        points = self.view.points_of_device(mn)
+        plan.by_circuit = {p.circuit: p for p in points if p.status == "active"}
+        plan.inactive = {p.circuit for p in points if p.status != "active"}
+        plan.totals = [p for p in plan.by_circuit.values() if p.point_type == "total"]
+        return plan
+
+    def _entry(self, plan: _Plan, code: str, suffix: str) -> _Entry:
+        assert plan.profile is not None
+        binding = plan.profile.resolve(code, suffix)
+        if binding is None:
+            return _Entry(unbound=("unknown_code", f"{code}-{suffix}"))
+        point = self._point_for(binding.circuit, plan.by_circuit, plan.totals)
+        if point is None:
+            reason = "inactive_point" if binding.circuit in plan.inactive else "unknown_circuit"
+            return _Entry(unbound=(reason, str(binding.circuit)))
+        return _Entry(point, binding)
+
+    def _bind(self, reading: TelemetryReading) -> _Outcome:
+        plan = self._plans.get(reading.mn)
+        if plan is None:
+            if len(self._plans) >= _PLANS_MAX:
+                self._plans.clear()
+            plan = self._plans[reading.mn] = self._plan(reading.mn)
+        if plan.outcome is not None:
+            return plan.outcome
+        entries = plan.entries
+        valid_flags = self.valid_flags
+        isfinite = math.isfinite
         bound: dict[str, _Bound] = {}
         unbound: list[tuple[str, str]] = []
         for code, group in reading.items.items():
             flag = group.get("Flag")
-            ok = flag is None or flag.upper() in self.valid_flags
+            upper = flag.upper() if flag is not None else None
+            ok = upper is None or upper in valid_flags
+            flag_quality = "flag:" + upper if flag and upper and upper != "N" else None
             for suffix, text in group.items():
                 if suffix == "Flag":
                     continue
-                binding = profile.resolve(code, suffix)
-                if binding is None:
-                    unbound.append(("unknown_code", f"{code}-{suffix}"))
-                    continue
-                point = self._point_for(binding.circuit, by_circuit, totals)
-                if point is None:
-                    reason = "inactive_point" if binding.circuit in inactive else "unknown_circuit"
-                    unbound.append((reason, str(binding.circuit)))
+                entry = entries.get((code, suffix))
+                if entry is None:
+                    entry = entries[(code, suffix)] = self._entry(plan, code, suffix)
+                if entry.unbound is not None:
+                    unbound.append(entry.unbound)
                     continue
                 try:
                     raw = float(text)
                 except ValueError:
                     unbound.append(("unparseable", f"{code}-{suffix}"))
                     continue
-                if not math.isfinite(raw):
+                if not isfinite(raw):
                     unbound.append(("unparseable", f"{code}-{suffix}"))
                     continue
+                point = entry.point
+                assert point is not None
                 item = bound.get(point.id)
                 if item is None:
-                    item = bound[point.id] = _Bound(point)
-                quantity = binding.quantity.value
-                ratio = _ratio(quantity, point)
-                key = quantity
-                if binding.phase:
-                    key += ":" + binding.phase
-                if binding.aggregate in ("min", "max"):
-                    key += ":" + binding.aggregate
-                item.values[key] = raw * ratio
-                item.resolution[key] = _resolution(text) * abs(ratio)
+                    item = bound[point.id] = _Bound(point, entry.point_json)
+                key = entry.key
+                item.values[key] = raw * entry.ratio
+                if entry.constant:  # only the constant-value rule reads resolutions
+                    item.resolution[key] = _resolution(text) * entry.resolution_ratio
                 item.flag_ok[key] = ok
-                if flag and flag.upper() != "N":
-                    item.quality.setdefault(key, []).append(f"flag:{flag.upper()}")
-                if quantity == "energy_total_kwh" and binding.aggregate in ("instant", "max"):  # noqa: SIM102
-                    if binding.aggregate == "instant" or item.raw_counter is None:
-                        item.raw_counter = raw
-        return list(bound.values()), sorted(set(unbound))
+                if flag_quality is not None:
+                    item.quality.setdefault(key, []).append(flag_quality)
+                if entry.counter == 1 or (entry.counter == 2 and item.raw_counter is None):
+                    item.raw_counter = raw
+        return list(bound.values()), sorted(set(unbound)) if unbound else unbound
 
     @staticmethod
     def _point_for(
@@ -387,22 +545,35 @@ class Binder:
         )
 
     def _apply(
-        self, reading: TelemetryReading, item: _Bound, result: BatchResult
-    ) -> PointReading | None:
+        self,
+        reading: TelemetryReading,
+        item: _Bound,
+        result: BatchResult,
+        local: datetime,
+        day: date,
+        seconds: int,
+        latency: float,
+        grade: int,
+        params: _Params,
+        trace: str | None,
+        texts: tuple[bytes, bytes, bytes],
+        trace_json: tuple[bytes, Headers] | None,
+    ) -> Message | None:
+        """Apply one point's values of a reading; its `telemetry.points` message, or None for
+        a duplicate. `local`, `day`, `seconds` (since local midnight), `latency`, `grade` and
+        `texts` (its JSON pieces) are the reading's, computed once for all its points."""
         point = item.point
         state = self.cache[point.id]
         t = reading.data_time
-        local = t.astimezone(self.tz)
-        day = local.date()
         agg = state.days[day]
         in_order = state.last_time is None or t > state.last_time
         cn = reading.cn
         sample = cn in self.sample_cns
-        values, quality = item.values, item.quality
+        values, quality, flag_ok = item.values, item.quality, item.flag_ok
+        slot = 0
         if sample:
-            midnight = datetime(day.year, day.month, day.day, tzinfo=self.tz)
-            slot = int((local - midnight).total_seconds()) // agg.interval_s
-            if agg.slot_taken(slot):
+            slot = seconds // agg.interval_s
+            if agg.slots[slot >> 3] & (1 << (slot & 7)):
                 READINGS.labels("duplicate").inc()
                 return None
         else:
@@ -412,10 +583,9 @@ class Binder:
                 return None
             state.runs["cn:" + cn] = t.isoformat()
 
-        neg = self.rules(R.NEGATIVE_ENERGY).params
         interval_energy = values.get("energy_interval_kwh")
-        if interval_energy is not None and item.flag_ok.get("energy_interval_kwh", False):
-            if interval_energy < -neg["min_negative_kwh"] - _EPSILON:
+        if interval_energy is not None and flag_ok.get("energy_interval_kwh", False):
+            if interval_energy < -params.negative_energy["min_negative_kwh"] - _EPSILON:
                 quality.setdefault("energy_interval_kwh", []).append("negative_energy")
                 agg.neg_energy_events += 1
                 self._fire(
@@ -433,13 +603,21 @@ class Binder:
                 agg.reported_kwh += max(interval_energy, 0.0)
 
         if sample:
-            self._counter(state, agg, item, reading, local, in_order, result)
-            self._power(state, agg, item, reading, in_order, result)
-        valid = all(item.flag_ok.values()) and not any(
-            flag in INVALIDATING for flags in quality.values() for flag in flags
-        )
+            if item.raw_counter is not None:
+                self._counter(state, agg, item, t, local, in_order, result, params)
+            self._power(state, agg, item, t, in_order, result, params)
+        valid = True
+        for ok in flag_ok.values():
+            if not ok:
+                valid = False
+                break
+        if valid and quality:
+            valid = not any(flag in INVALIDATING for flags in quality.values() for flag in flags)
         if sample:
-            agg.take(slot, valid)
+            bit = 1 << (slot & 7)
+            agg.slots[slot >> 3] |= bit
+            if valid:
+                agg.valid_slots[slot >> 3] |= bit
             agg.samples += 1
             if valid:
                 agg.valid_samples += 1
@@ -453,12 +631,9 @@ class Binder:
                 agg.p_max = top if agg.p_max is None else max(agg.p_max, top)
                 low = min(power, values.get("active_power_kw:min", power))
                 agg.p_min = low if agg.p_min is None else min(agg.p_min, low)
-            latency_rule = self.rules(R.DATA_LATENCY).params
-            latency = (reading.received_at - t).total_seconds()
-            grade = latency_grade(max(latency, 0.0), latency_rule["grade_bounds_h"])
             agg.latency_grades[min(grade, 5) - 1] += 1
             agg.latency_max_s = max(agg.latency_max_s, latency)
-            if grade >= latency_rule["finding_min_grade"]:
+            if grade >= params.latency["finding_min_grade"]:
                 self._fire(
                     result,
                     R.DATA_LATENCY,
@@ -471,29 +646,28 @@ class Binder:
                         "received_at": reading.received_at.isoformat(),
                     },
                 )
-        agg.first_time = t if agg.first_time is None else min(agg.first_time, t)
-        agg.last_time = t if agg.last_time is None else max(agg.last_time, t)
+        if agg.first_time is None or t < agg.first_time:
+            agg.first_time = t
+        if agg.last_time is None or t > agg.last_time:
+            agg.last_time = t
         agg.dirty = True
         if in_order:
             state.last_time = t
-        state.last_received_at = (
-            reading.received_at
-            if state.last_received_at is None
-            else max(state.last_received_at, reading.received_at)
-        )
+        received = reading.received_at
+        if state.last_received_at is None or received > state.last_received_at:
+            state.last_received_at = received
         state.dirty = True
-        return PointReading(
-            enterprise_id=point.enterprise_id,
-            point_id=point.id,
-            mn=reading.mn,
-            cn=cn,
-            circuit=point.circuit,
-            interval=INTERVALS.get(cn, "other"),  # type: ignore[arg-type]
-            data_time=t,
-            values=values,
-            quality={k: v for k, v in quality.items() if v},
-            valid=valid,
-            source_key=reading.idempotency_key,
+        return point_message(
+            self.points_topic,
+            point,
+            reading,
+            values,
+            {k: v for k, v in quality.items() if v} if quality else quality,
+            valid,
+            trace or new_trace_id(),
+            point_json=item.point_json,
+            reading_json=texts,
+            trace_json=trace_json,
         )
 
     def _counter(
@@ -501,13 +675,15 @@ class Binder:
         state: PointState,
         agg: DayAgg,
         item: _Bound,
-        reading: TelemetryReading,
+        t: datetime,
         local: datetime,
         in_order: bool,
         result: BatchResult,
+        params: _Params,
     ) -> None:
-        key = "energy_total_kwh" if "energy_total_kwh" in item.values else "energy_total_kwh:max"
-        value = item.values.get(key)
+        values = item.values
+        key = "energy_total_kwh" if "energy_total_kwh" in values else "energy_total_kwh:max"
+        value = values.get(key)
         if (
             value is None
             or item.raw_counter is None
@@ -515,26 +691,25 @@ class Binder:
             or not in_order
         ):
             return
-        t = reading.data_time
         point = item.point
         previous, previous_time = state.counter_kwh, state.counter_time
         state.counter_kwh, state.counter_time = value, t
         if previous is None or previous_time is None or t <= previous_time:
             return
-        params = self.rules(R.NEGATIVE_ENERGY).params
-        ratio = _ratio("energy_total_kwh", point) or 1.0
+        neg = params.negative_energy
         delta = value - previous
         flag: str | None = None
-        if delta < -params["min_negative_kwh"] - _EPSILON:
+        if delta < -neg["min_negative_kwh"] - _EPSILON:
+            ratio = _ratio("energy_total_kwh", point) or 1.0
             raw_prev, raw_now = previous / ratio, item.raw_counter
             modulus = 10.0 ** len(str(int(max(raw_prev, 1.0))))
-            fraction = params["rollover_fraction"]
+            fraction = neg["rollover_fraction"]
             if raw_prev >= fraction * modulus and raw_now < (1 - fraction) * modulus:
                 delta = (modulus - raw_prev + raw_now) * ratio
                 agg.rollovers += 1
                 flag = "counter_rollover"
             else:
-                kind = "reset" if value <= params["reset_fraction"] * previous else "backwards"
+                kind = "reset" if value <= neg["reset_fraction"] * previous else "backwards"
                 agg.neg_energy_events += 1
                 if kind == "reset":
                     agg.resets += 1
@@ -557,7 +732,7 @@ class Binder:
         delta = max(delta, 0.0)
         if flag:
             item.quality.setdefault(key, []).append(flag)
-        item.values["energy_delta_kwh"] = delta
+        values["energy_delta_kwh"] = delta
         agg.energy_kwh += delta
         agg.deltas += 1
         agg.hourly_kwh[local.hour] += delta
@@ -567,16 +742,17 @@ class Binder:
         state: PointState,
         agg: DayAgg,
         item: _Bound,
-        reading: TelemetryReading,
+        t: datetime,
         in_order: bool,
         result: BatchResult,
+        params: _Params,
     ) -> None:
         point = item.point
-        t = reading.data_time
+        values, flag_ok = item.values, item.flag_ok
         rated = point.rated_kw or 0.0
-        power = item.values.get("active_power_kw")
-        if power is not None and item.flag_ok.get("active_power_kw", False):
-            neg = self.rules(R.NEGATIVE_POWER).params
+        power = values.get("active_power_kw")
+        if power is not None and flag_ok.get("active_power_kw", False):
+            neg = params.negative_power
             limit = max(neg["min_kw"], neg["rated_fraction"] * rated)
             if power < -limit - _EPSILON:
                 item.quality.setdefault("active_power_kw", []).append("negative_power")
@@ -601,16 +777,20 @@ class Binder:
                 state.neg_run = 0
         if not in_order:
             return
-        const = self.rules(R.CONSTANT_POWER).params
+        present = item.resolution  # exactly the keys of CONSTANT_KEYS the reading has
+        if not present:
+            return
+        const = params.constant
         idle_kw = max(const["idle_min_kw"], const["idle_rated_fraction"] * rated)
-        for key in CONSTANT_KEYS:
-            value = item.values.get(key)
-            if value is None or not item.flag_ok.get(key, False):
+        runs = state.runs
+        for key in present if len(present) == 1 else CONSTANT_KEYS:
+            value = values.get(key)
+            if value is None or not flag_ok.get(key, False):
                 continue
             idle = idle_kw if key == "active_power_kw" else const["idle_current_a"]
-            run = state.runs.get(key)
+            run = runs.get(key)
             if abs(value) <= idle:
-                state.runs.pop(key, None)
+                runs.pop(key, None)
                 continue
             band = max(const["relative"] * abs(value), item.resolution.get(key, 0.0)) + 1e-9
             if run is not None:
@@ -621,8 +801,10 @@ class Binder:
                     run = None
             if run is None:
                 run = [t.isoformat(), value, value, 1]
-                state.runs[key] = run
-            hours = (t - datetime.fromisoformat(run[0])).total_seconds() / 3600.0
+                runs[key] = run
+                hours = 0.0  # the run starts at t: fromisoformat(t.isoformat()) == t
+            else:
+                hours = (t - datetime.fromisoformat(run[0])).total_seconds() / 3600.0
             if hours >= const["window_h"] and run[3] >= const["min_samples"]:
                 agg.const_max_h = max(agg.const_max_h, hours)
                 item.quality.setdefault(key, []).append("constant_value")
@@ -643,16 +825,20 @@ class Binder:
 
     # -------------------------------------------------------------------------- storage
 
-    async def _load(self, bound: Sequence[tuple[TelemetryReading, Any]]) -> None:
+    async def _load(self, bound: Sequence[tuple[TelemetryReading, _Outcome, datetime]]) -> None:
         wanted_points: dict[str, PointSnapshot] = {}
         wanted_days: set[tuple[str, date]] = set()
-        for reading, outcome in bound:
+        cache = self.cache
+        for _reading, outcome, local in bound:
             if isinstance(outcome, str):
                 continue
-            day = reading.data_time.astimezone(self.tz).date()
+            day = local.date()
             for item in outcome[0]:
-                wanted_points[item.point.id] = item.point
-                wanted_days.add((item.point.id, day))
+                point = item.point
+                state = cache.get(point.id)
+                if state is None or day not in state.days:  # only what is not cached
+                    wanted_points[point.id] = point
+                    wanted_days.add((point.id, day))
         missing_points = [p for p in wanted_points if p not in self.cache]
         missing_days = [
             (p, d) for p, d in wanted_days if p not in self.cache or d not in self.cache[p].days
@@ -737,28 +923,56 @@ class Binder:
                             last_time=row["last_time"],
                         )
 
-    async def _flush(self, result: BatchResult, touched: set[str]) -> None:
+    async def _flush(
+        self,
+        result: BatchResult,
+        touched: set[str],
+        publishing: asyncio.Future[None] | None,
+    ) -> None:
+        """One transaction: point state (revision-checked), day rows, unbound counts, streaming
+        findings. It commits only after `publishing` (the batch's `telemetry.points`) is
+        acknowledged, so a point is never marked seen before its reading is out."""
         states = [self.cache[p] for p in touched if self.cache[p].dirty]
         days = [a for s in states for a in s.days.values() if a.dirty]
         now = self.clock()
-        async with self.database.transaction() as session:
-            driver = await _driver(session)
-            if states:
-                updated = await driver.fetch(_STATE_UPSERT, *_state_columns(states))
-                if len(updated) != len(states):
-                    raise StateConflict("point state changed under this consumer; reloading")
-            if days:
-                await driver.executemany(_DAILY_UPSERT, [_daily_row(a) for a in days])
-            if result.unbound:
-                await driver.executemany(
-                    _UNBOUND_UPSERT,
-                    [
-                        (mn, day, reason, detail, v[0], v[1], v[2])
-                        for (mn, day, reason, detail), v in result.unbound.items()
-                    ],
-                )
-            if result.hits:
-                await self.findings.record(session, result.hits, now, accumulate=True)
+        try:
+            async with self.database.transaction() as session:
+                driver = await _driver(session, begin=True)
+                if (states or days) and driver not in self._staged:
+                    await driver.execute(_STAGING_TABLES)
+                    self._staged.add(driver)
+                if states:
+                    await driver.copy_records_to_table(
+                        _STATE_STAGE, records=_state_rows(states), schema_name="pg_temp"
+                    )
+                    updated = await driver.fetchval(_STATE_MERGE)
+                    if updated != len(states):
+                        raise StateConflict("point state changed under this consumer; reloading")
+                if days:
+                    await driver.copy_records_to_table(
+                        _DAILY_STAGE, records=[_daily_row(a) for a in days], schema_name="pg_temp"
+                    )
+                    await driver.execute(_DAILY_MERGE)
+                if result.unbound:
+                    await driver.executemany(
+                        _UNBOUND_UPSERT,
+                        [
+                            (mn, day, reason, detail, v[0], v[1], v[2])
+                            for (mn, day, reason, detail), v in result.unbound.items()
+                        ],
+                    )
+                if result.hits:
+                    await self.findings.record(session, result.hits, now, accumulate=True)
+                if publishing is not None:
+                    await publishing
+        except BaseException as exc:
+            self._staged.clear()  # a rolled-back transaction may have created them
+            if publishing is not None:
+                if isinstance(exc, asyncio.CancelledError):
+                    publishing.cancel()
+                with contextlib.suppress(BaseException):  # the batch fails and is retried anyway
+                    await publishing
+            raise
         for state in states:
             state.rev += 1
             state.dirty = False
@@ -780,52 +994,34 @@ def _ratio(quantity: str, point: PointSnapshot) -> float:
 
 
 def _json_loads(value: Any) -> dict[str, Any]:
-    import json
-
     loaded = json.loads(value) if isinstance(value, str | bytes) else value
     return loaded if isinstance(loaded, dict) else {}
 
 
-async def _driver(session: AsyncSession) -> Any:
+async def _driver(session: AsyncSession, *, begin: bool = False) -> Any:
+    """The asyncpg connection under `session`. SQLAlchemy opens the database transaction at
+    its first statement, so with `begin` one is sent first: statements sent on the driver
+    directly then belong to the session's transaction instead of committing one by one."""
     connection = await session.connection()
+    if begin:
+        await connection.exec_driver_sql("SELECT 1")
     raw = await connection.get_raw_connection()
     return raw.driver_connection
 
 
-_STATE_UPSERT = """
-INSERT INTO validation.point_state AS s
-  (point_id, enterprise_id, mn, counter_kwh, counter_time, last_time, last_valid_time,
-   last_received_at, neg_run, runs, rev)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[],
-  $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int[], $10::jsonb[], $11::bigint[])
-ON CONFLICT (point_id) DO UPDATE SET
-  enterprise_id = EXCLUDED.enterprise_id, mn = EXCLUDED.mn, counter_kwh = EXCLUDED.counter_kwh,
-  counter_time = EXCLUDED.counter_time, last_time = EXCLUDED.last_time,
-  last_valid_time = EXCLUDED.last_valid_time, last_received_at = EXCLUDED.last_received_at,
-  neg_run = EXCLUDED.neg_run, runs = EXCLUDED.runs, rev = EXCLUDED.rev
-WHERE s.rev = EXCLUDED.rev - 1
-RETURNING point_id
-"""
-
-
-def _state_columns(states: Sequence[PointState]) -> list[list[Any]]:
-    import json
-
-    return [
-        [s.point_id for s in states],
-        [s.enterprise_id for s in states],
-        [s.mn for s in states],
-        [s.counter_kwh for s in states],
-        [s.counter_time for s in states],
-        [s.last_time for s in states],
-        [s.last_valid_time for s in states],
-        [s.last_received_at for s in states],
-        [s.neg_run for s in states],
-        [json.dumps(s.runs) for s in states],
-        [s.rev + 1 for s in states],
-    ]
-
-
+_STATE_COLUMNS = (
+    "point_id",
+    "enterprise_id",
+    "mn",
+    "counter_kwh",
+    "counter_time",
+    "last_time",
+    "last_valid_time",
+    "last_received_at",
+    "neg_run",
+    "runs",
+    "rev",
+)
 _DAILY_COLUMNS = (
     "point_id",
     "day",
@@ -855,12 +1051,47 @@ _DAILY_COLUMNS = (
     "first_time",
     "last_time",
 )
-_DAILY_UPSERT = (
-    f"INSERT INTO validation.point_daily ({', '.join(_DAILY_COLUMNS)}) VALUES "  # noqa: S608
-    f"({', '.join(f'${i}' for i in range(1, len(_DAILY_COLUMNS) + 1))}) "
-    "ON CONFLICT (point_id, day) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _DAILY_COLUMNS[2:])
+
+# A batch's rows are copied (COPY, binary) into temporary tables of the session, then merged
+# with one statement each. Arrays and JSON travel as text and are cast by the merge (encoding
+# them as arrays element by element costs the binder more than the whole COPY).
+_STATE_STAGE = "validation_bind_state"
+_DAILY_STAGE = "validation_bind_daily"
+_STAGING_TABLES = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_STATE_STAGE} (
+  point_id text, enterprise_id text, mn text, counter_kwh float8, counter_time timestamptz,
+  last_time timestamptz, last_valid_time timestamptz, last_received_at timestamptz,
+  neg_run int, runs text, rev bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS {_DAILY_STAGE} (
+  point_id text, day date, enterprise_id text, mn text, interval_s int, energy_kwh float8,
+  reported_kwh float8, deltas int, p_max float8, p_min float8, p_sum float8, p_n int,
+  samples int, valid_samples int, slots bytea, valid_slots bytea, hourly_kwh text,
+  neg_energy_events int, resets int, rollovers int, neg_power_samples int,
+  neg_power_run_max int, const_max_h float8, latency_max_s float8, latency_grades text,
+  first_time timestamptz, last_time timestamptz
+) ON COMMIT DELETE ROWS
+"""
+_STATE_MERGE = f"""
+WITH merged AS (
+  INSERT INTO validation.point_state AS s ({", ".join(_STATE_COLUMNS)})
+  SELECT {", ".join("runs::jsonb" if c == "runs" else c for c in _STATE_COLUMNS)}
+  FROM pg_temp.{_STATE_STAGE}
+  ON CONFLICT (point_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _STATE_COLUMNS[1:])}
+  WHERE s.rev = EXCLUDED.rev - 1
+  RETURNING 1
 )
+SELECT count(*) FROM merged
+"""  # noqa: S608
+_DAILY_CASTS = {"hourly_kwh": "hourly_kwh::float8[]", "latency_grades": "latency_grades::int[]"}
+_DAILY_MERGE = f"""
+INSERT INTO validation.point_daily ({", ".join(_DAILY_COLUMNS)})
+SELECT {", ".join(_DAILY_CASTS.get(c, c) for c in _DAILY_COLUMNS)}
+FROM pg_temp.{_DAILY_STAGE}
+ON CONFLICT (point_id, day) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in _DAILY_COLUMNS[2:])}
+"""  # noqa: S608
 
 _UNBOUND_UPSERT = """
 INSERT INTO validation.unbound_readings AS u
@@ -870,6 +1101,32 @@ ON CONFLICT (mn, day, reason, detail) DO UPDATE SET
   count = u.count + EXCLUDED.count, last_seen_at = greatest(u.last_seen_at, EXCLUDED.last_seen_at),
   enterprise_id = coalesce(EXCLUDED.enterprise_id, u.enterprise_id)
 """
+
+
+def _state_rows(states: Sequence[PointState]) -> list[tuple[Any, ...]]:
+    dumps = json.dumps
+    return [
+        (
+            s.point_id,
+            s.enterprise_id,
+            s.mn,
+            s.counter_kwh,
+            s.counter_time,
+            s.last_time,
+            s.last_valid_time,
+            s.last_received_at,
+            s.neg_run,
+            dumps(s.runs),
+            s.rev + 1,
+        )
+        for s in states
+    ]
+
+
+def _array_text(values: list[float] | list[int]) -> str:
+    """PostgreSQL array input (`{1.5, 0.0}`): the `repr` of a float reads back as the same
+    float8."""
+    return "{" + repr(values)[1:-1] + "}"
 
 
 def _daily_row(a: DayAgg) -> tuple[Any, ...]:
@@ -890,7 +1147,7 @@ def _daily_row(a: DayAgg) -> tuple[Any, ...]:
         a.valid_samples,
         bytes(a.slots),
         bytes(a.valid_slots),
-        a.hourly_kwh,
+        _array_text(a.hourly_kwh),
         a.neg_energy_events,
         a.resets,
         a.rollovers,
@@ -898,9 +1155,119 @@ def _daily_row(a: DayAgg) -> tuple[Any, ...]:
         a.neg_power_run_max,
         a.const_max_h,
         a.latency_max_s,
-        a.latency_grades,
+        _array_text(a.latency_grades),
         a.first_time,
         a.last_time,
+    )
+
+
+# ------------------------------------------------------------------ telemetry.points messages
+
+_POINT_HEADERS = (
+    (TYPE_HEADER, PointReading.event_type.encode()),
+    (VERSION_HEADER, str(PointReading.event_version).encode()),
+)
+
+
+def _uuid4_text() -> str:
+    """`str(uuid.uuid4())` at a third of the cost: 122 random bits, version 4, RFC 4122."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def point_message(
+    topic: str,
+    point: PointSnapshot,
+    reading: TelemetryReading,
+    values: dict[str, float],
+    quality: dict[str, list[str]],
+    valid: bool,
+    trace: str,
+    *,
+    event_id: str | None = None,
+    produced_at: datetime | None = None,
+    point_json: tuple[bytes, bytes, bytes] | None = None,
+    reading_json: tuple[bytes, bytes, bytes] | None = None,
+    trace_json: tuple[bytes, Headers] | None = None,
+) -> Message:
+    """What `encode(PointReading(...), trace_id=trace, topic=topic)` gives for the reading's
+    values of `point`, without building the two pydantic models (a third of the binder's
+    time): the same JSON envelope, key and headers — `tests/services/validation` compares
+    them. Every field is already of its type: values are floats, `data_time` is aware.
+
+    The envelope is joined from JSON pieces, each written by `to_json` (pydantic's own
+    serializer, as `encode` uses): those of the point and of the reading are the same for
+    every message of a point or a reading, and the binder passes them in ready-made."""
+    p_head, p_circuit, key = point_json or _point_json(point)
+    r_ids, r_time, r_tail = reading_json or _reading_json(reading)
+    t_json, headers = trace_json or _trace_json(trace)
+    value = b"".join(
+        (
+            _HEAD,
+            (event_id or _uuid4_text()).encode(),
+            _PRODUCED_AT,
+            to_json(produced_at or datetime.now(UTC)),
+            _TRACE,
+            t_json,
+            _DATA,
+            p_head,
+            r_ids,
+            p_circuit,
+            r_time,
+            to_json(values, inf_nan_mode="null"),
+            _QUALITY,
+            to_json(quality) if quality else b"{}",
+            _VALID if valid else _INVALID,
+            r_tail,
+        )
+    )
+    return Message(topic, key, value, headers)
+
+
+# The envelope of a telemetry.points message, in the field order of Envelope and PointReading.
+_HEAD = (
+    b'{"type":'
+    + to_json(PointReading.event_type)
+    + b',"version":'
+    + to_json(PointReading.event_version)
+    + b',"id":"'
+)
+_PRODUCED_AT = b'","produced_at":'
+_TRACE = b',"trace_id":'
+_DATA = b',"data":{"enterprise_id":'
+_QUALITY = b',"quality":'
+_VALID = b',"valid":true'
+_INVALID = b',"valid":false'
+
+
+def _point_json(point: PointSnapshot) -> tuple[bytes, bytes, bytes]:
+    """`<enterprise_id>,"point_id":<id>,"mn":`, `,"circuit":<circuit>,"interval":` and the
+    message key."""
+    return (
+        to_json(point.enterprise_id) + b',"point_id":' + to_json(point.id) + b',"mn":',
+        b',"circuit":' + to_json(point.circuit) + b',"interval":',
+        point.enterprise_id.encode(),
+    )
+
+
+def _trace_json(trace: str) -> tuple[bytes, Headers]:
+    """The trace id as JSON and the message headers."""
+    return to_json(trace), (*_POINT_HEADERS, (TRACE_HEADER, trace.encode()))
+
+
+def _reading_json(reading: TelemetryReading) -> tuple[bytes, bytes, bytes]:
+    """`<mn>,"cn":<cn>`, `<interval>,"data_time":<time>,"values":` and
+    `,"source_key":<key>}}`."""
+    return (
+        to_json(reading.mn) + b',"cn":' + to_json(reading.cn),
+        to_json(INTERVALS.get(reading.cn, "other"))
+        + b',"data_time":'
+        + to_json(reading.data_time)
+        + b',"values":',
+        b',"source_key":' + to_json(reading.idempotency_key) + b"}}",
     )
 
 

@@ -261,15 +261,16 @@ class Checks:
         ]
         async with self.database.transaction() as session:
             await session.execute(ENTERPRISES.update().values(deleted=True))
-            for start in range(0, len(rows), 2000):
-                stmt = insert(ENTERPRISES).values(rows[start : start + 2000])
+            if rows:
+                stmt = insert(ENTERPRISES)
                 await session.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["id"],
                         set_={
                             c.name: stmt.excluded[c.name] for c in ENTERPRISES.c if c.name != "id"
                         },
-                    )
+                    ),
+                    rows,
                 )
 
     async def check_archive(self, day: date | None = None) -> int:
@@ -501,8 +502,16 @@ class Checks:
             return [h for c in codes for h in by_rule.get(c, [])]
 
         async with self.database.transaction() as session:
-            for start_at in range(0, len(rows_out), 2000):
-                stmt = insert(POINT_DAILY).values(
+            if rows_out:
+                stmt = insert(POINT_DAILY)
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["point_id", "day"],
+                        set_={
+                            "expected_samples": stmt.excluded.expected_samples,
+                            "completeness": stmt.excluded.completeness,
+                        },
+                    ),
                     [
                         {
                             **r,
@@ -511,17 +520,8 @@ class Checks:
                             "hourly_kwh": [0.0] * 24,
                             "latency_grades": [0] * 5,
                         }
-                        for r in rows_out[start_at : start_at + 2000]
-                    ]
-                )
-                await session.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["point_id", "day"],
-                        set_={
-                            "expected_samples": stmt.excluded.expected_samples,
-                            "completeness": stmt.excluded.completeness,
-                        },
-                    )
+                        for r in rows_out
+                    ],
                 )
             events = await self.findings.reconcile(
                 session, rule_codes=ARCHIVE_RULES, hits=of(ARCHIVE_RULES), now=now, day=day

@@ -59,6 +59,32 @@ class EnterpriseInfo:
 EnterpriseLookup = Callable[[str], EnterpriseInfo]
 
 
+def _findings_upsert() -> Any:
+    stmt = insert(FINDINGS)
+    columns = {c.name: stmt.excluded[c.name] for c in FINDINGS.c if c.name != "id"}
+    return stmt.on_conflict_do_update(index_elements=["id"], set_=columns)
+
+
+def _days_upsert(*, accumulate: bool) -> Any:
+    stmt = insert(FINDING_DAYS)
+    return stmt.on_conflict_do_update(
+        index_elements=["finding_id", "day"],
+        set_={
+            "count": (FINDING_DAYS.c.count + 1) if accumulate else 1,
+            "evidence": stmt.excluded.evidence,
+            "rule_version": stmt.excluded.rule_version,
+        },
+    )
+
+
+# One-row upserts executed with a list of rows (executemany): compiled once, rows sent in a
+# pipeline. The multi-row VALUES form compiled a bind parameter per value on every call,
+# which cost more than the database did (30,000 findings: ~5 s of the day close).
+_FINDINGS_UPSERT = _findings_upsert()
+_DAYS_ACCUMULATE = _days_upsert(accumulate=True)
+_DAYS_REPLACE = _days_upsert(accumulate=False)
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -205,22 +231,10 @@ class FindingStore:
             )
             if change is not None:
                 events.append(self._event(values, change, now))
-        for chunk in _chunks(upserts, 1000):
-            stmt = insert(FINDINGS).values(list(chunk))
-            columns = {c.name: stmt.excluded[c.name] for c in FINDINGS.c if c.name != "id"}
-            await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns))
-        for chunk in _chunks(day_rows, 2000):
-            day_stmt = insert(FINDING_DAYS).values(list(chunk))
-            await session.execute(
-                day_stmt.on_conflict_do_update(
-                    index_elements=["finding_id", "day"],
-                    set_={
-                        "count": (FINDING_DAYS.c.count + 1) if accumulate else 1,
-                        "evidence": day_stmt.excluded.evidence,
-                        "rule_version": day_stmt.excluded.rule_version,
-                    },
-                )
-            )
+        if upserts:
+            await session.execute(_FINDINGS_UPSERT, upserts)
+        if day_rows:
+            await session.execute(_DAYS_ACCUMULATE if accumulate else _DAYS_REPLACE, day_rows)
         await enqueue(session, OUTBOX, [encode(e, topic=self.topic) for e in events])
         return events
 
@@ -252,10 +266,8 @@ class FindingStore:
             }
             updates.append(values)
             events.append(self._event(values, "resolved", now))
-        for chunk in _chunks(updates, 1000):
-            stmt = insert(FINDINGS).values(list(chunk))
-            columns = {c.name: stmt.excluded[c.name] for c in FINDINGS.c if c.name != "id"}
-            await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns))
+        if updates:
+            await session.execute(_FINDINGS_UPSERT, updates)
         await enqueue(session, OUTBOX, [encode(e, topic=self.topic) for e in events])
         return events
 

@@ -9,7 +9,10 @@ check that follows registry changes. Jobs run on one replica at a time (advisory
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import gc
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -44,12 +47,33 @@ class Runtime:
     checks: Checks
     relay: OutboxRelay
     jobs: list[Any]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def run_day(self, day: date, trigger: str) -> dict[str, Any]:
         await self.view.wait_ready()
         async with self.database.transaction() as session:
             await self.rulebook.load(session)
         return await self.checks.run_day(day, trigger=trigger)
+
+
+GC_THRESHOLDS = (50_000, 100, 10)
+
+
+async def freeze_archive(view: RegistryView) -> None:
+    """Tune the cyclic garbage collector for the binder, once the registry view holds the
+    archive: take every object alive then out of its generations (`gc.freeze`: the archive
+    lives as long as the process) and collect the youngest generation every 50,000
+    allocations instead of 700 (`GC_THRESHOLDS`). A batch of 6,000 readings allocates about
+    400,000 objects that live until the batch is written; with the defaults they were scanned
+    again and again and pushed into full collections of the whole heap (a third of the
+    binder's time for a 10,000-device city). Objects without reference cycles are still
+    freed when their last reference goes; cycles are found a little later than before."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await view.wait_ready(timeout_s=600)
+            break
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
@@ -93,11 +117,13 @@ async def on_startup(ctx: ServiceContext) -> None:
     async with runtime.database.transaction() as session:
         await runtime.rulebook.load(session)
     await runtime.view.attach(ctx.bus, group_prefix="validation")
+    runtime.tasks.append(asyncio.create_task(freeze_archive(runtime.view), name="validation.gc"))
     await ctx.subscribe(
         name="bind",
         topics=[settings.readings_topic],
         handler=runtime.binder.handle,
         max_batch=settings.bind_max_batch,
+        concurrent_partitions=settings.bind_concurrent_partitions,
     )
     engine = runtime.database.engine
 
@@ -149,6 +175,10 @@ async def on_shutdown(ctx: ServiceContext) -> None:
         return
     for job in runtime.jobs:
         await job.stop()
+    for task in runtime.tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     if runtime.view.subscription is not None and runtime.view.subscription.running:
         await runtime.view.subscription.stop()
     await runtime.relay.stop()

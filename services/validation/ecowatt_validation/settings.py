@@ -23,7 +23,10 @@ class ValidationSettings(KernelSettings):
     registry_topic: str = "registry.changes"
     findings_topic: str = "quality.findings"
     publish_points: bool = True
-    bind_max_batch: int = 2000
+    bind_max_batch: int = 20000
+    # Bind several partitions' batches at once: one waits on PostgreSQL and Kafka while
+    # another is computed (each partition stays in order; see `Bus.subscribe`).
+    bind_concurrent_partitions: bool = True
     # Day close: the daily rules for yesterday run at this local time (settings.timezone).
     day_close_at: time = time(0, 15)
     # How many missed days a restarted service catches up on.

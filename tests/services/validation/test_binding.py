@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from ecowatt_kernel.bus import Bus
@@ -130,5 +131,44 @@ async def test_binding_through_kafka(backend: str, kafka_bus: Bus, empty_databas
         await h.send(batch[:3])
         row = await h.daily_row("E1-PT")
         assert row.samples == 10 and row.energy_kwh == pytest.approx(18.0)
+    finally:
+        await h.stop()
+
+
+@pytest.mark.parametrize("backend", ["kafka"])
+async def test_binding_partitions_concurrently(
+    backend: str, kafka_bus: Bus, empty_database: str
+) -> None:
+    """As the service subscribes (`bind_concurrent_partitions`): batches of different
+    partitions bound at once give the same rows as one at a time."""
+    h = await Harness.start(kafka_bus, empty_database)
+    try:
+        assert h.subscription is not None
+        await h.subscription.stop()
+        devices = [f"C{i}" for i in range(12)]
+        await h.archive([s for d in devices for s in complete_enterprise(d)])
+
+        async def handle(records: Any) -> None:
+            await h.binder.handle(records)
+            h.handled += len(records)
+
+        h.subscription = await kafka_bus.subscribe(
+            group=f"{h.settings.readings_topic}.concurrent",
+            topics=[h.settings.readings_topic],
+            handler=handle,
+            max_batch=20000,
+            concurrent_partitions=True,
+        )
+        t0 = local(DAY, 12)
+        batch = [
+            reading(f"MN{d}", t0 + timedelta(minutes=i), meter(1, 10.0, 100.0 + 2 * i))
+            for i in range(10)
+            for d in devices
+        ]
+        await h.send(batch)
+        await h.send(batch[:30])  # redelivered
+        for d in devices:
+            row = await h.daily_row(f"{d}-PT")
+            assert row.samples == 10 and row.energy_kwh == pytest.approx(18.0), d
     finally:
         await h.stop()

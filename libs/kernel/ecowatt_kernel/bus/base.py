@@ -62,6 +62,7 @@ class Subscription(abc.ABC):
         handler: BatchHandler,
         max_batch: int,
         max_attempts: int,
+        concurrent_partitions: bool = False,
     ) -> None:
         self.bus = bus
         self.group = group
@@ -69,6 +70,7 @@ class Subscription(abc.ABC):
         self.handler = handler
         self.max_batch = max_batch
         self.max_attempts = max_attempts
+        self.concurrent_partitions = concurrent_partitions
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -245,8 +247,16 @@ class Bus(abc.ABC):
         handler: BatchHandler,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_attempts: int | None = None,
+        concurrent_partitions: bool = False,
     ) -> Subscription:
-        """Add a consumer to `group`; it starts now if the bus is started, else with it."""
+        """Add a consumer to `group`; it starts now if the bus is started, else with it.
+
+        With `concurrent_partitions` the handler may run for several partitions at once (each
+        partition still in offset order, one batch at a time, committed after its handler
+        returns), so one partition's batch can wait on a dependency while another's is
+        computed. Only for handlers that are safe to run concurrently on different partitions.
+        A backend may ignore it (the in-process bus does: one partition at a time).
+        """
         subscription = self.subscription_class(
             bus=self,
             group=group,
@@ -254,6 +264,7 @@ class Bus(abc.ABC):
             handler=handler,
             max_batch=max_batch,
             max_attempts=max_attempts or self.max_attempts,
+            concurrent_partitions=concurrent_partitions,
         )
         self._subscriptions.append(subscription)
         if self._started:
