@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, KafkaConnection
+from ecowatt_kernel.bus import Bus, InProcessBus
 from ecowatt_kernel.contracts import (
     DeviceSnapshot,
     PointSnapshot,
@@ -69,18 +69,6 @@ def test_newer_revisions_win_and_indexes_follow_moves() -> None:
     assert view.point("P2") is None and view.points_of_device("MN-A") == []
     assert seen[-1] == ("point", "P2", True)
     assert view.device("P1") is None, "typed accessors do not mix entities"
-
-
-@pytest.fixture(params=["memory", "kafka"])
-async def bus(request: pytest.FixtureRequest) -> Bus:
-    if request.param == "memory":
-        backend: Bus = InProcessBus()
-    else:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        backend = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap))
-    await backend.start()
-    yield backend  # type: ignore[misc]
-    await backend.stop()
 
 
 @pytest.mark.integration

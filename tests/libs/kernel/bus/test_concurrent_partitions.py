@@ -8,27 +8,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
-from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, KafkaConnection, Message, Record
+from ecowatt_kernel.bus import Bus, KafkaBus, Message, Record
 from ecowatt_kernel.contracts import TopicSpec
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "kafka"])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        backend: Bus = InProcessBus()
-    else:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        backend = KafkaBus(
-            KafkaConnection(bootstrap_servers=bootstrap, client_id="concurrent"), linger_ms=2
-        )
-    await backend.start()
-    yield backend
-    await backend.stop()
 
 
 async def test_concurrent_partitions_keep_order_and_commit(bus: Bus) -> None:

@@ -6,29 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
-from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, KafkaConnection, Message, Record
+from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, Message, Record
 from ecowatt_kernel.contracts import TopicSpec
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 60.0
-
-
-@pytest.fixture(params=["memory", "kafka"])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        backend: Bus = InProcessBus()
-    else:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        backend = KafkaBus(
-            KafkaConnection(bootstrap_servers=bootstrap, client_id="contract"), linger_ms=2
-        )
-    await backend.start()
-    yield backend
-    await backend.stop()
 
 
 async def fresh_topic(bus: Bus, partitions: int) -> str:
