@@ -38,6 +38,8 @@ from ecowatt_kernel.metrics import BUS_CONSUMER_LAG, BUS_PUBLISH_SECONDS, BUS_PU
 __all__ = ["KafkaBus", "KafkaConnection"]
 
 _logger = logging.getLogger(__name__)
+_RECORD_OVERHEAD_MAX = 4096  # batch header and varints, far above what a record adds
+_PARTITION_CACHE_MAX = 100_000  # keys per (topic, partition count) before the cache restarts
 
 
 class KafkaConnection:
@@ -126,6 +128,8 @@ class KafkaBus(Bus):
             "request_timeout_ms": request_timeout_ms,
         }
         self._producer: AIOKafkaProducer | None = None
+        self._partition_cache: dict[tuple[str, int], dict[bytes, int]] = {}
+        self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def _connect(self) -> None:
         producer = AIOKafkaProducer(**self._producer_options)
@@ -174,10 +178,7 @@ class KafkaBus(Bus):
         await self._in_flight.acquire(count)
         started = time.perf_counter()
         try:
-            futures = [
-                await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
-                for m in messages
-            ]
+            futures = await self._send(producer, messages)
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise PublishError(f"Kafka did not acknowledge: {exc!r}") from exc
@@ -188,6 +189,64 @@ class KafkaBus(Bus):
         for topic in topics:
             BUS_PUBLISH_SECONDS.labels(topic).observe(elapsed)
             BUS_PUBLISHED.labels(topic).inc(sum(1 for m in messages if m.topic == topic))
+
+    async def _send(
+        self, producer: AIOKafkaProducer, messages: Sequence[Message]
+    ) -> list[asyncio.Future[Any]]:
+        """Queue `messages` as record batches; one future per batch.
+
+        Each message goes to the partition the producer's own partitioner picks (cached per
+        key while the topic's partition count stays the same), in the order given. Most of
+        the cost of `producer.send` is per message (a coroutine, the partitioner, a future);
+        appending to a batch builder is not. Publishers take turns per partition, so that a
+        batch waits for at most the one ahead of it.
+        """
+        by_partition: dict[tuple[str, int], list[Message]] = {}
+        caches: dict[str, dict[bytes, int]] = {}
+        size_check_from = producer._max_request_size - _RECORD_OVERHEAD_MAX
+        for message in messages:
+            topic, key = message.topic, message.key
+            cache = caches.get(topic)
+            if cache is None:
+                await producer.client._wait_on_metadata(topic)
+                count = len(producer._metadata.partitions_for_topic(topic) or ())
+                cache = self._partition_cache.get((topic, count))
+                if cache is None or len(cache) > _PARTITION_CACHE_MAX:
+                    cache = self._partition_cache[(topic, count)] = {}
+                caches[topic] = cache
+            size = len(message.value) + (len(key) if key is not None else 0)
+            for name, value in message.headers:
+                size += len(name) + len(value)
+            if size > size_check_from:  # what `send` refuses (MessageSizeTooLargeError)
+                producer._serialize(key, message.value, list(message.headers))
+            partition = cache.get(key) if key is not None else None
+            if partition is None:
+                partition = producer._partition(topic, None, key, message.value, key, message.value)
+                if key is not None:
+                    cache[key] = partition
+            queued = by_partition.get((topic, partition))
+            if queued is None:
+                by_partition[(topic, partition)] = [message]
+            else:
+                queued.append(message)
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), queued in by_partition.items():
+            lock = self._partition_locks.get((topic, partition))
+            if lock is None:
+                lock = self._partition_locks[(topic, partition)] = asyncio.Lock()
+            async with lock:
+                builder = producer.create_batch()
+                for m in queued:
+                    key, value, headers = m.key, m.value, list(m.headers)
+                    added = builder.append(timestamp=None, key=key, value=value, headers=headers)
+                    if added is not None:  # None: the batch is full
+                        continue
+                    futures.append(await producer.send_batch(builder, topic, partition=partition))
+                    builder = producer.create_batch()
+                    builder.append(timestamp=None, key=key, value=value, headers=headers)
+                builder.close()
+                futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return futures
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
         wanted = {s.name: s for spec in specs for s in (spec, dlq_topic(spec))}
