@@ -949,6 +949,14 @@ class SimDevice:
             return
         if cn is None or frame.qn is None:
             return
+        if cn in ("9011", "9012"):
+            # the platform's answer to one of our uploads: a refusal (a strict platform
+            # answers an unknown MN with QnRtn 4, a wrong PW with 3). Not a command: never
+            # answered. The upload stays unanswered and is sent again, as a logger would.
+            if frame.qn in self.unacked:
+                code = frame.params.get("QnRtn") or frame.params.get("ExeRtn") or "?"
+                self.log.refused[code] += 1
+            return
         if not frame.ok:
             if frame.verification.length.ok:
                 self.send_now(commands.request_answer(frame, 9))
@@ -976,6 +984,7 @@ class SimDevice:
             return
         link.acked_any = True
         self.log.ack(qn)
+        self.sim.log.latency.add(asyncio.get_running_loop().time() - out.sent_at)
         if out.cn == "1013":
             self.calibration_pending = False
         if out.done is not None and not out.done.done():
