@@ -139,7 +139,7 @@ class DeviceLog:
             self.ack_requested += 1
             if self.keep_qns:
                 self.qns.append(qn)
-        elif kind == "answer":
+        elif kind in ("answer", "reply"):  # to a platform request: its QN
             if self.keep_qns:
                 self.answers.append((cn, qn or ""))
         elif self.keep_qns:
