@@ -123,6 +123,10 @@ class DeviceSettings:
     """Connect and hold: no timeline; answer commands only."""
     idle_hello: bool = True
     """In idle mode, send one real-time upload after connecting (binds the session's MN)."""
+    report_on_connect: bool = False
+    """Send the current real-time values (2011, DataTime = the device clock's second) right
+    after each (re)connection, as many loggers do, rather than waiting for the next
+    real-time interval: a platform sees the device at once (standalone mode uses it)."""
     timezone: str = "Asia/Shanghai"
 
     def __post_init__(self) -> None:
@@ -858,6 +862,11 @@ class SimDevice:
             t = self.now()
             samples = [self.sim.model.sample(p, t) for p in self.spec.points]
             data_time = self.sim.local.fmt14(t - t % 60)
+            self.enqueue_upload("2011", data_time, self.realtime_groups(samples), "realtime", t)
+        elif self.settings.report_on_connect and self.rtd_enabled and not self.settings.idle:
+            t = self.now()
+            samples = [self.sim.model.sample(p, t) for p in self.spec.points]
+            data_time = self.sim.local.fmt14(math.floor(self.device_clock(t)))
             self.enqueue_upload("2011", data_time, self.realtime_groups(samples), "realtime", t)
         if FaultKind.CLOCK_DRIFT in self.faults and not self.calibration_pending:
             t = self.now()

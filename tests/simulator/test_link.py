@@ -160,3 +160,26 @@ def test_latency_histogram_quantiles_and_merge() -> None:
     again = LatencyHistogram.from_json(first.to_json())
     assert again.buckets == first.buckets and again.quantile(0.5) == first.quantile(0.5)
     assert LatencyHistogram().quantile(0.5) is None
+
+
+async def test_report_on_connect_sends_the_current_values_at_once(platform: Any) -> None:
+    """Real time, a minute between real-time uploads: with `report_on_connect` the platform
+    hears from the device right after it connects (DataTime = the current second)."""
+    fleet = Fleet.synthetic(2, circuits=2, seed=34)
+    start = datetime.now(UTC).replace(second=1, microsecond=0)  # 59 s before a minute ends
+    sim = Simulator(
+        fleet,
+        port=platform.port,
+        clock=SimClock(start.timestamp(), speed=1),
+        settings=DeviceSettings(report_on_connect=True),
+    )
+    await sim.start(None)
+    try:
+        await platform.wait_until(lambda: len(platform.decoded(cn="2011")) >= 2, limit_s=5)
+        for mn in fleet.devices:
+            (first,) = platform.decoded(mn, "2011")
+            assert first.data_time is not None and first.data_time.second in (1, 2, 3)
+            assert len(first.codes) >= 2 * 10, "every circuit's real-time values"
+        assert sim.log.summary()["by_cn"] == {"2011": 2}
+    finally:
+        await sim.stop()
