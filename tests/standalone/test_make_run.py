@@ -92,7 +92,12 @@ def wait_devices_online(
 
 def stop(process: subprocess.Popen[bytes]) -> str:
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave a platform (and its simulated devices) running
+        output, _ = process.communicate(timeout=30)
+        raise AssertionError(f"no clean stop within 60 s:\n{output.decode()[-3000:]}") from None
     assert process.returncode == 0, output.decode()[-3000:]
     return output.decode()
 
