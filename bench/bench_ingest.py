@@ -376,7 +376,7 @@ def start_profiler(pid: int, out: Path, seconds: int = 15) -> subprocess.Popen[b
     thread of `pid` for `seconds`, 250 samples/s."""
     command = ["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
     command += ["-f", "raw", "-o", str(out), "--nonblocking"]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603,S607
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
 # ------------------------------------------------------------------------------- phases
