@@ -48,6 +48,7 @@ class PrivateKafka:
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        home.mkdir(parents=True, exist_ok=True)
         self.port = _free_port_pair()
         self.env = {
             key: value
@@ -64,16 +65,28 @@ class PrivateKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def up(self) -> None:
-        """Start the broker (again, on the same data) and wait until it answers."""
-        subprocess.run(
-            [sys.executable, str(ROOT / "tools" / "infra.py"), "up", "--only", "kafka"],
-            env=self.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=240,
-        )
+    def up(self, attempts: int = 2) -> None:
+        """Start the broker (again, on the same data) and wait until it answers.
+
+        On a loaded machine a JVM start (the storage format or the broker) sometimes fails:
+        it is tried again; the output of the last attempt is in `infra-up.log`."""
+        log = self.home / "infra-up.log"
+        for attempt in range(1, attempts + 1):
+            with log.open("w") as out:
+                done = subprocess.run(
+                    [sys.executable, str(ROOT / "tools" / "infra.py"), "up", "--only", "kafka"],
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=240,
+                )
+            if done.returncode == 0:
+                return
+            if attempt < attempts:
+                with contextlib.suppress(OSError, ValueError):
+                    self.kill(signal.SIGKILL, wait_s=10)
+                time.sleep(2.0)
+        raise RuntimeError(f"private Kafka did not start:\n{log.read_text()[-3000:]}")
 
     def pid(self) -> int:
         return int((self.home / "kafka" / "kafka.pid").read_text().split()[0])
