@@ -15,7 +15,7 @@ from ecowatt_simulator.device import DeviceSettings, SimDevice
 from ecowatt_simulator.faults import FaultConfig, FaultEvent, FaultKind, GroundTruth
 from ecowatt_simulator.fleet import DeviceSpec, Fleet, PointSpec
 from ecowatt_simulator.load import LoadModel, Sample
-from ecowatt_simulator.log import DeviceLog, SentLog
+from ecowatt_simulator.log import DeviceLog, LatencyHistogram, SentLog
 from ecowatt_simulator.registry import fleet_from_bus, publish_fleet
 from ecowatt_simulator.simulator import Simulator, run_against_platform
 from ecowatt_simulator.timebase import LocalTime, SimClock, parse_duration
@@ -29,6 +29,7 @@ __all__ = [
     "FaultKind",
     "Fleet",
     "GroundTruth",
+    "LatencyHistogram",
     "LoadModel",
     "LocalTime",
     "PointSpec",

@@ -123,6 +123,10 @@ class DeviceSettings:
     """Connect and hold: no timeline; answer commands only."""
     idle_hello: bool = True
     """In idle mode, send one real-time upload after connecting (binds the session's MN)."""
+    report_on_connect: bool = False
+    """Send the current real-time values (2011, DataTime = the device clock's second) right
+    after each (re)connection, as many loggers do, rather than waiting for the next
+    real-time interval: a platform sees the device at once (standalone mode uses it)."""
     timezone: str = "Asia/Shanghai"
 
     def __post_init__(self) -> None:
@@ -859,6 +863,11 @@ class SimDevice:
             samples = [self.sim.model.sample(p, t) for p in self.spec.points]
             data_time = self.sim.local.fmt14(t - t % 60)
             self.enqueue_upload("2011", data_time, self.realtime_groups(samples), "realtime", t)
+        elif self.settings.report_on_connect and self.rtd_enabled and not self.settings.idle:
+            t = self.now()
+            samples = [self.sim.model.sample(p, t) for p in self.spec.points]
+            data_time = self.sim.local.fmt14(math.floor(self.device_clock(t)))
+            self.enqueue_upload("2011", data_time, self.realtime_groups(samples), "realtime", t)
         if FaultKind.CLOCK_DRIFT in self.faults and not self.calibration_pending:
             t = self.now()
             if abs(self.device_clock(t) - t) > self.settings.drift_limit_s:
@@ -949,6 +958,14 @@ class SimDevice:
             return
         if cn is None or frame.qn is None:
             return
+        if cn in ("9011", "9012"):
+            # the platform's answer to one of our uploads: a refusal (a strict platform
+            # answers an unknown MN with QnRtn 4, a wrong PW with 3). Not a command: never
+            # answered. The upload stays unanswered and is sent again, as a logger would.
+            if frame.qn in self.unacked:
+                code = frame.params.get("QnRtn") or frame.params.get("ExeRtn") or "?"
+                self.log.refused[code] += 1
+            return
         if not frame.ok:
             if frame.verification.length.ok:
                 self.send_now(commands.request_answer(frame, 9))
@@ -976,6 +993,7 @@ class SimDevice:
             return
         link.acked_any = True
         self.log.ack(qn)
+        self.sim.log.latency.add(asyncio.get_running_loop().time() - out.sent_at)
         if out.cn == "1013":
             self.calibration_pending = False
         if out.done is not None and not out.done.done():

@@ -13,8 +13,15 @@ JSON lines, one object per device, then one summary line:
      "resends": 3, "no_ack": [["2011", "20251201080000"], …],   # 2005-style, keyed (CN, DataTime)
      "answers": [["9011", "QN"], …], "bytes": 912345, "garbage_bytes": 0,
      "connects": 2, "connect_failures": 0, "disconnects": 1, "backoff_s": [1.2, 2.3],
-     "duplicate_acks": 0, "unexpected_acks": 0}
-    {"type": "summary", "devices": 10, "frames": …, "acked": …, "unacked": …, "resends": …}
+     "duplicate_acks": 0, "unexpected_acks": 0, "refused": {"3": 12}}
+    {"type": "summary", "devices": 10, "frames": …, "acked": …, "unacked": …, "resends": …,
+     "ack_latency": {"count": …, "p50_ms": …, "p99_ms": …, "max_ms": …, "buckets": {…}}}
+
+`refused` counts the platform's 9011/9012 answers to this device's uploads by return code
+(a strict platform refuses an unknown MN with QnRtn 4, a wrong PW with 3): the upload stays
+unanswered and is sent again. `ack_latency` is measured from the last write of an upload to
+its answer (wall clock), for every device together, in 1 % logarithmic buckets
+(`LatencyHistogram`, mergeable across processes).
 
 `SentLog(keep_qns=False)` keeps counts only (for load tests that send millions of frames).
 """
@@ -22,15 +29,77 @@ JSON lines, one object per device, then one summary line:
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["DeviceLog", "SentLog"]
+__all__ = ["DeviceLog", "LatencyHistogram", "SentLog"]
 
 _MAX_BACKOFFS = 64
+_LAT_BASE = 1e-5  # 10 µs
+_LAT_STEP = math.log(1.01)
+
+
+class LatencyHistogram:
+    """Latencies in 1 % logarithmic buckets from 10 µs: constant memory, mergeable.
+
+    A quantile is the geometric middle of its bucket (error under 0.5 %)."""
+
+    __slots__ = ("buckets", "count", "max")
+
+    def __init__(self) -> None:
+        self.buckets: Counter[int] = Counter()
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        index = int(math.log(seconds / _LAT_BASE) / _LAT_STEP) if seconds > _LAT_BASE else 0
+        self.buckets[index] += 1
+        self.count += 1
+        if seconds > self.max:
+            self.max = seconds
+
+    def merge(self, other: LatencyHistogram) -> None:
+        self.buckets.update(other.buckets)
+        self.count += other.count
+        self.max = max(self.max, other.max)
+
+    def quantile(self, q: float) -> float | None:
+        """The `q` quantile in seconds (None when empty)."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                return float(_LAT_BASE * math.exp((index + 0.5) * _LAT_STEP))
+        return self.max
+
+    def to_json(self) -> dict[str, Any]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 3)
+
+        return {
+            "count": self.count,
+            "p50_ms": ms(self.quantile(0.5)),
+            "p90_ms": ms(self.quantile(0.9)),
+            "p99_ms": ms(self.quantile(0.99)),
+            "max_ms": ms(self.max if self.count else None),
+            "buckets": {str(k): v for k, v in sorted(self.buckets.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LatencyHistogram:
+        hist = cls()
+        for key, value in data.get("buckets", {}).items():
+            hist.buckets[int(key)] += int(value)
+        hist.count = int(data.get("count", sum(hist.buckets.values())))
+        hist.max = float(data.get("max_ms") or 0.0) / 1000
+        return hist
 
 
 @dataclass(slots=True)
@@ -56,6 +125,7 @@ class DeviceLog:
     backoff_s: list[float] = field(default_factory=list)
     duplicate_acks: int = 0
     unexpected_acks: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
 
     def sent(
         self, cn: str, kind: str, qn: str | None, nbytes: int, *, ack: bool, data_time: str | None
@@ -69,7 +139,7 @@ class DeviceLog:
             self.ack_requested += 1
             if self.keep_qns:
                 self.qns.append(qn)
-        elif kind == "answer":
+        elif kind in ("answer", "reply"):  # to a platform request: its QN
             if self.keep_qns:
                 self.answers.append((cn, qn or ""))
         elif self.keep_qns:
@@ -117,6 +187,7 @@ class DeviceLog:
             "backoff_s": self.backoff_s,
             "duplicate_acks": self.duplicate_acks,
             "unexpected_acks": self.unexpected_acks,
+            "refused": dict(sorted(self.refused.items())),
         }
 
 
@@ -126,6 +197,8 @@ class SentLog:
     def __init__(self, *, keep_qns: bool = True) -> None:
         self.keep_qns = keep_qns
         self.devices: dict[str, DeviceLog] = {}
+        self.latency = LatencyHistogram()
+        """Upload → answer, every device (wall seconds)."""
 
     def device(self, mn: str, enterprise_id: str | None = None) -> DeviceLog:
         found = self.devices.get(mn)
@@ -163,7 +236,9 @@ class SentLog:
             "bytes": sum(d.bytes for d in devices),
             "connects": sum(d.connects for d in devices),
             "connect_failures": sum(d.connect_failures for d in devices),
+            "refused": sum(sum(d.refused.values()) for d in devices),
             "by_cn": dict(sorted(by_cn.items())),
+            "ack_latency": self.latency.to_json(),
         }
 
     def write_jsonl(self, out: TextIO) -> None:

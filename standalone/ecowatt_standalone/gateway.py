@@ -4,14 +4,22 @@ This package is the only place that imports every service: it is the composition
 a service. Each service is built by the kernel's `create_app` with the shared
 `Infrastructure`, mounted at `/api/<service>`, and its lifespan is run by the gateway's
 (Starlette does not run lifespans of mounted apps).
+
+In development, once every service runs and ingest listens on its HJ 212 port, the device
+simulator plays the registry's synthetic city against it (`DeviceFleet`): every registered
+device connects, reports in real time and answers commands, and a small share misbehaves
+(`ECOWATT_SIMULATOR_*` settings), so validation and alarm have something to find.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ecowatt_alarm.service import SERVICE as ALARM
 from ecowatt_auth.service import SERVICE as AUTH
@@ -24,7 +32,10 @@ from ecowatt_kernel.metrics import CONTENT_TYPE_LATEST, render_metrics
 from ecowatt_kernel.redis_client import create_redis
 from ecowatt_kernel.settings import KernelSettings
 from ecowatt_registry.service import SERVICE as REGISTRY
+from ecowatt_registry.settings import RegistrySettings
+from ecowatt_registry.synthetic.service import recorded_city
 from ecowatt_reporting.service import SERVICE as REPORTING
+from ecowatt_simulator import DeviceSettings, FaultConfig, Simulator, run_against_platform
 from ecowatt_validation.service import SERVICE as VALIDATION
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -33,7 +44,9 @@ from starlette.responses import Response
 
 from ecowatt_standalone.embedded import EmbeddedPostgres, EmbeddedRedis
 
-__all__ = ["SERVICES", "Standalone", "StandaloneSettings"]
+__all__ = ["SERVICES", "SIMULATED_FAULTS", "DeviceFleet", "Standalone", "StandaloneSettings"]
+
+_logger = logging.getLogger("ecowatt.standalone")
 
 # Start order: the archive first (others read it), the device edge last (it feeds the rest).
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -58,6 +71,128 @@ class StandaloneSettings(KernelSettings):
     # Ports of the embedded servers, away from the defaults of servers a developer may run.
     standalone_pg_port: int = 25432
     standalone_redis_port: int = 26379
+    # The device simulator playing the synthetic city against ingest (see DeviceFleet).
+    simulator_enabled: bool | None = None
+    """None: on in the development environment (what `make run` uses)."""
+    simulator_fault_share: float = 0.03
+    """Share of devices given each fault of SIMULATED_FAULTS (0: a well-behaved city)."""
+    simulator_speed: float = 1.0
+    """Simulated seconds per wall second (1: real time, DataTime = now)."""
+
+    @property
+    def runs_simulator(self) -> bool:
+        if self.simulator_enabled is None:
+            return self.environment == "development"
+        return self.simulator_enabled
+
+
+SIMULATED_FAULTS = (
+    "control_off",
+    "late_start",
+    "early_stop",
+    "low_load",
+    "negative_energy",
+    "meter_reset",
+    "constant_power",
+    "offline",
+    "garbage",
+    "lowercase_crc",
+    "split_packets",
+    "clock_drift",
+)
+"""Faults of the standalone fleet: what validation and alarm look for, plus protocol habits
+ingest copes with. Not: wrong_password and modbus_crc (the device would be refused or
+rejected for good), frames_2005 (no answers expected)."""
+
+
+class DeviceFleet:
+    """The simulator against this process's ingest: started once ingest accepts devices and
+    the registry has recorded its synthetic city (its seed gives the device PWs), cancelled
+    at shutdown (every simulated connection closed)."""
+
+    def __init__(self, settings: StandaloneSettings, apps: dict[str, FastAPI]) -> None:
+        self.settings = settings
+        self.apps = apps
+        self.simulator: Simulator | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _context(self, name: str) -> Any:
+        return getattr(self.apps[name].state, "context", None)
+
+    async def city_seed(self, poll_s: float = 1.0) -> int:
+        """The seed the registry recorded for its synthetic city (waits for the seeding)."""
+        context = self._context(REGISTRY.name)
+        said = False
+        while True:
+            async with context.database.session() as session:
+                recorded = await recorded_city(session)
+            if recorded is not None and "seed" in recorded:
+                return int(recorded["seed"])
+            if not said:
+                settings = context.settings
+                seeding = isinstance(settings, RegistrySettings) and settings.seeds_city
+                _logger.info(
+                    "simulator waiting for the registry's synthetic city%s",
+                    ""
+                    if seeding
+                    else " (ECOWATT_REGISTRY_SEED_CITY is off: seed one with"
+                    " POST /api/registry/admin/synthetic-city)",
+                )
+                said = True
+            await asyncio.sleep(poll_s)
+
+    async def _run(self) -> None:
+        ingest_context = self._context(INGEST.name)
+        server = ingest_context.state.get("ingest") if ingest_context else None
+        if server is None:
+            _logger.info("simulator not started: ingest's HJ 212 server is off")
+            return
+        await server.serving.wait()
+        seed = await self.city_seed()
+        share = self.settings.simulator_fault_share
+        faults = FaultConfig(shares=dict.fromkeys(SIMULATED_FAULTS, share) if share else {})
+
+        def started(sim: Simulator) -> None:
+            self.simulator = sim
+            _logger.info(
+                "simulating %d devices of the synthetic city (seed %d) against port %s,"
+                " %d of them with faults",
+                len(sim.fleet.devices),
+                seed,
+                server.port,
+                len(sim.plan.assignments()),
+            )
+
+        await run_against_platform(
+            self._context(INGEST.name).bus,
+            "127.0.0.1",
+            server.port,
+            seed,
+            topic=server.settings.topic_registry,
+            speed=self.settings.simulator_speed,
+            faults=faults,
+            settings=DeviceSettings(report_on_connect=True),  # online at once, not in a minute
+            group_prefix="standalone-simulator",
+            on_started=started,
+        )
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._guarded(), name="standalone:simulator")
+
+    async def _guarded(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _logger.exception("the device simulator stopped")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 class Standalone:
@@ -103,11 +238,15 @@ class Standalone:
             )
             for spec in SERVICES
         }
-        return build_gateway(infrastructure, apps)
+        fleet = DeviceFleet(self.settings, apps) if self.settings.runs_simulator else None
+        return build_gateway(infrastructure, apps, fleet=fleet)
 
 
-def build_gateway(infrastructure: Infrastructure, apps: dict[str, FastAPI]) -> FastAPI:
-    """A gateway app mounting `apps` at /api/<name> and running their lifespans."""
+def build_gateway(
+    infrastructure: Infrastructure, apps: dict[str, FastAPI], *, fleet: DeviceFleet | None = None
+) -> FastAPI:
+    """A gateway app mounting `apps` at /api/<name> and running their lifespans; `fleet`
+    (simulated devices) starts after them and stops first."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +256,9 @@ def build_gateway(infrastructure: Infrastructure, apps: dict[str, FastAPI]) -> F
             for service_app in apps.values():
                 await stack.enter_async_context(service_app.router.lifespan_context(service_app))
             await infrastructure.bus.start()
+            if fleet is not None:
+                stack.push_async_callback(fleet.stop)
+                await fleet.start()
             yield
 
     gateway = FastAPI(title="EcoWatt", description="EcoWatt standalone gateway", lifespan=lifespan)

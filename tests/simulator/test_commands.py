@@ -70,6 +70,10 @@ async def test_get_and_set_time_answered_9011_then_9012_by_qn(live: tuple[Any, S
     flow = await _flow(platform, device.mn, commands.get_time(device, qn=_qn()), 3)
     assert [f.cn for f in flow] == ["9011", "1011", "9012"]
     assert flow[0].params["QnRtn"] == "1" and flow[2].params["ExeRtn"] == "1"
+    # the sent log lists the data reply with the answers (by the request's QN), not as a
+    # frame without QN
+    assert ("1011", flow[1].qn) in sim.log[device.mn].answers
+    assert not sim.log[device.mn].no_ack
     assert flow[0].st == "91" and flow[0].flag == 4
     reported = hj212.parse_hj212_time(flow[1].params["SystemTime"])
     assert (

@@ -105,3 +105,81 @@ async def test_reconnects_back_off_exponentially_with_jitter(mini_platform: Any)
             assert {f.cn for f in platform.decoded()} == {"2011"}, "idle devices say hello once"
         finally:
             await platform.stop_listening()
+
+
+async def test_a_refusal_9011_is_counted_never_answered_and_the_upload_is_sent_again(
+    platform: Any,
+) -> None:
+    """A strict platform answers an unknown MN or a wrong PW with 9011 (QnRtn 4 / 3) instead
+    of 9014: the device must not treat that 9011 as a command (no 9011 of its own back)."""
+    from ecowatt_hj212 import commands as hj212_commands
+    from ecowatt_hj212 import encode
+
+    refusing = True
+    platform.should_ack = lambda frame: not refusing
+
+    def refuse(frame: Any, conn: Any) -> None:
+        if refusing and frame.cn == "2011":
+            conn.writer.write(encode(hj212_commands.request_answer(frame, 3)))
+
+    platform.on_frame = refuse
+    fleet = Fleet.synthetic(1, circuits=2, seed=33)
+    (mn,) = fleet.devices
+    sim = Simulator(
+        fleet,
+        port=platform.port,
+        clock=SimClock.fast(START),
+        settings=DeviceSettings(
+            ack_timeout_s=0.3, recount=5, window=2, sample_s=60, minute_data=False
+        ),
+    )
+    await sim.start(timedelta(minutes=10))
+    await platform.wait_until(lambda: sum(sim.log[mn].refused.values()) >= 4)
+    sent_back = platform.decoded(mn, "9011")
+    assert sent_back == [], "the device answered the platform's refusal"
+    assert set(sim.log[mn].refused) == {"3"}
+    assert sim.log[mn].resends >= 1 and sim.log[mn].acked_count == 0
+    refusing = False
+    assert await sim.wait(drain_timeout=20)
+    await sim.stop()
+    assert sim.log.unacked() == {}
+    assert sim.log.latency.count == sim.log[mn].acked_count > 0
+
+
+def test_latency_histogram_quantiles_and_merge() -> None:
+    from ecowatt_simulator import LatencyHistogram
+
+    first, second = LatencyHistogram(), LatencyHistogram()
+    for ms in range(1, 101):  # 1..100 ms
+        (first if ms % 2 else second).add(ms / 1000)
+    first.merge(second)
+    assert first.count == 100 and abs(first.max - 0.1) < 1e-9
+    for q, expected in ((0.5, 0.050), (0.99, 0.099), (0.01, 0.001)):
+        value = first.quantile(q)
+        assert value is not None and abs(value - expected) / expected < 0.01
+    again = LatencyHistogram.from_json(first.to_json())
+    assert again.buckets == first.buckets and again.quantile(0.5) == first.quantile(0.5)
+    assert LatencyHistogram().quantile(0.5) is None
+
+
+async def test_report_on_connect_sends_the_current_values_at_once(platform: Any) -> None:
+    """Real time, a minute between real-time uploads: with `report_on_connect` the platform
+    hears from the device right after it connects (DataTime = the current second)."""
+    fleet = Fleet.synthetic(2, circuits=2, seed=34)
+    start = datetime.now(UTC).replace(second=1, microsecond=0)  # 59 s before a minute ends
+    sim = Simulator(
+        fleet,
+        port=platform.port,
+        clock=SimClock(start.timestamp(), speed=1),
+        settings=DeviceSettings(report_on_connect=True),
+    )
+    await sim.start(None)
+    try:
+        await platform.wait_until(lambda: len(platform.decoded(cn="2011")) >= 2, limit_s=5)
+        for mn in fleet.devices:
+            (first,) = platform.decoded(mn, "2011")
+            assert first.data_time is not None and first.data_time.second in (1, 2, 3)
+            assert len(first.codes) >= 2 * 10, "every circuit's real-time values"
+        assert sim.log.summary()["by_cn"] == {"2011": 2}
+    finally:
+        await sim.stop()

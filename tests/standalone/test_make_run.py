@@ -1,6 +1,8 @@
 """`make run` as a user sees it: the standalone process answers /healthz on its port within
-60 s, stops cleanly on Ctrl-C (embedded servers included), and keeps its data for the next
-run. Runs the real entry point in a subprocess with its own data folder and ports."""
+60 s, shows the synthetic city's simulated devices online through the ingest API within the
+same 60 s, stops cleanly on Ctrl-C (embedded servers and simulated devices included), and
+keeps its data for the next run. Runs the real entry point in a subprocess with its own data
+folder and ports."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def start(data: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         "ECOWATT_HTTP_PORT": str(ports["http"]),
         "ECOWATT_STANDALONE_PG_PORT": str(ports["pg"]),
         "ECOWATT_STANDALONE_REDIS_PORT": str(ports["redis"]),
+        "ECOWATT_HJ212_PORT": str(ports["hj212"]),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "ecowatt_standalone"],
@@ -58,26 +61,67 @@ def wait_healthy(process: subprocess.Popen[bytes], port: int) -> float:
     raise AssertionError(f"/healthz did not answer within {START_LIMIT_S:.0f} s")
 
 
+def token() -> str:
+    """A development token, as `make token` prints it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ecowatt_standalone.token"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def wait_devices_online(
+    process: subprocess.Popen[bytes], port: int, bearer: str, started: float
+) -> dict[str, object]:
+    """The ingest API's online devices, once the simulator's devices are there."""
+    url = f"http://127.0.0.1:{port}/api/ingest-hj212/devices"
+    headers = {"Authorization": f"Bearer {bearer}"}
+    while time.monotonic() - started < START_LIMIT_S:
+        assert process.poll() is None, "standalone exited"
+        response = httpx.get(url, params={"online": "true", "limit": 500}, headers=headers)
+        assert response.status_code == 200, response.text
+        page: dict[str, object] = response.json()
+        if page["total"]:
+            return page
+        time.sleep(0.5)
+    raise AssertionError(f"no simulated device online within {START_LIMIT_S:.0f} s")
+
+
 def stop(process: subprocess.Popen[bytes]) -> str:
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave a platform (and its simulated devices) running
+        output, _ = process.communicate(timeout=30)
+        raise AssertionError(f"no clean stop within 60 s:\n{output.decode()[-3000:]}") from None
     assert process.returncode == 0, output.decode()[-3000:]
     return output.decode()
 
 
 def test_run_serves_health_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    ports = {"http": free_port(), "pg": free_port(), "redis": free_port()}
+    ports = {"http": free_port(), "pg": free_port(), "redis": free_port(), "hj212": free_port()}
+    bearer = token()
 
+    started = time.monotonic()
     first = start(data, ports)
     try:
         wait_healthy(first, ports["http"])
         ready = httpx.get(f"http://127.0.0.1:{ports['http']}/api/registry/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
+        online = wait_devices_online(first, ports["http"], bearer, started)
+        items = online["items"]
+        assert isinstance(items, list) and items
+        assert all(d["registered"] and d["enterprise_id"].startswith("syn20241-") for d in items)
     finally:
         log = stop(first)
     assert "stopping embedded PostgreSQL and Redis" in log
-    for port in (ports["pg"], ports["redis"], ports["http"]):
+    assert "simulating" in log and "devices of the synthetic city (seed 20241)" in log
+    for port in (ports["pg"], ports["redis"], ports["http"], ports["hj212"]):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
     pg_version = (data / "postgres" / "data" / "PG_VERSION").read_text()

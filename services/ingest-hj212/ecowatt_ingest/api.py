@@ -145,10 +145,13 @@ async def list_devices(
     server: Server,
     identity: CurrentIdentity,
     status: Literal["online", "offline"] | None = None,
+    online: Annotated[bool | None, Query(description="same as status=online|offline")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page:
     """Registry devices and devices seen on the wire, filtered by scope and online state."""
+    if online is not None:
+        status = "online" if online else "offline"
     store = server.store
     seen = await store.seen()
     online = await store.online_mns()

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED_CNS", "ActiveCommand", "CommandManager", "PlannedCommand"]
 
 _logger = logging.getLogger(__name__)
+STATE_WRITERS = 8
+"""Command states written to Redis at once (one Redis connection each)."""
 
 HISTORY_CNS = frozenset({"2031", "2041", "2051", "2061"})
 NOTIFICATION_CNS = frozenset({"2012", "2022"})
@@ -97,6 +99,9 @@ class CommandManager:
         self.server = server
         self.settings = server.settings
         self._writes: dict[str, asyncio.Task[None]] = {}
+        # Redis connections for command states: a burst (every device's 1012 or backfill
+        # after a broker or ingest restart) must not open one connection per command
+        self._write_slots = asyncio.Semaphore(STATE_WRITERS)
 
     # ------------------------------------------------------------------ consuming
     async def handle(self, records: Sequence[Record]) -> None:
@@ -405,7 +410,8 @@ class CommandManager:
             with contextlib.suppress(Exception):
                 await previous
         try:
-            await self.server.store.command_update(command_id, fields)
+            async with self._write_slots:
+                await self.server.store.command_update(command_id, fields)
         except Exception as exc:
             _logger.warning("command %s state not written to Redis: %s", command_id, exc)
 

@@ -51,6 +51,9 @@ class DeviceDirectory:
         self._verdicts: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._cache_size = cache_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pw-verify")
+        # checks under way, by (PW, stored hash): devices that share a hash and connect
+        # together (a reconnect storm) wait for one scrypt instead of queueing one each
+        self._checking: dict[tuple[str, str], asyncio.Future[bool]] = {}
         for snapshot in view.all("device"):
             self._on_change("device", snapshot.id, None, snapshot)
         view.on_change(self._on_change)
@@ -94,10 +97,16 @@ class DeviceDirectory:
         device = self.view.device(mn)
         assert device is not None and device.password_hash is not None and pw is not None
         stored = device.password_hash
-        ok = await asyncio.get_running_loop().run_in_executor(
-            self._executor, verify_password, pw, stored
-        )
-        self._verdicts[(pw, stored)] = ok
+        key = (pw, stored)
+        checking = self._checking.get(key)
+        if checking is None:
+            checking = asyncio.get_running_loop().run_in_executor(
+                self._executor, verify_password, pw, stored
+            )
+            self._checking[key] = checking
+            checking.add_done_callback(lambda _: self._checking.pop(key, None))
+        ok = await asyncio.shield(checking)
+        self._verdicts[key] = ok
         while len(self._verdicts) > self._cache_size:
             self._verdicts.popitem(last=False)
         return OK if ok else BAD_PASSWORD

@@ -192,6 +192,13 @@ class IngestServer:
             self._server.close()
         for conn in list(self.connections):
             conn.pause(BACKPRESSURE)
+        # Frames still waiting for their PW check were neither recorded nor answered: give
+        # them up now (their devices send them again) rather than hash every queued PW
+        # first — after a reconnect storm that can be minutes of scrypt.
+        self.directory.close()
+        for task in self._background:
+            if task.get_name() == "ingest:verify":
+                task.cancel()
         await self.publisher.close(timeout_s=10.0)
         self.commands.stop()
         await self.commands.flush()
@@ -236,9 +243,9 @@ class IngestServer:
                 self.settings.max_connections,
             )
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any, name: str | None = None) -> None:
         """Run a coroutine in the background, keeping a reference until it ends."""
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -410,7 +417,7 @@ class IngestServer:
         if identity is None:
             session.waiting = [(frame, conn.rx_wall, conn.rx_perf)]
             conn.pause(AUTH)
-            self.spawn(self._verify(conn, session))
+            self.spawn(self._verify(conn, session), name="ingest:verify")
             return
         self.dispatch(conn, session, frame, identity, conn.rx_wall, conn.rx_perf)
 

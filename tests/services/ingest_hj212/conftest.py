@@ -29,6 +29,8 @@ from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.redis_client import Redis, create_redis
 from ecowatt_kernel.registry_view import RegistryView
 
+from .private_kafka import private_kafka  # noqa: F401 - a fixture for the outage tests
+
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 PW = "123456"
 _HASHES: dict[str, str] = {}

@@ -114,6 +114,10 @@ async def test_identity_and_scope(setup) -> None:
     assert {d["mn"] for d in online["items"]} == {mns["E1"], mns["unknown"]}
     offline = (await client.get("/devices", params={"status": "offline"}, headers=CITY)).json()
     assert mns["E2"] in {d["mn"] for d in offline["items"]}
+    same = (await client.get("/devices", params={"online": "true"}, headers=CITY)).json()
+    assert same == online
+    same = (await client.get("/devices", params={"online": "false"}, headers=CITY)).json()
+    assert same == offline
     page = (await client.get("/devices", params={"limit": 1, "offset": 1}, headers=CITY)).json()
     assert page["total"] == city["total"] and len(page["items"]) == 1
 

@@ -1,25 +1,14 @@
 """Acks only after the broker's ack, proven by taking a broker away.
 
-A private single-node Kafka (tools/infra.py's `Kafka`, relocated with ECOWATT_INFRA_DIR and
-ECOWATT_INFRA_KAFKA_PORT) is started for this test, stopped with SIGTERM while devices
-send, and started again on the same data. While it is down no device gets a 9014; the
-devices re-send as real loggers do; once it is back every frame is answered and every frame
-is in the frames topic. The broker's jars come from ECOWATT_KAFKA_LIBS, or the project's
-`.infra/kafka/libs` (`make infra-up`), else tools/infra.py fetches them.
+A private single-node Kafka (`private_kafka.py`, shared with the end-to-end tests) is started
+for this test, stopped with SIGTERM while devices send, and started again on the same data.
+While it is down no device gets a 9014; the devices re-send as real loggers do; once it is
+back every frame is answered and every frame is in the frames topic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection
@@ -35,81 +24,9 @@ from .conftest import (
     registry_with,
     upload,
 )
+from .private_kafka import PrivateKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair")
-
-
-class PrivateKafka:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = _free_port_pair()
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
-        }
-        self.env |= {"ECOWATT_INFRA_DIR": str(home), "ECOWATT_INFRA_KAFKA_PORT": str(self.port)}
-        libs = os.environ.get("ECOWATT_KAFKA_LIBS") or str(ROOT / ".infra" / "kafka" / "libs")
-        if Path(libs, ".complete").exists():
-            (home / "kafka").mkdir(parents=True, exist_ok=True)
-            (home / "kafka" / "libs").symlink_to(libs)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def up(self) -> None:
-        subprocess.run(
-            [sys.executable, str(ROOT / "tools" / "infra.py"), "up", "--only", "kafka"],
-            env=self.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=240,
-        )
-
-    def pid(self) -> int:
-        return int((self.home / "kafka" / "kafka.pid").read_text().split()[0])
-
-    def kill(self, sig: int = signal.SIGTERM, wait_s: float = 60) -> None:
-        pid = self.pid()
-        os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                return
-            time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka(tmp_path / "infra")
-    kafka.up()
-    try:
-        yield kafka
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            kafka.kill(signal.SIGKILL, wait_s=10)
 
 
 async def test_no_answer_while_the_broker_is_down_and_nothing_lost(

@@ -16,6 +16,7 @@ committed offset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,11 @@ __all__ = ["KafkaBus", "KafkaConnection"]
 _logger = logging.getLogger(__name__)
 _RECORD_OVERHEAD_MAX = 4096  # batch header and varints, far above what a record adds
 _PARTITION_CACHE_MAX = 100_000  # keys per (topic, partition count) before the cache restarts
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class KafkaConnection:
@@ -128,6 +134,7 @@ class KafkaBus(Bus):
             "request_timeout_ms": request_timeout_ms,
         }
         self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
         self._partition_cache: dict[tuple[str, int], dict[bytes, int]] = {}
         self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
 
@@ -168,19 +175,53 @@ class KafkaBus(Bus):
             await probe.stop()
         return {tp.partition: offset for tp, offset in ends.items()}
 
+    @staticmethod
+    def _producer_failed(producer: AIOKafkaProducer) -> bool:
+        """True when the producer can never deliver again: its sender task ended on a fatal
+        error (aiokafka: OutOfOrderSequenceNumber after batches expired while a broker was
+        away, ProducerFenced …) and every later send raises a copy of that error."""
+        sender = getattr(producer, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        accumulator = getattr(producer, "_message_accumulator", None)
+        return (task is not None and task.done()) or (
+            getattr(accumulator, "_exception", None) is not None
+        )
+
+    async def _replace_producer(self, failed: AIOKafkaProducer | None) -> None:
+        """A new producer (new producer id, sequences from 0) in place of `failed`."""
+        async with self._producer_lock:
+            if self._producer is not failed or not self._started:
+                return  # another publisher replaced it already, or the bus is stopping
+            self._producer = None
+            if failed is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(failed.stop(), 10)
+            _logger.warning("Kafka producer failed for good: starting a new one")
+            await self._connect()  # BusUnavailableError while the broker is away: next time
+
     async def publish(self, messages: Sequence[Message]) -> None:
         producer = self._producer
         if producer is None:
-            raise BusUnavailableError("the Kafka bus is not started")
+            if not self._started:
+                raise BusUnavailableError("the Kafka bus is not started")
+            await self._replace_producer(None)  # a replacement failed earlier: try again
+            producer = self._producer
+            assert producer is not None
         if not messages:
             return
         count = len(messages)
         await self._in_flight.acquire(count)
         started = time.perf_counter()
+        futures: list[asyncio.Future[Any]] = []
         try:
             futures = await self._send(producer, messages)
             await asyncio.gather(*futures)
         except KafkaError as exc:
+            for future in futures:  # the other batches' outcomes: retrieved, not logged
+                future.add_done_callback(_retrieve)
+            if self._producer_failed(producer):
+                with contextlib.suppress(BusUnavailableError):
+                    await self._replace_producer(producer)
             raise PublishError(f"Kafka did not acknowledge: {exc!r}") from exc
         finally:
             await self._in_flight.release(count)
@@ -347,9 +388,6 @@ class _KafkaSubscription(Subscription):
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-                if self.concurrent_partitions and len(batches) > 1:
-                    await self._handle_partitions(consumer, batches)
-                    continue
                 for tp, messages in batches.items():
                     if self._stopping.is_set():
                         return
@@ -362,66 +400,45 @@ class _KafkaSubscription(Subscription):
             _logger.exception("Kafka consumer of group %s failed", self.group)
             raise
 
-    async def _handle_partitions(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
-    ) -> None:
-        """Handle the batches of several partitions at once (`concurrent_partitions`); a
-        rebalance waits for all of them, as it waits for one batch otherwise."""
-        async with self.processing:
-            if self._stopping.is_set():
-                return
-            outcomes = await asyncio.gather(
-                *(self._handle_batch(consumer, tp, messages) for tp, messages in batches.items()),
-                return_exceptions=True,
-            )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
     async def _handle_partition(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[Any]
     ) -> None:
         async with self.processing:
-            await self._handle_batch(consumer, tp, messages)
-
-    async def _handle_batch(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[Any]
-    ) -> None:
-        if tp not in consumer.assignment():
-            return  # revoked since the fetch; the new owner reads from the committed offset
-        generation = self.revoked_generation
-        records = [
-            Record(
-                m.topic,
-                m.partition,
-                m.offset,
-                m.key,
-                m.value,
-                tuple((k, bytes(v)) for k, v in (m.headers or ())),
-                m.timestamp,
-            )
-            for m in messages
-        ]
-        await self.handle(records)
-        next_offset = records[-1].offset + 1
-        try:
-            await consumer.commit({tp: next_offset})
-        except CommitFailedError:
-            # The group rebalanced under us; the new owner will re-handle (at least once).
-            _logger.warning(
-                "group %s: commit of %s@%d failed after a rebalance (generation %d)",
-                self.group,
-                tp,
-                next_offset,
-                generation,
-            )
-            return
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            self._lag[tp] = max(highwater - next_offset, 0)
-            BUS_CONSUMER_LAG.labels(tp.topic, self.group).set(
-                sum(v for k, v in self._lag.items() if k.topic == tp.topic)
-            )
+            if tp not in consumer.assignment():
+                return  # revoked since the fetch; the new owner reads from the committed offset
+            generation = self.revoked_generation
+            records = [
+                Record(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    tuple((k, bytes(v)) for k, v in (m.headers or ())),
+                    m.timestamp,
+                )
+                for m in messages
+            ]
+            await self.handle(records)
+            next_offset = records[-1].offset + 1
+            try:
+                await consumer.commit({tp: next_offset})
+            except CommitFailedError:
+                # The group rebalanced under us; the new owner will re-handle (at least once).
+                _logger.warning(
+                    "group %s: commit of %s@%d failed after a rebalance (generation %d)",
+                    self.group,
+                    tp,
+                    next_offset,
+                    generation,
+                )
+                return
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self._lag[tp] = max(highwater - next_offset, 0)
+                BUS_CONSUMER_LAG.labels(tp.topic, self.group).set(
+                    sum(v for k, v in self._lag.items() if k.topic == tp.topic)
+                )
 
 
 KafkaBus.subscription_class = _KafkaSubscription
