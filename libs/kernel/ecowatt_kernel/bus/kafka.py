@@ -388,6 +388,9 @@ class _KafkaSubscription(Subscription):
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                if self.concurrent_partitions and len(batches) > 1:
+                    await self._handle_partitions(consumer, batches)
+                    continue
                 for tp, messages in batches.items():
                     if self._stopping.is_set():
                         return
@@ -400,45 +403,66 @@ class _KafkaSubscription(Subscription):
             _logger.exception("Kafka consumer of group %s failed", self.group)
             raise
 
+    async def _handle_partitions(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
+    ) -> None:
+        """Handle the batches of several partitions at once (`concurrent_partitions`); a
+        rebalance waits for all of them, as it waits for one batch otherwise."""
+        async with self.processing:
+            if self._stopping.is_set():
+                return
+            outcomes = await asyncio.gather(
+                *(self._handle_batch(consumer, tp, messages) for tp, messages in batches.items()),
+                return_exceptions=True,
+            )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
     async def _handle_partition(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[Any]
     ) -> None:
         async with self.processing:
-            if tp not in consumer.assignment():
-                return  # revoked since the fetch; the new owner reads from the committed offset
-            generation = self.revoked_generation
-            records = [
-                Record(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key,
-                    m.value,
-                    tuple((k, bytes(v)) for k, v in (m.headers or ())),
-                    m.timestamp,
-                )
-                for m in messages
-            ]
-            await self.handle(records)
-            next_offset = records[-1].offset + 1
-            try:
-                await consumer.commit({tp: next_offset})
-            except CommitFailedError:
-                # The group rebalanced under us; the new owner will re-handle (at least once).
-                _logger.warning(
-                    "group %s: commit of %s@%d failed after a rebalance (generation %d)",
-                    self.group,
-                    tp,
-                    next_offset,
-                    generation,
-                )
-                return
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                self._lag[tp] = max(highwater - next_offset, 0)
-                BUS_CONSUMER_LAG.labels(tp.topic, self.group).set(
-                    sum(v for k, v in self._lag.items() if k.topic == tp.topic)
-                )
+            await self._handle_batch(consumer, tp, messages)
+
+    async def _handle_batch(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[Any]
+    ) -> None:
+        if tp not in consumer.assignment():
+            return  # revoked since the fetch; the new owner reads from the committed offset
+        generation = self.revoked_generation
+        records = [
+            Record(
+                m.topic,
+                m.partition,
+                m.offset,
+                m.key,
+                m.value,
+                tuple((k, bytes(v)) for k, v in (m.headers or ())),
+                m.timestamp,
+            )
+            for m in messages
+        ]
+        await self.handle(records)
+        next_offset = records[-1].offset + 1
+        try:
+            await consumer.commit({tp: next_offset})
+        except CommitFailedError:
+            # The group rebalanced under us; the new owner will re-handle (at least once).
+            _logger.warning(
+                "group %s: commit of %s@%d failed after a rebalance (generation %d)",
+                self.group,
+                tp,
+                next_offset,
+                generation,
+            )
+            return
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            self._lag[tp] = max(highwater - next_offset, 0)
+            BUS_CONSUMER_LAG.labels(tp.topic, self.group).set(
+                sum(v for k, v in self._lag.items() if k.topic == tp.topic)
+            )
 
 
 KafkaBus.subscription_class = _KafkaSubscription
