@@ -18,7 +18,7 @@ from ecowatt_simulator.load import LoadModel, Sample
 from ecowatt_simulator.log import DeviceLog, SentLog
 from ecowatt_simulator.registry import fleet_from_bus, publish_fleet
 from ecowatt_simulator.simulator import Simulator, run_against_platform
-from ecowatt_simulator.timebase import LocalTime, SimClock, parse_duration
+from ecowatt_simulator.timebase import LocalTime, ManualClock, SimClock, parse_duration
 
 __all__ = [
     "DeviceLog",
@@ -31,6 +31,7 @@ __all__ = [
     "GroundTruth",
     "LoadModel",
     "LocalTime",
+    "ManualClock",
     "PointSpec",
     "Sample",
     "SentLog",
