@@ -603,13 +603,20 @@ class Binder:
             return
         const = self.rules(R.CONSTANT_POWER).params
         idle_kw = max(const["idle_min_kw"], const["idle_rated_fraction"] * rated)
+        # A stopped facility (P at or below idle) is not this check, its stand-by current
+        # included: a few amperes steady at the meter's resolution for a night is no fault.
+        stopped = (
+            power is not None
+            and item.flag_ok.get("active_power_kw", False)
+            and abs(power) <= idle_kw
+        )
         for key in CONSTANT_KEYS:
             value = item.values.get(key)
             if value is None or not item.flag_ok.get(key, False):
                 continue
             idle = idle_kw if key == "active_power_kw" else const["idle_current_a"]
             run = state.runs.get(key)
-            if abs(value) <= idle:
+            if stopped or abs(value) <= idle:
                 state.runs.pop(key, None)
                 continue
             band = max(const["relative"] * abs(value), item.resolution.get(key, 0.0)) + 1e-9

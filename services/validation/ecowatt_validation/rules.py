@@ -231,7 +231,8 @@ RULES: tuple[RuleDef, ...] = (
         "max(P) − min(P) ≤ max(`relative` × |P|, reported resolution) over ≥ `window_h` hours "
         "and ≥ `min_samples` consecutive samples, with P > idle_kw = max(`idle_min_kw`, "
         "`idle_rated_fraction` × rated_kw). Constant zero is a stopped facility, not this "
-        "check. Phase currents are tested the same way with I > `idle_current_a`.",
+        "check. Phase currents are tested the same way with I > `idle_current_a`, while P (where "
+        "reported) is above idle_kw: a stopped facility's stand-by current is not tested.",
         {
             "relative": 0.001,
             "window_h": 4.0,

@@ -309,6 +309,33 @@ async def test_constant_power(harness: Harness) -> None:
     assert pts[0].valid
 
 
+async def test_constant_current_counts_only_while_the_facility_runs(harness: Harness) -> None:
+    """A stopped line's stand-by current, steady at the meter's 0.1 A for hours, is no
+    frozen meter (found by the pipeline test on healthy simulated devices); the same steady
+    current while the line runs is."""
+    kw = {"expected_interval_s": 900}  # rated 100 kW: idle_kw = 2 kW
+    await harness.archive([s for e in ("STANDBY", "FROZEN-I") for s in one_point(e, e, **kw)])
+
+    def run(mn: str, powers: list[float], amps: str) -> list[object]:
+        return [
+            reading(
+                mn,
+                local(DAY, 6) + timedelta(minutes=15 * i),
+                meter(1, p, None, xe1101=amps, xe1201=amps, xe1301=amps),
+            )
+            for i, p in enumerate(powers)
+        ]
+
+    await harness.send(
+        [
+            *run("MN-STANDBY", [0.40 + 0.01 * (i % 3) for i in range(30)], "1.3"),
+            *run("MN-FROZEN-I", [42.0 + (i % 3) for i in range(30)], "63.0"),
+        ]  # type: ignore[list-item]
+    )
+    await harness.run_day()
+    assert await harness.subjects(R.CONSTANT_POWER) == {"FROZEN-I"}
+
+
 async def test_data_latency(harness: Harness) -> None:
     await harness.archive([s for e in ("LATE", "FRESH", "EDGE") for s in one_point(e, e)])
     t = local(DAY, 10)
