@@ -560,7 +560,11 @@ class Binder:
         item.values["energy_delta_kwh"] = delta
         agg.energy_kwh += delta
         agg.deltas += 1
-        agg.hourly_kwh[local.hour] += delta
+        before = previous_time.astimezone(self.tz)
+        if before.hour == local.hour and before.date() == local.date():
+            agg.hourly_kwh[local.hour] += delta
+        else:  # spread over the hours it was used in (a gap is not one hour's energy)
+            _spread_hourly(agg.hourly_kwh, before, local, delta)
 
     def _power(
         self,
@@ -774,6 +778,24 @@ class Binder:
                 del state.days[old]
         for agg in days:
             agg.dirty = False
+
+
+def _spread_hourly(hourly: list[float], begin: datetime, end: datetime, delta: float) -> None:
+    """Add `delta`, used between local times `begin` and `end`, to the hours of `end`'s day
+    in proportion to time; what was used before that day's midnight goes to hour 0."""
+    total = (end - begin).total_seconds()
+    if total <= 0:
+        hourly[end.hour] += delta
+        return
+    cursor = max(begin, end.replace(hour=0, minute=0, second=0, microsecond=0))
+    hourly[0] += delta * (cursor - begin).total_seconds() / total
+    while cursor < end:
+        following = min(end, cursor.replace(minute=0, second=0, microsecond=0) + _HOUR)
+        hourly[cursor.hour] += delta * (following - cursor).total_seconds() / total
+        cursor = following
+
+
+_HOUR = timedelta(hours=1)
 
 
 def _ratio(quantity: str, point: PointSnapshot) -> float:

@@ -180,7 +180,8 @@ RULES: tuple[RuleDef, ...] = (
         "E_day > `median_factor` × median(E_day of the last `history_days` valid days) and "
         "E_day > mean + `sigma` × σ of those days (only with ≥ `min_history_days` valid days; "
         "a valid day has completeness ≥ `valid_completeness`); or any hourly energy > "
-        "`hourly_rated_factor` × rated_kw × 1 h.",
+        "`hourly_rated_factor` × rated_kw × 1 h (each ΔE is spread over the hours between its "
+        "two readings, so the energy of a gap is not charged to one hour).",
         {
             "median_factor": 3.0,
             "sigma": 3.0,

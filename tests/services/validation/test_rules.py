@@ -187,7 +187,8 @@ async def test_abnormal_large_energy(harness: Harness) -> None:
             *one_point("A", "SPIKE", **kw),
             *one_point("B", "NORMAL", **kw),
             *one_point("C", "SHORT", **kw),
-            *one_point("D", "HOURLY", expected_interval_s=43200, rated_kw=10.0),
+            *one_point("D", "HOURLY", expected_interval_s=3600, rated_kw=10.0),
+            *one_point("E", "GAP", expected_interval_s=3600, rated_kw=10.0),
         ]
     )
     history = [100.0, 98.0, 103.0, 101.0, 99.0, 102.0, 97.0]
@@ -208,9 +209,13 @@ async def test_abnormal_large_energy(harness: Harness) -> None:
     await harness.send(
         [
             reading("MN-HOURLY", local(DAY, 0), meter(1, 5.0, 0.0)),
-            reading("MN-HOURLY", local(DAY, 12), meter(1, 5.0, 13.0)),
+            reading("MN-HOURLY", local(DAY, 1), meter(1, 5.0, 13.0)),  # > 1.2 × 10 kWh in 1 h
+            # 20 kWh over a 2-hour gap (the device was offline): 10 kWh an hour, no finding
+            # (it was charged to the hour the device came back in, found by the pipeline test)
+            reading("MN-GAP", local(DAY, 0), meter(1, 5.0, 0.0)),
+            reading("MN-GAP", local(DAY, 2), meter(1, 5.0, 20.0)),
         ]
-    )  # > 1.2 × 10 kWh in an hour
+    )
     for offset in range(len(history), 0, -1):
         await harness.run_day(DAY - timedelta(days=offset))
     await harness.run_day()
