@@ -3,8 +3,9 @@
 Each fault kind has a share of the devices eligible for it (`FaultConfig`). The devices are
 chosen deterministically from the seed: exactly `round(share × eligible)` of them (at least
 one when the share is positive), preferring devices that have no fault yet so that faults do
-not pile up on one device. When a fault is active is a pure function of (seed, target, local
-day), so ground truth can be computed for any period (`FaultPlan.events`).
+not pile up on one device (`power_cut`, which takes a whole enterprise, prefers enterprises
+none of whose devices has a fault). When a fault is active is a pure function of (seed,
+target, local day), so ground truth can be computed for any period (`FaultPlan.events`).
 
 Kinds (the effects and ground-truth records are tabled in `simulator/README.md`):
 
@@ -251,7 +252,15 @@ class FaultPlan:
                 continue
             count = min(len(eligible), max(1, round(share * len(eligible))))
             key = key_of(self.seed, "assign", kind.value)
-            eligible.sort(key=lambda d: (faulted[d.mn], unit(key, key_of(d.mn))))
+
+            def load(device: DeviceSpec, kind: FaultKind = kind) -> int:
+                if kind is not FaultKind.POWER_CUT:
+                    return faulted[device.mn]
+                # an enterprise-wide fault prefers enterprises none of whose devices has one
+                mns = {p.device_mn for p in self.fleet.points_of_enterprise(device.enterprise_id)}
+                return sum(faulted[m] for m in mns | {device.mn} if m)
+
+            eligible.sort(key=lambda d: (load(d), unit(key, key_of(d.mn))))
             for device in eligible[:count]:
                 faulted[device.mn] += 1
                 rng = random.Random(key_of(self.seed, kind.value, device.mn))
