@@ -92,12 +92,15 @@ async def on_startup(ctx: ServiceContext) -> None:
     ctx.state[STATE_KEY] = runtime
     async with runtime.database.transaction() as session:
         await runtime.rulebook.load(session)
-    await runtime.view.attach(ctx.bus, group_prefix="validation")
-    await ctx.subscribe(
-        name="bind",
-        topics=[settings.readings_topic],
-        handler=runtime.binder.handle,
-        max_batch=settings.bind_max_batch,
+    prefix = settings.validation_consumer_prefix
+    await runtime.view.attach(ctx.bus, group_prefix=prefix)
+    ctx.subscriptions.append(
+        await ctx.bus.subscribe(
+            group=f"{prefix}.bind",
+            topics=[settings.readings_topic],
+            handler=runtime.binder.handle,
+            max_batch=settings.bind_max_batch,
+        )
     )
     engine = runtime.database.engine
 

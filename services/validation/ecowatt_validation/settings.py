@@ -23,6 +23,9 @@ class ValidationSettings(KernelSettings):
     registry_topic: str = "registry.changes"
     findings_topic: str = "quality.findings"
     publish_points: bool = True
+    # Consumer groups are `<prefix>.bind` and `<prefix>.registry-view.<random>`: deployments,
+    # tests and benchmarks sharing one broker give each validation its own prefix.
+    validation_consumer_prefix: str = "validation"
     bind_max_batch: int = 2000
     # Day close: the daily rules for yesterday run at this local time (settings.timezone).
     day_close_at: time = time(0, 15)
