@@ -14,6 +14,11 @@ PostgreSQL (Kafka bus, outbox, one alarm process).
     readings at `--rate` per second for N other enterprises, data time = now), one probe
     reading per enterprise completes R1's 30-minute confirmation; the figure is the time from
     publishing that reading to receiving its `alarms` event (p50/p99 over P probes).
+(c) end to end (`alarm_e2e.py`): HJ 212 frame written to ingest's socket → `alarms` event,
+    with ingest, validation and alarm each in its own process and the simulator sending
+    `--e2e-rate` frames/s of background load from another; the probes are loggers played here.
+
+`--stages abc` (default) picks the stages; `--stages c` runs the end-to-end one alone.
 """
 
 from __future__ import annotations
@@ -128,7 +133,8 @@ def _gc_probe(phase: str, info: dict[str, int]) -> None:
         GC_PAUSES.append((info["generation"], time.perf_counter() - _gc_started[0]))
 
 
-async def main(args: argparse.Namespace) -> dict[str, object]:
+async def main_ab(args: argparse.Namespace) -> dict[str, object]:
+    """Stages (a) and (b): one alarm process in this one, PointReadings published here."""
     import gc
 
     gc.callbacks.append(_gc_probe)
@@ -337,10 +343,45 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     async with admin.connect() as c:
         await c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     await admin.dispose()
+    return result
+
+
+async def main_c(args: argparse.Namespace) -> dict[str, object]:
+    """Stage (c): frame → alarm through ingest, validation and alarm, in a fresh database."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import alarm_e2e
+
+    database_url = infra("DATABASE_URL")
+    name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as c:
+        await c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        result = await alarm_e2e.run(
+            args,
+            bootstrap=infra("KAFKA_BOOTSTRAP_SERVERS"),
+            db_url=database_url.rpartition("/")[0] + "/" + name,
+            redis_url=infra("REDIS_URL"),
+        )
+    finally:
+        async with admin.connect() as c:
+            await c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    result: dict[str, object] = {}
+    if "a" in args.stages or "b" in args.stages:
+        result.update(await main_ab(args))
+    if "c" in args.stages:
+        result["end_to_end"] = await main_c(args)
     result["machine"] = {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     return result
 
@@ -353,6 +394,13 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=90.0)
+    parser.add_argument("--stages", default="abc", help="a: throughput, b: alarm latency, c: e2e")
+    parser.add_argument("--e2e-devices", type=int, default=1000, help="background loggers")
+    parser.add_argument("--e2e-rate", type=int, default=2000, help="background frames/s")
+    parser.add_argument("--e2e-probes", type=int, default=100)
+    parser.add_argument("--e2e-warmup", type=float, default=20.0, help="seconds of load first")
+    parser.add_argument("--e2e-probe-s", type=float, default=60.0, help="probe phase length")
+    parser.add_argument("--e2e-wait-s", type=float, default=30.0, help="probe given up after")
     parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)

@@ -18,7 +18,7 @@ from ecowatt_simulator.load import LoadModel, Sample
 from ecowatt_simulator.log import DeviceLog, LatencyHistogram, SentLog
 from ecowatt_simulator.registry import fleet_from_bus, publish_fleet
 from ecowatt_simulator.simulator import Simulator, run_against_platform
-from ecowatt_simulator.timebase import LocalTime, SimClock, parse_duration
+from ecowatt_simulator.timebase import LocalTime, ManualClock, SimClock, parse_duration
 
 __all__ = [
     "DeviceLog",
@@ -32,6 +32,7 @@ __all__ = [
     "LatencyHistogram",
     "LoadModel",
     "LocalTime",
+    "ManualClock",
     "PointSpec",
     "Sample",
     "SentLog",

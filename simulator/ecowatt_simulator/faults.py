@@ -3,8 +3,9 @@
 Each fault kind has a share of the devices eligible for it (`FaultConfig`). The devices are
 chosen deterministically from the seed: exactly `round(share × eligible)` of them (at least
 one when the share is positive), preferring devices that have no fault yet so that faults do
-not pile up on one device. When a fault is active is a pure function of (seed, target, local
-day), so ground truth can be computed for any period (`FaultPlan.events`).
+not pile up on one device (`power_cut`, which takes a whole enterprise, prefers enterprises
+none of whose devices has a fault). When a fault is active is a pure function of (seed,
+target, local day), so ground truth can be computed for any period (`FaultPlan.events`).
 
 Kinds (the effects and ground-truth records are tabled in `simulator/README.md`):
 
@@ -13,7 +14,8 @@ Kinds (the effects and ground-truth records are tabled in `simulator/README.md`)
 * on one point of the device (reading faults; consumption is unchanged): `negative_energy`,
   `meter_reset`, `constant_power`;
 * on the device: `offline`, `modbus_crc`, `lowercase_crc`, `frames_2005`, `garbage`,
-  `split_packets`, `wrong_password`, `clock_drift`.
+  `split_packets`, `wrong_password`, `clock_drift`;
+* on the device's enterprise (every circuit of all its devices): `power_cut`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class FaultKind(StrEnum):
     SPLIT_PACKETS = "split_packets"
     WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a fault name, not a password
     CLOCK_DRIFT = "clock_drift"
+    POWER_CUT = "power_cut"
 
 
 CONTROL_FAULTS = frozenset(
@@ -86,6 +89,9 @@ class FaultConfig:
     meter_reset_after_s: tuple[float, float] = (0.5 * HOUR, 6 * HOUR)
     constant_power_s: tuple[float, float] = (5 * HOUR, 7 * HOUR)
     offline_s: tuple[float, float] = (30 * 60.0, 2 * HOUR)
+    power_cut_s: tuple[float, float] = (30 * 60.0, 90 * 60.0)
+    power_restart_s: tuple[float, float] = (10 * 60.0, 25 * 60.0)
+    """After a power cut, control facilities restart this much later than production."""
     garbage_probability: float = 0.35
     split_segment_size: int = 300
     clock_offset_s: tuple[float, float] = (60.0, 300.0)
@@ -195,6 +201,7 @@ class FaultPlan:
         self._targets: dict[str, list[_Target]] = defaultdict(list)
         self._by_facility: dict[str, dict[FaultKind, _Target]] = defaultdict(dict)
         self._by_point: dict[str, dict[FaultKind, _Target]] = defaultdict(dict)
+        self._by_enterprise: dict[str, dict[FaultKind, _Target]] = defaultdict(dict)
         self._window_cache: dict[tuple[FaultKind, str, int], tuple[float, float] | None] = {}
         self._assign()
 
@@ -223,6 +230,13 @@ class FaultPlan:
             return device.crc_variant == "standard"
         if kind is FaultKind.FRAMES_2005:
             return device.protocol_version != "2005"
+        if kind is FaultKind.POWER_CUT:  # one device stands for its enterprise
+            if not device.enterprise_id:
+                return False
+            mns = {p.device_mn for p in self.fleet.points_of_enterprise(device.enterprise_id)} | {
+                device.mn
+            }
+            return device.mn == min(m for m in mns if m)
         return True
 
     def _assign(self) -> None:
@@ -238,7 +252,15 @@ class FaultPlan:
                 continue
             count = min(len(eligible), max(1, round(share * len(eligible))))
             key = key_of(self.seed, "assign", kind.value)
-            eligible.sort(key=lambda d: (faulted[d.mn], unit(key, key_of(d.mn))))
+
+            def load(device: DeviceSpec, kind: FaultKind = kind) -> int:
+                if kind is not FaultKind.POWER_CUT:
+                    return faulted[device.mn]
+                # an enterprise-wide fault prefers enterprises none of whose devices has one
+                mns = {p.device_mn for p in self.fleet.points_of_enterprise(device.enterprise_id)}
+                return sum(faulted[m] for m in mns | {device.mn} if m)
+
+            eligible.sort(key=lambda d: (load(d), unit(key, key_of(d.mn))))
             for device in eligible[:count]:
                 faulted[device.mn] += 1
                 rng = random.Random(key_of(self.seed, kind.value, device.mn))
@@ -251,6 +273,8 @@ class FaultPlan:
                     point = rng.choice(list(device.points))
                     target = _Target(kind, device.mn, facility_id=point.facility_id, point=point)
                     self._by_point[point.id][kind] = target
+                elif kind is FaultKind.POWER_CUT and device.enterprise_id:
+                    self._by_enterprise[device.enterprise_id][kind] = target
                 self._targets[device.mn].append(target)
 
     # --------------------------------------------------------------------------- queries
@@ -347,6 +371,32 @@ class FaultPlan:
         after = uniform(key_of(self.seed, "reset", point_id), 0, *self.config.meter_reset_after_s)
         return float(int(self.anchor + after))
 
+    def power_cut(
+        self, enterprise_id: str, t: float, model: LoadModel
+    ) -> tuple[float, float, float] | None:
+        """(cut start, power back, control restart) of the enterprise's latest power cut
+        that began at or before `t` (today's or yesterday's), else None."""
+        faults = self._by_enterprise.get(enterprise_id)
+        if not faults or FaultKind.POWER_CUT not in faults:
+            return None
+        day = model.local.day_index(t)
+        for d in (day, day - 1):
+            window = self._daily_window(FaultKind.POWER_CUT, enterprise_id, d, model)
+            if window and window[0] <= t:
+                return window[0], window[1], window[1] + self.restart_delay(enterprise_id, d)
+        return None
+
+    def powered(self, enterprise_id: str, t: float, model: LoadModel) -> bool:
+        """False inside a power cut of the enterprise."""
+        cut = self.power_cut(enterprise_id, t, model)
+        return cut is None or t >= cut[1]
+
+    def restart_delay(self, enterprise_id: str, day: int) -> float:
+        """Seconds after the power returns that control facilities start again."""
+        return uniform(
+            key_of(self.seed, "restart", enterprise_id), day, *self.config.power_restart_s
+        )
+
     def offline_window(self, mn: str, day: int, model: LoadModel) -> tuple[float, float] | None:
         if not self.has(mn, FaultKind.OFFLINE):
             return None
@@ -389,9 +439,12 @@ class FaultPlan:
             FaultKind.LOW_LOAD: config.low_load_s,
             FaultKind.CONSTANT_POWER: config.constant_power_s,
             FaultKind.NEGATIVE_ENERGY: config.negative_energy_s,
+            FaultKind.POWER_CUT: config.power_cut_s,
         }[kind]
         if kind in CONTROL_FAULTS:
             pieces = model.group_production_windows(subject, day)
+        elif kind is FaultKind.POWER_CUT:
+            pieces = model.enterprise_windows(subject, day)
         else:
             pieces = model.point_running_windows(subject, day)
         pieces = [(max(s, day_start), min(e, day_end)) for s, e in pieces]
@@ -509,6 +562,25 @@ class FaultPlan:
                 window = self._daily_window(kind, device.mn, day, model)
                 if window:
                     results.append(clipped(*window))
+        elif kind is FaultKind.POWER_CUT and device.enterprise_id:
+            eid = device.enterprise_id
+            points = self.fleet.points_of_enterprise(eid)
+            base.update(
+                point_ids=tuple(p.id for p in points),
+                circuits=tuple(p.circuit for p in points if p.device_mn == device.mn),
+            )
+            for day in range(first_day, last_day + 1):
+                window = self._daily_window(kind, eid, day, model)
+                if window:
+                    delay = self.restart_delay(eid, day)
+                    results.append(
+                        clipped(
+                            *window,
+                            devices=sorted({p.device_mn for p in points if p.device_mn}),
+                            control_restart_s=delay,
+                            control_restart_at=window[1] + delay,
+                        )
+                    )
         else:
             detail = {}
             if kind is FaultKind.MODBUS_CRC:

@@ -18,6 +18,9 @@ per facility; meters then read it (a meter fault changes the reading, not the co
 * The total line reads the sum of every facility of the enterprise, auxiliary (indirect)
   circuits, and an unmonitored base load of 4–10 % of the rated sum (40 % of that outside
   the shifts), so it always exceeds the sum of the sub-meters.
+* A power cut (fault `power_cut`) takes every circuit of the enterprise to nothing, voltages
+  included; when the power returns, production lines ramp up again at once and control
+  facilities follow after their restart delay.
 * Voltages (per enterprise, 220–232 V with small per-phase offsets), power factor (lower at
   light load) and phase currents (I = P / (PF · ΣU), with a few % imbalance) follow power.
 """
@@ -401,11 +404,18 @@ class LoadModel:
     def _unit_power(self, unit_: _Unit, t: float) -> float:
         day = self.local.day_index(t)
         ti = int(t)
+        resumed = -math.inf  # when the unit got its power back after a cut
+        if self.faults is not None:
+            cut = self.faults.power_cut(unit_.enterprise_id, t, self)
+            if cut is not None:
+                resumed = cut[2] if unit_.kind == "control" else cut[1]
+                if t < resumed:
+                    return 0.0
         if unit_.kind == "control":
             window = _find(self.control_windows(unit_.id, day), t)
             if window is None:
                 return 0.0
-            ramp = min(1.0, 0.3 + 0.7 * (t - window[0]) / unit_.ramp_s)
+            ramp = min(1.0, 0.3 + 0.7 * (t - max(window[0], resumed)) / unit_.ramp_s)
             level = unit_.rated * unit_.load_factor * ramp
             level *= 1.0 + 0.04 * (unit(unit_.key, ti) - 0.5)
             if self.faults is not None:
@@ -417,7 +427,7 @@ class LoadModel:
         noise = 1.0 + 0.06 * (unit(unit_.key, ti) - 0.5)
         if window is None:
             return unit_.rated * unit_.standby * noise
-        ramp = min(1.0, 0.3 + 0.7 * (t - window[0]) / unit_.ramp_s)
+        ramp = min(1.0, 0.3 + 0.7 * (t - max(window[0], resumed)) / unit_.ramp_s)
         slow = (
             1.0
             + 0.08 * math.sin(2 * math.pi * t / 2222.0 + unit_.phase1)
@@ -436,6 +446,8 @@ class LoadModel:
         return self._total_power(point, t)
 
     def _indirect_power(self, point: PointSpec, t: float) -> float:
+        if self.faults is not None and not self.faults.powered(point.enterprise_id, t, self):
+            return 0.0
         key = self._point_key(point.id)
         rated = point.rated_kw or uniform(key, 1, 5.0, 20.0)
         local = self.local.local(t)
@@ -446,6 +458,8 @@ class LoadModel:
 
     def _total_power(self, point: PointSpec, t: float) -> float:
         enterprise_id = point.enterprise_id
+        if self.faults is not None and not self.faults.powered(enterprise_id, t, self):
+            return 0.0
         units = self.units_of_enterprise(enterprise_id)
         load = sum(self.unit_power(u, t) for u in units)
         rated_sum = sum(u.rated for u in units)
@@ -465,7 +479,12 @@ class LoadModel:
     # ----------------------------------------------------------------------- meter reading
 
     def sample(self, point: PointSpec, t: float) -> Sample:
-        """The meter reading of `point` at `t`, meter faults (constant, reversed CT) applied."""
+        """The meter reading of `point` at `t`, meter faults (constant, reversed CT) applied.
+
+        In a power cut every circuit reads nothing, voltages included (the data logger, on
+        its UPS, goes on reporting)."""
+        if self.faults is not None and not self.faults.powered(point.enterprise_id, t, self):
+            return Sample(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
         fault = self.faults.meter_fault(point.id, t, self) if self.faults is not None else None
         if fault is not None:
             kind, since = fault

@@ -32,7 +32,7 @@ from ecowatt_simulator.faults import FaultConfig, FaultPlan, GroundTruth
 from ecowatt_simulator.fleet import Fleet
 from ecowatt_simulator.load import LoadModel
 from ecowatt_simulator.log import SentLog
-from ecowatt_simulator.timebase import LocalTime, SimClock, parse_duration
+from ecowatt_simulator.timebase import LocalTime, ManualClock, SimClock, parse_duration
 
 __all__ = ["Simulator", "run_against_platform"]
 
@@ -154,6 +154,37 @@ class Simulator:
         self._next_permit = slot + 1.0 / self.connect_rate
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    async def advance(self, t: float, *, timeout_s: float = 60.0) -> None:
+        """With a `ManualClock`: move simulated time to `t` (at most the end of the run),
+        then wait until every timeline has made its data up to `t` and every online device
+        has had all of it answered. Offline devices (a fault window) are not waited for:
+        they send their backlog when they are back.
+
+        Runs started with `start(duration)` end once the clock reaches the end; drive them
+        with `advance` and then `wait()` (or `run(...)` in a task of its own)."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance() needs a ManualClock")
+        deadline = time.monotonic() + timeout_s
+        while not self.started:  # `run()` was just created as a task
+            if time.monotonic() > deadline:
+                raise TimeoutError("the simulator was not started")
+            await asyncio.sleep(0.002)
+        clock.advance(min(t, self.end) if math.isfinite(self.end) else t)
+        while True:
+            devices = list(self.devices.values())
+            running = sum(1 for d in devices if not d.timeline_done.is_set())
+            if clock.waiting >= running and all(
+                d.drained or not d.online.is_set() for d in devices
+            ):
+                return
+            if time.monotonic() > deadline:
+                behind = [d.mn for d in devices if not (d.drained or not d.online.is_set())]
+                raise TimeoutError(
+                    f"devices not answered {timeout_s:g} s after advancing to {t}: {behind[:5]}"
+                )
+            await asyncio.sleep(0.002)
 
     # -------------------------------------------------------------------------- changes
 

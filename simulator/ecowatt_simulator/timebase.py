@@ -7,12 +7,17 @@ a `LocalTime`.
 `SimClock(start, speed)` maps wall time to simulated time: with `speed=60` an hour of data
 takes a wall minute. `SimClock(start, speed=math.inf)` (or `SimClock.fast(start)`) is the
 "as fast as possible" mode: no device ever sleeps; each device runs its own timeline as fast
-as the server acknowledges its frames (see `Simulator`).
+as the server acknowledges its frames (see `Simulator`). `ManualClock(start)` is moved by the
+caller (`Simulator.advance(t)`): devices wait for it, so a pipeline under test gets the data
+of every device up to `t` before any device goes further — devices of one enterprise stay
+within a step of each other however fast the run goes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import re
 import time
@@ -21,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from ecowatt_hj212 import parse_hj212_time
 
-__all__ = ["LocalTime", "SimClock", "parse_duration", "to_epoch"]
+__all__ = ["LocalTime", "ManualClock", "SimClock", "parse_duration", "to_epoch"]
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
@@ -79,6 +84,58 @@ class SimClock:
     def __repr__(self) -> str:
         start = datetime.fromtimestamp(self.start, UTC).isoformat()
         return f"SimClock(start={start}, speed={self.speed})"
+
+
+class ManualClock(SimClock):
+    """Simulated time that moves only when the caller says so (`advance(t)`).
+
+    Devices sleep until the clock reaches their next tick, exactly as in paced mode; the
+    caller decides when that is. `Simulator.advance(t)` moves the clock and waits until every
+    device has sent what it made up to `t` and had it answered, which keeps a whole fleet in
+    step (to within the caller's step) while running as fast as the platform answers.
+    """
+
+    def __init__(self, start: datetime | float | None = None) -> None:
+        super().__init__(start, speed=1.0)
+        self._now = self.start
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def attach(self) -> None:
+        return
+
+    def now(self) -> float:
+        return self._now
+
+    def wall_delay(self, sim_t: float) -> float:
+        return 0.0 if sim_t <= self._now else math.inf
+
+    async def sleep_until(self, sim_t: float) -> None:
+        if sim_t <= self._now:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (sim_t, next(self._order), waiter))
+        await waiter
+
+    def advance(self, sim_t: float) -> None:
+        """Move simulated time forward to `sim_t` and wake whoever waited for it."""
+        if sim_t < self._now:
+            raise ValueError("a manual clock only moves forward")
+        self._now = sim_t
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= sim_t:
+            _, _, waiter = heapq.heappop(waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        """Sleepers waiting for a time still ahead (cancelled ones are not counted)."""
+        return sum(1 for _, _, waiter in self._waiters if not waiter.done())
+
+    def __repr__(self) -> str:
+        now = datetime.fromtimestamp(self._now, UTC).isoformat()
+        return f"ManualClock(now={now})"
 
 
 class LocalTime:

@@ -117,8 +117,13 @@ def test_control_off_while_production_runs_only_where_the_truth_says(run: Run) -
                 off = any(_kw(values, c.circuit) == 0.0 for c in controls)
                 if off and _producing(values, production):
                     found.setdefault(mn, []).append(t)
-                    # a frozen production reading also looks like production running
-                    assert run.explained(mn, t, *causes, FaultKind.CONSTANT_POWER), (mn, t)
+                    # a frozen production reading also looks like production running;
+                    # after a power cut the control facility restarts later
+                    assert run.explained(mn, t, *causes, FaultKind.CONSTANT_POWER) or any(
+                        e.start <= t <= e.detail["control_restart_at"] + SLACK
+                        for e in run.truth.of_device(mn)
+                        if e.kind == FaultKind.POWER_CUT
+                    ), (mn, t)
     for kind in causes:
         (mn,) = run.truth.devices_with(kind)
         events = run.truth.of_kind(kind)
@@ -333,3 +338,32 @@ def test_nothing_lost_under_faults(run: Run) -> None:
     for mn, qns in run.sim.log.all_qns().items():
         assert set(qns) <= received.get(mn, set())
     assert run.sim.log.unacked() == {}
+
+
+def test_power_cut_takes_every_circuit_to_nothing_then_control_restarts_late(run: Run) -> None:
+    events = run.truth.of_kind(FaultKind.POWER_CUT)
+    assert events
+    for event in events:
+        assert event.end - event.start >= 600
+        series = run.series(event.mn)
+        device = run.fleet.devices[event.mn]
+        assert set(event.point_ids) == {p.id for p in device.points}
+        inside = [v for t, v in series if event.start <= t < event.end]
+        assert inside
+        for values in inside:
+            for point in device.points:
+                assert _kw(values, point.circuit) == 0.0
+                assert float(values[f"xe21{point.circuit:02d}"]["Rtd"]) == 0.0  # phase A volts
+        restart = event.detail["control_restart_at"]
+        assert 600 <= restart - event.end <= 1500
+        controls = [p for p in device.points if p.point_type == "control"]
+        production = [p for p in device.points if p.point_type == "production"]
+        gap = [v for t, v in series if event.end + RTD <= t < restart - RTD]
+        for values in gap:  # power back: production runs, control still off
+            assert all(_kw(values, p.circuit) == 0.0 for p in controls)
+            assert float(values["xe2101"]["Rtd"]) > 200
+        if gap:
+            assert any(_kw(v, p.circuit) > 0 for v in gap for p in production)
+    for mn in run.fleet.devices:  # no other enterprise ever loses its voltage
+        if mn != events[0].mn:
+            assert all(float(v["xe2101"]["Rtd"]) > 200 for _, v in run.series(mn))

@@ -186,3 +186,37 @@ def test_a_fleet_registered_with_one_password_is_read_back_with_it() -> None:
     assert {d.password for d in by_city_seed.devices.values()} == {
         device_password(65, mn) for mn in fleet.devices
     }
+
+
+def test_a_power_cut_goes_to_an_enterprise_without_faults() -> None:
+    """Two-logger enterprises: the power cut prefers an enterprise none of whose loggers has
+    a fault, so that its effects are its own."""
+    from dataclasses import replace
+
+    from ecowatt_simulator import FaultConfig
+    from ecowatt_simulator.faults import FaultPlan
+
+    base = Fleet.synthetic(6, circuits=4, seed=9)
+    devices = {}
+    for mn, device in base.devices.items():  # controls on a second logger
+        other = mn[:9] + "F" + mn[10:]
+        controls = tuple(
+            replace(p, device_mn=other, circuit=i)
+            for i, p in enumerate((p for p in device.points if p.point_type == "control"), 1)
+        )
+        devices[mn] = replace(
+            device, points=tuple(p for p in device.points if p.point_type != "control")
+        )
+        devices[other] = replace(device, mn=other, points=controls)
+    fleet = Fleet(devices, base.enterprises, base.facilities, base.groups, {}, 9, 9)
+    config = FaultConfig(shares={"control_off": 0.8, "power_cut": 0.1})
+    for seed in range(5):
+        plan = FaultPlan(fleet, config, seed=seed)
+        assignments = plan.assignments()
+        faulty = {
+            fleet.devices[mn].enterprise_id
+            for mn, kinds in assignments.items()
+            if "control_off" in kinds
+        }
+        (cut,) = [mn for mn, kinds in assignments.items() if "power_cut" in kinds]
+        assert fleet.devices[cut].enterprise_id not in faulty, seed

@@ -539,13 +539,16 @@ def score_states(
     margin_min: int = 6,
 ) -> dict[str, Any]:
     """Minute-by-minute facility states against the truth, skipping `margin_min` after each
-    true change (confirmation and offline detection need that long). Precision and recall
-    are macro-averaged over the states that occur."""
+    true change (confirmation and offline detection need that long). `changes` are each
+    facility's (since, state) in the order they were recorded. Precision and recall are
+    macro-averaged over the states that occur."""
     tp: dict[str, int] = {}
     predicted: dict[str, int] = {}
     actual: dict[str, int] = {}
     for fid, series in truth.items():
-        history = sorted(changes.get(fid, []))
+        # By time only: changes with the same `since` keep the order they were recorded in
+        # (a power-loss restoration records "stopped" then "running" at the same instant).
+        history = sorted(changes.get(fid, []), key=lambda change: change[0])
         last_change = None
         previous = None
         j, current = 0, None

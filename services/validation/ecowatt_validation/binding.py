@@ -735,7 +735,11 @@ class Binder:
         values["energy_delta_kwh"] = delta
         agg.energy_kwh += delta
         agg.deltas += 1
-        agg.hourly_kwh[local.hour] += delta
+        before = previous_time.astimezone(self.tz)
+        if before.hour == local.hour and before.date() == local.date():
+            agg.hourly_kwh[local.hour] += delta
+        else:  # spread over the hours it was used in (a gap is not one hour's energy)
+            _spread_hourly(agg.hourly_kwh, before, local, delta)
 
     def _power(
         self,
@@ -782,6 +786,11 @@ class Binder:
             return
         const = params.constant
         idle_kw = max(const["idle_min_kw"], const["idle_rated_fraction"] * rated)
+        # A stopped facility (P at or below idle) is not this check, its stand-by current
+        # included: a few amperes steady at the meter's resolution for a night is no fault.
+        stopped = (
+            power is not None and flag_ok.get("active_power_kw", False) and abs(power) <= idle_kw
+        )
         runs = state.runs
         for key in present if len(present) == 1 else CONSTANT_KEYS:
             value = values.get(key)
@@ -789,7 +798,7 @@ class Binder:
                 continue
             idle = idle_kw if key == "active_power_kw" else const["idle_current_a"]
             run = runs.get(key)
-            if abs(value) <= idle:
+            if stopped or abs(value) <= idle:
                 runs.pop(key, None)
                 continue
             band = max(const["relative"] * abs(value), item.resolution.get(key, 0.0)) + 1e-9
@@ -981,6 +990,24 @@ class Binder:
                 del state.days[old]
         for agg in days:
             agg.dirty = False
+
+
+def _spread_hourly(hourly: list[float], begin: datetime, end: datetime, delta: float) -> None:
+    """Add `delta`, used between local times `begin` and `end`, to the hours of `end`'s day
+    in proportion to time; what was used before that day's midnight goes to hour 0."""
+    total = (end - begin).total_seconds()
+    if total <= 0:
+        hourly[end.hour] += delta
+        return
+    cursor = max(begin, end.replace(hour=0, minute=0, second=0, microsecond=0))
+    hourly[0] += delta * (cursor - begin).total_seconds() / total
+    while cursor < end:
+        following = min(end, cursor.replace(minute=0, second=0, microsecond=0) + _HOUR)
+        hourly[cursor.hour] += delta * (following - cursor).total_seconds() / total
+        cursor = following
+
+
+_HOUR = timedelta(hours=1)
 
 
 def _ratio(quantity: str, point: PointSnapshot) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ecowatt_kernel.contracts import QualityFindingChanged, encode
 from ecowatt_kernel.outbox import enqueue
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,7 @@ from ecowatt_validation.models import FINDING_DAYS, FINDINGS, OUTBOX
 from ecowatt_validation.rules import RULES_BY_CODE, RuleState
 
 _CHUNK = 5000
+_WRITERS_LOCK = 0x5EC0_F1D1  # the transaction-level advisory lock of every findings writer
 
 
 @dataclass
@@ -107,6 +108,10 @@ class FindingStore:
     async def _lock(
         self, session: AsyncSession, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], Any]:
+        # Writers of findings (binder batches with hits, archive check, sweep, day close) are
+        # serialised: row locks cannot guard a finding that does not exist yet, and two of
+        # them opening the same (rule, subject) at once would break its unique key.
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITERS_LOCK})
         found: dict[tuple[str, str], Any] = {}
         for chunk in _chunks(sorted(set(keys))):
             rows = await session.execute(

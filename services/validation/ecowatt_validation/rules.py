@@ -180,7 +180,8 @@ RULES: tuple[RuleDef, ...] = (
         "E_day > `median_factor` × median(E_day of the last `history_days` valid days) and "
         "E_day > mean + `sigma` × σ of those days (only with ≥ `min_history_days` valid days; "
         "a valid day has completeness ≥ `valid_completeness`); or any hourly energy > "
-        "`hourly_rated_factor` × rated_kw × 1 h.",
+        "`hourly_rated_factor` × rated_kw × 1 h (each ΔE is spread over the hours between its "
+        "two readings, so the energy of a gap is not charged to one hour).",
         {
             "median_factor": 3.0,
             "sigma": 3.0,
@@ -231,7 +232,8 @@ RULES: tuple[RuleDef, ...] = (
         "max(P) − min(P) ≤ max(`relative` × |P|, reported resolution) over ≥ `window_h` hours "
         "and ≥ `min_samples` consecutive samples, with P > idle_kw = max(`idle_min_kw`, "
         "`idle_rated_fraction` × rated_kw). Constant zero is a stopped facility, not this "
-        "check. Phase currents are tested the same way with I > `idle_current_a`.",
+        "check. Phase currents are tested the same way with I > `idle_current_a`, while P (where "
+        "reported) is above idle_kw: a stopped facility's stand-by current is not tested.",
         {
             "relative": 0.001,
             "window_h": 4.0,

@@ -116,14 +116,17 @@ async def on_startup(ctx: ServiceContext) -> None:
     ctx.state[STATE_KEY] = runtime
     async with runtime.database.transaction() as session:
         await runtime.rulebook.load(session)
-    await runtime.view.attach(ctx.bus, group_prefix="validation")
+    prefix = settings.validation_consumer_prefix
+    await runtime.view.attach(ctx.bus, group_prefix=prefix)
     runtime.tasks.append(asyncio.create_task(freeze_archive(runtime.view), name="validation.gc"))
-    await ctx.subscribe(
-        name="bind",
-        topics=[settings.readings_topic],
-        handler=runtime.binder.handle,
-        max_batch=settings.bind_max_batch,
-        concurrent_partitions=settings.bind_concurrent_partitions,
+    ctx.subscriptions.append(
+        await ctx.bus.subscribe(
+            group=f"{prefix}.bind",
+            topics=[settings.readings_topic],
+            handler=runtime.binder.handle,
+            max_batch=settings.bind_max_batch,
+            concurrent_partitions=settings.bind_concurrent_partitions,
+        )
     )
     engine = runtime.database.engine
 

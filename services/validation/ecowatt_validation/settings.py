@@ -23,6 +23,9 @@ class ValidationSettings(KernelSettings):
     registry_topic: str = "registry.changes"
     findings_topic: str = "quality.findings"
     publish_points: bool = True
+    # Consumer groups are `<prefix>.bind` and `<prefix>.registry-view.<random>`: deployments,
+    # tests and benchmarks sharing one broker give each validation its own prefix.
+    validation_consumer_prefix: str = "validation"
     bind_max_batch: int = 20000
     # Bind several partitions' batches at once: one waits on PostgreSQL and Kafka while
     # another is computed (each partition stays in order; see `Bus.subscribe`).

@@ -106,3 +106,17 @@ def test_r5_fires_when_the_power_ratio_collapses_against_its_learned_median() ->
     assert [a["rule_code"] for a in opened] == ["R5"]
     assert "30 日中位数" in opened[0]["explanation"]
     assert opened[0]["first_at"] == t0 + 600
+
+
+def test_state_score_keeps_the_recorded_order_of_simultaneous_changes() -> None:
+    """At a power restoration the engine records "stopped" then "running" with the same
+    `since`; the scorer must take the last one recorded, not the alphabetically last."""
+    from datetime import UTC, datetime, timedelta
+
+    from ecowatt_alarm.citygen import score_states
+
+    t0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    truth = {"F": [(t0 + timedelta(minutes=m), "running") for m in range(30)]}
+    changes = {"F": [(t0, "power_loss"), (t0, "stopped"), (t0, "running")]}
+    score = score_states(truth, changes)
+    assert score["precision"] == 1.0 and score["recall"] == 1.0, score

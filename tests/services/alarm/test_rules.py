@@ -78,9 +78,9 @@ async def test_city_state_precision_and_recall(city_run: CityRun, harness: Harne
     try:
         async with engine.connect() as connection:
             rows = await connection.execute(
-                select(state_change.c.subject_id, state_change.c.since, state_change.c.state).where(
-                    state_change.c.subject_kind == "facility"
-                )
+                select(state_change.c.subject_id, state_change.c.since, state_change.c.state)
+                .where(state_change.c.subject_kind == "facility")
+                .order_by(state_change.c.id)
             )
             changes: dict[str, list[Any]] = {}
             for subject, since, state in rows:

@@ -238,3 +238,31 @@ async def test_api_filters_scope_and_exports(
     header = [c.value for c in sheet[1]]
     assert header[:2] == ["规则编码", "规则名称"]
     assert all(row[5] == "610113" for row in sheet.iter_rows(min_row=2, values_only=True))
+
+
+async def test_consumer_groups_follow_the_configured_prefix(
+    empty_database: str, redis_url: str
+) -> None:
+    """Two validations on one broker (a deployment and a benchmark) must not share a group."""
+    settings = ValidationSettings(
+        environment="test",
+        bus_backend="memory",
+        database_url=SecretStr(empty_database),
+        redis_url=SecretStr(redis_url),
+        sweep_interval_s=3600,
+        validation_consumer_prefix="validation-bench-7",
+    )
+    bus = InProcessBus()
+    infrastructure = Infrastructure(
+        bus=bus,
+        redis=create_redis(redis_url),
+        database_url=empty_database,
+        verifier=verifier_from_settings(settings),
+    )
+    app = create_app(SERVICE, settings=settings, infrastructure=infrastructure)
+    async with LifespanManager(app, startup_timeout=60):
+        runtime = app.state.context.state["validation"]
+        groups = {s.group for s in app.state.context.subscriptions}
+        assert "validation-bench-7.bind" in groups
+        assert runtime.view.subscription.group.startswith("validation-bench-7.registry-view.")
+    await infrastructure.close()

@@ -187,7 +187,8 @@ async def test_abnormal_large_energy(harness: Harness) -> None:
             *one_point("A", "SPIKE", **kw),
             *one_point("B", "NORMAL", **kw),
             *one_point("C", "SHORT", **kw),
-            *one_point("D", "HOURLY", expected_interval_s=43200, rated_kw=10.0),
+            *one_point("D", "HOURLY", expected_interval_s=3600, rated_kw=10.0),
+            *one_point("E", "GAP", expected_interval_s=3600, rated_kw=10.0),
         ]
     )
     history = [100.0, 98.0, 103.0, 101.0, 99.0, 102.0, 97.0]
@@ -208,9 +209,13 @@ async def test_abnormal_large_energy(harness: Harness) -> None:
     await harness.send(
         [
             reading("MN-HOURLY", local(DAY, 0), meter(1, 5.0, 0.0)),
-            reading("MN-HOURLY", local(DAY, 12), meter(1, 5.0, 13.0)),
+            reading("MN-HOURLY", local(DAY, 1), meter(1, 5.0, 13.0)),  # > 1.2 × 10 kWh in 1 h
+            # 20 kWh over a 2-hour gap (the device was offline): 10 kWh an hour, no finding
+            # (it was charged to the hour the device came back in, found by the pipeline test)
+            reading("MN-GAP", local(DAY, 0), meter(1, 5.0, 0.0)),
+            reading("MN-GAP", local(DAY, 2), meter(1, 5.0, 20.0)),
         ]
-    )  # > 1.2 × 10 kWh in an hour
+    )
     for offset in range(len(history), 0, -1):
         await harness.run_day(DAY - timedelta(days=offset))
     await harness.run_day()
@@ -307,6 +312,33 @@ async def test_constant_power(harness: Harness) -> None:
     pts = [p for p in harness.published_points() if p.point_id == "STUCK"]
     assert "constant_value" in pts[-1].quality["active_power_kw"] and not pts[-1].valid
     assert pts[0].valid
+
+
+async def test_constant_current_counts_only_while_the_facility_runs(harness: Harness) -> None:
+    """A stopped line's stand-by current, steady at the meter's 0.1 A for hours, is no
+    frozen meter (found by the pipeline test on healthy simulated devices); the same steady
+    current while the line runs is."""
+    kw = {"expected_interval_s": 900}  # rated 100 kW: idle_kw = 2 kW
+    await harness.archive([s for e in ("STANDBY", "FROZEN-I") for s in one_point(e, e, **kw)])
+
+    def run(mn: str, powers: list[float], amps: str) -> list[object]:
+        return [
+            reading(
+                mn,
+                local(DAY, 6) + timedelta(minutes=15 * i),
+                meter(1, p, None, xe1101=amps, xe1201=amps, xe1301=amps),
+            )
+            for i, p in enumerate(powers)
+        ]
+
+    await harness.send(
+        [
+            *run("MN-STANDBY", [0.40 + 0.01 * (i % 3) for i in range(30)], "1.3"),
+            *run("MN-FROZEN-I", [42.0 + (i % 3) for i in range(30)], "63.0"),
+        ]  # type: ignore[list-item]
+    )
+    await harness.run_day()
+    assert await harness.subjects(R.CONSTANT_POWER) == {"FROZEN-I"}
 
 
 async def test_data_latency(harness: Harness) -> None:
