@@ -24,7 +24,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
 from ecowatt_kernel.bus.types import (
@@ -41,6 +48,15 @@ __all__ = ["KafkaBus", "KafkaConnection"]
 _logger = logging.getLogger(__name__)
 _RECORD_OVERHEAD_MAX = 4096  # batch header and varints, far above what a record adds
 _PARTITION_CACHE_MAX = 100_000  # keys per (topic, partition count) before the cache restarts
+# A batch refused with one of these leaves the idempotent producer's sequence for its
+# partition behind the broker's (aiokafka does not retry them, and every later batch to the
+# partition is refused the same way): only a new producer id starts the sequences afresh.
+_PRODUCER_STATE_ERRORS = (
+    OutOfOrderSequenceNumber,
+    InvalidProducerEpoch,
+    UnknownProducerId,
+    ProducerFenced,
+)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -219,7 +235,7 @@ class KafkaBus(Bus):
         except KafkaError as exc:
             for future in futures:  # the other batches' outcomes: retrieved, not logged
                 future.add_done_callback(_retrieve)
-            if self._producer_failed(producer):
+            if isinstance(exc, _PRODUCER_STATE_ERRORS) or self._producer_failed(producer):
                 with contextlib.suppress(BusUnavailableError):
                     await self._replace_producer(producer)
             raise PublishError(f"Kafka did not acknowledge: {exc!r}") from exc
