@@ -45,7 +45,7 @@ from ecowatt_alarm.settings import AlarmSettings
 from ecowatt_kernel.app import create_app
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import AlarmChanged, PointReading, TopicSpec, decode, encode
-from ecowatt_kernel.db import async_url
+from ecowatt_kernel.db import async_url, scratch_database
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -351,22 +351,13 @@ async def main_c(args: argparse.Namespace) -> dict[str, object]:
     sys.path.insert(0, str(Path(__file__).parent))
     import alarm_e2e
 
-    database_url = infra("DATABASE_URL")
-    name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as c:
-        await c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    async with scratch_database(infra("DATABASE_URL"), prefix="ecowatt_bench") as db_url:
         result = await alarm_e2e.run(
             args,
             bootstrap=infra("KAFKA_BOOTSTRAP_SERVERS"),
-            db_url=database_url.rpartition("/")[0] + "/" + name,
+            db_url=db_url,
             redis_url=infra("REDIS_URL"),
         )
-    finally:
-        async with admin.connect() as c:
-            await c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
     print(json.dumps(result), flush=True)
     return result
 

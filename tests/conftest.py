@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from ecowatt_kernel.db import async_url
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from ecowatt_kernel.db import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ECOWATT_SHARED_DIR", ROOT.parent / "shared")).resolve()
@@ -78,14 +75,5 @@ def redis_url() -> str:
 @pytest.fixture
 async def empty_database(database_url: str) -> AsyncIterator[str]:
     """A brand-new database on the real server, dropped afterwards."""
-    name = f"ecowatt_test_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database(database_url) as url:
+        yield url

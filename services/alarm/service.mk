@@ -4,7 +4,7 @@ ALARM_BENCH_ARGS ?=
 
 .PHONY: bench-alarm test-alarm
 
-bench-alarm: install infra-up ## Alarm: readings/s of one process, PointReading→alarms latency under load
+bench-alarm: install infra-up ## Alarm: readings/s of one process, PointReading→alarms, and frame→alarms end to end under load
 	$(PY) bench/bench_alarm.py $(ALARM_BENCH_ARGS)
 
 test-alarm: install infra-up ## The alarm service's tests (real Kafka, PostgreSQL, Redis)

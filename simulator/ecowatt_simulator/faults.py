@@ -96,6 +96,11 @@ class FaultConfig:
     split_segment_size: int = 300
     clock_offset_s: tuple[float, float] = (60.0, 300.0)
     clock_drift_s_per_hour: tuple[float, float] = (5.0, 30.0)
+    showcase_from: float | None = None
+    """UTC seconds: on that local day, the `control_off` window of a facility whose
+    production runs then (and for 40 minutes more) starts there instead of at its drawn
+    time. A demonstration city (`make run`) then raises its first R1 alarms one confirmation
+    period after it starts, whatever the hour."""
 
     def __post_init__(self) -> None:
         shares: dict[str, float] = {}
@@ -451,9 +456,18 @@ class FaultPlan:
         pieces = [(s, e) for s, e in pieces if e - s >= 1800]
         if not pieces:
             return None
+        length = uniform(key, day + 7, *durations)
+        showcase = config.showcase_from
+        if (
+            kind is FaultKind.CONTROL_OFF
+            and showcase is not None
+            and model.local.day_index(showcase) == day
+        ):
+            for s, e in pieces:
+                if s <= showcase and e - showcase >= 2400:
+                    return float(int(showcase)), float(int(min(showcase + length, e - 60)))
         s, e = max(pieces, key=lambda p: (p[1] - p[0], -p[0]))
         start = s + (e - s) * uniform(key, day, 0.1, 0.4)
-        length = uniform(key, day + 7, *durations)
         if kind is FaultKind.CONSTANT_POWER:
             return float(int(start)), float(int(start + length))  # the frozen value may outlast e
         end = min(start + length, e - 60)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -78,6 +79,10 @@ class StandaloneSettings(KernelSettings):
     """Share of devices given each fault of SIMULATED_FAULTS (0: a well-behaved city)."""
     simulator_speed: float = 1.0
     """Simulated seconds per wall second (1: real time, DataTime = now)."""
+    simulator_showcase: bool = True
+    """Turn the faulty control facilities whose production runs at start-up off at once,
+    so that the first R1 alarms open one confirmation period (30 min) after `make run`
+    starts rather than whenever their drawn fault windows come round."""
 
     @property
     def runs_simulator(self) -> bool:
@@ -150,7 +155,10 @@ class DeviceFleet:
         await server.serving.wait()
         seed = await self.city_seed()
         share = self.settings.simulator_fault_share
-        faults = FaultConfig(shares=dict.fromkeys(SIMULATED_FAULTS, share) if share else {})
+        faults = FaultConfig(
+            shares=dict.fromkeys(SIMULATED_FAULTS, share) if share else {},
+            showcase_from=time.time() if self.settings.simulator_showcase else None,
+        )
 
         def started(sim: Simulator) -> None:
             self.simulator = sim

@@ -9,17 +9,14 @@ has the wiring, `pipeline_truth.py` what the platform is expected to conclude.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ecowatt_kernel.db import async_url
+from ecowatt_kernel.db import scratch_database
 from ecowatt_simulator import FaultConfig
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -56,17 +53,8 @@ def options() -> PipelineOptions:
 
 @pytest.fixture(scope="package")
 async def pipeline_database(database_url: str) -> AsyncIterator[str]:
-    name = f"ecowatt_test_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database(database_url) as url:
+        yield url
 
 
 def _outage_to_file(pipeline: Pipeline) -> Any:

@@ -367,3 +367,33 @@ def test_power_cut_takes_every_circuit_to_nothing_then_control_restarts_late(run
     for mn in run.fleet.devices:  # no other enterprise ever loses its voltage
         if mn != events[0].mn:
             assert all(float(v["xe2101"]["Rtd"]) > 200 for _, v in run.series(mn))
+
+
+def test_showcase_starts_control_off_where_production_runs_at_that_moment() -> None:
+    fleet = Fleet.synthetic(60, circuits=3, seed=CITY_SEED)
+    at = (START + timedelta(hours=10, minutes=7)).timestamp()  # 10:07 local, a Monday
+    faults = {"control_off": 1.0}
+    drawn = Simulator(fleet, faults=FaultConfig(shares=faults), clock=SimClock(START))
+    shown = Simulator(
+        fleet, faults=FaultConfig(shares=faults, showcase_from=at), clock=SimClock(START)
+    )
+    day_end = at + 14 * 3600
+    drawn_off = {e.facility_id: e for e in drawn.plan.events(at - 36000, day_end, drawn.model)}
+    shown_off = {e.facility_id: e for e in shown.plan.events(at - 36000, day_end, shown.model)}
+    assert set(drawn_off) == set(shown_off)  # the same facilities, only the windows move
+    moved = 0
+    for facility, event in shown_off.items():
+        day = shown.model.local.day_index(at)
+        running = [
+            (s, e)
+            for s, e in shown.model.group_production_windows(facility, day)
+            if s <= at and e - at >= 2400
+        ]
+        if running:
+            moved += 1
+            assert event.start == int(at), facility
+            assert event.end - event.start >= 600
+            assert drawn_off[facility].start != event.start
+        else:
+            assert event.start == drawn_off[facility].start, facility
+    assert moved > 0  # some production runs at 10:07 on a Monday

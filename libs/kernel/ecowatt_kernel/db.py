@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["Database", "async_url", "run_migrations"]
+__all__ = ["Database", "async_url", "run_migrations", "scratch_database"]
 
 _SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -40,6 +41,26 @@ def async_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+@asynccontextmanager
+async def scratch_database(server_url: str, *, prefix: str = "ecowatt_test") -> AsyncIterator[str]:
+    """A brand-new database on the server of `server_url` (its URL), dropped on exit.
+
+    For tests and benchmarks that need a database of their own on a shared server.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(async_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield f"{server_url.rpartition('/')[0]}/{name}"
+        finally:
+            async with admin.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
 
 
 class Database:

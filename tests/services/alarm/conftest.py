@@ -27,11 +27,9 @@ from ecowatt_alarm.service import build_service
 from ecowatt_alarm.settings import AlarmSettings
 from ecowatt_kernel.app import ServiceContext, create_app
 from ecowatt_kernel.contracts import Event, encode
-from ecowatt_kernel.db import async_url
+from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 CITY_DAY = date(2026, 11, 20)
 
@@ -121,17 +119,8 @@ class Harness:
 
 @pytest.fixture(scope="package")
 async def alarm_database(database_url: str) -> AsyncIterator[str]:
-    name = f"ecowatt_test_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database(database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

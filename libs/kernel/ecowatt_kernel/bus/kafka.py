@@ -239,6 +239,10 @@ class KafkaBus(Bus):
                 with contextlib.suppress(BusUnavailableError):
                     await self._replace_producer(producer)
             raise PublishError(f"Kafka did not acknowledge: {exc!r}") from exc
+        except BaseException:  # cancelled (a caller's timeout): outcomes still retrieved
+            for future in futures:
+                future.add_done_callback(_retrieve)
+            raise
         finally:
             await self._in_flight.release(count)
         elapsed = time.perf_counter() - started
