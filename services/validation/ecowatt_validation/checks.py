@@ -52,6 +52,10 @@ DAILY_POINT_RULES = (
 STREAMING_POINT_RULES = (R.NEGATIVE_ENERGY, R.NEGATIVE_POWER, R.CONSTANT_POWER, R.DATA_LATENCY)
 
 
+ALSO_USED_BY_MAX = 20
+"""Enterprises named in a shared credit code's evidence (the count gives the rest)."""
+
+
 @dataclass(frozen=True)
 class Archive:
     """The archive entities a check needs, read once from the registry view."""
@@ -161,7 +165,13 @@ def archive_hits(archive: Archive, rules: Callable[[str], R.RuleState], day: dat
             if problem:
                 hit(
                     R.CREDIT_CODE_INVALID,
-                    {"credit_code": credit, "problem": problem, "also_used_by": others},
+                    {
+                        "credit_code": credit,
+                        "problem": problem,
+                        # a few names show the case; n sharers listing each other grew n²
+                        "also_used_by": others[:ALSO_USED_BY_MAX],
+                        "also_used_by_count": len(others),
+                    },
                 )
 
     for p in active_points:

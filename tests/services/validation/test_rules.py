@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from ecowatt_validation import rules as R
+from ecowatt_validation.checks import ALSO_USED_BY_MAX
 from harness import (
     DAY,
     Harness,
@@ -99,6 +100,26 @@ async def test_industry_and_credit_code_rules(harness: Harness) -> None:
     assert await harness.subjects(R.INDUSTRY_NOT_CLASS) == {"DIV", "GRP", "NONE"}
     assert await harness.subjects(R.CREDIT_CODE_EMPTY) == {"DIV", "GRP", "NONE"}
     assert await harness.subjects(R.CREDIT_CODE_INVALID) == {"BAD", "DUP1", "DUP2", "CHARS"}
+    (dup1,) = [
+        f for f in await harness.findings_of(R.CREDIT_CODE_INVALID) if f.subject_id == "DUP1"
+    ]
+    assert dup1.evidence["also_used_by"] == ["DUP2"]
+    assert dup1.evidence["also_used_by_count"] == 1
+
+
+async def test_a_credit_code_shared_by_many_names_a_few_and_counts_the_rest(
+    harness: Harness,
+) -> None:
+    sharers = [f"S{i:02d}" for i in range(ALSO_USED_BY_MAX + 5)]
+    await harness.archive([enterprise(e, credit_code="911100007109288314") for e in sharers])
+    await harness.checks.check_archive(DAY)
+    findings = await harness.findings_of(R.CREDIT_CODE_INVALID)
+    assert {f.subject_id for f in findings} == set(sharers)
+    for finding in findings:
+        named = finding.evidence["also_used_by"]
+        assert len(named) == ALSO_USED_BY_MAX
+        assert finding.subject_id not in named and set(named) <= set(sharers)
+        assert finding.evidence["also_used_by_count"] == len(sharers) - 1
 
 
 # --------------------------------------------------------------------------- data rules
