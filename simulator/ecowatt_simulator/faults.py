@@ -36,6 +36,7 @@ from ecowatt_simulator.rand import key_of, uniform, unit
 
 if TYPE_CHECKING:
     from ecowatt_simulator.load import LoadModel
+    from ecowatt_simulator.timebase import LocalTime
 
 __all__ = ["FaultConfig", "FaultEvent", "FaultKind", "FaultPlan", "GroundTruth"]
 
@@ -97,9 +98,9 @@ class FaultConfig:
     clock_offset_s: tuple[float, float] = (60.0, 300.0)
     clock_drift_s_per_hour: tuple[float, float] = (5.0, 30.0)
     showcase_from: float | None = None
-    """UTC seconds: on that local day, the `control_off` window of a facility whose
-    production runs then (and for 40 minutes more) starts there instead of at its drawn
-    time. A demonstration city (`make run`) then raises its first R1 alarms one confirmation
+    """UTC seconds: `control_off` goes first to facilities whose production runs then (and
+    for 40 minutes more), and their window of that local day starts there instead of at its
+    drawn time. A demonstration city (`make run`) then raises its first R1 alarms one confirmation
     period after it starts, whatever the hour."""
 
     def __post_init__(self) -> None:
@@ -197,10 +198,19 @@ class _Target:
 class FaultPlan:
     """Assignment of faults to devices and the pure functions that say when they are active."""
 
-    def __init__(self, fleet: Fleet, config: FaultConfig | None, *, seed: int) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        config: FaultConfig | None,
+        *,
+        seed: int,
+        local: LocalTime | None = None,
+    ) -> None:
         self.config = config or FaultConfig()
         self.seed = self.config.seed if self.config.seed is not None else seed
         self.fleet = fleet
+        self._model_seed = seed  # the load model's (for `showcase_from`)
+        self._local = local
         self.anchor = 0.0
         """Start of the simulated period (set by the simulator; meter resets follow it)."""
         self._targets: dict[str, list[_Target]] = defaultdict(list)
@@ -265,13 +275,23 @@ class FaultPlan:
                 mns = {p.device_mn for p in self.fleet.points_of_enterprise(device.enterprise_id)}
                 return sum(faulted[m] for m in mns | {device.mn} if m)
 
-            eligible.sort(key=lambda d: (load(d), unit(key, key_of(d.mn))))
+            showcased = self._showcased() if kind is FaultKind.CONTROL_OFF else None
+
+            def showcase_rank(device: DeviceSpec, showcased: set[str] | None = showcased) -> int:
+                if showcased is None:
+                    return 0
+                return 0 if showcased & set(self._eligible_control_facilities(device)) else 1
+
+            eligible.sort(key=lambda d: (showcase_rank(d), load(d), unit(key, key_of(d.mn))))
             for device in eligible[:count]:
                 faulted[device.mn] += 1
                 rng = random.Random(key_of(self.seed, kind.value, device.mn))
                 target = _Target(kind, device.mn)
                 if kind in CONTROL_FAULTS:
-                    fid = rng.choice(self._eligible_control_facilities(device))
+                    candidates = self._eligible_control_facilities(device)
+                    if showcased is not None and showcased & set(candidates):
+                        candidates = [f for f in candidates if f in showcased]
+                    fid = rng.choice(candidates)
                     target = _Target(kind, device.mn, facility_id=fid)
                     self._by_facility[fid][kind] = target
                 elif kind in METER_FAULTS:
@@ -281,6 +301,23 @@ class FaultPlan:
                 elif kind is FaultKind.POWER_CUT and device.enterprise_id:
                     self._by_enterprise[device.enterprise_id][kind] = target
                 self._targets[device.mn].append(target)
+
+    def _showcased(self) -> set[str] | None:
+        """Control facilities whose production runs at `showcase_from` for 40 minutes more
+        (None without a showcase): `control_off` goes to them first."""
+        at = self.config.showcase_from
+        if at is None:
+            return None
+        from ecowatt_simulator.load import LoadModel  # the model imports this module
+
+        model = LoadModel(self.fleet, seed=self._model_seed, local=self._local)
+        day = model.local.day_index(at)
+        return {
+            fid
+            for device in self.fleet.devices.values()
+            for fid in self._eligible_control_facilities(device)
+            if any(s <= at and e - at >= 2400 for s, e in model.group_production_windows(fid, day))
+        }
 
     # --------------------------------------------------------------------------- queries
 

@@ -64,7 +64,7 @@ class Simulator:
         self.seed = fleet.seed if seed is None else seed
         self.local = LocalTime(self.settings.timezone)
         self.faults = faults or FaultConfig()
-        self.plan = FaultPlan(fleet, self.faults, seed=self.seed)
+        self.plan = FaultPlan(fleet, self.faults, seed=self.seed, local=self.local)
         self.plan.anchor = self.clock.start
         self.model = LoadModel(fleet, seed=self.seed, local=self.local, faults=self.plan)
         self.log = log or SentLog()
@@ -191,7 +191,7 @@ class Simulator:
     async def update_fleet(self, fleet: Fleet) -> None:
         """Follow a changed archive: start new devices, stop removed ones, re-read points."""
         self.fleet = fleet
-        self.plan = FaultPlan(fleet, self.faults, seed=self.seed)
+        self.plan = FaultPlan(fleet, self.faults, seed=self.seed, local=self.local)
         self.plan.anchor = self.clock.start
         self.model = LoadModel(fleet, seed=self.seed, local=self.local, faults=self.plan)
         for mn in sorted(set(self.devices) - set(fleet.devices)):

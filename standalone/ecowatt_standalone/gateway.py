@@ -80,8 +80,8 @@ class StandaloneSettings(KernelSettings):
     simulator_speed: float = 1.0
     """Simulated seconds per wall second (1: real time, DataTime = now)."""
     simulator_showcase: bool = True
-    """Turn the faulty control facilities whose production runs at start-up off at once,
-    so that the first R1 alarms open one confirmation period (30 min) after `make run`
+    """Give `control_off` to control facilities whose production runs at start-up and turn
+    them off at once, so that the first R1 alarms open one confirmation period (30 min) after `make run`
     starts rather than whenever their drawn fault windows come round."""
 
     @property

@@ -397,3 +397,25 @@ def test_showcase_starts_control_off_where_production_runs_at_that_moment() -> N
         else:
             assert event.start == drawn_off[facility].start, facility
     assert moved > 0  # some production runs at 10:07 on a Monday
+
+
+def test_showcase_gives_control_off_to_facilities_running_at_that_moment() -> None:
+    fleet = Fleet.synthetic(120, circuits=3, seed=CITY_SEED)
+    at = (START + timedelta(hours=2, minutes=7)).timestamp()  # 02:07 local: few run at night
+    config = FaultConfig(shares={"control_off": 0.05}, showcase_from=at)
+    sim = Simulator(fleet, faults=config, clock=SimClock(START))
+    day = sim.model.local.day_index(at)
+
+    def running(facility: str) -> bool:
+        windows = sim.model.group_production_windows(facility, day)
+        return any(s <= at and e - at >= 2400 for s, e in windows)
+
+    eligible = {
+        fid for d in fleet.devices.values() for fid in sim.plan._eligible_control_facilities(d)
+    }
+    assert 0 < sum(map(running, eligible)) < len(eligible)  # the night splits them
+    chosen = {f for f in eligible if FaultKind.CONTROL_OFF in sim.plan.facility_faults(f)}
+    assert chosen and all(running(f) for f in chosen)
+    events = sim.plan.events(at - 3600, at + 3 * 3600, sim.model)
+    assert {e.facility_id for e in events if e.kind == "control_off"} == chosen
+    assert all(e.start == int(at) for e in events if e.kind == "control_off")

@@ -25,7 +25,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def gateway(empty_database: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(
+    empty_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    # ingest's HJ 212 server on a free port: 9212 may be a running `make run`'s
+    monkeypatch.setenv("ECOWATT_HJ212_HOST", "127.0.0.1")
+    monkeypatch.setenv("ECOWATT_HJ212_PORT", "0")
     settings = KernelSettings(environment="test")
     infrastructure = Infrastructure(
         bus=InProcessBus(),
