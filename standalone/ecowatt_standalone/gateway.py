@@ -81,8 +81,8 @@ class StandaloneSettings(KernelSettings):
     """Simulated seconds per wall second (1: real time, DataTime = now)."""
     simulator_showcase: bool = True
     """Give `control_off` to control facilities whose production runs at start-up and turn
-    them off at once, so that the first R1 alarms open one confirmation period (30 min) after `make run`
-    starts rather than whenever their drawn fault windows come round."""
+    them off at once, so that the first R1 alarms open one confirmation period (30 min)
+    after `make run` starts rather than whenever their drawn fault windows come round."""
 
     @property
     def runs_simulator(self) -> bool:
