@@ -538,11 +538,12 @@ class SimDevice:
             energy[point.id] += sample.power * step / 3600.0
 
     def _initial_energy(self, point: PointSpec, t: float) -> float:
-        """A counter that grows with calendar time, so restarts never run it backwards."""
+        """A counter that grows with calendar time, so restarts never run it backwards (in
+        secondary kWh, like the power it integrates: see `LoadModel.sample`)."""
         rated = self.sim.model.rated_of(point)
         hours = max(0.0, (t - 1_577_836_800.0) / 3600.0)  # since 2020-01-01
         base = 1000.0 + (key_of(self.sim.seed, "e0", point.id) % 100_000)
-        return base + rated * 0.35 * hours
+        return (base + rated * 0.35 * hours) / (point.ct_ratio * point.pt_ratio)
 
     def _check_offline(self, t: float) -> None:
         plan = self.sim.plan

@@ -96,6 +96,10 @@ class PointSpec:
     rated_kw: float | None = None
     start_stop_kw: float | None = None
     name: str = ""
+    ct_ratio: float = 1.0
+    """The meter sits behind this current transformer (and `pt_ratio` voltage transformer):
+    it reads the primary values divided by them, and the platform multiplies them back."""
+    pt_ratio: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,8 @@ class Fleet:
                     rated_kw=snap.rated_kw or snap.max_load_kw,
                     start_stop_kw=snap.start_stop_kw,
                     name=snap.name,
+                    ct_ratio=snap.ct_ratio,
+                    pt_ratio=snap.pt_ratio,
                 )
             elif isinstance(snap, DeviceSnapshot) and snap.status == "active":
                 device_snaps.append(snap)
@@ -286,6 +292,7 @@ class Fleet:
         password: str | None = None,
         protocol_version: Literal["2005", "2017", "2025"] = "2017",
         rtd_interval_s: int = 60,
+        transformers: bool = False,
     ) -> Fleet:
         """A self-contained fleet: one enterprise per device, `circuits` circuits each.
 
@@ -295,9 +302,15 @@ class Fleet:
         a last circuit without a partner is a production facility without control.
         `circuits` may be a (min, max) range. `password` gives every device the same PW
         (one hash registers them all, for benchmarks); otherwise PWs come from
-        `device_password(city_seed, mn)`.
+        `device_password(city_seed, mn)`. `transformers`: circuits above 40 A are metered
+        through a current transformer (CT ratio in the archive, secondary values sent), as in
+        the registry's synthetic city; otherwise every meter is direct (CT = PT = 1).
         """
         city = seed if city_seed is None else city_seed
+
+        def ct_of(rated_kw: float) -> float:
+            return _current_transformer(rated_kw) if transformers else 1.0
+
         rng = random.Random(f"ecowatt-synthetic:{seed}")
         enterprises: dict[str, EnterpriseSpec] = {}
         facilities: dict[str, FacilitySpec] = {}
@@ -349,6 +362,7 @@ class Fleet:
                             rated_kw=rated,
                             start_stop_kw=round(rated * (0.2 if kind == "production" else 0.1), 1),
                             name=name,
+                            ct_ratio=ct_of(rated),
                         )
                         sub_points.append(point)
                         circuit += 1
@@ -376,6 +390,7 @@ class Fleet:
                     rated_kw=round(total_rated, 0),
                     start_stop_kw=round(total_rated * 0.05, 1),
                     name="企业总电",
+                    ct_ratio=ct_of(round(total_rated, 0)),
                 )
             )
             points.extend(sub_points)
@@ -464,6 +479,8 @@ class Fleet:
                             "circuit": point.circuit,
                             "rated_kw": point.rated_kw,
                             "start_stop_kw": point.start_stop_kw,
+                            "ct_ratio": point.ct_ratio,
+                            "pt_ratio": point.pt_ratio,
                             "commissioned_at": at,
                             "expected_interval_s": self._interval_of(point.device_mn),
                         }
@@ -527,3 +544,12 @@ class Fleet:
     def _interval_of(self, mn: str | None) -> int:
         device = self.devices.get(mn or "")
         return (device.rtd_interval_s if device else None) or 60
+
+
+def _current_transformer(rated_kw: float) -> float:
+    """A plausible CT ratio for a 380 V circuit of `rated_kw`: direct metering up to 40 A,
+    above that the smallest CT (5 A secondary) that keeps the meter under 4 A."""
+    amps = rated_kw * 1000 / (3**0.5 * 380 * 0.85)
+    if amps <= 40:
+        return 1.0
+    return next((r for r in (10.0, 20.0, 40.0, 80.0, 160.0) if amps <= r * 4), 320.0)

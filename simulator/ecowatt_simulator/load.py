@@ -482,7 +482,26 @@ class LoadModel:
         """The meter reading of `point` at `t`, meter faults (constant, reversed CT) applied.
 
         In a power cut every circuit reads nothing, voltages included (the data logger, on
-        its UPS, goes on reporting)."""
+        its UPS, goes on reporting). A meter behind current/voltage transformers reads the
+        secondary side: power ÷ (CT × PT), currents ÷ CT, voltages ÷ PT."""
+        primary = self.primary_sample(point, t)
+        ct, pt = point.ct_ratio, point.pt_ratio
+        if ct == 1.0 and pt == 1.0:
+            return primary
+        return Sample(
+            primary.power / (ct * pt),
+            primary.pf,
+            primary.ia / ct,
+            primary.ib / ct,
+            primary.ic / ct,
+            primary.ua / pt,
+            primary.ub / pt,
+            primary.uc / pt,
+            primary.switch,
+        )
+
+    def primary_sample(self, point: PointSpec, t: float) -> Sample:
+        """What flows in the circuit of `point` at `t` (before any transformer)."""
         if self.faults is not None and not self.faults.powered(point.enterprise_id, t, self):
             return Sample(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
         fault = self.faults.meter_fault(point.id, t, self) if self.faults is not None else None

@@ -236,6 +236,7 @@ class Pipeline:
             circuits=options.circuits,
             seed=options.seed,
             password=PASSWORD,
+            transformers=True,  # secondary values on the wire, scaled back by validation
         )
         self.fleet = split_fleet(base, options.split_every)
         self.clock = ManualClock(self.day_start)

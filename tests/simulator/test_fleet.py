@@ -220,3 +220,25 @@ def test_a_power_cut_goes_to_an_enterprise_without_faults() -> None:
         }
         (cut,) = [mn for mn, kinds in assignments.items() if "power_cut" in kinds]
         assert fleet.devices[cut].enterprise_id not in faulty, seed
+
+
+def test_meters_behind_transformers_send_secondary_values() -> None:
+    """The registry's CT/PT ratios reach the meters: what a meter sends × CT × PT is what
+    flows (validation multiplies back). Found in `make run`: sending primary values, every
+    stand-by production line of the city read as running at night (×CT) and raised R1."""
+    fleet = Fleet.synthetic(20, circuits=4, seed=31, transformers=True)
+    points = [p for d in fleet.devices.values() for p in d.points]
+    assert {p.ct_ratio for p in points} - {1.0}  # big circuits have CTs, small ones not
+    assert 1.0 in {p.ct_ratio for p in points}
+    read_back = Fleet.from_snapshots(fleet.snapshots(password_hash="x"), city_seed=31)
+    assert {
+        p.id: (p.ct_ratio, p.pt_ratio) for d in read_back.devices.values() for p in d.points
+    } == {p.id: (p.ct_ratio, p.pt_ratio) for p in points}
+    sim = Simulator(fleet, clock=SimClock(START))
+    at = (START + timedelta(hours=3)).timestamp()  # 11:00 in Xi'an: production runs
+    for point in points:
+        primary, sent = sim.model.primary_sample(point, at), sim.model.sample(point, at)
+        ratio = point.ct_ratio * point.pt_ratio
+        assert sent.power * ratio == pytest.approx(primary.power)
+        assert sent.ia * point.ct_ratio == pytest.approx(primary.ia)
+        assert sent.ua * point.pt_ratio == pytest.approx(primary.ua)

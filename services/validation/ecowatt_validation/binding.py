@@ -798,10 +798,13 @@ class Binder:
                 continue
             idle = idle_kw if key == "active_power_kw" else const["idle_current_a"]
             run = runs.get(key)
-            if stopped or abs(value) <= idle:
+            resolution = item.resolution.get(key, 0.0)
+            # a value a few resolution steps tall (a CT's secondary at stand-by) cannot vary
+            coarse = abs(value) < const["min_resolution_steps"] * resolution
+            if stopped or coarse or abs(value) <= idle:
                 runs.pop(key, None)
                 continue
-            band = max(const["relative"] * abs(value), item.resolution.get(key, 0.0)) + 1e-9
+            band = max(const["relative"] * abs(value), resolution) + 1e-9
             if run is not None:
                 low, high = min(run[1], value), max(run[2], value)
                 if high - low <= band:

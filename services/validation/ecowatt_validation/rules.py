@@ -233,7 +233,9 @@ RULES: tuple[RuleDef, ...] = (
         "and ≥ `min_samples` consecutive samples, with P > idle_kw = max(`idle_min_kw`, "
         "`idle_rated_fraction` × rated_kw). Constant zero is a stopped facility, not this "
         "check. Phase currents are tested the same way with I > `idle_current_a`, while P (where "
-        "reported) is above idle_kw: a stopped facility's stand-by current is not tested.",
+        "reported) is above idle_kw: a stopped facility's stand-by current is not tested. "
+        "Nor is a value under `min_resolution_steps` steps of the reported resolution (e.g. "
+        "0.02 kW sent behind a CT of 160): the meter cannot show its variation.",
         {
             "relative": 0.001,
             "window_h": 4.0,
@@ -241,6 +243,7 @@ RULES: tuple[RuleDef, ...] = (
             "idle_min_kw": 0.2,
             "idle_rated_fraction": 0.02,
             "idle_current_a": 0.5,
+            "min_resolution_steps": 100,
         },
     ),
     RuleDef(

@@ -362,6 +362,32 @@ async def test_constant_current_counts_only_while_the_facility_runs(harness: Har
     assert await harness.subjects(R.CONSTANT_POWER) == {"FROZEN-I"}
 
 
+async def test_constant_power_needs_a_value_its_resolution_can_show_varying(
+    harness: Harness,
+) -> None:
+    """Behind a CT of 160 a stand-by line reads 0.02 kW on the meter (3.2 kW once scaled,
+    above idle) for hours: two resolution steps cannot vary, so it is no frozen meter (found
+    in `make run`'s city). A hundred steps can (edge: tested)."""
+    kw = {"expected_interval_s": 900, "ct_ratio": 160.0}  # rated 100 kW: idle_kw = 2 kW
+    await harness.archive([s for e in ("COARSE", "STEPS100") for s in one_point(e, e, **kw)])
+
+    def run(mn: str, secondary: str) -> list[object]:
+        return [
+            reading(
+                mn,
+                local(DAY, 6) + timedelta(minutes=15 * i),
+                meter(1, None, None, xe0101=secondary),
+            )
+            for i in range(17)
+        ]
+
+    await harness.send([*run("MN-COARSE", "0.02"), *run("MN-STEPS100", "1.00")])  # type: ignore[list-item]
+    await harness.run_day()
+    assert await harness.subjects(R.CONSTANT_POWER) == {"STEPS100"}
+    coarse = [p for p in harness.published_points() if p.point_id == "COARSE"]
+    assert coarse[-1].values["active_power_kw"] == pytest.approx(3.2) and coarse[-1].valid
+
+
 async def test_data_latency(harness: Harness) -> None:
     await harness.archive([s for e in ("LATE", "FRESH", "EDGE") for s in one_point(e, e)])
     t = local(DAY, 10)
