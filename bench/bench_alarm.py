@@ -46,20 +46,10 @@ from ecowatt_kernel.app import create_app
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import AlarmChanged, PointReading, TopicSpec, decode, encode
 from ecowatt_kernel.db import async_url, scratch_database
+from infra_env import infra
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def infra(name: str) -> str:
-    if os.environ.get(name):
-        return os.environ[name]
-    for line in (ROOT / ".infra" / "env").read_text().splitlines():
-        if line.startswith(name + "="):
-            return line.split("=", 1)[1]
-    raise SystemExit(f"{name} is not set: run `make infra-up`")
 
 
 def reading(enterprise: str, suffix: str, mn: str, t: datetime, kw: float) -> PointReading:

@@ -21,21 +21,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from ecowatt_kernel.bus import Bus, InProcessBus, KafkaBus, KafkaConnection, Message, Record
 from ecowatt_kernel.contracts import TopicSpec
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def bootstrap() -> str:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    for line in (ROOT / ".infra" / "env").read_text().splitlines():
-        if line.startswith("KAFKA_BOOTSTRAP_SERVERS="):
-            return line.split("=", 1)[1]
-    raise SystemExit("no Kafka: run `make infra-up`")
+from infra_env import infra
 
 
 def payloads(count: int) -> list[Message]:
@@ -133,7 +122,8 @@ async def main() -> None:
     results = []
     if args.backend in ("kafka", "both"):
         kafka = KafkaBus(
-            KafkaConnection(bootstrap_servers=bootstrap(), client_id="bench"), max_in_flight=50_000
+            KafkaConnection(bootstrap_servers=infra("KAFKA_BOOTSTRAP_SERVERS"), client_id="bench"),
+            max_in_flight=50_000,
         )
         results.append(await run_backend("kafka", kafka, args.messages, args.partitions))
     if args.backend in ("memory", "both"):

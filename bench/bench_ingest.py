@@ -53,26 +53,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection
 from ecowatt_kernel.contracts import TopicSpec
 from ecowatt_simulator import Fleet, LatencyHistogram, publish_fleet
+from infra_env import infra
 
 ROOT = Path(__file__).resolve().parent.parent
 PW = "123456"
 UPLOAD_ANSWERS = ("9011", "9012", "9013", "9014")
-
-
-def infra() -> dict[str, str]:
-    values: dict[str, str] = {}
-    env_file = ROOT / ".infra" / "env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            if "=" in line:
-                key, value = line.split("=", 1)
-                values[key.strip()] = value.strip()
-    for key in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"):
-        if os.environ.get(key):
-            values[key] = os.environ[key]
-    if not values.get("KAFKA_BOOTSTRAP_SERVERS") or not values.get("REDIS_URL"):
-        raise SystemExit("no Kafka/Redis: run `make infra-up`")
-    return values
 
 
 def load_average() -> str:
@@ -516,7 +501,7 @@ async def outage(args: argparse.Namespace, env: dict[str, str], scratch: Path) -
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    env = infra()
+    env = {name: infra(name) for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     scratch = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     log(
         f"bench-ingest {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores,"

@@ -21,7 +21,6 @@ import statistics
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -36,21 +35,12 @@ from ecowatt_registry.excel.columns import SHEETS, render_row
 from ecowatt_registry.service import SERVICE
 from ecowatt_registry.settings import RegistrySettings
 from ecowatt_registry.synthetic.generator import CityOptions, generate_city
+from infra_env import infra
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-ROOT = Path(__file__).resolve().parent.parent
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def infra(name: str) -> str:
-    if os.environ.get(name):
-        return os.environ[name]
-    for line in (ROOT / ".infra" / "env").read_text().splitlines():
-        if line.startswith(f"{name}="):
-            return line.split("=", 1)[1]
-    raise SystemExit(f"{name} unknown: run `make infra-up`")
 
 
 def build_workbook(enterprises: int, seed: int) -> tuple[bytes, dict[str, int]]:

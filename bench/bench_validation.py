@@ -51,6 +51,7 @@ from ecowatt_validation.reference import credit_check_char  # noqa: E402
 from ecowatt_validation.service import freeze_archive  # noqa: E402
 from ecowatt_validation.settings import ValidationSettings  # noqa: E402
 from harness import DAY, Harness, complete_enterprise, local, meter, reading  # noqa: E402
+from infra_env import infra  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
@@ -63,19 +64,6 @@ CONCURRENT_PARTITIONS = CONCURRENT not in ("", "0")
 SHARED_CREDIT_CODE = os.environ.get("BENCH_SHARED_CREDIT_CODE", "") not in ("", "0")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 DUPLICATE_CODE_EVERY = 100  # every 100th enterprise reuses its neighbour's credit code
-
-
-def env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    if value:
-        return value
-    infra = ROOT / ".infra" / "env"
-    if infra.exists():
-        for line in infra.read_text().splitlines():
-            key, _, found = line.partition("=")
-            if key.strip() == name:
-                return found.strip()
-    return default
 
 
 def credit_code(i: int) -> str:
@@ -190,8 +178,8 @@ async def bind_stage(
 
 
 async def main() -> None:
-    database_url = env("DATABASE_URL", "postgresql://ecowatt@127.0.0.1:5432/ecowatt")
-    bootstrap = env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    database_url = infra("DATABASE_URL")
+    bootstrap = infra("KAFKA_BOOTSTRAP_SERVERS")
     name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
