@@ -19,14 +19,13 @@ import os
 import platform
 import statistics
 import time
-import uuid
 from datetime import UTC, datetime
 
 import httpx
 from asgi_lifespan import LifespanManager
 from ecowatt_kernel.app import create_app
 from ecowatt_kernel.contracts import TOPICS
-from ecowatt_kernel.db import async_url
+from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.excel import Sheet, write_workbook
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
 from ecowatt_kernel.outbox import pending_count
@@ -37,8 +36,6 @@ from ecowatt_registry.settings import RegistrySettings
 from ecowatt_registry.synthetic.generator import CityOptions, generate_city
 from infra_env import infra
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -62,38 +59,32 @@ async def main(enterprises: int, seed: int, requests: int) -> None:
         f"(built in {time.perf_counter() - started:.1f} s)"
     )
 
-    url = infra("DATABASE_URL")
-    name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = url.rpartition("/")
-    settings = RegistrySettings(
-        environment="test",
-        bus_backend="kafka",
-        kafka_bootstrap_servers=infra("KAFKA_BOOTSTRAP_SERVERS"),
-        database_url=SecretStr(f"{base}/{name}"),
-        redis_url=SecretStr(infra("REDIS_URL")),
-        log_level="WARNING",
-    )
-    signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
-    headers = {
-        "Authorization": "Bearer "
-        + signer.sign(
-            Identity(subject="bench", roles=frozenset({Role.ADMIN}), scope=DataScope(all=True))
+    async with scratch_database(infra("DATABASE_URL"), prefix="ecowatt_bench") as db_url:
+        settings = RegistrySettings(
+            environment="test",
+            bus_backend="kafka",
+            kafka_bootstrap_servers=infra("KAFKA_BOOTSTRAP_SERVERS"),
+            database_url=SecretStr(db_url),
+            redis_url=SecretStr(infra("REDIS_URL")),
+            log_level="WARNING",
         )
-    }
-    officer = {
-        "Authorization": "Bearer "
-        + signer.sign(
-            Identity(
-                subject="officer",
-                roles=frozenset({Role.DISTRICT_OFFICER}),
-                scope=DataScope(districts=frozenset({"610112", "610116"})),
+        signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
+        headers = {
+            "Authorization": "Bearer "
+            + signer.sign(
+                Identity(subject="bench", roles=frozenset({Role.ADMIN}), scope=DataScope(all=True))
             )
-        )
-    }
-    try:
+        }
+        officer = {
+            "Authorization": "Bearer "
+            + signer.sign(
+                Identity(
+                    subject="officer",
+                    roles=frozenset({Role.DISTRICT_OFFICER}),
+                    scope=DataScope(districts=frozenset({"610112", "610116"})),
+                )
+            )
+        }
         app = create_app(SERVICE, settings=settings)
         async with LifespanManager(app, startup_timeout=120, shutdown_timeout=120) as manager:
             await app.state.context.bus.ensure_topics([TOPICS["registry.changes"]])
@@ -161,10 +152,6 @@ async def main(enterprises: int, seed: int, requests: int) -> None:
                     times.sort()
                     p95 = times[max(0, int(len(times) * 0.95) - 1)]
                     print(f"| `{label}` | {statistics.median(times):.1f} | {p95:.1f} |")
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; "

@@ -46,14 +46,12 @@ sys.path.insert(0, str(ROOT / "tests" / "services" / "validation"))
 
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record  # noqa: E402
 from ecowatt_kernel.contracts import Snapshot, TelemetryReading  # noqa: E402
-from ecowatt_kernel.db import async_url  # noqa: E402
+from ecowatt_kernel.db import scratch_database  # noqa: E402
 from ecowatt_validation.reference import credit_check_char  # noqa: E402
 from ecowatt_validation.service import freeze_archive  # noqa: E402
 from ecowatt_validation.settings import ValidationSettings  # noqa: E402
 from harness import DAY, Harness, complete_enterprise, local, meter, reading  # noqa: E402
 from infra_env import infra  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 DEVICES = int(os.environ.get("BENCH_DEVICES", "10000"))
 READINGS_PER_DEVICE = int(os.environ.get("BENCH_READINGS_PER_DEVICE", "6"))
@@ -178,12 +176,12 @@ async def bind_stage(
 
 
 async def main() -> None:
-    database_url = infra("DATABASE_URL")
+    async with scratch_database(infra("DATABASE_URL"), prefix="ecowatt_bench") as db_url:
+        await bench(db_url)
+
+
+async def bench(db_url: str) -> None:
     bootstrap = infra("KAFKA_BOOTSTRAP_SERVERS")
-    name = f"ecowatt_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(async_url(database_url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
     bus = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap))
     await bus.start()
     harness: Harness | None = None
@@ -194,7 +192,7 @@ async def main() -> None:
         f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
     )
     try:
-        harness = await Harness.start(bus, f"{database_url.rpartition('/')[0]}/{name}")
+        harness = await Harness.start(bus, db_url)
         if harness.subscription is not None:  # the bench subscribes when data is in
             await harness.subscription.stop()
         snapshots = city()
@@ -234,9 +232,6 @@ async def main() -> None:
         if harness is not None:
             await harness.stop()
         await bus.stop()
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 if __name__ == "__main__":

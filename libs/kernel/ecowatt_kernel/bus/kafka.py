@@ -232,17 +232,15 @@ class KafkaBus(Bus):
         try:
             futures = await self._send(producer, messages)
             await asyncio.gather(*futures)
-        except KafkaError as exc:
+        except BaseException as exc:  # a refusal, or a caller's timeout cancelling us
             for future in futures:  # the other batches' outcomes: retrieved, not logged
                 future.add_done_callback(_retrieve)
+            if not isinstance(exc, KafkaError):
+                raise
             if isinstance(exc, _PRODUCER_STATE_ERRORS) or self._producer_failed(producer):
                 with contextlib.suppress(BusUnavailableError):
                     await self._replace_producer(producer)
             raise PublishError(f"Kafka did not acknowledge: {exc!r}") from exc
-        except BaseException:  # cancelled (a caller's timeout): outcomes still retrieved
-            for future in futures:
-                future.add_done_callback(_retrieve)
-            raise
         finally:
             await self._in_flight.release(count)
         elapsed = time.perf_counter() - started
