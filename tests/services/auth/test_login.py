@@ -3,6 +3,7 @@ lockout, the forced change of an initial password, expiry, the second factor."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -204,7 +205,7 @@ async def test_a_password_change_ends_every_session_and_token(platform: Platform
             "/api/auth/token", json={"username": username, "password": password}
         )
     ).json()["access_token"]
-    time.sleep(1.1)  # not-before has one-second resolution
+    await asyncio.sleep(1.1)  # not-before has one-second resolution
     changed = await platform.client().post(
         "/api/auth/password",
         json={"username": username, "password": password, "new_password": "An0ther!Secret-77"},
