@@ -31,7 +31,7 @@ ADMIN_PASSWORD = "Adm1n!Gateway-Test"
 TEST_REDIS_DB = 7
 
 
-def test_redis_url(redis_url: str) -> str:
+def isolated_redis_url(redis_url: str) -> str:
     base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") >= 3 else redis_url
     return f"{base}/{TEST_REDIS_DB}"
 
@@ -200,7 +200,7 @@ async def start_platform(
 
 @pytest.fixture
 async def platform(empty_database: str, redis_url: str) -> AsyncIterator[Platform]:
-    async for running in start_platform(empty_database, test_redis_url(redis_url)):
+    async for running in start_platform(empty_database, isolated_redis_url(redis_url)):
         yield running
 
 

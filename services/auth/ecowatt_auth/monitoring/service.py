@@ -27,7 +27,7 @@ from ecowatt_kernel.contracts import AuditEvent, ContractError, FrameReceived, d
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.notify import SmsGateway, post_webhook, sms_gateway
 from ecowatt_kernel.redis_client import Redis
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ecowatt_auth.monitoring.models import RuleInfo, security_alert, security_alert_action
@@ -361,7 +361,8 @@ class Monitor:
             )
             statement = statement.on_conflict_do_update(
                 index_elements=[security_alert.c.rule, security_alert.c.subject],
-                index_where=security_alert.c.status.in_(("open", "acknowledged")),
+                # the partial unique index's predicate, literally (parameters cannot match it)
+                index_where=text("status IN ('open','acknowledged')"),
                 set_={
                     # single events add one; windows report their (larger) current count
                     "count": security_alert.c.count + 1
