@@ -25,7 +25,7 @@ from ecowatt_auth.authz.matrix import MATRIX, Matcher, Rule
 from ecowatt_kernel.identity import Role
 from ecowatt_standalone.gateway import SERVICES
 
-from tests.services.auth.conftest import Platform, start_platform, isolated_redis_url
+from tests.services.auth.conftest import Platform, isolated_redis_url, start_platform
 
 pytestmark = pytest.mark.integration
 
