@@ -151,6 +151,7 @@ class Monitor:
         self.redis = redis
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)
+        self._reported: dict[str, int] = {}
         secret = settings.auth_sms_api_key
         self.sms = sms or sms_gateway(
             settings.auth_sms_url,
@@ -314,11 +315,19 @@ class Monitor:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {event_id: moment})
             pipe.zremrangebyscore(key, "-inf", moment - window)
-            pipe.zcount(key, moment - window, moment)
+            # events of other partitions may arrive later with earlier times: count
+            # everything from this event's window start on, not only up to it
+            pipe.zcount(key, moment - window, "+inf")
             pipe.expire(key, window + 60)
             _, _, count, _ = await pipe.execute()
         count = int(count)
-        if count >= limit and (count == limit or count % limit == 0):
+        # Raise at the threshold, then update the alert each time another `limit` events
+        # arrived (not on every event of a flood).
+        reported = self._reported.get(key)
+        if count >= limit and (reported is None or count >= reported + limit):
+            if len(self._reported) > 100_000:
+                self._reported.clear()
+            self._reported[key] = count
             await self.raise_alert(
                 rule,
                 subject,
@@ -327,6 +336,8 @@ class Monitor:
                 title,
                 count,
             )
+        elif reported is not None and count < limit:
+            del self._reported[key]  # the burst is over: a new one raises again
         return count
 
     # ------------------------------------------------------------------- alerts
