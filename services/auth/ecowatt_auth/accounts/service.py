@@ -17,7 +17,7 @@ from ecowatt_kernel.identity import DataScope, Identity, Role
 from ecowatt_kernel.passwords import hash_password, verify_password
 from ecowatt_kernel.problems import Conflict, NotFound, Problem
 from ecowatt_kernel.registry_view import RegistryView
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import Select, any_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_auth.accounts.models import (
@@ -400,7 +400,7 @@ def list_query(
     if status:
         query = query.where(user.c.status == status)
     if district:
-        query = query.where(user.c.districts.any(district))
+        query = query.where(literal(district) == any_(user.c.districts))
     return query.order_by(user.c.username)
 
 
