@@ -21,7 +21,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 START_LIMIT_S = 60.0
-ADMIN_PASSWORD = "Make-Run!Admin-2026"
+ADMIN_PASSWORD = "Make-Run!Gw-2026"
 
 
 def free_port() -> int:
