@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 import pytest
@@ -48,7 +48,8 @@ def test_tokens_name_their_key_by_its_rfc_7638_thumbprint() -> None:
     assert header["kid"] == one.kid == key_id(one.public_key)
     # RFC 8037 appendix A.3: the thumbprint of its example Ed25519 key
     example = serialization.load_pem_public_key(
-        b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
+        b"-----BEGIN PUBLIC KEY-----\n"
+        b"MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
         b"-----END PUBLIC KEY-----\n"
     )
     assert key_id(example) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"  # type: ignore[arg-type]
@@ -112,8 +113,8 @@ def test_production_needs_a_key_or_a_jwks_url() -> None:
 
 
 class _Jwks(BaseHTTPRequestHandler):
-    document: dict[str, Any] = {"keys": []}
-    hits: list[str] = []
+    document: ClassVar[dict[str, Any]] = {"keys": []}
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _Jwks.hits.append(self.path)

@@ -242,10 +242,11 @@ async def _proxying(
     me = (await client.get("/api/auth/me", headers=bearer)).json()
     assert created.json()["created_by"] == me["id"]  # the registry saw the signed identity
     # the registry never trusts an unsigned header, and its own port needs a token too
-    direct = httpx.get(
-        f"http://127.0.0.1:{ports['registry']}/enterprises",
-        headers={"X-Forwarded-For": "1.2.3.4"},
-    )
+    async with httpx.AsyncClient() as raw:
+        direct = await raw.get(
+            f"http://127.0.0.1:{ports['registry']}/enterprises",
+            headers={"X-Forwarded-For": "1.2.3.4"},
+        )
     assert direct.status_code == 401
     # operations endpoints stay on the service port
     assert (await client.get("/api/registry/readyz", headers=bearer)).status_code == 404

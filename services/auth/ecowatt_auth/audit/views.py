@@ -15,6 +15,7 @@ from ecowatt_kernel.pagination import Page, PageParams, fetch_page
 from ecowatt_kernel.problems import NotFound
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi import Path as FastPath
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import select
 
 from ecowatt_auth.audit import service
@@ -22,6 +23,14 @@ from ecowatt_auth.audit.models import AuditRecord, ChainCheck, audit_log
 from ecowatt_auth.runtime import Runtime
 
 router = APIRouter(tags=["audit"])
+
+
+def printable(value: Any) -> Any:
+    """Text without the control characters a worksheet cannot hold (a logged path may carry
+    anything a client sent)."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 Security = Annotated[Identity, require_roles(Role.AUDITOR)]
 
 _OUTCOME = {"success": "成功", "denied": "拒绝", "failed": "失败"}
@@ -103,13 +112,15 @@ async def export(
     zone = ZoneInfo(runtime.settings.timezone)
     rows = [
         {
-            **dict(r),
+            **{k: printable(v) for k, v in dict(r).items()},
             "at": r["at"].astimezone(zone),
             "name": (r["details"] or {}).get("name"),
             "kind": _KIND.get(r["actor_kind"], r["actor_kind"]),
             "outcome": _OUTCOME.get(r["outcome"], r["outcome"]),
             "status": (r["details"] or {}).get("status"),
-            "details": json.dumps(r["details"], ensure_ascii=False, sort_keys=True)[:2000],
+            "details": printable(
+                json.dumps(r["details"], ensure_ascii=False, sort_keys=True)[:2000]
+            ),
         }
         for r in result.mappings()
     ]

@@ -16,6 +16,7 @@ from ecowatt_kernel.problems import Conflict, NotFound
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import Select, select
 
+from ecowatt_auth.audit.views import printable
 from ecowatt_auth.monitoring.models import (
     AlertAction,
     Handling,
@@ -110,7 +111,7 @@ async def export_alerts(
         alert = _alert(row)
         rows.append(
             {
-                **alert.model_dump(),
+                **{k: printable(v) for k, v in alert.model_dump().items()},
                 "first_seen": alert.first_seen.astimezone(zone),
                 "last_seen": alert.last_seen.astimezone(zone),
                 "handled_at": alert.handled_at.astimezone(zone) if alert.handled_at else None,
