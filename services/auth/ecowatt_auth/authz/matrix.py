@@ -156,9 +156,9 @@ def _crud(service: str, resource: str, dataset: str | None, editors: frozenset[R
 
 
 _OPERATIONS = [
-    Rule("GET", "/api/*/healthz", NOT_SERVED, note="service port only"),
-    Rule("GET", "/api/*/readyz", NOT_SERVED, note="service port only (orchestrator)"),
-    Rule("GET", "/api/*/metrics", NOT_SERVED, note="service port only (Prometheus)"),
+    Rule("GET", "/api/*/healthz", NOT_SERVED, note="service port"),
+    Rule("GET", "/api/*/readyz", NOT_SERVED, note="service port, for the orchestrator"),
+    Rule("GET", "/api/*/metrics", NOT_SERVED, note="service port, for Prometheus"),
     Rule("GET", "/api/*/openapi.json", NOT_SERVED, note="merged at /api/openapi.json"),
     Rule("GET", "/api/*/docs", NOT_SERVED, note="merged at /api/docs"),
     Rule("GET", "/api/*/docs/oauth2-redirect", NOT_SERVED),
