@@ -8,7 +8,14 @@ from __future__ import annotations
 from ecowatt_auth.authz.matrix import DATASETS, MATRIX, NOT_SERVED, PUBLIC
 from ecowatt_auth.authz.roles import ROLES
 
-COLUMNS = ("admin", "city_supervisor", "district_officer", "enterprise_user", "om_operator", "auditor")
+COLUMNS = (
+    "admin",
+    "city_supervisor",
+    "district_officer",
+    "enterprise_user",
+    "om_operator",
+    "auditor",
+)
 HEADERS = ("管理员", "市局", "区县", "企业", "运维", "审计")
 
 
