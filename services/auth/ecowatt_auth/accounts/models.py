@@ -133,9 +133,25 @@ def _text(value: str | None, what: str) -> str | None:
     return value
 
 
-class UserFields(BaseModel):
+class _ContactChecks(BaseModel):
+    """Text fields without control characters, a phone number that is one."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("display_name", "organisation", "email", check_fields=False)
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return _text(value, "the text")
+
+    @field_validator("phone", check_fields=False)
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not PHONE.match(value):
+            raise ValueError("phone must be digits (optionally +, spaces, dashes)")
+        return value
+
+
+class UserFields(_ContactChecks):
     display_name: str = Field(min_length=1, max_length=100, description="姓名")
     phone: str | None = Field(None, max_length=20, description="手机号")
     email: str | None = Field(None, max_length=200)
@@ -145,18 +161,6 @@ class UserFields(BaseModel):
     account_expires_at: datetime | None = Field(
         None, description="The account stops working at this time (账号有效期)"
     )
-
-    @field_validator("display_name", "organisation", "email")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        return _text(value, "the text")
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not PHONE.match(value):
-            raise ValueError("phone must be digits (optionally +, spaces, dashes)")
-        return value
 
     @model_validator(mode="after")
     def _role_and_scope(self) -> UserFields:
@@ -191,10 +195,8 @@ class UserCreate(UserFields):
         return value
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(_ContactChecks):
     """Fields to change; omitted ones stay."""
-
-    model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(None, min_length=1, max_length=100)
     phone: str | None = Field(None, max_length=20)
@@ -204,18 +206,6 @@ class UserUpdate(BaseModel):
     scope: Scope | None = None
     account_expires_at: datetime | None = None
     status: Literal["active", "disabled"] | None = None
-
-    @field_validator("display_name", "organisation", "email")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        return _text(value, "the text")
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not PHONE.match(value):
-            raise ValueError("phone must be digits (optionally +, spaces, dashes)")
-        return value
 
 
 class UserRead(BaseModel):

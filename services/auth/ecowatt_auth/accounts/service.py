@@ -301,6 +301,27 @@ async def update_user(
     return await get_user(session, user_id=user_id), access_changed
 
 
+async def _set_password(
+    session: AsyncSession, user_id: str, password: str, *, actor: str, initial: bool, keep: int
+) -> None:
+    """Store a new password (remembered in the history); `initial`: one to change at the next
+    login (a reset). Either way the account's earlier sessions and tokens end (not_before)."""
+    now = datetime.now(UTC)
+    password_hash = await hashed(password)
+    values: dict[str, Any] = {
+        "password_hash": password_hash,
+        "password_changed_at": now,
+        "must_change_password": initial,
+        "not_before": now,
+        "updated_at": now,
+        "updated_by": actor,
+    }
+    if initial:
+        values["locked_until"] = None
+    await session.execute(update(user).where(user.c.id == user_id).values(**values))
+    await _remember(session, user_id, password_hash, keep)
+
+
 async def reset_password(
     session: AsyncSession,
     *,
@@ -316,22 +337,7 @@ async def reset_password(
         password = generated = generate_password()
     else:
         await _check_password(policy, password, username=row["username"])
-    now = datetime.now(UTC)
-    password_hash = await hashed(password)
-    await session.execute(
-        update(user)
-        .where(user.c.id == user_id)
-        .values(
-            password_hash=password_hash,
-            password_changed_at=now,
-            must_change_password=True,
-            locked_until=None,
-            not_before=now,
-            updated_at=now,
-            updated_by=actor,
-        )
-    )
-    await _remember(session, user_id, password_hash, policy.history)
+    await _set_password(session, user_id, password, actor=actor, initial=True, keep=policy.history)
     return generated
 
 
@@ -347,21 +353,7 @@ async def change_password(
     row = await get_user(session, user_id=user_id, for_update=True)
     history = await _history(session, user_id, policy.history)
     await _check_password(policy, new, username=row["username"], history=history)
-    now = datetime.now(UTC)
-    password_hash = await hashed(new)
-    await session.execute(
-        update(user)
-        .where(user.c.id == user_id)
-        .values(
-            password_hash=password_hash,
-            password_changed_at=now,
-            must_change_password=False,
-            not_before=now,
-            updated_at=now,
-            updated_by=user_id,
-        )
-    )
-    await _remember(session, user_id, password_hash, policy.history)
+    await _set_password(session, user_id, new, actor=user_id, initial=False, keep=policy.history)
     return await get_user(session, user_id=user_id)
 
 

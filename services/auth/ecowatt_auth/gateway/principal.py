@@ -47,6 +47,14 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _TOUCH_AFTER_S = 30.0
 
 
+def _check_rate(count: int, limit: int, now: float, identity: Identity | None) -> None:
+    """429 with Retry-After when `count` requests this minute exceed `limit`."""
+    limited = rate_exceeded(count, limit, now)
+    if limited is not None:
+        retry = int(limited.extensions["retry_after"])
+        raise Refusal(429, "rate-limited", limited.detail, retry_after=retry, identity=identity)
+
+
 class Refusal(Exception):
     """The gateway answers itself with this problem."""
 
@@ -165,11 +173,7 @@ class Authenticator:
         async with self.redis.pipeline(transaction=False) as pipe:
             add_rate(pipe, f"ip:{client_ip}", now)
             count, _ = await pipe.execute()
-        limited = rate_exceeded(int(count), self.settings.auth_rate_anonymous_per_minute, now)
-        if limited is not None:
-            raise Refusal(
-                429, "rate-limited", limited.detail, retry_after=limited.extensions["retry_after"]
-            )
+        _check_rate(int(count), self.settings.auth_rate_anonymous_per_minute, now, None)
         return Principal(kind="anonymous")
 
     async def _bearer(self, token: str, now: float) -> Principal:
@@ -186,15 +190,7 @@ class Authenticator:
         reason = token_revoked(claims, bool(denied), int(not_before) if not_before else None)
         if reason is not None:
             raise Refusal(401, "unauthorized", f"invalid token: {reason}")
-        limited = rate_exceeded(int(count), self.settings.auth_rate_user_per_minute, now)
-        if limited is not None:
-            raise Refusal(
-                429,
-                "rate-limited",
-                limited.detail,
-                retry_after=limited.extensions["retry_after"],
-                identity=identity,
-            )
+        _check_rate(int(count), self.settings.auth_rate_user_per_minute, now, identity)
         return Principal(kind="bearer", identity=identity, token=token)
 
     async def _session(
@@ -215,15 +211,7 @@ class Authenticator:
         async with self.redis.pipeline(transaction=False) as pipe:
             add_rate(pipe, f"user:{data.user_id}", now)
             count, _ = await pipe.execute()
-        limited = rate_exceeded(int(count), self.settings.auth_rate_user_per_minute, now)
-        if limited is not None:
-            raise Refusal(
-                429,
-                "rate-limited",
-                limited.detail,
-                retry_after=limited.extensions["retry_after"],
-                identity=identity,
-            )
+        _check_rate(int(count), self.settings.auth_rate_user_per_minute, now, identity)
         if method in UNSAFE:
             sent = headers.get(b"x-csrf-token", b"").decode("latin-1")
             if not sent or not hmac.compare_digest(sent, data.csrf):
@@ -270,15 +258,7 @@ class Authenticator:
                 "their datasets (GET /api/auth/datasets)",
                 identity=identity,
             )
-        limited = rate_exceeded(int(count), record.rate_per_minute, now)
-        if limited is not None:
-            raise Refusal(
-                429,
-                "rate-limited",
-                limited.detail,
-                retry_after=limited.extensions["retry_after"],
-                identity=identity,
-            )
+        _check_rate(int(count), record.rate_per_minute, now, identity)
         if int(used) > record.quota_per_day:
             raise Refusal(
                 429,

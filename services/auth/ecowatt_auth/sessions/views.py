@@ -352,22 +352,18 @@ async def password(
         )
     except Problem as problem:
         await db_session.rollback()
-        await publish_audit(
-            request,
-            runtime,
-            audit_event(
-                request,
-                action="auth.password.change",
-                resource=f"user:{row['id']}",
-                actor=row["id"],
-                actor_kind="user",
-                outcome="failed",
-                details={"username": row["username"], "reason": problem.type_suffix},
-            ),
-        )
+        await _audit_change(request, runtime, row, reason=problem.type_suffix)
         raise
     await db_session.commit()
     await runtime.sessions.end_user_access(row["id"], updated["not_before"])
+    await _audit_change(request, runtime, row)
+    return Response(status_code=204)
+
+
+async def _audit_change(
+    request: Request, runtime: AuthRuntime, row: Any, *, reason: str | None = None
+) -> None:
+    details = {"username": row["username"], **({"reason": reason} if reason else {})}
     await publish_audit(
         request,
         runtime,
@@ -377,10 +373,10 @@ async def password(
             resource=f"user:{row['id']}",
             actor=row["id"],
             actor_kind="user",
-            details={"username": row["username"]},
+            outcome="failed" if reason else "success",
+            details=details,
         ),
     )
-    return Response(status_code=204)
 
 
 @router.get("/me", summary="Who is calling", response_model=Me)
@@ -446,14 +442,19 @@ async def totp_enable(
         update(user).where(user.c.id == row["id"]).values(totp_enabled=True, totp_last_step=step)
     )
     await db_session.commit()
+    await _audit_own(request, runtime, identity, "auth.totp.enable")
+    return Response(status_code=204)
+
+
+async def _audit_own(
+    request: Request, runtime: AuthRuntime, identity: Identity, action: str
+) -> None:
+    """The audit event of a change a person made to their own account."""
     await publish_audit(
         request,
         runtime,
-        audit_event(
-            request, identity=identity, action="auth.totp.enable", resource=f"user:{row['id']}"
-        ),
+        audit_event(request, identity=identity, action=action, resource=f"user:{identity.subject}"),
     )
-    return Response(status_code=204)
 
 
 @router.post("/totp/disable", summary="Disable one's second factor", status_code=204)
@@ -482,11 +483,5 @@ async def totp_disable(
         .values(totp_enabled=False, totp_secret=None, totp_last_step=None)
     )
     await db_session.commit()
-    await publish_audit(
-        request,
-        runtime,
-        audit_event(
-            request, identity=identity, action="auth.totp.disable", resource=f"user:{row['id']}"
-        ),
-    )
+    await _audit_own(request, runtime, identity, "auth.totp.disable")
     return Response(status_code=204)
