@@ -1,9 +1,10 @@
 """`make run`: the whole platform in one process.
 
 Starts embedded PostgreSQL and Redis (data in `.data/`, kept between runs), builds every
-service on one in-process bus, mounts each under `/api/<service>/` of the gateway on port
-8000, and serves until Ctrl-C; then stops the consumers (committing what they handled), the
-bus, and the embedded servers.
+service on one in-process bus behind the gateway on port 8000 (`/api/<service>/…`, a login
+page at `/`), serves health, readiness and metrics on the operations port (8001), and runs
+until Ctrl-C; then stops the consumers (committing what they handled), the bus, and the
+embedded servers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 
 import uvicorn
+from ecowatt_auth.gateway.serving import QuietServer, serve_together
 from ecowatt_kernel.logging import configure_logging
 
 from ecowatt_standalone.gateway import Standalone, StandaloneSettings
@@ -21,7 +23,8 @@ _logger = logging.getLogger("ecowatt.standalone")
 
 
 async def serve(platform: Standalone) -> None:
-    """Serve the gateway until SIGINT or SIGTERM (uvicorn runs the lifespan shutdown)."""
+    """Serve the gateway until SIGINT or SIGTERM (uvicorn runs the lifespan shutdown), and
+    the operations port beside it."""
     settings = platform.settings
     server = uvicorn.Server(
         uvicorn.Config(
@@ -33,13 +36,26 @@ async def serve(platform: Standalone) -> None:
             lifespan="on",
         )
     )
+    operations = QuietServer(
+        uvicorn.Config(
+            platform.operations(),
+            host=settings.http_host,
+            port=settings.ops_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
     _logger.info(
-        "EcoWatt standalone on http://%s:%d (data in %s)",
+        "EcoWatt standalone on http://%s:%d — log in there (operations: http://%s:%d/readyz;"
+        " data in %s)",
         settings.http_host,
         settings.http_port,
+        settings.http_host,
+        settings.ops_port,
         settings.data_dir.resolve(),
     )
-    await server.serve()
+    await serve_together(server, operations)
 
 
 def main() -> None:

@@ -2,8 +2,11 @@
 
 This package is the only place that imports every service: it is the composition root, not
 a service. Each service is built by the kernel's `create_app` with the shared
-`Infrastructure`, mounted at `/api/<service>`, and its lifespan is run by the gateway's
-(Starlette does not run lifespans of mounted apps).
+`Infrastructure`; the auth service's gateway (`ecowatt_auth.gateway.Gateway`) serves them
+all at `/api/<service>` in this process — authenticating, rate-limiting and auditing every
+request — and runs their lifespans. Their `/healthz`, `/readyz` and `/metrics` are not on
+the public port: the operations app serves them on `ECOWATT_OPERATIONS_PORT` (the HTTP port
++ 1 by default, on the loopback interface).
 
 In development, once every service runs and ingest listens on its HJ 212 port, the device
 simulator plays the registry's synthetic city against it (`DeviceFleet`): every registered
@@ -16,14 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from ecowatt_alarm.service import SERVICE as ALARM
+from ecowatt_auth.gateway.app import Gateway
+from ecowatt_auth.gateway.forward import LocalForwarder
+from ecowatt_auth.runtime import RUNTIME_KEY, AuthRuntime
 from ecowatt_auth.service import SERVICE as AUTH
+from ecowatt_auth.settings import AuthSettings
 from ecowatt_control_plan.service import SERVICE as CONTROL_PLAN
 from ecowatt_ingest.service import SERVICE as INGEST
 from ecowatt_kernel.app import Infrastructure, ServiceSpec, create_app
@@ -38,14 +47,23 @@ from ecowatt_registry.synthetic.service import recorded_city
 from ecowatt_reporting.service import SERVICE as REPORTING
 from ecowatt_simulator import DeviceSettings, FaultConfig, Simulator, run_against_platform
 from ecowatt_validation.service import SERVICE as VALIDATION
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ecowatt_standalone.embedded import EmbeddedPostgres, EmbeddedRedis
 
-__all__ = ["SERVICES", "SIMULATED_FAULTS", "DeviceFleet", "Standalone", "StandaloneSettings"]
+__all__ = [
+    "SERVICES",
+    "SIMULATED_FAULTS",
+    "DeviceFleet",
+    "Standalone",
+    "StandaloneSettings",
+    "build_gateway",
+    "build_operations",
+]
 
 _logger = logging.getLogger("ecowatt.standalone")
 
@@ -68,6 +86,9 @@ class StandaloneSettings(KernelSettings):
     bus_backend: Literal["kafka", "memory"] = "memory"
     log_format: Literal["json", "text"] = "text"
     http_port: int = 8000
+    operations_port: int | None = None
+    """Health, readiness and metrics of every service (Prometheus, probes): the HTTP port + 1
+    when unset. Bound to the loopback interface like the HTTP port by default."""
     data_dir: Path = Path(".data")
     # Ports of the embedded servers, away from the defaults of servers a developer may run.
     standalone_pg_port: int = 25432
@@ -83,6 +104,10 @@ class StandaloneSettings(KernelSettings):
     """Give `control_off` to control facilities whose production runs at start-up and turn
     them off at once, so that the first R1 alarms open one confirmation period (30 min)
     after `make run` starts rather than whenever their drawn fault windows come round."""
+
+    @property
+    def ops_port(self) -> int:
+        return self.operations_port if self.operations_port is not None else self.http_port + 1
 
     @property
     def runs_simulator(self) -> bool:
@@ -211,6 +236,8 @@ class Standalone:
         data = settings.data_dir.resolve()
         self.postgres = EmbeddedPostgres(data / "postgres", port=settings.standalone_pg_port)
         self.redis = EmbeddedRedis(data / "redis", port=settings.standalone_redis_port)
+        self.apps: dict[str, FastAPI] = {}
+        self.infrastructure: Infrastructure | None = None
 
     def start_servers(self) -> None:
         self.postgres.up()
@@ -222,38 +249,77 @@ class Standalone:
 
     def service_settings(self, spec: ServiceSpec) -> KernelSettings:
         """The settings of one service inside this process."""
-        return spec.settings_class(
-            environment=self.settings.environment,
-            bus_backend="memory",
-            database_url=SecretStr(self.postgres.url),
-            redis_url=SecretStr(self.redis.url),
-            log_level=self.settings.log_level,
-            timezone=self.settings.timezone,
-        )
+        values: dict[str, Any] = {
+            "environment": self.settings.environment,
+            "bus_backend": "memory",
+            "database_url": SecretStr(self.postgres.url),
+            "redis_url": SecretStr(self.redis.url),
+            "log_level": self.settings.log_level,
+            "timezone": self.settings.timezone,
+        }
+        if (
+            spec.settings_class is AuthSettings
+            and self.settings.is_development
+            and "ECOWATT_AUTH_COOKIE_SECURE" not in os.environ
+        ):
+            # `make run` serves plain HTTP on the loopback interface: a Secure cookie would
+            # never be sent back. The cookie does not leave the machine.
+            values["auth_cookie_secure"] = False
+        return spec.settings_class(**values)
 
-    def gateway(self) -> FastAPI:
-        """The app served on the gateway port, with every service mounted."""
+    def gateway(self) -> Gateway:
+        """The app served on the gateway port, with every service behind it."""
         bus = InProcessBus(max_attempts=self.settings.bus_max_attempts)
-        infrastructure = Infrastructure(
+        self.infrastructure = Infrastructure(
             bus=bus,
             redis=create_redis(self.redis.url),
             database_url=self.postgres.url,
             verifier=verifier_from_settings(self.settings),
         )
-        apps = {
+        self.apps = {
             spec.name: create_app(
-                spec, settings=self.service_settings(spec), infrastructure=infrastructure
+                spec, settings=self.service_settings(spec), infrastructure=self.infrastructure
             )
             for spec in SERVICES
         }
-        fleet = DeviceFleet(self.settings, apps) if self.settings.runs_simulator else None
-        return build_gateway(infrastructure, apps, fleet=fleet)
+        fleet = DeviceFleet(self.settings, self.apps) if self.settings.runs_simulator else None
+        auth_settings = self.service_settings(AUTH)
+        assert isinstance(auth_settings, AuthSettings)
+        return build_gateway(
+            self.infrastructure, self.apps, fleet=fleet, web_dir=web_dir(auth_settings)
+        )
+
+    def operations(self) -> ASGIApp:
+        """The app served on the operations port (after `gateway()`)."""
+        assert self.infrastructure is not None
+        return build_operations(self.infrastructure, self.apps)
+
+
+def web_dir(settings: AuthSettings) -> Path | None:
+    """The SPA build the gateway serves: ECOWATT_GATEWAY_WEB_DIR, else `web/dist`."""
+    if settings.gateway_web_dir:
+        return Path(settings.gateway_web_dir)
+    default = Path("web/dist")
+    return default if (default / "index.html").is_file() else None
+
+
+def auth_runtime(apps: dict[str, FastAPI]) -> AuthRuntime | None:
+    """The auth service's runtime once it started (the gateway's authenticator and audit)."""
+    context = getattr(apps[AUTH.name].state, "context", None)
+    if context is None:
+        return None
+    runtime: AuthRuntime | None = context.state.get(RUNTIME_KEY)
+    return runtime
 
 
 def build_gateway(
-    infrastructure: Infrastructure, apps: dict[str, FastAPI], *, fleet: DeviceFleet | None = None
-) -> FastAPI:
-    """A gateway app mounting `apps` at /api/<name> and running their lifespans; `fleet`
+    infrastructure: Infrastructure,
+    apps: dict[str, FastAPI],
+    *,
+    fleet: DeviceFleet | None = None,
+    web_dir: Path | None = None,
+) -> Gateway:
+    """The gateway in front of `apps` (in this process), running their lifespans; `fleet`
     (simulated devices) starts after them and stops first."""
 
     @asynccontextmanager
@@ -269,24 +335,60 @@ def build_gateway(
                 await fleet.start()
             yield
 
-    gateway = FastAPI(title="EcoWatt", description="EcoWatt standalone gateway", lifespan=lifespan)
+    composition = FastAPI(title="EcoWatt", lifespan=lifespan, openapi_url=None, docs_url=None)
 
-    @gateway.get("/healthz", tags=["operations"])
+    def openapi_of(app: FastAPI) -> Any:
+        async def source() -> dict[str, Any]:
+            return app.openapi()
+
+        return source
+
+    return Gateway(
+        forwarders={name: LocalForwarder(app) for name, app in apps.items()},
+        runtime=lambda: auth_runtime(apps),
+        lifespan_app=composition,
+        openapi_sources={name: openapi_of(app) for name, app in apps.items()},
+        web_dir=web_dir,
+    )
+
+
+def build_operations(infrastructure: Infrastructure, apps: dict[str, FastAPI]) -> ASGIApp:
+    """Health, readiness and metrics of the process and of each service: `/healthz`,
+    `/readyz` (every service ready), `/metrics`, `/<service>/healthz|readyz`."""
+    operations = FastAPI(title="EcoWatt standalone operations", openapi_url=None, docs_url=None)
+
+    @operations.get("/healthz")
     async def healthz() -> dict[str, object]:
-        return {"status": "ok", "service": "gateway", "services": sorted(apps)}
+        return {"status": "ok", "service": "standalone", "services": sorted(apps)}
 
-    @gateway.get("/readyz", tags=["operations"])
-    async def readyz(request: Request) -> JSONResponse:
-        checks = {"bus": await infrastructure.bus.healthy()}
+    @operations.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks: dict[str, bool] = {"bus": await infrastructure.bus.healthy()}
+        for name, app in apps.items():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ops") as client:
+                checks[name] = (await client.get("/readyz")).status_code == 200
+        ready = all(checks.values())
         return JSONResponse(
-            {"status": "ready" if all(checks.values()) else "not ready", "checks": checks},
-            status_code=200 if all(checks.values()) else 503,
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
         )
 
-    @gateway.get("/metrics", include_in_schema=False)
+    @operations.get("/metrics")
     async def metrics() -> Response:
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
-    for name, service_app in apps.items():
-        gateway.mount(f"/api/{name}", service_app)
-    return gateway
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            parts = scope["path"].strip("/").split("/")
+            if (
+                len(parts) == 2
+                and parts[0] in apps
+                and parts[1] in ("healthz", "readyz", "metrics")
+            ):
+                child = {**scope, "root_path": scope.get("root_path", "") + "/" + parts[0]}
+                await apps[parts[0]](child, receive, send)
+                return
+        await operations(scope, receive, send)
+
+    return app

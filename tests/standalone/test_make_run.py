@@ -1,7 +1,8 @@
 """`make run` as a user sees it: the standalone process answers /healthz on its port within
-60 s, shows the synthetic city's simulated devices online through the ingest API within the
-same 60 s, stops cleanly on Ctrl-C (embedded servers and simulated devices included), and
-keeps its data for the next run. Runs the real entry point in a subprocess with its own data
+60 s and opens on a login page where the first administrator logs in, shows the synthetic
+city's simulated devices online through the ingest API within the same 60 s, stops cleanly
+on Ctrl-C (embedded servers and simulated devices included), and keeps its data for the
+next run. Runs the real entry point in a subprocess with its own data
 folder and ports."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 START_LIMIT_S = 60.0
+ADMIN_PASSWORD = "Make-Run!Gw-2026"
 
 
 def free_port() -> int:
@@ -36,6 +38,8 @@ def start(data: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         "ECOWATT_STANDALONE_PG_PORT": str(ports["pg"]),
         "ECOWATT_STANDALONE_REDIS_PORT": str(ports["redis"]),
         "ECOWATT_HJ212_PORT": str(ports["hj212"]),
+        "ECOWATT_OPERATIONS_PORT": str(ports["ops"]),
+        "ECOWATT_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "ecowatt_standalone"],
@@ -104,15 +108,30 @@ def stop(process: subprocess.Popen[bytes]) -> str:
 
 def test_run_serves_health_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    ports = {"http": free_port(), "pg": free_port(), "redis": free_port(), "hj212": free_port()}
+    ports = {
+        "http": free_port(),
+        "ops": free_port(),
+        "pg": free_port(),
+        "redis": free_port(),
+        "hj212": free_port(),
+    }
     bearer = token()
 
     started = time.monotonic()
     first = start(data, ports)
     try:
         wait_healthy(first, ports["http"])
-        ready = httpx.get(f"http://127.0.0.1:{ports['http']}/api/registry/readyz", timeout=5)
+        ready = httpx.get(f"http://127.0.0.1:{ports['ops']}/registry/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
+        home = httpx.get(f"http://127.0.0.1:{ports['http']}/", timeout=5)
+        assert home.status_code == 200 and "登录" in home.text
+        login = httpx.post(
+            f"http://127.0.0.1:{ports['http']}/api/auth/session",
+            json={"username": "admin", "password": ADMIN_PASSWORD},
+            timeout=10,
+        )
+        assert login.status_code == 200, login.text
+        assert login.json()["user"]["role"] == "admin"
         online = wait_devices_online(first, ports["http"], bearer, started)
         items = online["items"]
         assert isinstance(items, list) and items
@@ -120,8 +139,9 @@ def test_run_serves_health_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     finally:
         log = stop(first)
     assert "stopping embedded PostgreSQL and Redis" in log
+    assert ADMIN_PASSWORD not in log
     assert "simulating" in log and "devices of the synthetic city (seed 20241)" in log
-    for port in (ports["pg"], ports["redis"], ports["http"], ports["hj212"]):
+    for port in (ports["pg"], ports["redis"], ports["http"], ports["ops"], ports["hj212"]):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
     pg_version = (data / "postgres" / "data" / "PG_VERSION").read_text()

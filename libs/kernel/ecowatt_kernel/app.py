@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from ecowatt_kernel.audit import AUDITED_HEADER, is_marked
 from ecowatt_kernel.bus import BatchHandler, Bus, Subscription, make_bus
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.identity import TokenVerifier, verifier_from_settings
@@ -162,6 +163,8 @@ class _TraceAndMetrics(BaseHTTPMiddleware):
                 time.perf_counter() - started
             )
             response.headers[TRACE_HTTP_HEADER] = trace_id
+            if is_marked(request):
+                response.headers[AUDITED_HEADER] = "1"
             return response
 
 

@@ -3,7 +3,9 @@
 The gateway (`services/auth`) authenticates people and partners and forwards a short-lived
 token signed with its Ed25519 key. Every service verifies that token with the public key —
 services never trust an unsigned header, and cannot mint tokens themselves. The token carries
-the user id, roles and data scope:
+the user id, roles and data scope; its header names the signing key (`kid`, see `jwks`), and
+no token lives longer than `ECOWATT_IDENTITY_MAX_TOKEN_LIFETIME_S` (signers refuse to issue
+one, verifiers refuse to accept one):
 
     scope = all                       the whole deployment (city bureau, administrators)
           | districts [610102, …]     GB/T 2260 codes; a code ending in 00 covers its children
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -30,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
+from ecowatt_kernel.jwks import JwksClient, KeySet, key_id, load_public_keys
 from ecowatt_kernel.problems import Forbidden, Unauthorized
 from ecowatt_kernel.settings import DEV_PLACEHOLDER_PREFIX, KernelSettings
 
@@ -39,17 +43,21 @@ __all__ = [
     "DataScope",
     "Identity",
     "InvalidTokenError",
+    "KeySet",
     "Role",
     "TokenSigner",
     "TokenVerifier",
     "authenticate",
     "dev_key_pair",
+    "identity_from_claims",
+    "public_keys_from_settings",
     "require_roles",
     "signer_from_settings",
     "verifier_from_settings",
 ]
 
 _ALGORITHM = "EdDSA"
+DEFAULT_MAX_TOKEN_LIFETIME = timedelta(hours=12)
 
 
 class Role(StrEnum):
@@ -60,6 +68,7 @@ class Role(StrEnum):
     OM_OPERATOR = "om_operator"
     PARTNER = "partner"
     SERVICE = "service"
+    AUDITOR = "auditor"
 
 
 class DataScope(BaseModel):
@@ -154,10 +163,20 @@ def dev_key_pair() -> tuple[Ed25519PrivateKey, Ed25519PublicKey]:
 class TokenSigner:
     """Issues identity tokens (the auth service; tests use the development key)."""
 
-    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        private_key: Ed25519PrivateKey,
+        *,
+        issuer: str,
+        audience: str,
+        max_ttl: timedelta = DEFAULT_MAX_TOKEN_LIFETIME,
+    ) -> None:
         self._key = private_key
         self.issuer = issuer
         self.audience = audience
+        self.max_ttl = max_ttl
+        self.public_key = private_key.public_key()
+        self.kid = key_id(self.public_key)
 
     def sign(
         self,
@@ -165,9 +184,17 @@ class TokenSigner:
         *,
         ttl: timedelta = timedelta(minutes=15),
         now: datetime | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> str:
+        """A token for `identity` valid for `ttl` (ValueError beyond the maximum lifetime)."""
+        if ttl > self.max_ttl or ttl <= timedelta(0):
+            raise ValueError(
+                f"token lifetime {ttl} is outside (0, {self.max_ttl}] "
+                "(ECOWATT_IDENTITY_MAX_TOKEN_LIFETIME_S)"
+            )
         issued = now or datetime.now(UTC)
         claims = {
+            **(extra or {}),
             "iss": self.issuer,
             "aud": self.audience,
             "sub": identity.subject,
@@ -184,26 +211,68 @@ class TokenSigner:
                 "enterprises": sorted(identity.scope.enterprises),
             },
         }
-        return jwt.encode(claims, self._key, algorithm=_ALGORITHM)
+        return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self.kid})
 
 
 class TokenVerifier:
-    """Verifies identity tokens with the auth service's public key."""
+    """Verifies identity tokens with the public key their `kid` names.
+
+    The keys are a `KeySet` (one key or several during a rotation); with a `JwksClient` the
+    set follows the auth service's JWKS document, refreshed when a token names an unknown
+    kid (`verify_async`) and every few minutes.
+    """
 
     def __init__(
-        self, public_key: Ed25519PublicKey, *, issuer: str, audience: str, leeway_s: int = 5
+        self,
+        keys: Ed25519PublicKey | KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: int = 5,
+        max_lifetime: timedelta = DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks: JwksClient | None = None,
     ) -> None:
-        self._key = public_key
+        self.keys = keys if isinstance(keys, KeySet) else KeySet([keys])
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
+        self.max_lifetime = max_lifetime
+        self.jwks = jwks
+
+    def key_of(self, token: str) -> str:
+        """The kid a token names (InvalidTokenError when it names none or is not a JWT)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise InvalidTokenError(f"token is malformed: {exc}") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidTokenError("token names no signing key (kid)")
+        return kid
+
+    async def verify_async(self, token: str) -> Identity:
+        """`verify`, after refreshing the JWKS when the token's kid is unknown or the keys
+        are old (no network without a JWKS client)."""
+        if self.jwks is not None:
+            await self.jwks.maybe_refresh()
+            if self.key_of(token) not in self.keys:
+                await self.jwks.refresh()
+        return self.verify(token)
 
     def verify(self, token: str) -> Identity:
         """Return the identity in `token`, or raise InvalidTokenError."""
+        return identity_from_claims(self.claims(token))
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of `token`, or InvalidTokenError."""
+        kid = self.key_of(token)
+        key = self.keys.get(kid)
+        if key is None:
+            raise InvalidTokenError("token signed with an unknown key")
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[_ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
@@ -220,41 +289,73 @@ class TokenVerifier:
             raise InvalidTokenError("token signature is invalid") from None
         except jwt.InvalidTokenError as exc:
             raise InvalidTokenError(f"token is malformed: {exc}") from None
-        try:
-            scope = claims.get("scope") or {}
-            return Identity(
-                subject=claims["sub"],
-                kind=claims.get("kind", "user"),
-                name=claims.get("name"),
-                roles=frozenset(Role(r) for r in claims.get("roles", [])),
-                scope=DataScope(
-                    all=bool(scope.get("all", False)),
-                    districts=frozenset(scope.get("districts", [])),
-                    enterprises=frozenset(scope.get("enterprises", [])),
-                ),
-                token_id=claims.get("jti"),
-                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-            )
-        except (ValueError, TypeError, KeyError) as exc:
-            raise InvalidTokenError(f"token claims are invalid: {exc}") from None
+        issued, expires = claims["iat"], claims["exp"]
+        if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+            raise InvalidTokenError("token times are not numbers")
+        if expires - issued > self.max_lifetime.total_seconds():
+            raise InvalidTokenError("token lifetime exceeds the maximum")
+        return claims
+
+
+def identity_from_claims(claims: dict[str, Any]) -> Identity:
+    """The Identity of verified claims (InvalidTokenError when they do not describe one)."""
+    try:
+        scope = claims.get("scope") or {}
+        return Identity(
+            subject=claims["sub"],
+            kind=claims.get("kind", "user"),
+            name=claims.get("name"),
+            roles=frozenset(Role(r) for r in claims.get("roles", [])),
+            scope=DataScope(
+                all=bool(scope.get("all", False)),
+                districts=frozenset(scope.get("districts", [])),
+                enterprises=frozenset(scope.get("enterprises", [])),
+            ),
+            token_id=claims.get("jti"),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InvalidTokenError(f"token claims are invalid: {exc}") from None
 
 
 def _is_placeholder(value: str) -> bool:
     return value.startswith(DEV_PLACEHOLDER_PREFIX)
 
 
-def verifier_from_settings(settings: KernelSettings) -> TokenVerifier:
-    """The verifier configured by ECOWATT_IDENTITY_PUBLIC_KEY (dev key in development)."""
+def public_keys_from_settings(settings: KernelSettings) -> list[Ed25519PublicKey]:
+    """The public keys ECOWATT_IDENTITY_PUBLIC_KEY names (the development key for its
+    placeholder; none when only a JWKS URL is configured)."""
     pem = settings.identity_public_key.get_secret_value()
     if _is_placeholder(pem):
-        _, public = dev_key_pair()
-    else:
-        loaded = serialization.load_pem_public_key(pem.encode())
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise ValueError("ECOWATT_IDENTITY_PUBLIC_KEY must be an Ed25519 public key (PEM)")
-        public = loaded
+        return (
+            []
+            if settings.identity_jwks_url and not settings.is_development
+            else [dev_key_pair()[1]]
+        )
+    return load_public_keys(pem)
+
+
+def verifier_from_settings(
+    settings: KernelSettings, *, extra_keys: Iterable[Ed25519PublicKey] = ()
+) -> TokenVerifier:
+    """The verifier configured by ECOWATT_IDENTITY_PUBLIC_KEY (one or more PEM keys; dev key
+    in development) and ECOWATT_IDENTITY_JWKS_URL (keys that follow rotations)."""
+    static = [*public_keys_from_settings(settings), *extra_keys]
+    keys = KeySet(static)
+    jwks = None
+    if settings.identity_jwks_url:
+        jwks = JwksClient(
+            settings.identity_jwks_url,
+            keys,
+            static=static,
+            max_age_s=settings.identity_jwks_refresh_s,
+        )
     return TokenVerifier(
-        public, issuer=settings.identity_issuer, audience=settings.identity_audience
+        keys,
+        issuer=settings.identity_issuer,
+        audience=settings.identity_audience,
+        max_lifetime=timedelta(seconds=settings.identity_max_token_lifetime_s),
+        jwks=jwks,
     )
 
 
@@ -271,7 +372,10 @@ def signer_from_settings(settings: KernelSettings) -> TokenSigner:
             raise ValueError("ECOWATT_IDENTITY_PRIVATE_KEY must be an Ed25519 private key (PEM)")
         private = loaded
     return TokenSigner(
-        private, issuer=settings.identity_issuer, audience=settings.identity_audience
+        private,
+        issuer=settings.identity_issuer,
+        audience=settings.identity_audience,
+        max_ttl=timedelta(seconds=settings.identity_max_token_lifetime_s),
     )
 
 
@@ -294,7 +398,7 @@ async def authenticate(request: Request) -> Identity:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header must be `Bearer <token>`")
     try:
-        identity = _verifier(request).verify(token.strip())
+        identity = await _verifier(request).verify_async(token.strip())
     except InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc.reason}") from None
     request.state.identity = identity

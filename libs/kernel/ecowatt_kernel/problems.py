@@ -1,7 +1,8 @@
 """RFC 9457 problem details for every HTTP error.
 
 Raise `Problem` (or a subclass) anywhere in a request; the handlers installed by the app
-factory render it as `application/problem+json`. Request validation errors become a 422
+factory render it as `application/problem+json` (a `retry_after=<seconds>` extension also
+becomes the `Retry-After` header). Request validation errors become a 422
 problem whose `errors` list names each field (`loc`, `msg`, `type`).
 """
 
@@ -89,7 +90,10 @@ class Conflict(Problem):
 
 
 def _response(problem: Problem, request: Request) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else {}
+    retry_after = problem.extensions.get("retry_after")
+    if isinstance(retry_after, int) and retry_after >= 0:
+        headers["Retry-After"] = str(retry_after)  # 423 locked, 429 rate-limited, 503
     return JSONResponse(
         problem.to_dict(instance=request.url.path),
         status_code=problem.status,

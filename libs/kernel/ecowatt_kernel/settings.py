@@ -65,6 +65,13 @@ class KernelSettings(BaseSettings):
     identity_private_key: SecretStr = SecretStr(DEV_PLACEHOLDER_PREFIX + "identity-private-key")
     identity_issuer: str = "ecowatt-auth"
     identity_audience: str = "ecowatt"
+    # Where services fetch the auth service's public keys (JWKS), so that a rotated signing
+    # key is trusted without a restart; empty: only ECOWATT_IDENTITY_PUBLIC_KEY.
+    identity_jwks_url: str | None = None
+    identity_jwks_refresh_s: float = 300.0
+    # No identity token lives longer: signers refuse to issue one, verifiers to accept one.
+    # 12 h covers a working shift (the absolute session timeout) and `make token`.
+    identity_max_token_lifetime_s: int = 12 * 3600
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> KernelSettings:
@@ -76,6 +83,7 @@ class KernelSettings(BaseSettings):
             if isinstance(value, SecretStr)
             and value.get_secret_value().startswith(DEV_PLACEHOLDER_PREFIX)
             and name not in self.placeholders_allowed_in_production()
+            and not (name == "identity_public_key" and self.identity_jwks_url)
         ]
         if placeholders:
             variables = ", ".join(f"ECOWATT_{name.upper()}" for name in placeholders)

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from ecowatt_kernel.app import ServiceContext, service_context
-from ecowatt_kernel.contracts import AuditEvent, DeviceCommand, DeviceSnapshot, encode
+from ecowatt_kernel.audit import audit_event, mark_audited
+from ecowatt_kernel.contracts import DeviceCommand, DeviceSnapshot, encode
 from ecowatt_kernel.identity import CurrentIdentity, Identity, Role, require_roles
 from ecowatt_kernel.problems import NotFound, Problem
 from fastapi import APIRouter, Depends, Query, Request
@@ -254,14 +255,11 @@ async def send_command(
             "params": body.params,
         },
     )
-    audit = AuditEvent(
-        actor=identity.subject,
-        actor_kind="api_key" if identity.kind == "api_key" else "user",
+    audit = audit_event(
+        request,
+        identity=identity,
         action="device.command",
         resource=f"device:{mn}",
-        outcome="success",
-        at=now,
-        source_ip=request.client.host if request.client else None,
         details={"command_id": command.command_id, "cn": body.cn, "params": body.params},
     )
     await server.bus.publish(
@@ -270,6 +268,7 @@ async def send_command(
             encode(audit, topic=settings.topic_audit),
         ]
     )
+    mark_audited(request)  # the gateway writes no second event for this request
     return CommandAccepted(command_id=command.command_id, mn=mn, cn=body.cn, status="requested")
 
 

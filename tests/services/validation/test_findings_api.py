@@ -76,7 +76,10 @@ def token(roles: set[Role], scope: DataScope) -> dict[str, str]:
     signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
     return {
         "Authorization": "Bearer "
-        + signer.sign(Identity(subject="u1", roles=frozenset(roles), scope=scope))
+        + signer.sign(
+            Identity(subject="u1", roles=frozenset(roles), scope=scope),
+            ttl=timedelta(hours=12),  # module-level tokens outlive a long (loaded) test run
+        )
     }
 
 

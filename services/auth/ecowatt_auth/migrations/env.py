@@ -1,6 +1,6 @@
 """Alembic environment of the auth service; the kernel runs it at start-up."""
 
+from ecowatt_auth.tables import metadata
 from ecowatt_kernel.db import run_migrations
-from sqlalchemy import MetaData
 
-run_migrations(MetaData(schema="auth"))
+run_migrations(metadata)

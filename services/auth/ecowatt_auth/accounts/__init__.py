@@ -1,0 +1,1 @@
+"""Accounts: people, their role and data scope, password and second factor, lifecycle."""

@@ -1,0 +1,1 @@
+"""The audit log: every `audit.events` message stored append-only in a hash chain."""

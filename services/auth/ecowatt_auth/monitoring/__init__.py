@@ -1,0 +1,1 @@
+"""Security monitoring: rules over audit and device events that raise security alerts."""

@@ -1,0 +1,1 @@
+"""Login, browser sessions, bearer tokens and their revocation."""
