@@ -32,6 +32,7 @@ from ecowatt_kernel.identity import verifier_from_settings
 from ecowatt_kernel.metrics import CONTENT_TYPE_LATEST, render_metrics
 from ecowatt_kernel.redis_client import create_redis
 from ecowatt_kernel.settings import KernelSettings
+from ecowatt_ops.service import SERVICE as OPS
 from ecowatt_registry.service import SERVICE as REGISTRY
 from ecowatt_registry.settings import RegistrySettings
 from ecowatt_registry.synthetic.service import recorded_city
@@ -57,6 +58,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ALARM,
     CONTROL_PLAN,
     REPORTING,
+    OPS,
     INGEST,
 )
 
@@ -222,7 +224,12 @@ class Standalone:
 
     def service_settings(self, spec: ServiceSpec) -> KernelSettings:
         """The settings of one service inside this process."""
+        extra: dict[str, Any] = {}
+        if spec is OPS:  # ops asks the other services' /readyz through this gateway
+            base = f"http://127.0.0.1:{self.settings.http_port}/api"
+            extra["ops_service_urls"] = ",".join(f"{s.name}={base}/{s.name}" for s in SERVICES)
         return spec.settings_class(
+            **extra,
             environment=self.settings.environment,
             bus_backend="memory",
             database_url=SecretStr(self.postgres.url),
