@@ -297,6 +297,11 @@ async def test_frames_in_alarms_out_across_processes_with_validation_killed(
     assert status["devices"]["sessions"] == ENTERPRISES
     groups = {(c["group"], c["topic"]): c["lag"] for c in status["consumers"]}
     assert groups[bind] == 0
+    # the alarm process measured each R1's detection (data time → commit; a replay: > 5 min)
+    async with httpx.AsyncClient(timeout=10) as client:
+        exposition = (await client.get(f"{layout.url('alarm')}/metrics")).text
+    assert 'ecowatt_alarm_detection_seconds_count{rule="R1"} 4.0' in exposition
+    assert 'ecowatt_alarm_detection_seconds_bucket{le="300.0",rule="R1"} 0.0' in exposition
     assert urlsplit(layout.url("ops")).port == layout.gateway_port + 8
     for logger in loggers:
         await logger.close()
