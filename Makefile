@@ -58,7 +58,7 @@ contracts-docs: install ## Regenerate docs/contracts.md from the event models
 pytest: install ## Run pytest only (infrastructure must be up)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
-test: install infra-up lint typecheck pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
+test: install infra-up deploy-tools lint typecheck pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
 
 bench-bus: install infra-up ## Bus throughput: real Kafka broker and in-process backend
 	$(PY) bench/bench_bus.py
@@ -71,4 +71,4 @@ clean-data: ## Delete standalone data (.data/)
 	rm -rf .data
 
 # Targets contributed by libraries and services (fuzz-hj212, bench-codec, bench-registry, …).
--include libs/hj212/hj212.mk simulator/simulator.mk $(wildcard services/*/service.mk)
+-include libs/hj212/hj212.mk simulator/simulator.mk deploy/deploy.mk $(wildcard services/*/service.mk)

@@ -17,3 +17,33 @@ def runnable_module(name: str) -> bool:
     if spec.submodule_search_locations:  # a package: needs __main__
         return importlib.util.find_spec(f"{name}.__main__") is not None
     return True
+
+
+def deploy_tool(name: str) -> Path:
+    """A binary built by `make deploy-tools` (versions in deploy/deploy.mk); fails if absent."""
+    import re
+
+    import pytest
+
+    makefile = (DEPLOY / "deploy.mk").read_text()
+    version = re.search(rf"^{name.upper()}_VERSION := (\S+)", makefile, re.M)
+    assert version is not None, name
+    path = ROOT / ".tools" / "go" / f"{name}-{version.group(1)}" / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make deploy-tools`", pytrace=False)
+    return path
+
+
+def kubernetes_schemas() -> tuple[str, Path]:
+    """(Kubernetes version, folder of its standalone schemas) made by `make deploy-tools`."""
+    import re
+
+    import pytest
+
+    makefile = (DEPLOY / "deploy.mk").read_text()
+    version = re.search(r"^KUBERNETES_VERSION := (\S+)", makefile, re.M)
+    assert version is not None
+    folder = ROOT / ".tools" / "kubernetes-json-schema"
+    if not (folder / f"v{version.group(1)}-standalone-strict" / ".complete").exists():
+        pytest.fail(f"no Kubernetes schemas in {folder}: run `make deploy-tools`", pytrace=False)
+    return version.group(1), folder
