@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.util
+import json
+import re
 import socket
 import sys
 import time
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import (
     TOPICS,
@@ -110,7 +113,7 @@ async def until(what: str, check: Any, limit_s: float) -> None:
         await asyncio.sleep(0.5)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def scene(
     kafka_bootstrap: str, database_url: str, redis_url: str
 ) -> AsyncIterator[dict[str, Any]]:
@@ -305,3 +308,118 @@ async def test_frames_in_alarms_out_across_processes_with_validation_killed(
     assert urlsplit(layout.url("ops")).port == layout.gateway_port + 8
     for logger in loggers:
         await logger.close()
+
+
+# ------------------------------------------------------------------ metrics named anywhere
+
+# Metrics of the exporters the compose file and docs/deploy.md deploy (names from their
+# documentation at the pinned versions; the exporters are not run here).
+EXPORTER_METRICS = {
+    # quay.io/prometheuscommunity/postgres-exporter v0.16.0
+    "pg_up",
+    "pg_stat_database_numbackends",
+    "pg_database_size_bytes",
+    "pg_stat_database_xact_commit",
+    "pg_stat_database_xact_rollback",
+    # oliver006/redis_exporter v1.67.0
+    "redis_up",
+    "redis_memory_used_bytes",
+    "redis_connected_clients",
+    "redis_commands_processed_total",
+    # danielqsj/kafka-exporter v1.8.0
+    "kafka_brokers",
+    "kafka_consumergroup_lag",
+    # Prometheus itself, per target
+    "up",
+}
+PROMQL_WORDS = {
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "max_over_time",
+    "absent",
+    "topk",
+    "by",
+    "without",
+    "and",
+    "or",
+    "unless",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+}
+
+
+def referenced_metrics(expression: str) -> set[str]:
+    """Metric names in a PromQL expression (label matchers, ranges, grouping removed)."""
+    text = re.sub(r'"[^"]*"', "", expression)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", text)
+    names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text))
+    return {n for n in names if n not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhd]", n)}
+
+
+def dashboard_and_rule_metrics() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                for name in referenced_metrics(target["expr"]):
+                    found.setdefault(name, set()).add(path.name)
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules/ecowatt.rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for name in referenced_metrics(rule["expr"]):
+                found.setdefault(name, set()).add(rule["alert"])
+    return found
+
+
+def exported(exposition: str) -> set[str]:
+    """Every series name a scrape can show: declared families with their sample suffixes."""
+    names = set()
+    for kind_line in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.M):
+        name, kind = kind_line
+        names.add(name)
+        if kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        if kind == "counter":
+            names.add(name if name.endswith("_total") else f"{name}_total")
+    return names
+
+
+def test_referenced_metrics_parser_on_known_expressions() -> None:
+    assert referenced_metrics(
+        'histogram_quantile(0.95, sum by (le) (rate(x_bucket{rule!="OFFLINE"}[15m]))) > 60'
+    ) == {"x_bucket"}
+    assert referenced_metrics("sum(a) < 0.8 * max_over_time(sum(a)[1h:1m]) and b > 20") == {
+        "a",
+        "b",
+    }
+
+
+async def test_every_metric_of_dashboards_and_rules_is_exported(scene: dict[str, Any]) -> None:
+    layout = scene["layout"]
+    names: set[str] = set()
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service in ("ingest-hj212", "validation", "alarm", "ops"):
+            response = await client.get(f"{layout.url(service)}/metrics")
+            assert response.status_code == 200, service
+            names |= exported(response.text)
+    wanted = dashboard_and_rule_metrics()
+    assert "ecowatt_alarm_detection_seconds_bucket" in wanted
+    missing = {
+        name: sorted(where)
+        for name, where in wanted.items()
+        if name not in names and name not in EXPORTER_METRICS
+    }
+    assert not missing, f"referenced but exported by no service: {missing}"
