@@ -7,6 +7,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# Every EcoWatt process of a deployment: name (as in the chart) → (module, HTTP port).
+SERVICES = {
+    "auth": ("ecowatt_auth", 8001),
+    "registry": ("ecowatt_registry", 8002),
+    "ingest-hj212": ("ecowatt_ingest", 8003),
+    "validation": ("ecowatt_validation", 8004),
+    "alarm": ("ecowatt_alarm", 8005),
+    "control-plan": ("ecowatt_control_plan", 8006),
+    "reporting": ("ecowatt_reporting", 8007),
+    "ops": ("ecowatt_ops", 8008),
+    "gateway": ("ecowatt_auth", 8000),
+}
 
 
 def runnable_module(name: str) -> bool:

@@ -15,22 +15,14 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, runnable_module
+from tests.deploy.conftest import DEPLOY, SERVICES, runnable_module
 
 SCHEMA = DEPLOY / "compose-spec" / "compose_spec.json"
 COMPOSE = DEPLOY / "docker-compose.yml"
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+# compose service → (module, HTTP port); ingest's compose name is short
 ECOWATT_SERVICES = {
-    # compose service → (module, HTTP port)
-    "auth": ("ecowatt_auth", 8001),
-    "registry": ("ecowatt_registry", 8002),
-    "ingest": ("ecowatt_ingest", 8003),
-    "validation": ("ecowatt_validation", 8004),
-    "alarm": ("ecowatt_alarm", 8005),
-    "control-plan": ("ecowatt_control_plan", 8006),
-    "reporting": ("ecowatt_reporting", 8007),
-    "ops": ("ecowatt_ops", 8008),
-    "gateway": ("ecowatt_auth", 8000),
+    ("ingest" if name == "ingest-hj212" else name): spec for name, spec in SERVICES.items()
 }
 
 

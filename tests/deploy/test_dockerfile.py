@@ -15,19 +15,12 @@ from typing import Any
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from tests.deploy.conftest import ROOT, runnable_module
+from tests.deploy.conftest import ROOT, SERVICES, runnable_module
 
-SERVICE_MODULES = (
-    "ecowatt_auth",
-    "ecowatt_registry",
-    "ecowatt_ingest",
-    "ecowatt_validation",
-    "ecowatt_alarm",
-    "ecowatt_control_plan",
-    "ecowatt_reporting",
-    "ecowatt_ops",
+SERVICE_MODULES = {module for module, _ in SERVICES.values()} | {
     "ecowatt_kernel.bus.admin",
-)
+    "ecowatt_kernel.migrate",
+}
 
 
 @pytest.fixture(scope="module")

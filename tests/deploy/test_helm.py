@@ -15,7 +15,7 @@ import pytest
 import yaml
 from ecowatt_kernel.migrate import load_spec
 
-from tests.deploy.conftest import DEPLOY, deploy_tool, kubernetes_schemas
+from tests.deploy.conftest import DEPLOY, SERVICES, deploy_tool, kubernetes_schemas
 
 CHART = DEPLOY / "helm" / "ecowatt"
 SECRETS = [
@@ -24,17 +24,6 @@ SECRETS = [
     "secrets.identityPublicKey=PUBLIC",
     "secrets.identityPrivateKey=PRIVATE",
 ]
-SERVICES = {
-    "auth": ("ecowatt_auth", 8001),
-    "registry": ("ecowatt_registry", 8002),
-    "ingest-hj212": ("ecowatt_ingest", 8003),
-    "validation": ("ecowatt_validation", 8004),
-    "alarm": ("ecowatt_alarm", 8005),
-    "control-plan": ("ecowatt_control_plan", 8006),
-    "reporting": ("ecowatt_reporting", 8007),
-    "ops": ("ecowatt_ops", 8008),
-    "gateway": ("ecowatt_auth", 8000),
-}
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
