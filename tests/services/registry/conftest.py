@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -35,7 +36,8 @@ def token(
             all=everything, districts=frozenset(districts), enterprises=frozenset(enterprises)
         ),
     )
-    return {"Authorization": f"Bearer {SIGNER.sign(identity)}"}
+    # signed at import: valid for the whole test session, however long `make test` runs
+    return {"Authorization": f"Bearer {SIGNER.sign(identity, ttl=timedelta(hours=12))}"}
 
 
 ADMIN = token(Role.ADMIN, subject="admin-1", everything=True)

@@ -76,7 +76,10 @@ def token(roles: set[Role], scope: DataScope) -> dict[str, str]:
     signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
     return {
         "Authorization": "Bearer "
-        + signer.sign(Identity(subject="u1", roles=frozenset(roles), scope=scope))
+        # signed at import: valid for the whole test session, however long `make test` runs
+        + signer.sign(
+            Identity(subject="u1", roles=frozenset(roles), scope=scope), ttl=timedelta(hours=12)
+        )
     }
 
 
