@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import ecowatt_hj212 as hj212
 import httpx
@@ -44,7 +45,8 @@ SIGNER = signer_from_settings(SETTINGS)
 
 def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> dict[str, str]:
     identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    return {"Authorization": f"Bearer {SIGNER.sign(identity)}"}
+    # signed at import: valid for the whole test session, however long `make test` runs
+    return {"Authorization": f"Bearer {SIGNER.sign(identity, ttl=timedelta(hours=12))}"}
 
 
 CITY = token(Role.CITY_SUPERVISOR, scope=DataScope(all=True), subject="city")
