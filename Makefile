@@ -8,8 +8,9 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY = $(UV) run --frozen python
 PYTEST_ARGS ?=
+DISTRIBUTED_ARGS ?=
 
-.PHONY: help install run test lint format typecheck pytest infra-up infra-down infra-status \
+.PHONY: help install run run-distributed test lint format typecheck pytest infra-up infra-down infra-status \
         contracts-docs bench-bus token clean-data
 
 help: ## List the targets
@@ -27,6 +28,9 @@ install: .venv/.installed ## Create .venv from the lock file
 
 run: install ## Run the whole platform in one process (http://127.0.0.1:8000)
 	$(PY) -m ecowatt_standalone
+
+run-distributed: install infra-up ## Every service in its own process on Kafka/PostgreSQL/Redis of infra-up (Ctrl-C stops all)
+	$(PY) tools/distributed.py run $(DISTRIBUTED_ARGS)
 
 infra-up: install ## Start (or reuse) Kafka, PostgreSQL and Redis for tests
 	$(PY) tools/infra.py up
@@ -54,7 +58,7 @@ contracts-docs: install ## Regenerate docs/contracts.md from the event models
 pytest: install ## Run pytest only (infrastructure must be up)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
-test: install infra-up lint typecheck pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
+test: install infra-up deploy-tools lint typecheck pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
 
 bench-bus: install infra-up ## Bus throughput: real Kafka broker and in-process backend
 	$(PY) bench/bench_bus.py
@@ -67,4 +71,4 @@ clean-data: ## Delete standalone data (.data/)
 	rm -rf .data
 
 # Targets contributed by libraries and services (fuzz-hj212, bench-codec, bench-registry, …).
--include libs/hj212/hj212.mk simulator/simulator.mk $(wildcard services/*/service.mk)
+-include libs/hj212/hj212.mk simulator/simulator.mk deploy/deploy.mk $(wildcard services/*/service.mk)

@@ -41,6 +41,7 @@ from ecowatt_kernel.identity import verifier_from_settings
 from ecowatt_kernel.metrics import CONTENT_TYPE_LATEST, render_metrics
 from ecowatt_kernel.redis_client import create_redis
 from ecowatt_kernel.settings import KernelSettings
+from ecowatt_ops.service import SERVICE as OPS
 from ecowatt_registry.service import SERVICE as REGISTRY
 from ecowatt_registry.settings import RegistrySettings
 from ecowatt_registry.synthetic.service import recorded_city
@@ -75,6 +76,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ALARM,
     CONTROL_PLAN,
     REPORTING,
+    OPS,
     INGEST,
 )
 
@@ -257,6 +259,11 @@ class Standalone:
             "log_level": self.settings.log_level,
             "timezone": self.settings.timezone,
         }
+        if spec is OPS:
+            # ops asks the other services' /readyz on the operations port (the public gateway
+            # does not serve it)
+            base = f"http://127.0.0.1:{self.settings.ops_port}"
+            values["ops_service_urls"] = ",".join(f"{s.name}={base}/{s.name}" for s in SERVICES)
         if (
             spec.settings_class is AuthSettings
             and self.settings.is_development

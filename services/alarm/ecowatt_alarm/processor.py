@@ -40,9 +40,11 @@ from ecowatt_kernel.contracts import (
     encode,
 )
 from ecowatt_kernel.db import Database
+from ecowatt_kernel.metrics import LATENCY_BUCKETS
 from ecowatt_kernel.outbox import OutboxRelay, enqueue
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
+from prometheus_client import Histogram
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -57,6 +59,13 @@ from ecowatt_alarm.suppression import Suppressions
 __all__ = ["AlarmProcessor", "power_of", "ts"]
 
 _logger = logging.getLogger(__name__)
+DETECTION_SECONDS = Histogram(
+    "ecowatt_alarm_detection_seconds",
+    "From the data time of the reading that confirmed an alarm to the alarm's commit "
+    "(frame → alarm, device send delay included); replays fall in +Inf.",
+    ["rule"],
+    buckets=(*LATENCY_BUCKETS, 120.0, 300.0),
+)
 _LOG_BASE = math.log(1.02)
 FUTURE_TOLERANCE_S = 600.0
 
@@ -258,8 +267,10 @@ class AlarmProcessor:
         if not by_enterprise:
             return
         received = self.clock()
+        effects: list[Effects] = []
 
         def work(rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects) -> bool:
+            effects[:] = [fx]
             applied = False
             for reading in by_enterprise[rt.enterprise_id]:
                 power, voltage = power_of(reading)
@@ -284,6 +295,12 @@ class AlarmProcessor:
             return applied
 
         await self._run(list(by_enterprise), work)
+        committed = time.time()
+        for op in effects[0].alarms if effects else ():
+            if op.op == "open" and not op.alarm.get("suppressed_by"):
+                DETECTION_SECONDS.labels(op.alarm["rule_code"]).observe(
+                    max(committed - float(op.alarm["last_at"]), 0.0)
+                )
 
     async def _run(
         self,

@@ -1,0 +1,1 @@
+"""The platform status: what the web application's status page shows."""
