@@ -18,7 +18,6 @@ import pytest
 from ecowatt_kernel.db import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("ECOWATT_SHARED_DIR", ROOT.parent / "shared")).resolve()
 
 
 def _infra_env() -> dict[str, str]:
@@ -48,13 +47,6 @@ def _require(name: str, url: str | None, default_port: int) -> str:
             f"{name} at {host}:{port} is unreachable ({exc}); run `make infra-up`", pytrace=False
         )
     return url
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The ../shared folder (test data and domain references)."""
-    assert SHARED.is_dir(), f"shared folder not found at {SHARED}; set ECOWATT_SHARED_DIR"
-    return SHARED
 
 
 @pytest.fixture(scope="session")
