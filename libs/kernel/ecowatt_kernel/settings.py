@@ -40,6 +40,9 @@ class KernelSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Largest request body a route takes unless it declares its own (uploads do): JSON
+    # bodies are small, so 1 MiB leaves room and refuses a memory-filling body with a 413.
+    http_max_body_bytes: int = 1024 * 1024
 
     bus_backend: Literal["kafka", "memory"] = "kafka"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
