@@ -13,7 +13,13 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from ecowatt_kernel.app import DbSession, service_context
-from ecowatt_kernel.excel import XLSX_MEDIA_TYPE, Column, rows_to_xlsx
+from ecowatt_kernel.excel import (
+    MAX_EXPORT_ROWS,
+    Column,
+    Sheet,
+    check_export_size,
+    xlsx_response,
+)
 from ecowatt_kernel.identity import CurrentIdentity, CurrentScope, DataScope, Role, require_roles
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
 from ecowatt_kernel.problems import NotFound, Problem
@@ -38,6 +44,7 @@ from ecowatt_validation.rules import RULES, RULES_BY_CODE
 router = APIRouter(tags=["validation"])
 
 Format = Annotated[Literal["json", "xlsx"], Query(description="json, or xlsx for an export")]
+EXPORT_ROW_LIMIT = MAX_EXPORT_ROWS
 ARCHIVE_CODES = (
     "no_monitoring_point",
     "no_total_point",
@@ -59,14 +66,19 @@ def _yesterday(request: Request) -> date:
     return datetime.now(UTC).astimezone(_tz(request)).date() - timedelta(days=1)
 
 
-def _xlsx(
+async def _xlsx(
     columns: Sequence[Column], rows: Iterable[Mapping[str, Any]], title: str, name: str
 ) -> Response:
-    return Response(
-        rows_to_xlsx(columns, rows, title=title),
-        media_type=XLSX_MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
-    )
+    """An .xlsx download built off the event loop, at most EXPORT_ROW_LIMIT rows."""
+    sheet = Sheet(title=title, columns=columns, rows=list(rows))
+    return await xlsx_response([sheet], f"{name}.xlsx", max_rows=EXPORT_ROW_LIMIT)
+
+
+async def _export_rows(session: Any, query: Select[Any]) -> list[Any]:
+    """The rows of an export, refused (422 stating the cap) beyond EXPORT_ROW_LIMIT."""
+    rows = list((await session.execute(query.limit(EXPORT_ROW_LIMIT + 1))).all())
+    check_export_size(len(rows), limit=EXPORT_ROW_LIMIT)
+    return rows
 
 
 def _scoped(scope: DataScope, district: Any, enterprise: Any) -> ColumnElement[bool]:
@@ -139,7 +151,7 @@ async def list_rules(identity: CurrentIdentity, session: DbSession, format: Form
             Column("params", "参数", width=60),
             Column("formula", "计算方法", width=100),
         ]
-        return _xlsx(
+        return await _xlsx(
             columns,
             (
                 {**o.model_dump(), "params": str(o.params), "enabled": "是" if o.enabled else "否"}
@@ -272,8 +284,8 @@ async def list_findings(
     subject_kind: Annotated[str | None, Query()] = None,
     enterprise_id: Annotated[str | None, Query()] = None,
     severity: Annotated[str | None, Query()] = None,
-    min_age_days: Annotated[float | None, Query(ge=0)] = None,
-    max_age_days: Annotated[float | None, Query(ge=0)] = None,
+    min_age_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
+    max_age_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
     day: Annotated[
         date | None, Query(description="Only findings that occurred on this day")
     ] = None,
@@ -311,8 +323,8 @@ async def list_findings(
         )
     query = select(FINDINGS).where(*conditions).order_by(f.opened_at.desc(), f.id)
     if format == "xlsx":
-        rows = (await session.execute(query)).all()
-        return _xlsx(
+        rows = await _export_rows(session, query)
+        return await _xlsx(
             FINDING_COLUMNS,
             (
                 {
@@ -411,7 +423,7 @@ async def daily_issues(
             Column("open", "未解决", width=8),
             Column("mean_open_age_days", "平均持续天数", width=12),
         ]
-        return _xlsx(columns, rows, "每日问题清单", f"issues-{day}")
+        return await _xlsx(columns, rows, "每日问题清单", f"issues-{day}")
     return {"day": day, "by": by, "rows": rows}
 
 
@@ -492,7 +504,7 @@ async def scorecards(
         conditions.append(e.id == enterprise_id)
     query = select(ENTERPRISES).where(*conditions).order_by(e.district_code, e.id)
     if format == "xlsx":
-        enterprises = (await session.execute(query)).all()
+        enterprises = await _export_rows(session, query)
         total = len(enterprises)
     else:
         enterprises, total = await fetch_page(session, query, page)
@@ -506,7 +518,7 @@ async def scorecards(
         item.pop("name", None)
         item.pop("deleted", None)
     if format == "xlsx":
-        return _xlsx(
+        return await _xlsx(
             SCORECARD_COLUMNS,
             ({**i, "open_by_rule": str(i["open_by_rule"])} for i in items),
             "企业质量评分",
@@ -663,7 +675,7 @@ async def daily_stats(
         for r in await session.execute(query)
     ]
     if format == "xlsx":
-        return _xlsx(STATS_COLUMNS, rows, "完整率与在线率", f"stats-{day_from}-{day_to}")
+        return await _xlsx(STATS_COLUMNS, rows, "完整率与在线率", f"stats-{day_from}-{day_to}")
     return {"day_from": day_from, "day_to": day_to, "by": by, "rows": rows}
 
 
@@ -703,9 +715,9 @@ async def unbound(
             Column("count", "条数", width=10),
             Column("last_seen_at", "最近接收", width=20),
         ]
-        return _xlsx(
+        return await _xlsx(
             columns,
-            (dict(r._mapping) for r in await session.execute(query)),
+            (dict(r._mapping) for r in await _export_rows(session, query)),
             "未绑定数据",
             "unbound",
         )
