@@ -9,6 +9,11 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY = $(UV) run --frozen python
 PYTEST_ARGS ?=
 
+# Services refuse to start without ECOWATT_ENVIRONMENT (fail closed): each entry point says
+# which one it is. A value already in the environment wins (e.g. production on a host).
+run token: export ECOWATT_ENVIRONMENT ?= development
+test pytest test-% bench-% simulate: export ECOWATT_ENVIRONMENT ?= test
+
 .PHONY: help install run test lint format typecheck pytest infra-up infra-down infra-status \
         contracts-docs bench-bus token clean-data
 

@@ -4,6 +4,9 @@
 KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL are given; tests read those variables,
 falling back to `.infra/env`. A test that needs a server that cannot be reached FAILS: it is
 never skipped, so a CI run without infrastructure cannot pass by accident.
+
+Services refuse to start without ECOWATT_ENVIRONMENT; the tests run as `test` (as
+`make test` sets it), also when pytest is started directly.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pytest
 from ecowatt_kernel.db import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("ECOWATT_ENVIRONMENT", "test")
 
 
 def _infra_env() -> dict[str, str]:

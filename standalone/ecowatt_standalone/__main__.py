@@ -14,6 +14,7 @@ import logging
 
 import uvicorn
 from ecowatt_kernel.logging import configure_logging
+from ecowatt_kernel.settings import settings_or_exit
 
 from ecowatt_standalone.gateway import Standalone, StandaloneSettings
 
@@ -43,7 +44,7 @@ async def serve(platform: Standalone) -> None:
 
 
 def main() -> None:
-    settings = StandaloneSettings()
+    settings = settings_or_exit(StandaloneSettings)
     configure_logging(service="standalone", level=settings.log_level, fmt=settings.log_format)
     platform = Standalone(settings)
     platform.start_servers()

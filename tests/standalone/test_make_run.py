@@ -31,6 +31,7 @@ def free_port() -> int:
 def start(data: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "ECOWATT_ENVIRONMENT": "development",  # as `make run` sets it
         "ECOWATT_DATA_DIR": str(data),
         "ECOWATT_HTTP_PORT": str(ports["http"]),
         "ECOWATT_STANDALONE_PG_PORT": str(ports["pg"]),

@@ -42,7 +42,7 @@ from ecowatt_kernel.metrics import (
 )
 from ecowatt_kernel.problems import TooLargeAsProblem, install_problem_handlers
 from ecowatt_kernel.redis_client import Redis, create_redis, redis_healthy
-from ecowatt_kernel.settings import KernelSettings
+from ecowatt_kernel.settings import KernelSettings, settings_or_exit
 from ecowatt_kernel.times import use_timezone
 from ecowatt_kernel.tracing import trace_context
 
@@ -286,7 +286,7 @@ def serve(spec: ServiceSpec) -> None:
 
     from ecowatt_kernel.logging import configure_logging
 
-    settings = spec.settings_class()
+    settings = settings_or_exit(spec.settings_class)
     configure_logging(service=spec.name, level=settings.log_level, fmt=settings.log_format)
     uvicorn.run(
         create_app(spec, settings=settings),

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE
-from ecowatt_kernel.identity import CurrentIdentity, DataScope, Identity
+from ecowatt_kernel.identity import CurrentIdentity, DataScope, Identity, district_condition
 from ecowatt_kernel.pagination import Page, PageParams, SortParam, fetch_sorted_page, order_by
 from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.problems import Conflict, NotFound
@@ -56,9 +56,7 @@ def enterprise_filters(
     """Filters on the enterprise an entity belongs to."""
     conditions: Conditions = []
     if district:
-        conditions.append(
-            DataScope(districts=frozenset(district)).where(district_column=Enterprise.district_code)
-        )
+        conditions.append(district_condition(district, Enterprise.district_code))
     if zone:
         conditions.append(Enterprise.zone.in_(zone))
     if industry:

@@ -20,7 +20,14 @@ from ecowatt_kernel.excel import (
     check_export_size,
     xlsx_response,
 )
-from ecowatt_kernel.identity import CurrentIdentity, CurrentScope, DataScope, Role, require_roles
+from ecowatt_kernel.identity import (
+    CurrentIdentity,
+    CurrentScope,
+    DataScope,
+    Role,
+    district_condition,
+    require_roles,
+)
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
 from ecowatt_kernel.problems import NotFound, Problem
 from fastapi import APIRouter, Query, Request
@@ -88,7 +95,7 @@ def _scoped(scope: DataScope, district: Any, enterprise: Any) -> ColumnElement[b
 def _district_filter(codes: list[str] | None, column: Any) -> ColumnElement[bool] | None:
     if not codes:
         return None
-    return DataScope(districts=frozenset(codes)).where(district_column=column)
+    return district_condition(codes, column)
 
 
 # ------------------------------------------------------------------------------- rules
