@@ -40,6 +40,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from ecowatt_kernel.errors import EcoWattError
 from ecowatt_kernel.problems import Problem
 
 if not openpyxl.DEFUSEDXML:  # pragma: no cover - only when OPENPYXL_DEFUSEDXML=False is set
@@ -132,7 +133,7 @@ class ParsedSheet:
     present: bool = True
 
 
-class WorkbookError(ValueError):
+class WorkbookError(EcoWattError, ValueError):
     """The upload is not a readable .xlsx workbook."""
 
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
+from ecowatt_kernel.errors import EcoWattError
 from ecowatt_kernel.problems import Forbidden, Unauthorized
 from ecowatt_kernel.settings import DEV_PLACEHOLDER_PREFIX, KernelSettings
 
@@ -192,7 +193,7 @@ class Identity(BaseModel):
         return bool(self.roles.intersection(roles))
 
 
-class InvalidTokenError(Exception):
+class InvalidTokenError(EcoWattError):
     """The token cannot be trusted; `reason` says why in one short phrase."""
 
     def __init__(self, reason: str) -> None:

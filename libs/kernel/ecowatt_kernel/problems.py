@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ecowatt_kernel.errors import EcoWattError
 from ecowatt_kernel.tracing import current_trace_id
 
 __all__ = [
@@ -46,7 +47,7 @@ _MAX_BODY_SIZE_SCOPE_KEY = "starlette.max_body_size"
 _logger = logging.getLogger(__name__)
 
 
-class Problem(Exception):
+class Problem(EcoWattError):
     """An HTTP error rendered as problem details."""
 
     status: int = 400

@@ -21,6 +21,8 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ecowatt_kernel.errors import ConfigurationError
+
 __all__ = [
     "DEV_PLACEHOLDER_PREFIX",
     "ENVIRONMENTS",
@@ -37,11 +39,11 @@ Environment = Literal["development", "test", "production"]
 ENVIRONMENTS: tuple[str, ...] = ("development", "test", "production")
 
 
-class PlaceholderSecretError(ValueError):
+class PlaceholderSecretError(ConfigurationError):
     """A development placeholder secret was configured outside development or test."""
 
 
-class MissingEnvironmentError(ValueError):
+class MissingEnvironmentError(ConfigurationError):
     """ECOWATT_ENVIRONMENT is not set: the process refuses to guess which one it is."""
 
     def __init__(self) -> None:
