@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "PageParams",
     "PageRequest",
+    "SearchParam",
     "SortParam",
     "fetch_page",
     "fetch_sorted_page",
@@ -95,6 +96,10 @@ class Page(BaseModel, Generic[ItemT]):
             pages=pages,
         )
 
+
+SearchParam = Annotated[
+    str | None, Query(max_length=200, description="Text search (substring, case-insensitive)")
+]
 
 SortParam = Annotated[
     str | None,

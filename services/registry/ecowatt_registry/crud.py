@@ -13,7 +13,14 @@ from typing import Annotated, Any
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE
 from ecowatt_kernel.identity import CurrentIdentity, DataScope, Identity, district_condition
-from ecowatt_kernel.pagination import Page, PageParams, SortParam, fetch_sorted_page, order_by
+from ecowatt_kernel.pagination import (
+    Page,
+    PageParams,
+    SearchParam,
+    SortParam,
+    fetch_sorted_page,
+    order_by,
+)
 from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.problems import Conflict, NotFound
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -214,7 +221,7 @@ def build_router(resource: Resource) -> APIRouter:
         filters: Filters,
         page: PageParams,
         sort: SortParam = None,
-        q: Annotated[str | None, Query(description="Text search")] = None,
+        q: SearchParam = None,
     ) -> Page[Any]:
         rows, total = await fetch_sorted_page(
             db_session,
@@ -242,7 +249,7 @@ def build_router(resource: Resource) -> APIRouter:
             identity: CurrentIdentity,
             filters: Filters,
             sort: SortParam = None,
-            q: str | None = Query(None, description="Text search"),
+            q: SearchParam = None,
         ) -> Response:
             query = resource.base_query(identity.scope, filters, q).order_by(
                 *order_by(sort, resource.sortable, resource.default_sort), resource.pk_column
