@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "hj212-frames.jsonl"
 """Sample frames with verdicts, in the repository (provenance: tests/data/SOURCES.md)."""
 
