@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +20,32 @@ from pydantic import SecretStr
 SIGNER = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
 
 
+class FreshBearer(Mapping[str, str]):
+    """`Authorization` headers whose token is signed when a request is sent, so that module
+    constants never expire however long the suite runs (tokens live 15 minutes)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+
+    def __getitem__(self, key: str) -> str:
+        if key != "Authorization":
+            raise KeyError(key)
+        return f"Bearer {SIGNER.sign(self.identity)}"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("Authorization",))
+
+    def __len__(self) -> int:
+        return 1
+
+
 def token(
     *roles: Role,
     subject: str = "tester",
     districts: tuple[str, ...] = (),
     enterprises: tuple[str, ...] = (),
     everything: bool = False,
-) -> dict[str, str]:
+) -> Mapping[str, str]:
     """Authorization headers for a caller with `roles` and the given data scope."""
     identity = Identity(
         subject=subject,
@@ -35,7 +54,7 @@ def token(
             all=everything, districts=frozenset(districts), enterprises=frozenset(enterprises)
         ),
     )
-    return {"Authorization": f"Bearer {SIGNER.sign(identity)}"}
+    return FreshBearer(identity)
 
 
 ADMIN = token(Role.ADMIN, subject="admin-1", everything=True)
