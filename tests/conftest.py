@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from ecowatt_kernel.db import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("ECOWATT_ENVIRONMENT", "test")
+# Helpers shared by tests of several folders (`from bearer import FreshBearer`).
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def _infra_env() -> dict[str, str]:

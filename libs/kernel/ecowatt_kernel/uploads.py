@@ -90,26 +90,23 @@ def _size_of(upload: UploadFile) -> int:
     return size
 
 
+def _unsupported(what: str, accepted: tuple[str, ...]) -> Problem:
+    return Problem(
+        f"{what}不受支持，只接受 {'、'.join(accepted)} (accepted: {', '.join(accepted)})",
+        status=415,
+        type_suffix="unsupported-file-type",
+        accepted=list(accepted),
+    )
+
+
 def accept_upload(upload: UploadFile, limits: UploadLimits) -> AcceptedUpload:
     """`upload` checked against `limits` (size, name, type), or a problem naming the limit."""
     name = upload.filename or ""
     if limits.suffixes and not name.lower().endswith(limits.suffixes):
-        raise Problem(
-            f"文件“{name[:100]}”的类型不受支持，只接受 {'、'.join(limits.suffixes)} "
-            f"(accepted: {', '.join(limits.suffixes)})",
-            status=415,
-            type_suffix="unsupported-file-type",
-            accepted=list(limits.suffixes),
-        )
+        raise _unsupported(f"文件“{name[:100]}”的类型", limits.suffixes)
     declared = (upload.content_type or "").split(";")[0].strip().lower()
     if limits.content_types and declared not in limits.content_types:
-        raise Problem(
-            f"content type {declared or 'none'!r} is not accepted "
-            f"(accepted: {', '.join(limits.content_types)})",
-            status=415,
-            type_suffix="unsupported-file-type",
-            accepted=list(limits.content_types),
-        )
+        raise _unsupported(f"内容类型“{declared or '无'}”", limits.content_types)
     size = _size_of(upload)
     if size > limits.max_file_bytes:
         raise Problem(

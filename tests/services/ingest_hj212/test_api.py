@@ -4,12 +4,13 @@ unregistered list and for commands, commands audited and their results readable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import ecowatt_hj212 as hj212
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_ingest.api import router
 from ecowatt_ingest.server import IngestServer
@@ -42,28 +43,9 @@ SETTINGS = KernelSettings(environment="test")
 SIGNER = signer_from_settings(SETTINGS)
 
 
-class FreshBearer(Mapping[str, str]):
-    """`Authorization` headers whose token is signed when a request is sent, so that module
-    constants never expire however long the suite runs (tokens live 15 minutes)."""
-
-    def __init__(self, identity: Identity) -> None:
-        self.identity = identity
-
-    def __getitem__(self, key: str) -> str:
-        if key != "Authorization":
-            raise KeyError(key)
-        return f"Bearer {SIGNER.sign(self.identity)}"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("Authorization",))
-
-    def __len__(self) -> int:
-        return 1
-
-
 def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> Mapping[str, str]:
     identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    return FreshBearer(identity)
+    return FreshBearer(SIGNER, identity)
 
 
 CITY = token(Role.CITY_SUPERVISOR, scope=DataScope(all=True), subject="city")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_kernel.app import ServiceContext, create_app
 from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import RegistryChange, decode
@@ -18,25 +19,6 @@ from ecowatt_registry.settings import RegistrySettings
 from pydantic import SecretStr
 
 SIGNER = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
-
-
-class FreshBearer(Mapping[str, str]):
-    """`Authorization` headers whose token is signed when a request is sent, so that module
-    constants never expire however long the suite runs (tokens live 15 minutes)."""
-
-    def __init__(self, identity: Identity) -> None:
-        self.identity = identity
-
-    def __getitem__(self, key: str) -> str:
-        if key != "Authorization":
-            raise KeyError(key)
-        return f"Bearer {SIGNER.sign(self.identity)}"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("Authorization",))
-
-    def __len__(self) -> int:
-        return 1
 
 
 def token(
@@ -54,7 +36,7 @@ def token(
             all=everything, districts=frozenset(districts), enterprises=frozenset(enterprises)
         ),
     )
-    return FreshBearer(identity)
+    return FreshBearer(SIGNER, identity)
 
 
 ADMIN = token(Role.ADMIN, subject="admin-1", everything=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_kernel.app import Infrastructure, create_app
 from ecowatt_kernel.bus import InProcessBus
 from ecowatt_kernel.contracts import encode
@@ -72,30 +73,11 @@ async def test_rerunning_an_older_day_changes_only_that_day(harness: Harness) ->
 # ------------------------------------------------------------------------------- the API
 
 
-class FreshBearer(Mapping[str, str]):
-    """`Authorization` headers whose token is signed when a request is sent, so that module
-    constants never expire however long the suite runs (tokens live 15 minutes)."""
-
-    def __init__(self, identity: Identity) -> None:
-        self.identity = identity
-
-    def __getitem__(self, key: str) -> str:
-        if key != "Authorization":
-            raise KeyError(key)
-        return f"Bearer {SIGNER.sign(self.identity)}"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("Authorization",))
-
-    def __len__(self) -> int:
-        return 1
-
-
 SIGNER = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
 
 
 def token(roles: set[Role], scope: DataScope) -> Mapping[str, str]:
-    return FreshBearer(Identity(subject="u1", roles=frozenset(roles), scope=scope))
+    return FreshBearer(SIGNER, Identity(subject="u1", roles=frozenset(roles), scope=scope))
 
 
 ADMIN = token({Role.ADMIN}, DataScope(all=True))
