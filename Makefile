@@ -10,6 +10,11 @@ PY = $(UV) run --frozen python
 PYTEST_ARGS ?=
 DISTRIBUTED_ARGS ?=
 
+# Services refuse to start without ECOWATT_ENVIRONMENT (fail closed): each entry point says
+# which one it is. A value already in the environment wins (e.g. production on a host).
+run token: export ECOWATT_ENVIRONMENT ?= development
+test pytest test-% bench-% simulate: export ECOWATT_ENVIRONMENT ?= test
+
 .PHONY: help install run run-distributed test lint format typecheck pytest infra-up infra-down infra-status \
         contracts-docs bench-bus token clean-data
 

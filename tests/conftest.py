@@ -4,12 +4,16 @@
 KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL are given; tests read those variables,
 falling back to `.infra/env`. A test that needs a server that cannot be reached FAILS: it is
 never skipped, so a CI run without infrastructure cannot pass by accident.
+
+Services refuse to start without ECOWATT_ENVIRONMENT; the tests run as `test` (as
+`make test` sets it), also when pytest is started directly.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,7 +22,9 @@ import pytest
 from ecowatt_kernel.db import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("ECOWATT_SHARED_DIR", ROOT.parent / "shared")).resolve()
+os.environ.setdefault("ECOWATT_ENVIRONMENT", "test")
+# Helpers shared by tests of several folders (`from bearer import FreshBearer`).
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def _infra_env() -> dict[str, str]:
@@ -48,13 +54,6 @@ def _require(name: str, url: str | None, default_port: int) -> str:
             f"{name} at {host}:{port} is unreachable ({exc}); run `make infra-up`", pytrace=False
         )
     return url
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The ../shared folder (test data and domain references)."""
-    assert SHARED.is_dir(), f"shared folder not found at {SHARED}; set ECOWATT_SHARED_DIR"
-    return SHARED
 
 
 @pytest.fixture(scope="session")

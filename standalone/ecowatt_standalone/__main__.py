@@ -3,8 +3,9 @@
 Starts embedded PostgreSQL and Redis (data in `.data/`, kept between runs), builds every
 service on one in-process bus behind the gateway on port 8000 (`/api/<service>/…`, a login
 page at `/`), serves health, readiness and metrics on the operations port (8001), and runs
-until Ctrl-C; then stops the consumers (committing what they handled), the bus, and the
-embedded servers.
+until Ctrl-C or SIGTERM (what systemd and orchestrators send); then stops the consumers
+(committing what they handled), the bus, and the embedded servers — the same way for both
+signals, and also when a signal arrives while the servers are still starting.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 
 import uvicorn
 from ecowatt_auth.gateway.serving import QuietServer, serve_together
 from ecowatt_kernel.logging import configure_logging
+from ecowatt_kernel.settings import settings_or_exit
 
 from ecowatt_standalone.gateway import Standalone, StandaloneSettings
 
@@ -59,16 +62,21 @@ async def serve(platform: Standalone) -> None:
 
 
 def main() -> None:
-    settings = StandaloneSettings()
+    settings = settings_or_exit(StandaloneSettings)
     configure_logging(service="standalone", level=settings.log_level, fmt=settings.log_format)
+    # SIGTERM as Ctrl-C: uvicorn shuts the services down on either, then re-raises the signal
+    # with the handler it found; Python's default for SIGTERM would end the process there,
+    # before the embedded servers below are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     platform = Standalone(settings)
-    platform.start_servers()
     try:
         with contextlib.suppress(KeyboardInterrupt):
+            platform.start_servers()
             asyncio.run(serve(platform))
     finally:
         _logger.info("stopping embedded PostgreSQL and Redis")
-        platform.stop_servers()
+        with contextlib.suppress(KeyboardInterrupt):  # a second signal does not skip this
+            platform.stop_servers()
 
 
 if __name__ == "__main__":

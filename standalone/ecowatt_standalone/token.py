@@ -14,7 +14,7 @@ import argparse
 from datetime import timedelta
 
 from ecowatt_kernel.identity import DataScope, Identity, Role, signer_from_settings
-from ecowatt_kernel.settings import KernelSettings
+from ecowatt_kernel.settings import KernelSettings, settings_or_exit
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
             enterprises=frozenset(args.enterprise),
         ),
     )
-    signer = signer_from_settings(KernelSettings())
+    signer = signer_from_settings(settings_or_exit(KernelSettings))
     print(signer.sign(identity, ttl=timedelta(hours=args.hours)))
 
 

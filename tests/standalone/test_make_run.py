@@ -1,9 +1,9 @@
 """`make run` as a user sees it: the standalone process answers /healthz on its port within
 60 s and opens on a login page where the first administrator logs in, shows the synthetic
 city's simulated devices online through the ingest API within the same 60 s, stops cleanly
-on Ctrl-C (embedded servers and simulated devices included), and keeps its data for the
-next run. Runs the real entry point in a subprocess with its own data
-folder and ports."""
+on Ctrl-C and on SIGTERM (what systemd and orchestrators send; embedded servers and
+simulated devices included), and keeps its data for the next run. Runs the real entry point
+in a subprocess with its own data folder and ports."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def free_port() -> int:
 def start(data: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "ECOWATT_ENVIRONMENT": "development",  # as `make run` sets it
         "ECOWATT_DATA_DIR": str(data),
         "ECOWATT_HTTP_PORT": str(ports["http"]),
         "ECOWATT_STANDALONE_PG_PORT": str(ports["pg"]),
@@ -94,8 +95,8 @@ def wait_devices_online(
     raise AssertionError(f"no simulated device online within {START_LIMIT_S:.0f} s")
 
 
-def stop(process: subprocess.Popen[bytes]) -> str:
-    process.send_signal(signal.SIGINT)
+def stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGINT) -> str:
+    process.send_signal(sig)
     try:
         output, _ = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -152,7 +153,13 @@ def test_run_serves_health_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     try:
         wait_healthy(second, ports["http"])
     finally:
-        log = stop(second)
+        log = stop(second, signal.SIGTERM)
+    assert "stopping embedded PostgreSQL and Redis" in log
+    for port in (ports["pg"], ports["redis"], ports["http"], ports["hj212"]):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} open after SIGTERM"
+    assert not (data / "postgres" / "data" / "postmaster.pid").exists(), "PostgreSQL still runs"
+    assert not (data / "redis" / "redis.pid").exists(), "Redis still runs"
     assert (data / "postgres" / "data" / "PG_VERSION").read_text() == pg_version
     assert sorted(p.name for p in marker.iterdir()) == databases_before
     assert "Running upgrade" not in log, "the second run found its migrations applied"

@@ -8,7 +8,7 @@ the reassembler and the default profile.
     python libs/hj212/fuzz/fuzz_hj212.py --runs 1000000          # atheris when installed
     python libs/hj212/fuzz/fuzz_hj212.py --runs 20000 --engine random
 
-The ``random`` engine is a seeded mutation fuzzer (seeds: the shared sample frames plus
+The ``random`` engine is a seeded mutation fuzzer (seeds: the repository's sample frames plus
 frames built here), used when atheris is unavailable and by the test suite's short run.
 """
 
@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import importlib
 import json
-import os
 import random
 import sys
 import tempfile
@@ -106,11 +105,9 @@ def exercise(data: bytes) -> None:
 
 
 def seeds() -> list[bytes]:
-    """Sample frames from the shared data (if reachable) and frames built here."""
+    """The repository's sample frames (tests/data, when present) and frames built here."""
     found: list[bytes] = []
-    shared = os.environ.get("ECOWATT_SHARED_DIR")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[3] / ".." / "shared"
-    samples = base / "data" / "hj212-frames.jsonl"
+    samples = Path(__file__).resolve().parents[3] / "tests" / "data" / "hj212-frames.jsonl"
     if samples.exists():
         for line in samples.read_text(encoding="utf-8").splitlines():
             if line.strip():

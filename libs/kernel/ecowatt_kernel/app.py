@@ -2,8 +2,10 @@
 
 A service describes itself with a `ServiceSpec` (name, routers, schema and migrations, a
 start-up hook that subscribes its consumers and builds its state). `create_app` returns a
-FastAPI app with `/healthz`, `/readyz`, `/metrics`, problem-details errors, trace ids and
-request metrics, whose lifespan:
+FastAPI app with `/healthz`, `/readyz`, `/metrics`, problem-details errors, trace ids,
+request metrics and input bounds (`ecowatt_kernel.inputs`: unknown query parameters,
+control characters and out-of-range integers refused; request bodies capped at
+`http_max_body_bytes`), whose lifespan:
 
 1. connects to the infrastructure — its own (distributed mode: Kafka bus, Redis, PostgreSQL
    from settings) or one shared by every service of the process (standalone mode);
@@ -32,15 +34,17 @@ from ecowatt_kernel.audit import AUDITED_HEADER, is_marked
 from ecowatt_kernel.bus import BatchHandler, Bus, Subscription, make_bus
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.identity import TokenVerifier, verifier_from_settings
+from ecowatt_kernel.inputs import guard_request
 from ecowatt_kernel.metrics import (
     CONTENT_TYPE_LATEST,
     HTTP_REQUEST_SECONDS,
     HTTP_REQUESTS,
     render_metrics,
 )
-from ecowatt_kernel.problems import install_problem_handlers
+from ecowatt_kernel.problems import TooLargeAsProblem, install_problem_handlers
 from ecowatt_kernel.redis_client import Redis, create_redis, redis_healthy
-from ecowatt_kernel.settings import KernelSettings
+from ecowatt_kernel.settings import KernelSettings, settings_or_exit
+from ecowatt_kernel.times import use_timezone
 from ecowatt_kernel.tracing import trace_context
 
 __all__ = [
@@ -168,6 +172,13 @@ class _TraceAndMetrics(BaseHTTPMiddleware):
             return response
 
 
+class ServiceApp(FastAPI):
+    """The FastAPI app of a service: every error, even the body-size limit's, is a problem."""
+
+    def build_middleware_stack(self) -> Any:
+        return TooLargeAsProblem(super().build_middleware_stack())
+
+
 def create_app(
     spec: ServiceSpec,
     *,
@@ -176,6 +187,7 @@ def create_app(
 ) -> FastAPI:
     """Build the FastAPI app of `spec`; pass `infrastructure` to share connections."""
     config = settings or spec.settings_class()
+    use_timezone(config.timezone)
     owns_infrastructure = infrastructure is None
     readiness: dict[str, bool] = {"started": False}
 
@@ -217,8 +229,13 @@ def create_app(
                 await db.dispose()
             _logger.info("service %s stopped", spec.name)
 
-    app = FastAPI(
-        title=spec.title, description=spec.description, version=spec.version, lifespan=lifespan
+    app = ServiceApp(
+        title=spec.title,
+        description=spec.description,
+        version=spec.version,
+        lifespan=lifespan,
+        dependencies=[Depends(guard_request)],
+        max_body_size=config.http_max_body_bytes,
     )
     app.state.token_verifier = infrastructure.verifier if infrastructure else None
     install_problem_handlers(app)
@@ -272,7 +289,7 @@ def serve(spec: ServiceSpec) -> None:
 
     from ecowatt_kernel.logging import configure_logging
 
-    settings = spec.settings_class()
+    settings = settings_or_exit(spec.settings_class)
     configure_logging(service=spec.name, level=settings.log_level, fmt=settings.log_format)
     uvicorn.run(
         create_app(spec, settings=settings),

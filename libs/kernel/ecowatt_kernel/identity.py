@@ -11,6 +11,14 @@ one, verifiers refuse to accept one):
           | districts [610102, …]     GB/T 2260 codes; a code ending in 00 covers its children
           | enterprises [id, …]       an enterprise user's own enterprise(s)
 
+A district in a scope must be a known GB/T 2260 code (`known_district_codes()`, from the
+kernel's `data/gbt2260-shaanxi.csv`, provenance in `data/SOURCES.md`): a token naming any
+other code is refused (401), so a typo cannot widen or silently empty a scope. A province
+code (…0000) covers every code with its two-digit prefix, a city code (…00) every code with
+its four-digit prefix, a county code itself only; `allows()` (one record, in Python) and
+`where()` (SQL) apply exactly that rule, and a property test holds them equal for every
+scope and record against PostgreSQL.
+
 FastAPI dependencies: `CurrentIdentity` (401 when the token is missing, expired, tampered or
 for another audience), `require_roles(...)` (403), and `CurrentScope`, whose `where()` turns
 the scope into a SQL condition so that every query is filtered on the server.
@@ -18,21 +26,25 @@ the scope into a SQL condition so that every query is filtered on the server.
 
 from __future__ import annotations
 
+import csv
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from importlib import resources
 from typing import Annotated, Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
+from ecowatt_kernel.errors import EcoWattError
 from ecowatt_kernel.jwks import JwksClient, KeySet, key_id, load_public_keys
 from ecowatt_kernel.problems import Forbidden, Unauthorized
 from ecowatt_kernel.settings import DEV_PLACEHOLDER_PREFIX, KernelSettings
@@ -49,7 +61,9 @@ __all__ = [
     "TokenVerifier",
     "authenticate",
     "dev_key_pair",
+    "district_condition",
     "identity_from_claims",
+    "known_district_codes",
     "public_keys_from_settings",
     "require_roles",
     "signer_from_settings",
@@ -71,6 +85,17 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
+MAX_ENTERPRISE_ID_LENGTH = 128
+
+
+@functools.cache
+def known_district_codes() -> frozenset[str]:
+    """The GB/T 2260 codes a district scope may name (kernel data, see the docstring)."""
+    source = resources.files("ecowatt_kernel").joinpath("data/gbt2260-shaanxi.csv")
+    with source.open(encoding="utf-8") as handle:
+        return frozenset(row["code"] for row in csv.DictReader(handle))
+
+
 class DataScope(BaseModel):
     """The data a caller may see."""
 
@@ -80,8 +105,25 @@ class DataScope(BaseModel):
     districts: frozenset[str] = frozenset()
     enterprises: frozenset[str] = frozenset()
 
+    @field_validator("districts")
+    @classmethod
+    def _known_districts(cls, codes: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(code for code in codes if code not in known_district_codes())
+        if unknown:
+            shown = ", ".join(repr(code[:12]) for code in unknown[:5])
+            raise ValueError(f"unknown GB/T 2260 district code(s) in scope: {shown}")
+        return codes
+
+    @field_validator("enterprises")
+    @classmethod
+    def _plain_enterprise_ids(cls, ids: frozenset[str]) -> frozenset[str]:
+        for key in ids:
+            if not key or len(key) > MAX_ENTERPRISE_ID_LENGTH or not key.isprintable():
+                raise ValueError(f"invalid enterprise id in scope: {key[:40]!r}")
+        return ids
+
     def allows(self, *, district: str | None = None, enterprise_id: str | None = None) -> bool:
-        """True when a record of `district` / `enterprise_id` is visible."""
+        """True when a record of `district` / `enterprise_id` is visible (as `where()`)."""
         if self.all:
             return True
         if enterprise_id is not None and enterprise_id in self.enterprises:
@@ -102,16 +144,27 @@ class DataScope(BaseModel):
         conditions: list[ColumnElement[bool]] = []
         if enterprise_column is not None and self.enterprises:
             conditions.append(enterprise_column.in_(sorted(self.enterprises)))
-        if district_column is not None:
-            exact = sorted(c for c in self.districts if _district_prefix(c) == c)
-            if exact:
-                conditions.append(district_column.in_(exact))
-            conditions.extend(
-                district_column.startswith(_district_prefix(c), autoescape=True)
-                for c in sorted(self.districts)
-                if _district_prefix(c) != c
-            )
+        if district_column is not None and self.districts:
+            conditions.append(district_condition(self.districts, district_column))
         return or_(*conditions) if conditions else false()
+
+
+def district_condition(
+    codes: Iterable[str], column: ColumnClause[Any] | ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """SQL: `column` lies in one of the GB/T 2260 `codes` (the coverage rule of DataScope).
+
+    For filters too (`?district=610100`), whose codes need not be known: an unknown code
+    simply matches nothing it does not cover."""
+    unique = sorted(set(codes))
+    exact = [c for c in unique if _district_prefix(c) == c]
+    conditions: list[ColumnElement[bool]] = [column.in_(exact)] if exact else []
+    conditions.extend(
+        column.startswith(_district_prefix(c), autoescape=True)
+        for c in unique
+        if _district_prefix(c) != c
+    )
+    return or_(*conditions) if conditions else false()
 
 
 def _district_prefix(code: str) -> str:
@@ -125,7 +178,10 @@ def _district_prefix(code: str) -> str:
 
 
 def _district_covers(scope_code: str, district: str) -> bool:
-    return district.startswith(_district_prefix(scope_code))
+    prefix = _district_prefix(scope_code)
+    if prefix == scope_code:
+        return district == scope_code  # a county covers itself only, as `where()`'s IN
+    return district.startswith(prefix)
 
 
 class Identity(BaseModel):
@@ -145,7 +201,7 @@ class Identity(BaseModel):
         return bool(self.roles.intersection(roles))
 
 
-class InvalidTokenError(Exception):
+class InvalidTokenError(EcoWattError):
     """The token cannot be trusted; `reason` says why in one short phrase."""
 
     def __init__(self, reason: str) -> None:

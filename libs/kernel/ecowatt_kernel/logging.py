@@ -3,6 +3,12 @@
 Secrets are kept out of logs in two ways: settings hold them as `SecretStr`, and a filter
 masks HJ 212 passwords (`PW=...`) and `password=`/`token=` pairs in any message, because raw
 frames and URLs end up in log messages.
+
+One record is one line, whatever came from outside: frames, MNs, query strings and names
+may carry CR, LF or terminal escapes, which could forge a log line or rewrite a terminal. The
+JSON format escapes every control character (C0, DEL, C1 and the Unicode line and paragraph
+separators) inside its strings; the text format writes them as `\r`, `\n`, `\x1b`, `\u2028`
+and indents the lines of a traceback, so no line of a record starts like a new record.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from typing import Any
 
 from ecowatt_kernel.tracing import current_trace_id
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact"]
+__all__ = [
+    "JsonFormatter",
+    "RedactingFilter",
+    "TextFormatter",
+    "configure_logging",
+    "escape_controls",
+    "redact",
+]
 
 _SECRET_PATTERNS = (
     (re.compile(r"(PW=)[^;&]*"), r"\1***"),
@@ -29,7 +42,22 @@ _SECRET_PATTERNS = (
     ),
     (re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)"), r"\1***\2"),
 )
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: control characters written as escapes (`\\n`, `\\x1b`, …)."""
+    return _CONTROLS.sub(_escape_one, text)
 
 
 def redact(text: str) -> str:
@@ -73,7 +101,26 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # json escapes C0 controls; C1 and the Unicode line separators are escaped too, so
+        # that no reader splits a record (ensure_ascii=False keeps Chinese text readable).
+        return _CONTROLS.sub(
+            lambda m: f"\\u{ord(m.group()):04x}",
+            json.dumps(line, ensure_ascii=False, default=str),
+        )
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message`, one line per record (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        lines = redact(super().formatException(ei)).splitlines()
+        return "\n".join("    " + escape_controls(line) for line in lines)
 
 
 def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -> None:
@@ -82,7 +129,7 @@ def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -8,24 +8,46 @@
 
 Every list answers `{items, total, page, page_size, pages}`; `page_size` is capped at
 `MAX_PAGE_SIZE`, so a client cannot ask for everything in one request (exports stream
-instead).
+instead), and `page` at `MAX_PAGE` (an offset PostgreSQL can hold). Lists that let the
+client choose the order take `sort: SortParam` and `fetch_sorted_page`:
+
+    rows, total = await fetch_sorted_page(
+        session, query, page, sort=sort, allowed={"name": T.c.name}, default="name",
+        tiebreak=T.c.id,
+    )
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import ColumnElement, Row, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageParams", "PageRequest", "fetch_page"]
+from ecowatt_kernel.problems import Problem
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE",
+    "MAX_PAGE_SIZE",
+    "Page",
+    "PageParams",
+    "PageRequest",
+    "SearchParam",
+    "SortParam",
+    "fetch_page",
+    "fetch_sorted_page",
+    "order_by",
+]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+MAX_PAGE = 10_000_000
+"""More pages than any list holds even at one item per page; bounds the SQL offset."""
 
 ItemT = TypeVar("ItemT")
 
@@ -43,7 +65,7 @@ class PageRequest:
 
 
 def _page_request(
-    page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")] = 1,
     page_size: Annotated[
         int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page")
     ] = DEFAULT_PAGE_SIZE,
@@ -75,6 +97,41 @@ class Page(BaseModel, Generic[ItemT]):
         )
 
 
+SearchParam = Annotated[
+    str | None, Query(max_length=200, description="Text search (substring, case-insensitive)")
+]
+
+SortParam = Annotated[
+    str | None,
+    Query(
+        max_length=500,
+        description="Comma-separated fields; a leading '-' sorts descending, e.g. -updated_at",
+    ),
+]
+
+
+def order_by(
+    sort: str | None, allowed: Mapping[str, ColumnElement[Any]], default: str
+) -> list[ColumnElement[Any]]:
+    """ORDER BY clauses for `sort` (else `default`); 400 for a field not in `allowed`."""
+    clauses: list[ColumnElement[Any]] = []
+    for part in (sort or default).split(","):
+        name = part.strip()
+        if not name:
+            continue
+        column = allowed.get(name.lstrip("-+"))
+        if column is None:
+            raise Problem(
+                f"cannot sort by {name.lstrip('-+')!r}; "
+                f"sortable fields: {', '.join(sorted(allowed))}",
+                status=400,
+                type_suffix="invalid-sort",
+            )
+        descending = name.startswith("-")
+        clauses.append(column.desc().nulls_last() if descending else column.asc().nulls_last())
+    return clauses
+
+
 async def fetch_page(
     session: AsyncSession, query: Select[Any], request: PageRequest
 ) -> tuple[list[Row[Any]], int]:
@@ -82,3 +139,19 @@ async def fetch_page(
     total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = (await session.execute(query.limit(request.page_size).offset(request.offset))).all()
     return list(rows), int(total or 0)
+
+
+async def fetch_sorted_page(
+    session: AsyncSession,
+    query: Select[Any],
+    request: PageRequest,
+    *,
+    sort: str | None,
+    allowed: Mapping[str, ColumnElement[Any]],
+    default: str,
+    tiebreak: ColumnElement[Any],
+) -> tuple[list[Row[Any]], int]:
+    """`fetch_page` of `query` sorted as the client asked (then by `tiebreak`, for a stable
+    order across pages)."""
+    ordered = query.order_by(*order_by(sort, allowed, default), tiebreak)
+    return await fetch_page(session, ordered, request)

@@ -4,25 +4,54 @@ Each service subclasses `KernelSettings` with its own fields; `load_settings(cls
 environment once per class. Secrets default to placeholders that start with
 `dev-insecure-`; outside the development and test environments a placeholder is refused at
 start-up, so a production process cannot run with a known secret.
+
+Fail closed: `ECOWATT_ENVIRONMENT` has no default. A process started without it (or without
+an `environment=` argument) refuses to start with `MissingEnvironmentError`, so a production
+host that forgot it cannot fall back silently to the development key or the synthetic city.
+`make run` sets `development`, `make test`, `make token` sets `development`, the benchmarks
+and the test fixtures set `test`.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Literal, TypeVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEV_PLACEHOLDER_PREFIX", "KernelSettings", "PlaceholderSecretError", "load_settings"]
+from ecowatt_kernel.errors import ConfigurationError
+
+__all__ = [
+    "DEV_PLACEHOLDER_PREFIX",
+    "ENVIRONMENTS",
+    "KernelSettings",
+    "MissingEnvironmentError",
+    "PlaceholderSecretError",
+    "load_settings",
+    "settings_or_exit",
+]
 
 DEV_PLACEHOLDER_PREFIX = "dev-insecure-"
 
 Environment = Literal["development", "test", "production"]
+ENVIRONMENTS: tuple[str, ...] = ("development", "test", "production")
 
 
-class PlaceholderSecretError(ValueError):
+class PlaceholderSecretError(ConfigurationError):
     """A development placeholder secret was configured outside development or test."""
+
+
+class MissingEnvironmentError(ConfigurationError):
+    """ECOWATT_ENVIRONMENT is not set: the process refuses to guess which one it is."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "ECOWATT_ENVIRONMENT is not set: set it to production for a deployment "
+            "(development and test are for `make run` and `make test`, which set it); "
+            "refusing to start rather than fall back to the development key and city"
+        )
 
 
 class KernelSettings(BaseSettings):
@@ -30,7 +59,8 @@ class KernelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ECOWATT_", extra="ignore", frozen=True)
 
-    environment: Environment = "development"
+    # No usable default: `_require_environment` refuses a missing value (fail closed).
+    environment: Environment = Field(default=None, validate_default=True)
     service_name: str = "ecowatt"
     instance_id: str = "local"
     log_level: str = "INFO"
@@ -40,6 +70,9 @@ class KernelSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Largest request body a route takes unless it declares its own (uploads do): JSON
+    # bodies are small, so 1 MiB leaves room and refuses a memory-filling body with a 413.
+    http_max_body_bytes: int = 1024 * 1024
 
     bus_backend: Literal["kafka", "memory"] = "kafka"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -72,6 +105,13 @@ class KernelSettings(BaseSettings):
     # No identity token lives longer: signers refuse to issue one, verifiers to accept one.
     # 12 h covers a working shift (the absolute session timeout) and `make token`.
     identity_max_token_lifetime_s: int = 12 * 3600
+
+    @model_validator(mode="before")
+    @classmethod
+    def _require_environment(cls, values: object) -> object:
+        if isinstance(values, dict) and values.get("environment") in (None, ""):
+            raise MissingEnvironmentError()
+        return values
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> KernelSettings:
@@ -110,3 +150,15 @@ SettingsT = TypeVar("SettingsT", bound=KernelSettings)
 def load_settings(cls: type[SettingsT]) -> SettingsT:
     """Read the environment once per settings class."""
     return cls()
+
+
+def settings_or_exit(cls: type[SettingsT]) -> SettingsT:
+    """The settings of a process entry point; when they are refused (no environment, a
+    placeholder secret in production, a bad value) the process exits with the reasons."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
+        sys.exit(f"ecowatt: refusing to start: {reasons}")

@@ -8,11 +8,11 @@ archive-editing roles *and* the entity inside the scope.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ecowatt_kernel.identity import DataScope, Identity, Role, require_roles
+from ecowatt_kernel.ids import new_id as kernel_new_id
 from ecowatt_kernel.problems import Conflict, Forbidden, NotFound
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
@@ -51,8 +51,8 @@ def check_district_allowed(identity: Identity, district_code: str) -> None:
 
 
 def new_id() -> str:
-    """A fresh entity id."""
-    return uuid.uuid4().hex
+    """A fresh entity id (the kernel's UUIDv7, as hex)."""
+    return kernel_new_id()
 
 
 def actor_of(identity: Identity) -> str:

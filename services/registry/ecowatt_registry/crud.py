@@ -12,7 +12,15 @@ from typing import Annotated, Any
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE
-from ecowatt_kernel.identity import CurrentIdentity, DataScope, Identity
+from ecowatt_kernel.identity import CurrentIdentity, DataScope, Identity, district_condition
+from ecowatt_kernel.pagination import (
+    Page,
+    PageParams,
+    SearchParam,
+    SortParam,
+    fetch_sorted_page,
+    order_by,
+)
 from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.problems import Conflict, NotFound
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -25,7 +33,6 @@ from ecowatt_registry.archive import ArchiveWriter, Kind
 from ecowatt_registry.checks import ReferenceChecker
 from ecowatt_registry.enterprises.models import Enterprise
 from ecowatt_registry.events.relay import commit
-from ecowatt_registry.pagination import Page, PageParams, SortParam, order_by, paginate
 from ecowatt_registry.reference import tables
 from ecowatt_registry.schemas import field_error, field_problem
 
@@ -56,9 +63,7 @@ def enterprise_filters(
     """Filters on the enterprise an entity belongs to."""
     conditions: Conditions = []
     if district:
-        conditions.append(
-            DataScope(districts=frozenset(district)).where(district_column=Enterprise.district_code)
-        )
+        conditions.append(district_condition(district, Enterprise.district_code))
     if zone:
         conditions.append(Enterprise.zone.in_(zone))
     if industry:
@@ -216,15 +221,15 @@ def build_router(resource: Resource) -> APIRouter:
         filters: Filters,
         page: PageParams,
         sort: SortParam = None,
-        q: Annotated[str | None, Query(description="Text search")] = None,
+        q: SearchParam = None,
     ) -> Page[Any]:
-        rows, total = await paginate(
+        rows, total = await fetch_sorted_page(
             db_session,
             resource.base_query(identity.scope, filters, q),
-            request=page,
+            page,
             sort=sort,
-            allowed_sort=resource.sortable,
-            default_sort=resource.default_sort,
+            allowed=resource.sortable,
+            default=resource.default_sort,
             tiebreak=resource.pk_column,
         )
         items = await resource.read_many(db_session, [row[0] for row in rows])
@@ -244,7 +249,7 @@ def build_router(resource: Resource) -> APIRouter:
             identity: CurrentIdentity,
             filters: Filters,
             sort: SortParam = None,
-            q: str | None = Query(None, description="Text search"),
+            q: SearchParam = None,
         ) -> Response:
             query = resource.base_query(identity.scope, filters, q).order_by(
                 *order_by(sort, resource.sortable, resource.default_sort), resource.pk_column

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from ecowatt_kernel.settings import settings_or_exit
+
 from ecowatt_registry.archive import republish_all
 from ecowatt_registry.cli import database, drain_outbox
 from ecowatt_registry.settings import RegistrySettings
 
 
 async def run(*, publish: bool) -> tuple[int, int | None]:
-    settings = RegistrySettings()
+    settings = settings_or_exit(RegistrySettings)
     async with database(settings) as db:
         async with db.transaction() as session:
             count = await republish_all(session, actor="system:republish-cli")

@@ -14,13 +14,14 @@ from datetime import date
 
 from ecowatt_kernel.app import Infrastructure, ServiceContext, serve
 from ecowatt_kernel.db import Database
+from ecowatt_kernel.settings import settings_or_exit
 
 from ecowatt_validation.service import SERVICE, build_runtime
 from ecowatt_validation.settings import ValidationSettings
 
 
 async def run_day(day: date) -> dict[str, object]:
-    settings = ValidationSettings()
+    settings = settings_or_exit(ValidationSettings)
     infrastructure = Infrastructure.from_settings(settings)
     database = Database(
         infrastructure.database_url, schema="validation", application_name="ecowatt-validation-cli"

@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from ecowatt_kernel.contracts import ContractError, PointReading, TelemetryReadi
 from ecowatt_kernel.contracts.envelope import TYPE_HEADER, VERSION_HEADER
 from ecowatt_kernel.contracts.registry import PointSnapshot
 from ecowatt_kernel.db import Database
+from ecowatt_kernel.ids import new_uuid_text
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.tracing import TRACE_HEADER, current_trace_id, new_trace_id
 from prometheus_client import Counter
@@ -1199,15 +1199,6 @@ _POINT_HEADERS = (
 )
 
 
-def _uuid4_text() -> str:
-    """`str(uuid.uuid4())` at a third of the cost: 122 random bits, version 4, RFC 4122."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
 def point_message(
     topic: str,
     point: PointSnapshot,
@@ -1237,7 +1228,7 @@ def point_message(
     value = b"".join(
         (
             _HEAD,
-            (event_id or _uuid4_text()).encode(),
+            (event_id or new_uuid_text()).encode(),
             _PRODUCED_AT,
             to_json(produced_at or datetime.now(UTC)),
             _TRACE,

@@ -11,13 +11,13 @@ day's occurrence and evidence, never today's status.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from ecowatt_kernel.contracts import QualityFindingChanged, encode
+from ecowatt_kernel.ids import new_id
 from ecowatt_kernel.outbox import enqueue
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -168,7 +168,7 @@ class FindingStore:
             }
             change: str | None
             if row is None:
-                finding_id = uuid.uuid4().hex
+                finding_id = new_id()
                 change = "open"
                 values = {
                     **base,

@@ -1,22 +1,16 @@
-"""Fixtures for the HJ 212 codec tests: shared sample frames and an independent CRC."""
+"""Fixtures for the HJ 212 codec tests: the sample frames and an independent CRC."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-
-def shared_dir() -> Path:
-    """``../shared`` next to the repository, or ``$ECOWATT_SHARED_DIR``."""
-    override = os.environ.get("ECOWATT_SHARED_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / ".." / "shared"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "hj212-frames.jsonl"
+"""Sample frames with verdicts, in the repository (provenance: tests/data/SOURCES.md)."""
 
 
 def reference_crc(data: bytes) -> int:
@@ -54,14 +48,13 @@ def make_frame(segment: bytes | str, *, trailer: bytes = b"\r\n", crc: str | Non
 
 @pytest.fixture(scope="session")
 def sample_records() -> list[dict[str, Any]]:
-    path = shared_dir() / "data" / "hj212-frames.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = SAMPLES.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
 @pytest.fixture(scope="session")
 def samples_path() -> Path:
-    return shared_dir() / "data" / "hj212-frames.jsonl"
+    return SAMPLES
 
 
 @pytest.fixture(scope="session")
@@ -80,10 +73,9 @@ def frame_of() -> Callable[..., bytes]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests asking for ``sample_record`` run once per line of the shared sample file."""
+    """Tests asking for ``sample_record`` run once per line of the sample file."""
     if "sample_record" in metafunc.fixturenames:
-        path = shared_dir() / "data" / "hj212-frames.jsonl"
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in SAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = [json.loads(line) for line in lines]
         ids = [f"line{number}-cn{record['cn']}" for number, record in enumerate(records, 1)]
         metafunc.parametrize("sample_record", records, ids=ids)

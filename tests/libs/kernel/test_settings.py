@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from ecowatt_kernel.settings import KernelSettings
+from ecowatt_kernel.settings import KernelSettings, settings_or_exit
 from pydantic import SecretStr, ValidationError
 
 
@@ -43,3 +43,19 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_secrets_do_not_appear_in_repr() -> None:
     settings = KernelSettings(database_url=SecretStr("postgresql://u:hunter2@db/x"))
     assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_missing_environment_is_refused_not_defaulted(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("ECOWATT_ENVIRONMENT", raising=False)
+    else:
+        monkeypatch.setenv("ECOWATT_ENVIRONMENT", value)
+    with pytest.raises(ValidationError, match="ECOWATT_ENVIRONMENT is not set"):
+        KernelSettings()
+    with pytest.raises(SystemExit, match="refusing to start: ECOWATT_ENVIRONMENT is not set"):
+        settings_or_exit(KernelSettings)
+    monkeypatch.setenv("ECOWATT_ENVIRONMENT", "test")
+    assert settings_or_exit(KernelSettings).environment == "test"

@@ -4,13 +4,13 @@ unregistered list and for commands, commands audited and their results readable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Mapping
 
 import ecowatt_hj212 as hj212
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_ingest.api import router
 from ecowatt_ingest.server import IngestServer
@@ -43,10 +43,9 @@ SETTINGS = KernelSettings(environment="test")
 SIGNER = signer_from_settings(SETTINGS)
 
 
-def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> dict[str, str]:
+def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> Mapping[str, str]:
     identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    # module-level tokens outlive a long (loaded) test run: the maximum lifetime
-    return {"Authorization": f"Bearer {SIGNER.sign(identity, ttl=timedelta(hours=12))}"}
+    return FreshBearer(SIGNER, identity)
 
 
 CITY = token(Role.CITY_SUPERVISOR, scope=DataScope(all=True), subject="city")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_kernel.app import ServiceContext, create_app
 from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import RegistryChange, decode
@@ -27,7 +27,7 @@ def token(
     districts: tuple[str, ...] = (),
     enterprises: tuple[str, ...] = (),
     everything: bool = False,
-) -> dict[str, str]:
+) -> Mapping[str, str]:
     """Authorization headers for a caller with `roles` and the given data scope."""
     identity = Identity(
         subject=subject,
@@ -36,8 +36,7 @@ def token(
             all=everything, districts=frozenset(districts), enterprises=frozenset(enterprises)
         ),
     )
-    # module-level tokens outlive a long (loaded) test run: the maximum lifetime
-    return {"Authorization": f"Bearer {SIGNER.sign(identity, ttl=timedelta(hours=12))}"}
+    return FreshBearer(SIGNER, identity)
 
 
 ADMIN = token(Role.ADMIN, subject="admin-1", everything=True)

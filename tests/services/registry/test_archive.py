@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 async def post(
-    registry: Registry, path: str, body: dict[str, Any], headers: dict[str, str] = CITY
+    registry: Registry, path: str, body: dict[str, Any], headers: Mapping[str, str] = CITY
 ) -> dict[str, Any]:
     response = await registry.client.post(path, json=body, headers=headers)
     assert response.status_code == 201, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -96,7 +97,7 @@ def archive(**changes: Any) -> dict[str, list[list[Any]]]:
 
 
 async def upload(
-    registry: Registry, data: bytes, headers: dict[str, str] = CITY, **params: Any
+    registry: Registry, data: bytes, headers: Mapping[str, str] = CITY, **params: Any
 ) -> Any:
     return await registry.client.post(
         "/import", files={"file": ("a.xlsx", data, XLSX)}, params=params, headers=headers

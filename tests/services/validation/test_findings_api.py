@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_kernel.app import Infrastructure, create_app
 from ecowatt_kernel.bus import InProcessBus
 from ecowatt_kernel.contracts import encode
@@ -72,15 +73,11 @@ async def test_rerunning_an_older_day_changes_only_that_day(harness: Harness) ->
 # ------------------------------------------------------------------------------- the API
 
 
-def token(roles: set[Role], scope: DataScope) -> dict[str, str]:
-    signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
-    return {
-        "Authorization": "Bearer "
-        + signer.sign(
-            Identity(subject="u1", roles=frozenset(roles), scope=scope),
-            ttl=timedelta(hours=12),  # module-level tokens outlive a long (loaded) test run
-        )
-    }
+SIGNER = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
+
+
+def token(roles: set[Role], scope: DataScope) -> Mapping[str, str]:
+    return FreshBearer(SIGNER, Identity(subject="u1", roles=frozenset(roles), scope=scope))
 
 
 ADMIN = token({Role.ADMIN}, DataScope(all=True))

@@ -11,7 +11,7 @@ import pytest
 from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import PointReading, TelemetryReading, decode, encode
 from ecowatt_kernel.contracts.envelope import Envelope
-from ecowatt_validation.binding import INTERVALS, _array_text, _uuid4_text, point_message
+from ecowatt_validation.binding import INTERVALS, _array_text, point_message
 from harness import point
 
 
@@ -91,13 +91,15 @@ def test_point_message_is_encode_of_point_reading(
         assert decoded == model
 
 
-def test_envelope_ids_are_random_uuid4() -> None:
-    ids = {_uuid4_text() for _ in range(2000)}
-    assert len(ids) == 2000
-    for text in list(ids)[:200]:
+def test_envelope_ids_are_the_kernels_uuid7() -> None:
+    t = datetime(2026, 12, 7, 8, 30, tzinfo=UTC)
+    p = point("E1-PT", "total", "MN1", 3)
+    messages = [point_message("t", p, reading("2011", t), {}, {}, True, "tr") for _ in range(500)]
+    ids = {str(decode(Record("t", 0, 0, m.key, m.value, m.headers, 0)).id) for m in messages}
+    assert len(ids) == 500
+    for text in list(ids)[:100]:
         parsed = uuid.UUID(text)
-        assert str(parsed) == text
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
 
 
 def test_array_text_reads_back_exactly() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from ecowatt_kernel.errors import EcoWattError
+
 __all__ = [
     "BatchHandler",
     "BusError",
@@ -52,7 +54,7 @@ BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
 """Handles records of one partition, in offset order; returns once their effect is durable."""
 
 
-class BusError(Exception):
+class BusError(EcoWattError):
     """Base of the bus's own errors."""
 
 
@@ -64,7 +66,7 @@ class BusUnavailableError(PublishError):
     """The bus is not started, stopping, or cannot reach its broker."""
 
 
-class TransientError(Exception):
+class TransientError(EcoWattError):
     """Raised by a handler for a failure worth retrying indefinitely (a dependency is down).
 
     Connection errors (OSError, ConnectionError, TimeoutError) are treated the same way.

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecowatt_kernel.bus.types import Message, Record
+from ecowatt_kernel.errors import EcoWattError
+from ecowatt_kernel.ids import new_uuid
 from ecowatt_kernel.tracing import TRACE_HEADER, current_trace_id, new_trace_id
 
 __all__ = [
@@ -37,7 +39,7 @@ TYPE_HEADER = "event-type"
 VERSION_HEADER = "event-version"
 
 
-class ContractError(ValueError):
+class ContractError(EcoWattError, ValueError):
     """A message does not match any known event contract."""
 
 
@@ -65,7 +67,7 @@ class Envelope(BaseModel, Generic[EventT]):
 
     type: str
     version: int
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=new_uuid)
     produced_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     trace_id: str
     data: EventT

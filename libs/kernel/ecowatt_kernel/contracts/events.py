@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from ecowatt_kernel.contracts.envelope import Event, register_event
+from ecowatt_kernel.ids import new_uuid
 
 __all__ = [
     "CANONICAL_QUANTITIES",
@@ -56,7 +57,7 @@ class FrameReceived(Event):
     event_type = "hj212.frame"
     topic = "hj212.frames"
 
-    frame_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    frame_id: uuid.UUID = Field(default_factory=new_uuid)
     raw: RawBytes = Field(description="The frame exactly as received.")
     peer: str = Field(description="Remote address, host:port.")
     received_at: AwareDatetime

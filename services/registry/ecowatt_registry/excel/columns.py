@@ -12,13 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ecowatt_kernel.excel import Column
+from ecowatt_kernel.times import deployment_zone, localise
 
 from ecowatt_registry.reference import tables
-
-TZ = ZoneInfo("Asia/Shanghai")
 
 
 class CellValueError(ValueError):
@@ -115,15 +113,17 @@ def _datetime(value: Any) -> Any:
             local = datetime.fromisoformat(str(value).strip().replace("/", "-"))
         except ValueError:
             raise CellValueError(f"“{value}”不是时间（格式 2024-06-30 08:00:00）") from None
-    if local.tzinfo is None:
-        local = local.replace(tzinfo=TZ)
+    try:
+        local = localise(local)  # without an offset: local time of the deployment, as the API
+    except ValueError as exc:
+        raise CellValueError(f"“{value}”超出可用范围：{exc}") from None
     # Excel keeps whole seconds (rounded): so must the archive, for round trips to hold.
     seconds = round(local.timestamp())
     return datetime.fromtimestamp(seconds, UTC)
 
 
 def _datetime_cell(value: Any) -> Any:
-    return value.astimezone(TZ).replace(tzinfo=None) if value is not None else None
+    return value.astimezone(deployment_zone()).replace(tzinfo=None) if value is not None else None
 
 
 _SPLIT = re.compile(r"[、,，;；\s]+")

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ecowatt_kernel.excel import Column, Sheet, write_workbook
+from ecowatt_kernel.excel import MAX_EXPORT_ROWS, Column, Sheet, check_export_size, write_workbook
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,8 @@ from ecowatt_registry.archive import KINDS, ArchiveWriter
 from ecowatt_registry.excel.columns import SHEET_BY_KIND, SHEETS, SheetSpec, render_row
 
 _CHUNK = 5000
+EXPORT_ROW_LIMIT = MAX_EXPORT_ROWS
+"""Rows per exported sheet (the kernel's cap); checked on the ids before any row is read."""
 
 
 async def sheet_rows(
@@ -39,19 +41,24 @@ def exporter(kind: str) -> Callable[[AsyncSession, Select[Any]], Awaitable[bytes
     sheet = SHEET_BY_KIND[kind]
 
     async def export(session: AsyncSession, query: Select[Any]) -> bytes:
-        ids = list((await session.scalars(query)).all())
+        ids = list((await session.scalars(query.limit(EXPORT_ROW_LIMIT + 1))).all())
+        check_export_size(len(ids), limit=EXPORT_ROW_LIMIT)
         rows = await sheet_rows(session, sheet, ids)
         return await asyncio.to_thread(
-            write_workbook, [Sheet(sheet.title, export_columns(sheet), rows)]
+            write_workbook,
+            [Sheet(sheet.title, export_columns(sheet), rows)],
+            max_rows=EXPORT_ROW_LIMIT,
         )
 
     return export
 
 
 async def export_archive(session: AsyncSession, ids_by_kind: dict[str, list[str]]) -> bytes:
-    """A workbook of every sheet, importable as it is."""
+    """A workbook of every sheet, importable as it is (each within the export cap)."""
+    for ids in ids_by_kind.values():
+        check_export_size(len(ids), limit=EXPORT_ROW_LIMIT)
     sheets = []
     for sheet in SHEETS:
         rows = await sheet_rows(session, sheet, ids_by_kind.get(sheet.kind, []))
         sheets.append(Sheet(sheet.title, [f.column for f in sheet.fields], rows))
-    return await asyncio.to_thread(write_workbook, sheets)
+    return await asyncio.to_thread(write_workbook, sheets, max_rows=EXPORT_ROW_LIMIT)

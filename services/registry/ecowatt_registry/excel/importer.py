@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-from ecowatt_kernel.excel import CellError, load_workbook_bytes, read_sheet
+from ecowatt_kernel.excel import CellError, ParsedSheet, load_workbook_bytes, read_sheet
 from ecowatt_kernel.identity import DataScope
 from ecowatt_kernel.passwords import hash_password, verify_password
 from pydantic import BaseModel, ValidationError
@@ -134,7 +134,7 @@ class _Row:
 
 async def import_workbook(
     session: AsyncSession,
-    data: bytes,
+    data: bytes | IO[bytes],
     *,
     scope: DataScope,
     actor: str | None,
@@ -142,12 +142,20 @@ async def import_workbook(
     mode: Mode = "all",
     dry_run: bool = False,
 ) -> ImportReport:
-    """Validate and (unless rejected) write the workbook in the session's transaction."""
+    """Validate and (unless rejected) write the workbook in the session's transaction.
+
+    `data` is the .xlsx (bytes or a binary file, e.g. an upload's temporary file); it is
+    parsed in a worker thread. WorkbookError when it is no readable workbook."""
     report = ImportReport(applied=False, mode=mode, dry_run=dry_run)
-    workbook = await asyncio.to_thread(load_workbook_bytes, data)
-    parsed = await asyncio.to_thread(
-        lambda: [(s, read_sheet(workbook, s.title, s.columns)) for s in SHEETS]
-    )
+
+    def parse() -> list[tuple[SheetSpec, ParsedSheet]]:
+        workbook = load_workbook_bytes(data)
+        try:
+            return [(s, read_sheet(workbook, s.title, s.columns)) for s in SHEETS]
+        finally:
+            workbook.close()
+
+    parsed = await asyncio.to_thread(parse)
     rows: dict[tuple[str, str], _Row] = {}
     rejected: set[tuple[str, str]] = set()
     errors = report.errors

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.identity import CurrentIdentity
+from ecowatt_kernel.pagination import Page, PageParams, SortParam, fetch_sorted_page
+from ecowatt_kernel.times import LocalDateTime
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from ecowatt_registry import access
 from ecowatt_registry.enterprises.models import Enterprise
 from ecowatt_registry.history.models import HistoryRead, HistoryRecord
-from ecowatt_registry.pagination import Page, PageParams, SortParam, paginate
 
 router = APIRouter(prefix="/history", tags=["history"])
 
@@ -27,8 +26,8 @@ async def list_history(
     entity_id: str | None = None,
     enterprise_id: str | None = None,
     field: str | None = Query(None, description="Only changes of this field, e.g. start_stop_kw"),
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: LocalDateTime | None = None,
+    until: LocalDateTime | None = None,
 ) -> Page[HistoryRead]:
     query = select(HistoryRecord)
     if not identity.scope.all:
@@ -48,13 +47,13 @@ async def list_history(
         query = query.where(HistoryRecord.changed_at >= since)
     if until:
         query = query.where(HistoryRecord.changed_at < until)
-    rows, total = await paginate(
+    rows, total = await fetch_sorted_page(
         db_session,
         query,
-        request=page,
+        page,
         sort=sort,
-        allowed_sort={"changed_at": HistoryRecord.changed_at},
-        default_sort="-changed_at",
+        allowed={"changed_at": HistoryRecord.changed_at},
+        default="-changed_at",
         tiebreak=HistoryRecord.id.desc(),
     )
     items = [HistoryRead.model_validate(row[0], from_attributes=True) for row in rows]

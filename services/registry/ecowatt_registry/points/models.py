@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Literal
 
 from ecowatt_kernel.contracts import PointSnapshot
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from ecowatt_kernel.times import LocalDateTime
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -85,7 +86,9 @@ class PointFields(BaseModel):
     max_load_kw: float | None = Field(None, gt=0, le=1_000_000, description="最大负荷")
     start_stop_kw: float | None = Field(None, ge=0, le=1_000_000, description="启停阈值")
     low_load_kw: float | None = Field(None, ge=0, le=1_000_000, description="低负荷阈值")
-    commissioned_at: AwareDatetime | None = Field(None, description="联网时间 (seconds kept)")
+    commissioned_at: LocalDateTime | None = Field(
+        None, description="联网时间 (seconds kept; without an offset: local time)"
+    )
     status: Literal["active", "disabled", "removed"] = "active"
     expected_interval_s: int = Field(60, ge=1, le=86_400)
 

@@ -12,6 +12,8 @@ import asyncio
 import json
 import time
 
+from ecowatt_kernel.settings import settings_or_exit
+
 from ecowatt_registry.cli import database, drain_outbox
 from ecowatt_registry.settings import RegistrySettings
 from ecowatt_registry.synthetic.generator import CityOptions
@@ -19,7 +21,7 @@ from ecowatt_registry.synthetic.service import archive_is_empty, recorded_city, 
 
 
 async def run(options: CityOptions, *, publish: bool, force: bool) -> dict[str, object]:
-    settings = RegistrySettings()
+    settings = settings_or_exit(RegistrySettings)
     async with database(settings) as db:
         started = time.perf_counter()
         async with db.transaction() as session:

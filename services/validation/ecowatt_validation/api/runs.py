@@ -1,0 +1,98 @@
+"""Unbound readings (data no point binds) and the day-close runs (list, and re-run a past day)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from ecowatt_kernel.app import DbSession
+from ecowatt_kernel.excel import Column
+from ecowatt_kernel.identity import CurrentIdentity, CurrentScope, Role, require_roles
+from ecowatt_kernel.pagination import Page, PageParams, fetch_page
+from ecowatt_kernel.problems import Problem
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, and_, select
+
+from ecowatt_validation.api.common import (
+    Format,
+    deployment_tz,
+    export_rows,
+    runtime,
+    scoped,
+    xlsx_download,
+)
+from ecowatt_validation.models import DAILY_RUNS, ENTERPRISES, UNBOUND
+
+router = APIRouter(tags=["validation"])
+
+
+@router.get("/unbound", summary="Readings and values that no point binds, by device and day")
+async def unbound(
+    request: Request,
+    identity: CurrentIdentity,
+    scope: CurrentScope,
+    session: DbSession,
+    page: PageParams,
+    day: date | None = None,
+    format: Format = "json",
+) -> Any:
+    u, e = UNBOUND.c, ENTERPRISES.c
+    conditions: list[ColumnElement[bool]] = []
+    if day:
+        conditions.append(u.day == day)
+    if not scope.all:
+        # Readings of unknown devices belong to nobody: only city-wide callers see them.
+        conditions.append(
+            and_(
+                u.enterprise_id.is_not(None),
+                u.enterprise_id.in_(select(e.id).where(scoped(scope, e.district_code, e.id))),
+            )
+        )
+    query = select(UNBOUND).where(*conditions).order_by(u.day.desc(), u.mn, u.reason, u.detail)
+    if format == "xlsx":
+        columns = [
+            Column("day", "日期", width=12),
+            Column("mn", "设备MN", width=28),
+            Column("reason", "原因", width=16),
+            Column("detail", "回路/编码", width=16),
+            Column("enterprise_id", "企业编号", width=20),
+            Column("count", "条数", width=10),
+            Column("last_seen_at", "最近接收", width=20),
+        ]
+        return await xlsx_download(
+            columns,
+            (dict(r._mapping) for r in await export_rows(session, query)),
+            "未绑定数据",
+            "unbound",
+        )
+    rows, total = await fetch_page(session, query, page)
+    return Page.of([dict(r._mapping) for r in rows], total, page)
+
+
+class RunRequest(BaseModel):
+    day: date
+
+
+@router.post(
+    "/runs",
+    summary="Re-run the day-close rules for a past day",
+    dependencies=[require_roles(Role.CITY_SUPERVISOR)],
+    status_code=200,
+)
+async def rerun(body: RunRequest, request: Request) -> dict[str, Any]:
+    if body.day >= datetime.now(UTC).astimezone(deployment_tz(request)).date():
+        raise Problem(
+            "only a closed (past) day can be run", status=422, type_suffix="day-not-closed"
+        )
+    stats = await runtime(request).run_day(body.day, "api")
+    return {"day": body.day, **stats}
+
+
+@router.get("/runs", summary="Day-close runs, newest first")
+async def runs(
+    identity: CurrentIdentity, session: DbSession, page: PageParams
+) -> Page[dict[str, Any]]:
+    query = select(DAILY_RUNS).order_by(DAILY_RUNS.c.id.desc())
+    rows, total = await fetch_page(session, query, page)
+    return Page.of([dict(r._mapping) for r in rows], total, page)
