@@ -6,6 +6,7 @@ them all; each module raises its own kind and documents when.
     │   ├── MissingEnvironmentError        ECOWATT_ENVIRONMENT not set (fail closed)
     │   └── PlaceholderSecretError         a dev-insecure-… secret outside development/test
     ├── InvalidTokenError                  identity: a token that cannot be trusted (401)
+    ├── JwksError                          jwks: the auth service's key set unreadable
     ├── ContractError (ValueError)         contracts: a message that breaks its contract
     ├── WorkbookError (ValueError)         excel: an upload that is no safe, readable .xlsx
     ├── BusError                           bus: the broker could not take or give messages

@@ -27,13 +27,15 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ecowatt_kernel.errors import EcoWattError
+
 __all__ = ["JwksClient", "JwksError", "KeySet", "key_id", "load_public_keys"]
 
 _logger = logging.getLogger(__name__)
 _PEM_END = "-----END PUBLIC KEY-----"
 
 
-class JwksError(Exception):
+class JwksError(EcoWattError):
     """The key set could not be fetched or parsed."""
 
 
