@@ -110,6 +110,8 @@ async def _prepare_and_schedule(runtime: Runtime) -> None:
         if written:
             _logger.info("demo history: %d readings synthesised (development only)", written)
     runtime.demo_history = await demo_history_used(runtime.database)
+    if not settings.reporting_schedule_enabled:
+        return
     engine = runtime.database.engine
     report_jobs: list[Any] = [
         DailyJob(

@@ -43,6 +43,7 @@ class ReportingSettings(KernelSettings):
 
     # Report schedule (local time, `timezone`): the daily report of the previous day, the
     # weekly report on Mondays, the monthly report on the 1st.
+    reporting_schedule_enabled: bool = True
     reporting_daily_at: time = time(1, 0)
     reporting_catch_up_days: int = 3
     # Today's provisional daily report is regenerated this often (0 = never).
