@@ -45,6 +45,7 @@ ENTITY = {
     ControlGroupSnapshot: "control_group",
 }
 CITY_DISTRICTS = ["610113", "610116"]
+METAL = "金属表面处理及热处理加工"
 
 
 def today() -> date:
@@ -63,12 +64,12 @@ class SmallCity:
         self.enterprises = [
             EnterpriseSnapshot(
                 id=f"E1-{t}", updated_at=CHANGED, name="甲涂装有限公司", district_code="610113",
-                district_name="雁塔区", industry_code="3360", industry_name="金属表面处理及热处理加工",
+                district_name="雁塔区", industry_code="3360", industry_name=METAL,
                 performance_grade="B", zone="曲江",
             ),
             EnterpriseSnapshot(
                 id=f"E2-{t}", updated_at=CHANGED, name="乙电镀有限公司", district_code="610113",
-                district_name="雁塔区", industry_code="3360", industry_name="金属表面处理及热处理加工",
+                district_name="雁塔区", industry_code="3360", industry_name=METAL,
                 performance_grade="C",
             ),
             EnterpriseSnapshot(
@@ -126,7 +127,12 @@ class SmallCity:
         return f"{short}-{self.tag}"
 
     def registry_changes(self) -> list[RegistryChange]:
-        snapshots: list[Snapshot] = [*self.enterprises, *self.facilities, *self.groups, *self.points]
+        snapshots: list[Snapshot] = [
+            *self.enterprises,
+            *self.facilities,
+            *self.groups,
+            *self.points,
+        ]
         return [
             RegistryChange(
                 entity=ENTITY[type(s)],

@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from city import SmallCity  # noqa: E402
+from city import SmallCity
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,9 @@ class Harness:
                 raise AssertionError(f"timed out waiting for {check}")
             await asyncio.sleep(0.1)
 
-    async def wait_rows(self, sql: str, expected: int, limit_s: float = 90.0, **params: Any) -> None:
+    async def wait_rows(
+        self, sql: str, expected: int, limit_s: float = 90.0, **params: Any
+    ) -> None:
         """Wait until `sql` (a count) reaches `expected`."""
 
         async def reached() -> bool:
@@ -146,7 +148,9 @@ async def harness(
             TopicSpec(settings.reporting_alarms_topic, "enterprise", "", partitions=2),
             TopicSpec(settings.reporting_findings_topic, "enterprise", "", partitions=2),
             TopicSpec(settings.reporting_compliance_topic, "enterprise", "", partitions=2),
-            TopicSpec(settings.reporting_registry_topic, "entity", "", partitions=2, compacted=True),
+            TopicSpec(
+                settings.reporting_registry_topic, "entity", "", partitions=2, compacted=True
+            ),
         ]
     )
     await bus.publish(
@@ -159,9 +163,7 @@ async def harness(
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://reporting", timeout=60
             ) as client:
-                h = Harness(
-                    app, client, app.state.context, settings, bus, reporting_database, city
-                )
+                h = Harness(app, client, app.state.context, settings, bus, reporting_database, city)
                 await h.runtime.archive.synced.wait()
                 yield h
     finally:

@@ -202,7 +202,8 @@ async def test_timeliness_and_repeat_offenders(harness: Harness, small_city_day:
 async def test_findings_by_kind_and_compliance(harness: Harness, small_city_day: dict) -> None:
     s = await _stats(harness, day=small_city_day["day"].isoformat())
     findings = {
-        f["rule_code"]: (f["opened"], f["previous"], f["open_at_end"]) for f in s["findings_by_kind"]
+        f["rule_code"]: (f["opened"], f["previous"], f["open_at_end"])
+        for f in s["findings_by_kind"]
     }
     assert findings == {
         "negative_energy": (1, 1, 2),
