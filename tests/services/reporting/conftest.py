@@ -138,6 +138,8 @@ async def harness(
         reporting_consumer_prefix=prefix,
         reporting_today_every_min=0,
         reporting_schedule_enabled=False,
+        reporting_webhook_secret=SecretStr("test-secret"),
+        reporting_public_url="https://ecowatt.example/api/reporting",
     )
     bus = KafkaBus(KafkaConnection(bootstrap_servers=kafka_bootstrap))
     await bus.start()
