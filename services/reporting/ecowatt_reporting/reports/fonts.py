@@ -11,6 +11,7 @@ install hint (the `make fonts` target uses it).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def register_font(configured: Path | None = None) -> str:
 
 
 def main() -> int:
+    configured = os.environ.get("ECOWATT_REPORTING_CJK_FONT")
     try:
-        print(find_font())
+        print(find_font(Path(configured) if configured else None))
     except FontMissingError as exc:
         print(exc, file=sys.stderr)
         return 1
