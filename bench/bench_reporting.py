@@ -121,7 +121,7 @@ def _reading(point: str, enterprise: str, at: datetime, minute: int) -> PointRea
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(int(round(q * (len(ordered) - 1))), len(ordered) - 1)]
+    return ordered[min(round(q * (len(ordered) - 1)), len(ordered) - 1)]
 
 
 async def stage_ingest(
@@ -282,7 +282,8 @@ async def stage_report(
         row = (
             await session.execute(
                 text(
-                    "SELECT status, error, length(xlsx), length(pdf), summary FROM report WHERE id = :i"
+                    "SELECT status, error, length(xlsx), length(pdf), summary FROM report "
+                    "WHERE id = :i"
                 ),
                 {"i": report_id},
             )
@@ -308,7 +309,8 @@ async def main() -> None:
             environment="test", bus_backend="kafka", kafka_bootstrap_servers=kafka,
             database_url=SecretStr(url), redis_url=SecretStr(infra("REDIS_URL")),
             reporting_points_topic=f"{prefix}.points", reporting_states_topic=f"{prefix}.states",
-            reporting_alarms_topic=f"{prefix}.alarms", reporting_findings_topic=f"{prefix}.findings",
+            reporting_alarms_topic=f"{prefix}.alarms",
+            reporting_findings_topic=f"{prefix}.findings",
             reporting_compliance_topic=f"{prefix}.compliance",
             reporting_registry_topic=f"{prefix}.registry", reporting_consumer_prefix=prefix,
             reporting_schedule_enabled=False, database_pool_size=4,
@@ -361,7 +363,8 @@ async def main() -> None:
             days = (today.replace(day=1) - month).days
             filled = await stage_month(database, settings, tag, month, days)
             print(
-                f"(b) month of 1-minute data for {POINTS_PER_ENTERPRISE} points: {filled['rows']:,} "
+                f"(b) month of 1-minute data for {POINTS_PER_ENTERPRISE} points: "
+                f"{filled['rows']:,} "
                 f"rows written in {filled['seconds']:.1f} s = {filled['rate']:,.0f} points/s "
                 "(writer without Kafka)",
                 flush=True,
@@ -410,24 +413,29 @@ async def main() -> None:
                         len(r.content),
                     )
                     print(
-                        f"(b) {label}, month at 1-minute resolution: p50 {results[label][0]:.0f} ms, "
-                        f"p95 {results[label][1]:.0f} ms ({cells:,} values, {len(r.content) / 1e6:.1f} MB JSON)",
+                        f"(b) {label}, month at 1-minute resolution: "
+                        f"p50 {results[label][0]:.0f} ms, p95 {results[label][1]:.0f} ms "
+                        f"({cells:,} values, {len(r.content) / 1e6:.1f} MB JSON)",
                         flush=True,
                     )
             report = await stage_report(runtime, database, tag, month, days)
             print(
-                f"(c) monthly report, {report['enterprises']:,} enterprises / {report['points']:,} points, "
-                f"{ALARMS:,} alarms: {report['seconds']:.1f} s ({report['status']}{', ' + report['error'] if report['error'] else ''}; "
-                f"xlsx {report['xlsx_bytes'] or 0:,} B, pdf {report['pdf_bytes'] or 0:,} B; seeding {report['seeding_s']:.1f} s)",
+                f"(c) monthly report, {report['enterprises']:,} enterprises / "
+                f"{report['points']:,} points, {ALARMS:,} alarms: {report['seconds']:.1f} s "
+                f"({report['status']} {report['error'] or ''}; "
+                f"xlsx {report['xlsx_bytes'] or 0:,} B, pdf {report['pdf_bytes'] or 0:,} B; "
+                f"seeding {report['seeding_s']:.1f} s)",
                 flush=True,
             )
             async with database.session() as session:
                 sizes = await session.execute(
                     text(
                         "SELECT c.relname, coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) + "
-                        "pg_total_relation_size(c.oid), (SELECT count(*) FROM pg_inherits j WHERE j.inhparent = c.oid) "
-                        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'reporting' "
-                        "LEFT JOIN pg_inherits i ON i.inhparent = c.oid WHERE c.relkind IN ('r', 'p') "
+                        "pg_total_relation_size(c.oid), (SELECT count(*) FROM pg_inherits j "
+                        "WHERE j.inhparent = c.oid) FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace AND n.nspname = 'reporting' "
+                        "LEFT JOIN pg_inherits i ON i.inhparent = c.oid "
+                        "WHERE c.relkind IN ('r', 'p') "
                         "AND c.relispartition = false GROUP BY c.relname, c.oid ORDER BY 2 DESC"
                     )
                 )

@@ -275,22 +275,30 @@ async def load_series(
             found = per_point.get(point_id)
             if not found:
                 continue
+            if len(spec.point_ids) == 1:
+                for index, value in zip(*found, strict=True):
+                    if 0 <= index < count:
+                        values[index] = value
+                continue
             for index, value in zip(*found, strict=True):
                 if 0 <= index < count and value is not None:
                     current = values[index]
                     values[index] = value if current is None else current + value
+        if len(spec.point_ids) > 1:  # sums of several points: round their float noise
+            values = [None if v is None else round(v, 4) for v in values]
+        # Built without validation: every value is already a float or None (large months).
         lines.append(
-            SeriesLine(
+            SeriesLine.model_construct(
                 key=spec.key,
                 name=spec.name,
                 role=spec.role,
                 role_name=POINT_TYPE_ZH.get(spec.role, spec.role),
                 point_ids=spec.point_ids,
                 unit="kW" if quantity == "power" else "kWh",
-                values=[None if v is None else round(v, 4) for v in values],
+                values=values,
             )
         )
-    return SeriesOut(
+    return SeriesOut.model_construct(
         subject_kind=subject.kind,
         subject_id=subject.id,
         subject_name=subject.name,
@@ -331,9 +339,10 @@ async def _point_values(
         )
     else:
         value = (
-            "CASE WHEN power_n > 0 THEN power_sum / power_n END"
+            "CASE WHEN power_n > 0 THEN round((power_sum / power_n)::numeric, 4)::float8 END"
             if quantity == "power"
-            else "CASE WHEN energy_n > 0 OR samples > 0 THEN energy_kwh END"
+            else "CASE WHEN energy_n > 0 OR samples > 0 "
+            "THEN round(energy_kwh::numeric, 4)::float8 END"
         )
         if resolution == "1d":
             assert first_day is not None

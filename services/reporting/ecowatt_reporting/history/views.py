@@ -97,7 +97,8 @@ async def series(
         timezone=timezone,
     )
     if format == "json":
-        return result
+        # Serialised once, without FastAPI validating a month of values again.
+        return Response(result.model_dump_json(), media_type="application/json")
     columns, rows = table_rows(result, ZoneInfo(timezone))
     name = f"{subject_kind}-{subject_id}-{chosen}"
     if format == "csv":
