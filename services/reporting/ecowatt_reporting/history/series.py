@@ -19,7 +19,6 @@ the mean power, or the energy used, of the samples in each step.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -270,20 +269,16 @@ async def load_series(
     count = len(times)
     lines = []
     for spec in subject.series:
-        values: list[float | None] = [None] * count
-        for point_id in spec.point_ids:
-            found = per_point.get(point_id)
-            if not found:
-                continue
-            if len(spec.point_ids) == 1:
-                for index, value in zip(*found, strict=True):
-                    if 0 <= index < count:
-                        values[index] = value
-                continue
-            for index, value in zip(*found, strict=True):
-                if 0 <= index < count and value is not None:
-                    current = values[index]
-                    values[index] = value if current is None else current + value
+        found = [per_point[p] for p in spec.point_ids if p in per_point]
+        if len(found) == 1:
+            values = found[0]
+        else:
+            values = [None] * count
+            for line in found:
+                for index, value in enumerate(line):
+                    if value is not None:
+                        current = values[index]
+                        values[index] = value if current is None else current + value
         if len(spec.point_ids) > 1:  # sums of several points: round their float noise
             values = [None if v is None else round(v, 4) for v in values]
         # Built without validation: every value is already a float or None (large months).
@@ -325,18 +320,27 @@ async def _point_values(
     step: int,
     first_day: date | None,
     count: int,
-) -> dict[str, tuple[list[int], list[float | None]]]:
-    """Per point: bucket indexes and values (sparse), from raw samples or a rollup."""
+) -> dict[str, list[float | None]]:
+    """Per point: one value per axis step (None: no data), from raw samples or a rollup."""
     if not point_ids:
         return {}
     params: dict[str, Any] = {"points": point_ids, "start": start, "end": end, "step": step}
     if resolution == "raw":
-        value = "avg(power_kw) FILTER (WHERE valid)" if quantity == "power" else "sum(energy_kwh)"
-        inner = (
-            "SELECT point_id, (extract(epoch FROM data_time - :start)::bigint / :step)::int AS i, "
-            f"{value} AS v FROM point_sample WHERE point_id = ANY(CAST(:points AS text[])) "
-            "AND kind IN (0, 1) AND data_time >= :start AND data_time < :end GROUP BY 1, 2"
+        # One query per point: its samples come in index order (no sort, no grouping of a
+        # month of minutes in SQL), and the rare second sample in a step is merged here.
+        value = "CASE WHEN valid THEN power_kw END" if quantity == "power" else "energy_kwh"
+        sql = text(
+            "SELECT array_agg(i), array_agg(v) FROM (SELECT (extract(epoch FROM data_time - "
+            f":start)::bigint / :step)::int AS i, {value} AS v FROM point_sample "
+            "WHERE point_id = :point AND kind IN (0, 1) AND data_time >= :start "
+            "AND data_time < :end ORDER BY data_time) s"
         )
+        out: dict[str, list[float | None]] = {}
+        for point_id in point_ids:
+            indexes, values = (await session.execute(sql, {**params, "point": point_id})).one()
+            if indexes:
+                out[point_id] = _dense_steps(indexes, values, count, average=quantity == "power")
+        return out
     else:
         value = (
             "CASE WHEN power_n > 0 THEN round((power_sum / power_n)::numeric, 4)::float8 END"
@@ -364,16 +368,41 @@ async def _point_values(
                 "AND bucket >= :start AND bucket < :end"
             )
     rows = await session.execute(
-        text(
-            f"SELECT point_id, array_agg(i ORDER BY i), array_agg(v ORDER BY i) FROM ({inner}) s "
-            "GROUP BY point_id"
-        ),
+        text(f"SELECT point_id, array_agg(i), array_agg(v) FROM ({inner}) s GROUP BY point_id"),
         params,
     )
-    out: dict[str, tuple[list[int], list[float | None]]] = defaultdict(lambda: ([], []))
+    dense: dict[str, list[float | None]] = {}
     for point_id, indexes, values in rows:
-        out[point_id] = (list(indexes), list(values))
-    return dict(out)
+        line: list[float | None] = [None] * count
+        for index, value in zip(indexes, values, strict=True):
+            if 0 <= index < count:
+                line[index] = value
+        dense[point_id] = line
+    return dense
+
+
+def _dense_steps(
+    indexes: list[int], values: list[float | None], count: int, *, average: bool
+) -> list[float | None]:
+    """Samples in time order → one value per step: the mean (power) or sum (energy) of the
+    step's non-null values; a step with only nulls (invalid samples) stays null."""
+    line: list[float | None] = [None] * count
+    seen = [0] * count if average else None
+    for index, value in zip(indexes, values, strict=True):
+        if value is None or not 0 <= index < count:
+            continue
+        current = line[index]
+        if current is None:
+            line[index] = value
+            if seen is not None:
+                seen[index] = 1
+        elif seen is not None:
+            n = seen[index]
+            line[index] = (current * n + value) / (n + 1)
+            seen[index] = n + 1
+        else:
+            line[index] = current + value
+    return line
 
 
 def table_rows(
