@@ -31,7 +31,11 @@ from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 from ecowatt_reporting.archive.service import ArchiveSync
 from ecowatt_reporting.datasets.views import router as datasets
 from ecowatt_reporting.events.service import EventRecorder
-from ecowatt_reporting.history.demo import backfill_demo_history, demo_history_used
+from ecowatt_reporting.history.demo import (
+    backfill_demo_history,
+    demo_history_used,
+    wait_for_archive,
+)
 from ecowatt_reporting.history.service import HistoryWriter, Maintenance
 from ecowatt_reporting.history.views import router as history
 from ecowatt_reporting.reports.service import Reports
@@ -100,6 +104,9 @@ async def _prepare_and_schedule(runtime: Runtime) -> None:
     settings = runtime.settings
     await runtime.archive.sync_all()
     if settings.demo_history_days:
+        points = await wait_for_archive(runtime.view)
+        await runtime.archive.flush()
+        _logger.info("demo history: archive holds %d points", points)
         written = await backfill_demo_history(
             database=runtime.database,
             view=runtime.view,

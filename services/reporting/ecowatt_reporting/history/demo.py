@@ -13,6 +13,7 @@ them say so (`history_meta` key `demo_history`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -29,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from ecowatt_reporting.history.models import HISTORY_META
 from ecowatt_reporting.history.service import HistoryWriter
 
-__all__ = ["backfill_demo_history", "demo_history_used"]
+__all__ = ["backfill_demo_history", "demo_history_used", "wait_for_archive"]
 
 _logger = logging.getLogger(__name__)
 META_KEY = "demo_history"
@@ -82,6 +83,22 @@ def _readings(points: list[PointSnapshot], day: date, tz: ZoneInfo) -> Iterator[
             )
 
 
+async def wait_for_archive(view: RegistryView, *, limit_s: float = 600.0) -> int:
+    """Wait until the view holds points and their number has settled (the registry seeds
+    the synthetic city in the background at a first start); the number of points."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    last, steady_since = -1, loop.time()
+    while loop.time() < deadline:
+        count = len(view.all("point"))
+        if count != last:
+            last, steady_since = count, loop.time()
+        elif count and loop.time() - steady_since >= 5.0:
+            return count
+        await asyncio.sleep(1.0)
+    return max(last, 0)
+
+
 async def demo_history_used(database: Database) -> bool:
     """True when demo days were synthesised into this history."""
     async with database.session() as session:
@@ -118,6 +135,8 @@ async def backfill_demo_history(
         if batch:
             written += (await writer.write(batch)).inserted
         _logger.info("demo history: %s synthesised for %d points", day, len(points))
+    if not written:
+        return 0
     async with database.transaction() as session:
         await session.execute(
             insert(HISTORY_META)

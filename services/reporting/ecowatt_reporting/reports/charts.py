@@ -84,9 +84,16 @@ def line_chart(
     names: Sequence[str],
     font: str,
 ) -> Any:
-    """Lines over the days of the period; a missing value breaks the line (a gap)."""
+    """Lines over the days of the period. With a missing value (a day before any point was
+    commissioned) the chart is drawn as bars instead, where the missing day has no bar:
+    reportlab cannot draw a line segment of a single point."""
     from reportlab.graphics.charts.linecharts import HorizontalLineChart
     from reportlab.lib import colors
+
+    if any(v is None for series in values for v in series):
+        return bar_chart(
+            title, labels, [[v or 0.0 for v in series] for series in values], names, font
+        )
 
     drawing = _frame(title, font)
     chart = HorizontalLineChart()
