@@ -93,7 +93,7 @@ async def wait_for_archive(view: RegistryView, *, limit_s: float = 600.0) -> int
         count = len(view.all("point"))
         if count != last:
             last, steady_since = count, loop.time()
-        elif count and loop.time() - steady_since >= 5.0:
+        elif count and loop.time() - steady_since >= 20.0:
             return count
         await asyncio.sleep(1.0)
     return max(last, 0)
