@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -309,3 +310,39 @@ async def test_timeline_slots_late_states_in_place(harness: Harness, city: Small
     ]
     alarms = [i for i in intervals if i["kind"] == "alarm"]
     assert alarms and alarms[0]["detail"]["level_name"] == "较重"
+
+
+def test_fast_decoding_agrees_with_the_contract(city: SmallCity) -> None:
+    """The history reads `telemetry.point` envelopes without pydantic; whatever it accepts
+    must read exactly as the contract does, and anything odd goes to the strict decoder."""
+    import pytest
+    from ecowatt_kernel.bus import Record
+    from ecowatt_kernel.contracts import ContractError, decode, encode
+    from ecowatt_reporting.history.service import fast_sample
+
+    def record(message: object) -> Record:
+        return Record("t", 0, 0, message.key, message.value, message.headers, 0)  # type: ignore[attr-defined]
+
+    at = local(today(), 3)
+    for reading in (
+        city.reading("X1", at, power=1.5, energy=0.25, current_a=2.0),
+        city.reading("X2", at, power=3.0, valid=False, interval="minute"),
+    ):
+        rec = record(encode(reading))
+        fast = fast_sample(rec)
+        strict = decode(rec).data
+        assert fast is not None
+        for name in ("point_id", "enterprise_id", "data_time", "interval", "values", "quality",
+                     "valid"):  # fmt: skip
+            assert getattr(fast, name) == getattr(strict, name), name
+    good = record(encode(city.reading("X1", at, power=1.0)))
+    broken = good.value.replace(b'"active_power_kw":1.0', b'"active_power_kw":"1,0"')
+    odd = Record("t", 0, 0, good.key, broken, good.headers, 0)
+    assert fast_sample(odd) is None
+    with pytest.raises(ContractError):
+        decode(odd)
+    naive = re.sub(rb'("data_time":"[^"]*)Z"', rb'\1"', good.value)
+    assert naive != good.value
+    assert fast_sample(Record("t", 0, 0, good.key, naive, good.headers, 0)) is None
+    other = Record("t", 0, 0, good.key, good.value, (("event-type", b"alarm"),), 0)
+    assert fast_sample(other) is None

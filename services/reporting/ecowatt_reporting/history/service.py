@@ -32,12 +32,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from ecowatt_kernel.bus import Record, TransientError
 from ecowatt_kernel.contracts import PointReading, decode
+from ecowatt_kernel.contracts.envelope import TYPE_HEADER, VERSION_HEADER
 from ecowatt_kernel.db import Database
 from prometheus_client import Counter
+from pydantic_core import from_json
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -230,6 +232,74 @@ ON CONFLICT (day, point_id, reason) DO UPDATE SET
 """
 
 
+class Sample(Protocol):
+    """What the writer reads of a reading: a `PointReading`, or a `FastSample`."""
+
+    @property
+    def point_id(self) -> str: ...
+    @property
+    def enterprise_id(self) -> str: ...
+    @property
+    def data_time(self) -> datetime: ...
+    @property
+    def interval(self) -> str: ...
+    @property
+    def values(self) -> dict[str, float]: ...
+    @property
+    def quality(self) -> dict[str, list[str]]: ...
+    @property
+    def valid(self) -> bool: ...
+
+
+class FastSample(NamedTuple):
+    point_id: str
+    enterprise_id: str
+    data_time: datetime
+    interval: str
+    values: dict[str, float]
+    quality: dict[str, list[str]]
+    valid: bool
+
+
+_POINT_TYPE = PointReading.event_type.encode()
+_POINT_VERSION = str(PointReading.event_version).encode()
+
+
+def fast_sample(record: Record) -> FastSample | None:
+    """The fields the history needs, read straight from a `telemetry.point` envelope (2–3×
+    cheaper than validating the pydantic models); None when anything is not plainly as the
+    contract says — the caller then decodes strictly, which names the fault."""
+    if record.header(TYPE_HEADER) != _POINT_TYPE or record.header(VERSION_HEADER) != _POINT_VERSION:
+        return None
+    try:
+        data = from_json(record.value)["data"]
+        point_id, enterprise_id = data["point_id"], data["enterprise_id"]
+        values, moment = data["values"], data["data_time"]
+        interval = data.get("interval", "realtime")
+        quality = data.get("quality") or {}
+        valid = data.get("valid", True)
+        if not (
+            type(point_id) is str
+            and type(enterprise_id) is str
+            and type(values) is dict
+            and type(moment) is str
+            and interval in KINDS
+            and type(quality) is dict
+            and type(valid) is bool
+            and data.get("mn") is not None
+        ):
+            return None
+        for value in values.values():
+            if type(value) is not float and type(value) is not int:
+                return None
+        data_time = datetime.fromisoformat(moment)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if data_time.tzinfo is None:
+        return None
+    return FastSample(point_id, enterprise_id, data_time, interval, values, quality, valid)
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -269,9 +339,13 @@ class HistoryWriter:
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Bus handler: decode (a record that is no event goes to the DLQ) and write."""
-        readings = []
+        readings: list[Sample] = []
         for record in records:
-            event = decode(record).data
+            sample = fast_sample(record)
+            if sample is not None:
+                readings.append(sample)
+                continue
+            event = decode(record).data  # the strict way: ContractError names the fault
             if isinstance(event, PointReading):
                 readings.append(event)
         if readings:
@@ -281,7 +355,7 @@ class HistoryWriter:
         """Readings before this moment are older than the raw retention."""
         return POINT_SAMPLE_PARTS.start_of(self.clock()) - timedelta(days=self.raw_retention_days)
 
-    async def write(self, readings: Sequence[PointReading]) -> WriteResult:
+    async def write(self, readings: Sequence[Sample]) -> WriteResult:
         """Store `readings` and add the new ones to the rollups, in one transaction."""
         result = WriteResult(readings=len(readings))
         now = self.clock()
