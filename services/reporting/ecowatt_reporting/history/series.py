@@ -19,6 +19,7 @@ the mean power, or the energy used, of the samples in each step.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -55,6 +56,7 @@ STEP_S = {"15m": 900, "1h": 3600, "1d": 86400}
 MAX_CELLS = 1_000_000
 """Series × buckets one response may hold (a month of minutes for 20 points)."""
 MAX_RAW_WINDOW = timedelta(days=31)
+RAW_QUERY_CONCURRENCY = 4
 ROLE_ORDER = {"total": 0, "production": 1, "combined": 2, "control": 3, "indirect": 4}
 
 
@@ -335,9 +337,19 @@ async def _point_values(
             "WHERE point_id = :point AND kind IN (0, 1) AND data_time >= :start "
             "AND data_time < :end ORDER BY data_time) s"
         )
+        engine = session.bind
+        gate = asyncio.Semaphore(RAW_QUERY_CONCURRENCY)
+
+        async def one(point_id: str) -> tuple[str, Any, Any]:
+            # Each point on a connection of its own: PostgreSQL reads several at once.
+            async with gate, engine.connect() as connection:  # type: ignore[union-attr]
+                indexes, values = (
+                    await connection.execute(sql, {**params, "point": point_id})
+                ).one()
+            return point_id, indexes, values
+
         out: dict[str, list[float | None]] = {}
-        for point_id in point_ids:
-            indexes, values = (await session.execute(sql, {**params, "point": point_id})).one()
+        for point_id, indexes, values in await asyncio.gather(*(one(p) for p in point_ids)):
             if indexes:
                 out[point_id] = _dense_steps(indexes, values, count, average=quantity == "power")
         return out
