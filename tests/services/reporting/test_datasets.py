@@ -156,3 +156,14 @@ def test_partner_scopes_per_dataset() -> None:
     )
     for dataset in DATASETS.values():
         check_access(everything, dataset)
+
+
+async def test_datasets_documented_in_openapi(harness: Harness) -> None:
+    r = await harness.client.get("/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    page = spec["paths"]["/datasets/{name}"]["get"]
+    example = page["responses"]["200"]["content"]["application/json"]["example"]
+    assert example["dataset"] == "energy_15min" and example["items"][0]["energy_kwh"] == 5.31
+    assert "dataset:<name>" in page["responses"]["403"]["description"]
+    assert {"/series/{subject_kind}/{subject_id}", "/statistics", "/reports"} <= set(spec["paths"])
