@@ -378,6 +378,7 @@ class Reports:
                     REPORT.c.kind == "daily",
                     REPORT.c.trigger == "schedule",
                     REPORT.c.district_code.is_(None),
+                    REPORT.c.provisional.is_(False),  # today's refresh closes nothing
                 )
             )
 
