@@ -228,6 +228,8 @@ async def test_report_scope_and_validation(harness: Harness, month_data: None) -
 
 async def test_schedule_closes_days_weeks_and_months(harness: Harness, month_data: None) -> None:
     h = harness
+    provisional = await h.runtime.reports.refresh_today()
+    assert await h.runtime.reports.last_scheduled_day() is None, "today closes nothing"
     last = FIRST - timedelta(days=1)  # the month's last day
     ids = await h.runtime.reports.close_day(last)
     kinds = ["daily", "monthly"] + (["weekly"] if last.weekday() == 6 else [])
@@ -237,6 +239,12 @@ async def test_schedule_closes_days_weeks_and_months(harness: Harness, month_dat
     assert all(made[str(i)]["trigger"] == "schedule" for i in ids)
     assert all(made[str(i)]["status"] == "done" for i in ids)
     assert await h.runtime.reports.last_scheduled_day() == last
+    today_report = (
+        await h.client.get(f"/reports/{provisional}", headers=h.headers(Role.ADMIN))
+    ).json()
+    assert (
+        today_report["provisional"] is True and today_report["period_start"] == today().isoformat()
+    )
 
 
 def test_font_missing_is_explained(tmp_path: Path) -> None:
