@@ -68,6 +68,9 @@ def _readings(points: list[PointSnapshot], day: date, tz: ZoneInfo) -> Iterator[
             power = _power(point, local, day)
             if power is None:
                 continue
+            values = {"active_power_kw": power}
+            if minute:  # a day's first reading starts the counter chain: no delta yet
+                values["energy_delta_kwh"] = round(power / 60.0, 5)
             yield PointReading.model_construct(
                 enterprise_id=point.enterprise_id,
                 point_id=point.id,
@@ -76,7 +79,7 @@ def _readings(points: list[PointSnapshot], day: date, tz: ZoneInfo) -> Iterator[
                 circuit=point.circuit,
                 interval="realtime",
                 data_time=local.astimezone(UTC),
-                values={"active_power_kw": power, "energy_delta_kwh": round(power / 60.0, 5)},
+                values=values,
                 quality={},
                 valid=True,
                 source_key=None,
