@@ -99,14 +99,34 @@ def build_runtime(ctx: ServiceContext, settings: ReportingSettings) -> Runtime:
     return runtime
 
 
+async def _start(runtime: Runtime, job: Any) -> None:
+    await job.start()
+    runtime.jobs.append(job)
+
+
 async def _prepare_and_schedule(runtime: Runtime) -> None:
-    """Archive copy, demo history, then the report jobs (in the background)."""
+    """Archive copy, today's report, demo history, then the daily schedule (background)."""
     settings = runtime.settings
+    engine = runtime.database.engine
     await runtime.archive.sync_all()
     if settings.demo_history_days:
         points = await wait_for_archive(runtime.view)
         await runtime.archive.flush()
         _logger.info("demo history: archive holds %d points", points)
+    if settings.reporting_schedule_enabled and settings.reporting_today_every_min > 0:
+        await _start(
+            runtime,
+            PeriodicJob(
+                name="reporting.today",
+                run=runtime.reports.refresh_today,
+                every_s=settings.reporting_today_every_min * 60.0,
+                leader=AdvisoryLeader(engine, "reporting.today"),
+            ),
+        )
+    if settings.demo_history_days:
+        # Let the platform's first minute (devices connecting) pass before the demo days
+        # are written; the writing itself yields between small batches.
+        await asyncio.sleep(settings.reporting_demo_delay_s)
         written = await backfill_demo_history(
             database=runtime.database,
             view=runtime.view,
@@ -117,32 +137,19 @@ async def _prepare_and_schedule(runtime: Runtime) -> None:
         if written:
             _logger.info("demo history: %d readings synthesised (development only)", written)
     runtime.demo_history = await demo_history_used(runtime.database)
-    if not settings.reporting_schedule_enabled:
-        return
-    engine = runtime.database.engine
-    report_jobs: list[Any] = [
-        DailyJob(
-            name="reporting.schedule",
-            run=runtime.reports.close_day,
-            timezone=settings.timezone,
-            at=settings.reporting_daily_at,
-            last_done=runtime.reports.last_scheduled_day,
-            catch_up_days=settings.reporting_catch_up_days,
-            leader=AdvisoryLeader(engine, "reporting.schedule"),
+    if settings.reporting_schedule_enabled:
+        await _start(
+            runtime,
+            DailyJob(
+                name="reporting.schedule",
+                run=runtime.reports.close_day,
+                timezone=settings.timezone,
+                at=settings.reporting_daily_at,
+                last_done=runtime.reports.last_scheduled_day,
+                catch_up_days=settings.reporting_catch_up_days,
+                leader=AdvisoryLeader(engine, "reporting.schedule"),
+            ),
         )
-    ]
-    if settings.reporting_today_every_min > 0:
-        report_jobs.append(
-            PeriodicJob(
-                name="reporting.today",
-                run=runtime.reports.refresh_today,
-                every_s=settings.reporting_today_every_min * 60.0,
-                leader=AdvisoryLeader(engine, "reporting.today"),
-            )
-        )
-    for job in report_jobs:
-        await job.start()
-    runtime.jobs.extend(report_jobs)
 
 
 async def on_startup(ctx: ServiceContext) -> None:

@@ -59,6 +59,7 @@ class ReportingSettings(KernelSettings):
     # at start-up when the history is empty, so that `make run` shows a full report for
     # yesterday. None: 1 in development, 0 otherwise. Never in production.
     reporting_demo_history_days: int | None = None
+    reporting_demo_delay_s: float = 60.0
 
     # Subscription deliveries (the channels of `ecowatt_kernel.notify`).
     reporting_public_url: str = "http://127.0.0.1:8000/api/reporting"

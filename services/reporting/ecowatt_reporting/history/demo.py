@@ -34,6 +34,7 @@ __all__ = ["backfill_demo_history", "demo_history_used", "wait_for_archive"]
 
 _logger = logging.getLogger(__name__)
 META_KEY = "demo_history"
+BATCH, PAUSE_S = 5000, 0.2
 
 
 def _unit(*parts: object) -> float:
@@ -132,9 +133,10 @@ async def backfill_demo_history(
         batch: list[PointReading] = []
         for reading in _readings(points, day, tz):
             batch.append(reading)
-            if len(batch) >= 20000:
+            if len(batch) >= BATCH:
                 written += (await writer.write(batch)).inserted
                 batch = []
+                await asyncio.sleep(PAUSE_S)  # the platform runs in this event loop too
         if batch:
             written += (await writer.write(batch)).inserted
         _logger.info("demo history: %s synthesised for %d points", day, len(points))
