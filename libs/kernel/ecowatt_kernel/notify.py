@@ -1,11 +1,14 @@
-"""Notification channels shared by services: text messages (SMS) and signed webhooks.
+"""Notification channels every service may use: SMS gateways and signed webhooks.
 
-The alarm service's notifier has the same two channels in its own module; they should be
-folded into this one (the auth service's security alerts use it first).
+    sms = sms_gateway(provider="http", url=..., api_key=..., sign="EcoWatt")
+    await sms.send("13800000000", "【EcoWatt】…")
+    await post_webhook(url, {"type": "report", ...}, secret=secret, timeout_s=5)
 
-    sms_gateway(url, api_key, sign)  → LogSmsGateway (no URL: the message goes to the log)
-                                      | HttpSmsGateway (POST JSON {phone, sign, text})
-    post_webhook(url, payload, secret=…)  JSON POST, `X-EcoWatt-Signature: sha256=<hmac>`
+A webhook body is JSON (UTF-8, Chinese unescaped); with a secret, its HMAC-SHA256 goes in
+`X-EcoWatt-Signature: sha256=<hex>` so the receiver can check the sender and the body
+(`verify_signature`). Phone numbers are masked in logs (`mask_phone`). Who is notified, and
+when, stays with each service (auth: security alerts; reporting: subscriptions; alarm:
+contacts and quiet hours — its own copy of these channels is still to be folded in here).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -27,6 +30,7 @@ __all__ = [
     "post_webhook",
     "sign_body",
     "sms_gateway",
+    "verify_signature",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -40,12 +44,12 @@ class SmsGateway(Protocol):
 
 
 def mask_phone(phone: str) -> str:
-    """138****5678: enough to tell recipients apart in a log, not enough to call them."""
+    """138****0000: enough to tell recipients apart in a log, not to call them."""
     return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
 class LogSmsGateway:
-    """Writes the message to the log instead of sending it (no provider configured)."""
+    """The default: writes the message to the log instead of sending it."""
 
     async def send(self, phone: str, text: str) -> str:
         _logger.info("SMS (log only) to %s: %s", mask_phone(phone), text)
@@ -56,7 +60,10 @@ class HttpSmsGateway:
     """A generic HTTP SMS provider: POST JSON {phone, sign, text} with a bearer API key."""
 
     def __init__(self, url: str, api_key: str | None, sign: str, timeout_s: float = 5.0) -> None:
-        self.url, self.api_key, self.sign, self.timeout_s = url, api_key, sign, timeout_s
+        self.url = url
+        self.api_key = api_key
+        self.sign = sign
+        self.timeout_s = timeout_s
 
     async def send(self, phone: str, text: str) -> str:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -69,10 +76,15 @@ class HttpSmsGateway:
 
 
 def sms_gateway(
-    url: str | None, api_key: str | None, sign: str, timeout_s: float = 5.0
+    *,
+    provider: Literal["log", "http"],
+    url: str | None = None,
+    api_key: str | None = None,
+    sign: str = "EcoWatt",
+    timeout_s: float = 5.0,
 ) -> SmsGateway:
-    """The HTTP provider at `url`, or the log when no URL is configured."""
-    if url:
+    """The gateway a service's settings describe (`log` unless `http` with a URL)."""
+    if provider == "http" and url:
         return HttpSmsGateway(url, api_key, sign, timeout_s)
     return LogSmsGateway()
 
@@ -80,6 +92,11 @@ def sms_gateway(
 def sign_body(secret: str, body: bytes) -> str:
     """The signature header value of `body`: `sha256=<hex HMAC>`."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """True when `header` is the signature of `body` under `secret` (constant time)."""
+    return header is not None and hmac.compare_digest(sign_body(secret, body), header)
 
 
 async def post_webhook(
@@ -90,11 +107,10 @@ async def post_webhook(
     timeout_s: float = 5.0,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> str:
-    """POST `payload` as JSON (signed when `secret` is set); returns "HTTP <status>" or
-    raises httpx.HTTPError."""
+    """POST `payload` as JSON, signed when a secret is given; 'HTTP <status>' or raises."""
     body = json.dumps(payload, ensure_ascii=False, default=str).encode()
-    headers = {"Content-Type": "application/json"}
-    if secret:
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    if secret is not None:
         headers[SIGNATURE_HEADER] = sign_body(secret, body)
     async with httpx.AsyncClient(timeout=timeout_s, transport=transport) as client:
         response = await client.post(url, content=body, headers=headers)

@@ -154,9 +154,10 @@ class Monitor:
         self._reported: dict[str, int] = {}
         secret = settings.auth_sms_api_key
         self.sms = sms or sms_gateway(
-            settings.auth_sms_url,
-            secret.get_secret_value() if secret else None,
-            settings.auth_sms_sign,
+            provider="http" if settings.auth_sms_url else "log",
+            url=settings.auth_sms_url,
+            api_key=secret.get_secret_value() if secret else None,
+            sign=settings.auth_sms_sign,
         )
 
     # ----------------------------------------------------------------- consuming
