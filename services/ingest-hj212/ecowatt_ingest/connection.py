@@ -5,6 +5,9 @@ when bytes arrive and dropped again once it holds nothing, so thousands of quiet
 cost little memory. Reading is paused for several independent causes (bus backpressure,
 frame rate, unacknowledged frames, a peer that does not read our answers, a PW being
 verified); it resumes when no cause is left.
+
+A connection knows the server only through `ConnectionHost`, the four calls the asyncio hooks
+make; the server's dispatcher implements it.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ecowatt_hj212 as hj212
 
-if TYPE_CHECKING:
-    from ecowatt_ingest.commands import ActiveCommand, PlannedCommand
-    from ecowatt_ingest.server import IngestServer
+from ecowatt_ingest.command_model import ActiveCommand, PlannedCommand
+from ecowatt_ingest.settings import IngestSettings
 
 __all__ = [
     "AUTH",
@@ -28,6 +30,7 @@ __all__ = [
     "RATE",
     "UNACKED",
     "WRITE",
+    "ConnectionHost",
     "DeviceConnection",
     "Session",
 ]
@@ -39,6 +42,29 @@ WRITE = 8
 AUTH = 16
 HOLD = BACKPRESSURE | RATE | UNACKED | AUTH
 """Causes that also stop the processing of frames already read (kept in `backlog`)."""
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs from the server: its settings and four notifications."""
+
+    settings: IngestSettings
+    holding: set[DeviceConnection]
+    """Connections whose framer holds bytes (swept for idle flushes and partial frames)."""
+
+    def on_connection_made(self, conn: DeviceConnection) -> None: ...
+
+    def on_connection_lost(self, conn: DeviceConnection, exc: Exception | None) -> None: ...
+
+    def received_bytes(self, conn: DeviceConnection, size: int) -> None: ...
+
+    def on_events(
+        self,
+        conn: DeviceConnection,
+        events: list[hj212.FramerEvent],
+        now: float,
+        *,
+        hold: bool = True,
+    ) -> None: ...
 
 
 class Session:
@@ -112,6 +138,7 @@ class DeviceConnection(asyncio.Protocol):
         "conn_id",
         "framer",
         "garbage",
+        "host",
         "last_rx",
         "partial_since",
         "paused",
@@ -119,7 +146,6 @@ class DeviceConnection(asyncio.Protocol):
         "reason",
         "rx_perf",
         "rx_wall",
-        "server",
         "session",
         "tokens",
         "tokens_at",
@@ -128,8 +154,8 @@ class DeviceConnection(asyncio.Protocol):
         "valid_seen",
     )
 
-    def __init__(self, server: IngestServer) -> None:
-        self.server = server
+    def __init__(self, host: ConnectionHost) -> None:
+        self.host = host
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.framer: hj212.StreamFramer | None = None
@@ -138,7 +164,7 @@ class DeviceConnection(asyncio.Protocol):
         self.partial_since = 0.0
         self.rx_perf = 0.0
         self.rx_wall = 0.0
-        self.tokens = float(server.settings.frame_burst)
+        self.tokens = float(host.settings.frame_burst)
         self.tokens_at = self.last_rx
         self.unacked = 0
         self.paused = 0
@@ -146,7 +172,7 @@ class DeviceConnection(asyncio.Protocol):
         self.valid_seen = False
         self.closed = False
         self.conn_id = 0
-        self.backlog: list[hj212.RawFrame | hj212.RejectedSpan] | None = None
+        self.backlog: list[hj212.FramerEvent] | None = None
         self.reason: str | None = None
         """Why the server closed the connection (None: the peer did, or an error)."""
 
@@ -156,34 +182,34 @@ class DeviceConnection(asyncio.Protocol):
         peer: Any = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
-        self.server.on_connection_made(self)
+        self.host.on_connection_made(self)
 
     def data_received(self, data: bytes) -> None:
-        server = self.server
+        host = self.host
         self.last_rx = now = time.monotonic()
         self.rx_perf = time.perf_counter()
         self.rx_wall = time.time()
         framer = self.framer
         if framer is None:
             framer = self.framer = hj212.StreamFramer(
-                max_segment_size=server.settings.max_segment_size
+                max_segment_size=host.settings.max_segment_size
             )
-        server.received_bytes(self, len(data))
+        host.received_bytes(self, len(data))
         events = framer.feed(data)
         if self.backlog:  # not expected: reading is paused while a backlog waits
             self.backlog.extend(events)
         elif events:
-            server.on_events(self, events, now)
+            host.on_events(self, events, now)
         if self.closed:
             return
         if framer.buffered:
             if not self.partial_since:
                 self.partial_since = now
-            server.holding.add(self)
+            host.holding.add(self)
         else:
             self.partial_since = 0.0
             self.framer = None
-            server.holding.discard(self)
+            host.holding.discard(self)
 
     def eof_received(self) -> bool | None:
         self.flush_framer()
@@ -192,11 +218,11 @@ class DeviceConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.backlog:  # frames read but held back: record them all now
             backlog, self.backlog = self.backlog, None
-            self.server.on_events(self, backlog, time.monotonic(), hold=False)
+            self.host.on_events(self, backlog, time.monotonic(), hold=False)
         if not self.closed:
             self.flush_framer()
         self.closed = True
-        self.server.on_connection_lost(self, exc)
+        self.host.on_connection_lost(self, exc)
 
     def pause_writing(self) -> None:
         self.pause(WRITE)
@@ -213,11 +239,11 @@ class DeviceConnection(asyncio.Protocol):
         events = framer.flush()
         self.framer = None
         self.partial_since = 0.0
-        self.server.holding.discard(self)
+        self.host.holding.discard(self)
         if self.backlog is not None:
             self.backlog.extend(events)
         elif events:
-            self.server.on_events(self, events, time.monotonic())
+            self.host.on_events(self, events, time.monotonic())
 
     def pause(self, cause: int) -> None:
         if self.paused & cause:
@@ -234,7 +260,7 @@ class DeviceConnection(asyncio.Protocol):
         self.paused &= ~cause
         if self.backlog and not self.paused & HOLD and not self.closed:
             backlog, self.backlog = self.backlog, None
-            self.server.on_events(self, backlog, time.monotonic())
+            self.host.on_events(self, backlog, time.monotonic())
         if not self.paused and not self.backlog and self.transport is not None and not self.closed:
             with contextlib.suppress(RuntimeError, AttributeError):
                 self.transport.resume_reading()

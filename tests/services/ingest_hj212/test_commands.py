@@ -191,7 +191,7 @@ async def test_reconnect_after_a_gap_requests_minute_and_hour_data(
     await device.nothing(0.5)  # one request at a time: 2061 waits for 2051
     minute = seen["2051"]
     begin = hj212.parse_hj212_time(minute.params["BeginTime"])
-    expected = datetime.fromtimestamp(gone, UTC).astimezone(server.tz).replace(tzinfo=None)
+    expected = datetime.fromtimestamp(gone, UTC).astimezone(server.time.tz).replace(tzinfo=None)
     assert begin is not None and abs((begin - expected).total_seconds()) < 2
     end = hj212.parse_hj212_time(minute.params["EndTime"])
     assert end is not None and abs((end - local_now()).total_seconds()) < 5
@@ -243,6 +243,6 @@ async def test_two_instances_one_runs_the_command_one_reports_offline(
     assert statuses(events, order.command_id) == ["sent", "executed"]
     assert statuses(events, missing.command_id) == ["offline"], "exactly one instance reports"
     await device.nothing(0.5)  # the request was sent once, by the instance holding the device
-    assert first.owns(mn) is None and second.owns(mn) is not None
+    assert first.table.owns(mn) is None and second.table.owns(mn) is not None
     await device.close()
     await results.stop()
