@@ -123,7 +123,7 @@ class CommandManager:
             try:
                 command = decode(record).data
             except ContractError as exc:
-                _logger.error("device.commands record skipped: %s", exc)
+                _logger.error("device.commands record skipped", extra={"error": str(exc)})
                 continue
             if isinstance(command, DeviceCommand):
                 await self.consider(command)
@@ -132,7 +132,10 @@ class CommandManager:
         store = self.store
         age = time.time() - command.requested_at.timestamp()
         if age > self.settings.command_max_age_s:
-            _logger.info("command %s is %.0f s old: not run", command.command_id, age)
+            _logger.info(
+                "command too old: not run",
+                extra={"command_id": command.command_id, "age_s": round(age)},
+            )
             return
         planned = PlannedCommand(
             command_id=command.command_id,
@@ -187,6 +190,11 @@ class CommandManager:
                 continue
             assert message.qn is not None
             active = ActiveCommand(planned=planned, qn=message.qn, data=data)
+            if planned.cn in HISTORY_CNS:  # which uploads answer it (history, not live)
+                to_epoch = self.time.timestamp
+                begin = parse_time_param(planned.params["BeginTime"], self.time)
+                end = parse_time_param(planned.params["EndTime"], self.time)
+                active.window = (to_epoch(begin), to_epoch(end))
             session.active = active
             self._send(session, active)
 
@@ -267,17 +275,26 @@ class CommandManager:
         active.timer = None
         if active.phase == "request":
             if active.attempts <= active.planned.recount:
-                _logger.info(
-                    "no answer from %s to %s (QN %s), re-sending",
-                    session.mn,
-                    active.planned.cn,
-                    active.qn,
+                # logged once, when the command times out: a retry is routine
+                _logger.debug(
+                    "command unanswered: re-sending",
+                    extra={"mn": session.mn, "cn": active.planned.cn, "qn": active.qn},
                 )
                 self._send(session, active)
                 return
             reason = f"no answer after {active.attempts} tries of {active.planned.overtime_s} s"
         else:
             reason = "the device accepted the request but sent no result in time"
+        _logger.info(
+            "command timed out",
+            extra={
+                "mn": session.mn,
+                "cn": active.planned.cn,
+                "qn": active.qn,
+                "attempts": active.attempts,
+                "reason": reason,
+            },
+        )
         self._finish(session, active, "timeout", {"reason": reason})
 
     # ------------------------------------------------------------------ answers
@@ -426,7 +443,10 @@ class CommandManager:
             async with self._write_slots:
                 await self.store.command_update(command_id, fields)
         except Exception as exc:
-            _logger.warning("command %s state not written to Redis: %s", command_id, exc)
+            _logger.warning(
+                "command state not written to Redis",
+                extra={"command_id": command_id, "error": repr(exc)},
+            )
 
     async def flush(self) -> None:
         """Wait for the command states still being written to Redis."""

@@ -6,6 +6,11 @@ cost little memory. Reading is paused for several independent causes (bus backpr
 frame rate, unacknowledged frames, a peer that does not read our answers, a PW being
 verified); it resumes when no cause is left.
 
+A connection has no session until one of its frames passed the identity check (MN known,
+PW right): frames that wait for that check wait on the connection (`waiting`), and a
+connection that never passes it never binds, never replaces anyone's session, never gets a
+command.
+
 A connection knows the server only through `ConnectionHost`, the four calls the asyncio hooks
 make; the server's dispatcher implements it.
 """
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import ecowatt_hj212 as hj212
@@ -50,6 +57,8 @@ class ConnectionHost(Protocol):
     settings: IngestSettings
     holding: set[DeviceConnection]
     """Connections whose framer holds bytes (swept for idle flushes and partial frames)."""
+    now: Callable[[], float]
+    """The wall clock (POSIX seconds) for receive times."""
 
     def on_connection_made(self, conn: DeviceConnection) -> None: ...
 
@@ -68,17 +77,19 @@ class ConnectionHost(Protocol):
 
 
 class Session:
-    """A connection bound to a device MN (from its first valid frame)."""
+    """A connection bound to a device MN, once a frame of it passed the identity check."""
 
     __slots__ = (
         "accepted",
         "active",
         "backfill_checked",
         "bytes",
+        "clock_best",
+        "clock_previous",
+        "clock_window_at",
         "conn",
         "connected_at",
         "dirty",
-        "drift_checked",
         "duplicates",
         "flushed",
         "frames",
@@ -96,18 +107,20 @@ class Session:
         "session_id",
         "st",
         "version",
-        "waiting",
     )
 
-    def __init__(self, mn: str, conn: DeviceConnection, session_id: str, now: float) -> None:
+    def __init__(
+        self, mn: str, conn: DeviceConnection, session_id: str, now: float, identity: str
+    ) -> None:
         self.mn = mn
         self.conn: DeviceConnection | None = conn
         self.session_id = session_id
         self.peer = conn.peer
         self.connected_at = now
         self.last_seen = now
-        self.identity: str | None = None
-        self.registered: bool | None = None
+        self.identity = identity
+        """How the device was verified: `ok` (PW), `pw_not_provisioned` (lenient, MN only)."""
+        self.registered: bool | None = True
         self.pw: str | None = None
         self.st: str | None = None
         self.version: hj212.ProtocolVersion | None = None
@@ -120,9 +133,12 @@ class Session:
         self.flushed: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
         self.rejects: list[str] | None = None
         self.dirty = True
-        self.waiting: list[tuple[hj212.Frame, float, float]] | None = None
-        self.drift_checked = 0.0
-        self.last_clock_fix = 0.0
+        # clock judgement (see timekeeping): the newest QN offset of the current window,
+        # the previous window's, and when the current window began
+        self.clock_best = -math.inf
+        self.clock_previous: float | None = None
+        self.clock_window_at = now
+        self.last_clock_fix = -math.inf
         self.previous_seen: float | None = None
         self.backfill_checked = False
         self.queue: deque[PlannedCommand] | None = None  # made when a command comes
@@ -133,6 +149,7 @@ class DeviceConnection(asyncio.Protocol):
     """See the module docstring."""
 
     __slots__ = (
+        "address",
         "backlog",
         "closed",
         "conn_id",
@@ -152,12 +169,15 @@ class DeviceConnection(asyncio.Protocol):
         "transport",
         "unacked",
         "valid_seen",
+        "waiting",
     )
 
     def __init__(self, host: ConnectionHost) -> None:
         self.host = host
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.address = "?"
+        """The peer's IP address (what PW failures are counted against)."""
         self.framer: hj212.StreamFramer | None = None
         self.session: Session | None = None
         self.last_rx = time.monotonic()
@@ -175,12 +195,15 @@ class DeviceConnection(asyncio.Protocol):
         self.backlog: list[hj212.FramerEvent] | None = None
         self.reason: str | None = None
         """Why the server closed the connection (None: the peer did, or an error)."""
+        self.waiting: list[tuple[hj212.Frame, float, float]] | None = None
+        """Frames (with receive wall and perf times) waiting for a PW check, in order."""
 
     # ------------------------------------------------------------------ asyncio hooks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer: Any = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
+            self.address = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
         self.host.on_connection_made(self)
 
@@ -188,7 +211,7 @@ class DeviceConnection(asyncio.Protocol):
         host = self.host
         self.last_rx = now = time.monotonic()
         self.rx_perf = time.perf_counter()
-        self.rx_wall = time.time()
+        self.rx_wall = host.now()
         framer = self.framer
         if framer is None:
             framer = self.framer = hj212.StreamFramer(

@@ -1,22 +1,21 @@
 """Frames to verdicts to the bus to answers: the hot path of every connection.
 
-For each framer event of a connection the dispatcher decides a verdict, builds the
-`hj212.frames` record (and, for data, the `telemetry.readings` message), submits them to the
-batched publisher and writes the device's answer from the publish's completion, i.e. only
-once the frame is durable. It also keeps the per-connection frame rate, the duplicate
-cache, split-set reassembly and the device duties a frame triggers (clock correction,
-automatic backfill). It is the `ConnectionHost` of every connection.
+For each framer event of a connection the dispatcher decodes the frame, checks its length
+and CRC, passes it through the door (`door.Door`: identity, binding) and, for a verified
+frame, decides what it is (an answer to a command, a time-calibration request, a heartbeat,
+a duplicate, data), builds the `hj212.frames` record and, for data, the
+`telemetry.readings` message, and has the recorder publish them and answer once durable.
+It keeps the per-connection frame rate, the duplicate cache and split-set reassembly, and
+triggers the time duties (`timekeeping.Timekeeper`). It is every connection's
+`ConnectionHost`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC
-from typing import Any
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands as hj212_commands
@@ -24,38 +23,28 @@ from ecowatt_kernel.bus import Message
 
 from ecowatt_ingest import metrics
 from ecowatt_ingest.commands import CommandManager
-from ecowatt_ingest.connection import AUTH, HOLD, RATE, UNACKED, DeviceConnection, Session
-from ecowatt_ingest.devices import BAD_PASSWORD, EXPLANATIONS, OK, DeviceDirectory
-from ecowatt_ingest.publisher import BatchPublisher, Entry
+from ecowatt_ingest.connection import HOLD, RATE, DeviceConnection, Session
+from ecowatt_ingest.devices import DeviceDirectory
+from ecowatt_ingest.door import Door
+from ecowatt_ingest.publisher import Entry
+from ecowatt_ingest.recorder import (
+    ACCEPTED,
+    ANSWER_CNS,
+    DUPLICATE,
+    FrameRecorder,
+    encode_answer,
+)
 from ecowatt_ingest.sessions import SessionTable
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.timebase import TimeBase
-from ecowatt_ingest.wire import (
-    data_answer,
-    frame_message,
-    new_id,
-    new_trace_id,
-    reading_message,
-    utc_iso,
-)
+from ecowatt_ingest.timekeeping import Timekeeper
+from ecowatt_ingest.wire import new_id, new_trace_id, reading_message, utc_iso
 
-__all__ = ["ANSWER_CNS", "DATA_CNS", "Dispatcher"]
+__all__ = ["DATA_CNS", "Dispatcher"]
 
 _logger = logging.getLogger(__name__)
 
 DATA_CNS = frozenset({"2011", "2021", "2031", "2041", "2051", "2061"})
-ANSWER_CNS = frozenset({"9011", "9012", "9013", "9014"})
-ACCEPTED, UNREGISTERED, DUPLICATE, REJECTED = "accepted", "unregistered", "duplicate", "rejected"
-_QN_RTN = {BAD_PASSWORD: 3}  # anything else not OK: 4 (MN error)
-
-
-def _encode(message: hj212.Message) -> bytes:
-    """Encode an answer; b"" when the device's own fields cannot be echoed legally."""
-    try:
-        return hj212.encode(message)
-    except hj212.EncodeError as exc:
-        _logger.info("answer not sent", extra={"mn": message.mn, "error": str(exc)})
-        return b""
 
 
 class Dispatcher:
@@ -65,28 +54,26 @@ class Dispatcher:
         self,
         settings: IngestSettings,
         *,
-        instance: str,
         directory: DeviceDirectory,
-        publisher: BatchPublisher,
         sessions: SessionTable,
+        recorder: FrameRecorder,
         commands: CommandManager,
+        timekeeper: Timekeeper,
         time_base: TimeBase,
-        spawn: Callable[[Coroutine[Any, Any, None], str], None],
     ) -> None:
         self.settings = settings
-        self.instance = instance
         self.directory = directory
-        self.publisher = publisher
         self.sessions = sessions
+        self.recorder = recorder
         self.commands = commands
+        self.timekeeper = timekeeper
         self.time = time_base
-        self.spawn = spawn
-        self.strict = settings.device_policy == "strict"
+        self.now: Callable[[], float] = time_base.now
+        self.door: Door | None = None
+        """Set by the server once built (the door hands verified frames to `dispatch`)."""
         self.holding: set[DeviceConnection] = set()
         self.reassembler = hj212.Reassembler(timeout=settings.split_timeout_s)
-        self.stats = {"frames": 0, "acks": 0, "rejected": 0}
         self._recent: dict[tuple[str, str, int], Entry] = {}
-        self._frame_counters: dict[tuple[str | None, str], Any] = {}
 
     # ------------------------------------------------------------------ connection hooks
     def on_connection_made(self, conn: DeviceConnection) -> None:
@@ -138,7 +125,7 @@ class Dispatcher:
 
     def on_span(self, conn: DeviceConnection, span: hj212.RejectedSpan) -> None:
         session = conn.session
-        self.record_rejected(
+        self.recorder.record_rejected(
             conn,
             span.data,
             span.reason.value,
@@ -150,11 +137,12 @@ class Dispatcher:
             self.sessions.close_connection(conn, "garbage")
 
     def on_frame(self, conn: DeviceConnection, raw: bytes) -> None:
+        recorder = self.recorder
         try:
             frame = hj212.decode(raw, crc_policy=self.directory.crc_policy)
         except hj212.DecodeError as exc:
             partial = exc.frame
-            self.record_rejected(
+            recorder.record_rejected(
                 conn,
                 raw,
                 exc.reason.value,
@@ -168,7 +156,7 @@ class Dispatcher:
         verification = frame.verification
         if not verification.ok:
             verdict = verification.length if not verification.length.ok else verification.crc
-            self.record_rejected(
+            recorder.record_rejected(
                 conn,
                 raw,
                 verdict.reason.value,
@@ -180,16 +168,14 @@ class Dispatcher:
             conn.garbage += len(raw)
             return
         mn = frame.mn
+        if not mn:
+            recorder.record_rejected(
+                conn, raw, "mn_missing", "frame has no MN", cn=frame.cn, qn=frame.qn
+            )
+            return
         session = conn.session
-        if session is None:
-            if not mn:
-                self.record_rejected(
-                    conn, raw, "mn_missing", "frame has no MN", cn=frame.cn, qn=frame.qn
-                )
-                return
-            session = self.sessions.bind(conn, mn)
-        elif mn != session.mn:
-            self.record_rejected(
+        if session is not None and mn != session.mn:
+            recorder.record_rejected(
                 conn,
                 raw,
                 "session_mn_mismatch",
@@ -200,50 +186,19 @@ class Dispatcher:
             )
             return
         conn.valid_seen = True
-        if session.waiting is not None:
-            session.waiting.append((frame, conn.rx_wall, conn.rx_perf))
-            return
-        identity = self.directory.cached(mn, frame.pw)
-        if identity is None:
-            session.waiting = [(frame, conn.rx_wall, conn.rx_perf)]
-            conn.pause(AUTH)
-            self.spawn(self._verify(conn, session), "ingest:verify")
-            return
-        self.dispatch(conn, session, frame, identity, conn.rx_wall, conn.rx_perf)
-
-    async def _verify(self, conn: DeviceConnection, session: Session) -> None:
-        try:
-            while session.waiting:
-                frame, wall, perf = session.waiting[0]
-                identity = self.directory.cached(session.mn, frame.pw)
-                if identity is None:
-                    await self.directory.verify(session.mn, frame.pw)
-                    continue
-                session.waiting.pop(0)
-                if not conn.closed:
-                    self.dispatch(conn, session, frame, identity, wall, perf)
-        except Exception:
-            _logger.exception("PW verification failed", extra={"mn": session.mn})
-        finally:
-            session.waiting = None
-            conn.resume(AUTH)
+        assert self.door is not None
+        self.door.enter(conn, frame, mn)
 
     def dispatch(
         self,
         conn: DeviceConnection,
         session: Session,
         frame: hj212.Frame,
-        identity: str,
         wall: float,
         perf: float,
     ) -> None:
-        """Handle a verified frame of a bound session."""
+        """Handle a frame that passed the door, on its verified session."""
         mn = session.mn
-        registered = identity == OK
-        if session.identity != identity:
-            session.identity = identity
-            session.registered = registered
-            session.dirty = True
         session.pw = frame.pw
         if frame.st is not None and frame.st != "91":
             session.st = frame.st
@@ -253,39 +208,24 @@ class Dispatcher:
         elif session.version is None:
             session.version = frame.version
         session.last_seen = wall
-        cn = frame.cn
-        if not registered:
-            explanation = EXPLANATIONS[identity].format(mn=mn)
-            reason_code: str | None = identity
-            reason: str | None = explanation
-            if self.strict:
-                self.record_rejected(
-                    conn, frame.raw, identity, explanation, mn=mn, cn=cn, qn=frame.qn, wall=wall
-                )
-                if frame.qn and cn not in ANSWER_CNS:
-                    answer = hj212_commands.request_answer(frame, _QN_RTN.get(identity, 4))
-                    conn.write(_encode(answer))
-                return
-            verdict = UNREGISTERED
-        else:
-            reason_code = reason = None
-            verdict = ACCEPTED
         session.frames += 1
-        if cn in ANSWER_CNS:
+        cn = frame.cn
+        recorder = self.recorder
+        if cn in ANSWER_CNS:  # their QN is the platform's request's, not the device's clock
             self.commands.on_answer(session, frame)
-            self.record(conn, frame, verdict, reason_code, reason, wall, perf)
+            recorder.record(conn, frame, ACCEPTED, None, None, wall, perf, answer=None)
             return
         if cn == "1013":  # time calibration: 9013 now, then a 1012 set-time
-            conn.write(_encode(hj212_commands.notification_answer(frame)))
-            self.record(conn, frame, verdict, reason_code, reason, wall, perf)
-            if registered or not self.strict:
-                pol = frame.params.get("PolId")
-                self.commands.internal(session, "1012", {"PolId": pol} if pol else {})
+            conn.write(encode_answer(hj212_commands.notification_answer(frame)) or b"")
+            recorder.record(conn, frame, ACCEPTED, None, None, wall, perf, answer=None)
+            pol = frame.params.get("PolId")
+            self.commands.internal(session, "1012", {"PolId": pol} if pol else {})
             return
         if cn == "9015":  # heartbeat (2025)
             if frame.ack_requested and self.settings.answer_heartbeats:
-                conn.write(_encode(hj212_commands.notification_answer(frame)))
-            self.record(conn, frame, verdict, reason_code, reason, wall, perf)
+                conn.write(encode_answer(hj212_commands.notification_answer(frame)) or b"")
+            recorder.record(conn, frame, ACCEPTED, None, None, wall, perf, answer=None)
+            self.timekeeper.observe_clock(session, frame, wall)
             return
         original: Entry | None = None
         dedupe_key = None
@@ -294,7 +234,7 @@ class Dispatcher:
             original = self._recent.get(dedupe_key)
         if original is not None:
             session.duplicates += 1
-            self.record(
+            recorder.record(
                 conn,
                 frame,
                 DUPLICATE,
@@ -302,29 +242,28 @@ class Dispatcher:
                 f"QN {frame.qn} of MN {mn} was received before with the same content",
                 wall,
                 perf,
+                answer=recorder.data_answer(frame),
                 wait_for=original,
             )
             return
         extra: list[Message] = []
         frame_id = new_id()
         trace = new_trace_id()
+        if cn is not None:
+            self.commands.on_upload(session, frame)
         if cn in DATA_CNS:
-            self.commands.on_upload(session, frame)
-            if registered:
-                self.check_clock(session, frame, wall)
-            extra = self._readings(frame, registered, frame_id, trace, wall)
-        elif cn is not None:
-            self.commands.on_upload(session, frame)
-        if registered:
-            session.accepted += 1
-        entry = self.record(
+            extra = self._readings(session, frame, frame_id, trace, wall)
+        self.timekeeper.observe_clock(session, frame, wall)
+        session.accepted += 1
+        entry = recorder.record(
             conn,
             frame,
-            verdict,
-            reason_code,
-            reason,
+            ACCEPTED,
+            None,
+            None,
             wall,
             perf,
+            answer=recorder.data_answer(frame),
             extra=extra,
             frame_id=frame_id,
             trace=trace,
@@ -334,11 +273,12 @@ class Dispatcher:
             recent[dedupe_key] = entry
             if len(recent) > self.settings.duplicate_cache_size:
                 del recent[next(iter(recent))]
-        if not session.backfill_checked and registered:
-            self.maybe_backfill(session)
+        if not session.backfill_checked:
+            self.timekeeper.maybe_backfill(session)
 
+    # ------------------------------------------------------------------ readings
     def _readings(
-        self, frame: hj212.Frame, registered: bool, frame_id: str, trace: str, wall: float
+        self, session: Session, frame: hj212.Frame, frame_id: str, trace: str, wall: float
     ) -> list[Message]:
         if frame.is_split:
             try:
@@ -349,14 +289,14 @@ class Dispatcher:
             if completed is None:
                 return []
             first = completed.parts[0]
-            return self._reading(first, completed.codes, registered, frame_id, trace, wall)
-        return self._reading(frame, frame.codes, registered, frame_id, trace, wall)
+            return self._reading(session, first, completed.codes, frame_id, trace, wall)
+        return self._reading(session, frame, frame.codes, frame_id, trace, wall)
 
     def _reading(
         self,
+        session: Session | None,
         frame: hj212.Frame,
         items: dict[str, dict[str, str]],
-        registered: bool,
         frame_id: str | None,
         trace: str,
         wall: float,
@@ -364,21 +304,25 @@ class Dispatcher:
     ) -> list[Message]:
         moment = frame.data_time
         text = frame.params.get("DataTime")
-        if moment is None or text is None or frame.mn is None or frame.cn is None:
+        mn, cn = frame.mn, frame.cn
+        if moment is None or text is None or mn is None or cn is None:
             return []
+        data_time = moment.replace(tzinfo=self.time.tz)
+        history = self.timekeeper.is_history(session, cn, data_time.timestamp())
         stamp = utc_iso(wall)
         return [
             reading_message(
                 self.settings.topic_readings,
-                mn=frame.mn,
-                cn=frame.cn,
+                mn=mn,
+                cn=cn,
                 st=frame.st,
                 qn=frame.qn,
                 data_time=text.strip(),
-                data_time_utc=moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat(),
+                data_time_utc=data_time.astimezone(UTC).isoformat(),
                 received_at=stamp,
                 protocol_version=frame.version.value,
-                registered=registered,
+                registered=True,
+                history=history,
                 items=items,
                 frame_id=frame_id,
                 trace_id=trace,
@@ -387,217 +331,25 @@ class Dispatcher:
             )
         ]
 
-    def record(
-        self,
-        conn: DeviceConnection,
-        frame: hj212.Frame,
-        verdict: str,
-        reason_code: str | None,
-        reason: str | None,
-        wall: float,
-        perf: float,
-        *,
-        extra: list[Message] | None = None,
-        frame_id: str | None = None,
-        trace: str | None = None,
-        wait_for: Entry | None = None,
-    ) -> Entry:
-        """Publish the frame's record (and `extra`); answer 9014 once durable if asked."""
-        cn = frame.cn
-        self._count(cn, verdict)
-        self.stats["frames"] += 1
-        stamp = utc_iso(wall)
-        session = conn.session
-        trace = trace or new_trace_id()
-        message = frame_message(
-            self.settings.topic_frames,
-            raw=frame.raw,
-            peer=conn.peer,
-            received_at=stamp,
-            verdict=verdict,
-            trace_id=trace,
-            produced_at=stamp,
-            frame_id=frame_id,
-            mn=frame.mn,
-            cn=cn,
-            qn=frame.qn,
-            reason_code=reason_code,
-            reason=reason,
-            session_id=session.session_id if session else None,
-            instance=self.instance,
-        )
-        answer = None
-        if frame.ack_requested and cn not in ANSWER_CNS and cn not in ("1013", "9015"):
-            answer = data_answer(frame, self._version_flag(frame))
-        messages = [message, *extra] if extra else [message]
-        return self._submit(conn, messages, answer, perf, wait_for)
-
-    def record_rejected(
-        self,
-        conn: DeviceConnection,
-        raw: bytes,
-        reason_code: str,
-        reason: str,
-        *,
-        mn: str | None = None,
-        cn: str | None = None,
-        qn: str | None = None,
-        wall: float | None = None,
-    ) -> None:
-        """Publish a rejected frame or span; no answer (HJ 212: a bad frame ends there)."""
-        self._count(cn, REJECTED)
-        self.stats["rejected"] += 1
-        stamp = utc_iso(wall or conn.rx_wall or time.time())
-        session = conn.session
-        if session is not None and (mn is None or mn == session.mn):
-            session.rejected += 1
-            session.dirty = True
-            if session.rejects is None:
-                session.rejects = []
-            if len(session.rejects) < self.settings.recent_rejects:
-                session.rejects.append(
-                    json.dumps(
-                        {
-                            "received_at": stamp,
-                            "reason_code": reason_code,
-                            "reason": reason,
-                            "cn": cn,
-                            "qn": qn,
-                            "raw": raw[:2048].decode("utf-8", "replace"),
-                        },
-                        ensure_ascii=False,
-                    )
-                )
-        trace = new_trace_id()
-        message = frame_message(
-            self.settings.topic_frames,
-            raw=raw,
-            peer=conn.peer,
-            received_at=stamp,
-            verdict=REJECTED,
-            trace_id=trace,
-            produced_at=stamp,
-            mn=mn,
-            cn=cn,
-            qn=qn,
-            reason_code=reason_code,
-            reason=reason,
-            session_id=session.session_id if session else None,
-            instance=self.instance,
-        )
-        self._submit(conn, [message], None, 0.0, None)
-
-    def _count(self, cn: str | None, verdict: str) -> None:
-        """`ecowatt_ingest_frames_total{cn,verdict}`, its children cached (a dict lookup)."""
-        key = (cn, verdict)
-        counter = self._frame_counters.get(key)
-        if counter is None:
-            counter = metrics.FRAMES.labels(metrics.cn_label(cn), verdict)
-            self._frame_counters[key] = counter
-        counter.inc()
-
-    def _submit(
-        self,
-        conn: DeviceConnection,
-        messages: list[Message],
-        answer: bytes | None,
-        perf: float,
-        wait_for: Entry | None,
-    ) -> Entry:
-        conn.unacked += 1
-        limit = self.settings.max_unacked_per_connection
-        if conn.unacked >= limit and not conn.paused & UNACKED:
-            conn.pause(UNACKED)
-            metrics.THROTTLED.labels("unacked").inc()
-        stats = self.stats
-
-        def done() -> None:
-            conn.unacked -= 1
-            if answer is not None and not conn.closed:
-                conn.transport.write(answer)  # type: ignore[union-attr]
-                metrics.ACK_SECONDS.observe(time.perf_counter() - perf)
-                stats["acks"] += 1
-            if conn.paused & UNACKED and conn.unacked <= limit // 2:
-                conn.resume(UNACKED)
-
-        session = conn.session
-        key: object = session.mn if session is not None else conn
-        if wait_for is not None and not wait_for.done:
-            original = wait_for
-            return self.publisher.submit(messages, lambda: original.then(done), key=key)
-        return self.publisher.submit(messages, done, key=key)
-
-    def _version_flag(self, frame: hj212.Frame) -> int | None:
-        """Version bits for answering a frame without Flag: the registry's version."""
-        if frame.flag is not None or frame.mn is None:
-            return None
-        device = self.directory.device(frame.mn)
-        if device is None:
-            return None
-        return hj212_commands.flag_for(hj212.ProtocolVersion(device.protocol_version))
-
-    # ------------------------------------------------------------------ duties
-    def check_clock(self, session: Session, frame: hj212.Frame, wall: float) -> None:
-        if wall - session.drift_checked < 60.0 or frame.qn is None:
-            return
-        session.drift_checked = wall
-        device_time = hj212.parse_hj212_time(frame.qn)
-        if device_time is None:
-            return
-        drift = self.time.timestamp(device_time) - wall
-        if abs(drift) <= self.settings.max_clock_drift_s:
-            return
-        if wall - session.last_clock_fix < self.settings.clock_correction_interval_s:
-            return
-        session.last_clock_fix = wall
-        _logger.info(
-            "device clock off: sending 1012", extra={"mn": session.mn, "drift_s": round(drift)}
-        )
-        self.commands.internal(session, "1012", {})
-
-    def maybe_backfill(self, session: Session) -> None:
-        settings = self.settings
-        if session.backfill_checked or not settings.backfill_enabled:
-            return
-        if session.registered is not True or session.previous_seen is None:
-            return
-        session.backfill_checked = True
-        now = self.time.now()
-        gap_start = session.previous_seen
-        if now - gap_start < settings.backfill_min_gap_s:
-            return
-        gap_start = max(gap_start, now - settings.backfill_max_window_s)
-        begin = self.time.local(gap_start)
-        end = self.time.local(now)
-        hour = begin.replace(minute=0, second=0)
-        fmt = hj212.format_hj212_time
-        _logger.info(
-            "device back after a gap: requesting backfill",
-            extra={"mn": session.mn, "since": begin.isoformat()},
-        )
-        self.commands.internal(session, "2051", {"BeginTime": fmt(begin), "EndTime": fmt(end)})
-        self.commands.internal(session, "2061", {"BeginTime": fmt(hour), "EndTime": fmt(end)})
-
     def expire_splits(self) -> None:
+        """Publish split sets given up as incomplete with what came (a partial key)."""
         for given_up in self.reassembler.expire():
             if not given_up.parts:
                 continue
             first = given_up.parts[0]
-            session = self.sessions.sessions.get(first.mn or "")
-            registered = session.registered is True if session else False
             received = ",".join(str(p.pno) for p in given_up.parts)
             _logger.info(
                 "split set incomplete: publishing what came",
                 extra={"mn": first.mn, "why": given_up.reason, "missing": list(given_up.missing)},
             )
             messages = self._reading(
+                self.sessions.sessions.get(first.mn or ""),
                 first,
                 given_up.codes,
-                registered,
                 None,
                 new_trace_id(),
-                self.time.now(),
+                self.now(),
                 key_suffix=f"|partial:{received}/{given_up.pnum}",
             )
             if messages:
-                self.publisher.submit(messages, key=first.mn)
+                self.recorder.publisher.submit(messages, key=first.mn)

@@ -9,9 +9,12 @@ protocol behaviour and the policies.
 `IngestServer` owns the listening socket and the lifecycle and wires the parts, each in a
 module of its own:
 
-* `sessions.SessionTable` — connections, binding to an MN, replacement, session ends;
 * `dispatch.Dispatcher` — frame → verdict → publish → answer (every connection's host);
-* `statewriter.StateWriter` — session state to Redis;
+* `door.Door` — device identity before anything else (`guard.PeerGuard`: PW failures);
+* `sessions.SessionTable` — connections, binding to a verified MN, replacement, ends;
+* `recorder.FrameRecorder` — `hj212.frames` records, answers once durable;
+* `timekeeping.Timekeeper` — history flag, clock judgement (1012), automatic backfill;
+* `statewriter.StateWriter` — session state (and refused MNs, capped) to Redis;
 * `commands.CommandManager` — reverse commands, through the table's `SessionLink`;
 * `publisher.BatchPublisher`, `devices.DeviceDirectory`, `state.SessionStore` below them.
 """
@@ -36,12 +39,16 @@ from ecowatt_ingest.commands import CommandManager
 from ecowatt_ingest.connection import BACKPRESSURE, DeviceConnection, Session
 from ecowatt_ingest.devices import DeviceDirectory
 from ecowatt_ingest.dispatch import DATA_CNS, Dispatcher
+from ecowatt_ingest.door import Door
+from ecowatt_ingest.guard import PeerGuard
 from ecowatt_ingest.publisher import BatchPublisher
+from ecowatt_ingest.recorder import FrameRecorder
 from ecowatt_ingest.sessions import SessionTable
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.state import SessionStore
 from ecowatt_ingest.statewriter import StateWriter
 from ecowatt_ingest.timebase import TimeBase
+from ecowatt_ingest.timekeeping import Timekeeper
 
 __all__ = ["DATA_CNS", "IngestServer"]
 
@@ -92,18 +99,41 @@ class IngestServer:
             directory=self.directory,
             time_base=self.time,
         )
-        self.dispatcher = Dispatcher(
+        self.recorder = FrameRecorder(
             settings,
             instance=self.instance,
-            directory=self.directory,
             publisher=self.publisher,
-            sessions=self.table,
-            commands=self.commands,
+            directory=self.directory,
             time_base=self.time,
+        )
+        self.timekeeper = Timekeeper(settings, time_base=self.time, commands=self.commands)
+        self.dispatcher = Dispatcher(
+            settings,
+            directory=self.directory,
+            sessions=self.table,
+            recorder=self.recorder,
+            commands=self.commands,
+            timekeeper=self.timekeeper,
+            time_base=self.time,
+        )
+        self.guard = PeerGuard(
+            max_failures=settings.pw_failures_max,
+            window_s=settings.pw_failure_window_s,
+            block_s=settings.pw_block_s,
+            now=clock,
+        )
+        self.dispatcher.door = Door(
+            settings,
+            directory=self.directory,
+            sessions=self.table,
+            recorder=self.recorder,
+            writer=self.writer,
+            guard=self.guard,
             spawn=self.spawn,
+            on_verified=self.dispatcher.dispatch,
         )
         self.table.on_session_end = self.commands.on_disconnect
-        self.writer.on_previous_seen = self.dispatcher.maybe_backfill
+        self.writer.on_previous_seen = self.timekeeper.maybe_backfill
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -122,7 +152,7 @@ class IngestServer:
     @property
     def stats(self) -> dict[str, int]:
         """Frames recorded, answers written after the bus's ack, rejected frames and spans."""
-        return self.dispatcher.stats
+        return self.recorder.stats
 
     def local_now(self) -> datetime:
         """The deployment's local time, naive (what HJ 212 devices speak)."""
@@ -265,5 +295,7 @@ class IngestServer:
                     for conn in [c for c in self.table.connections if now - c.last_rx > limit]:
                         self.table.close_connection(conn, "idle")
                     dispatcher.expire_splits()
+                    self.guard.sweep()
+                    metrics.BLOCKED_PEERS.set(self.guard.blocked_count)
             except Exception:
                 _logger.exception("sweep failed")

@@ -1,9 +1,10 @@
 """Connections and the device sessions bound to them.
 
 The table owns every open connection (and the connection limit), binds a connection to a
-device MN, lets a device's new connection replace its old one, and ends sessions when their
-connection goes. It is what the command manager sees of sessions (`SessionLink`: `owns`,
-`send_to`, `live_sessions`) and what the state writer writes.
+device MN once the door verified the device, lets a device's new (verified) connection
+replace its old one, and ends sessions when their connection goes. It is what the command
+manager sees of sessions (`SessionLink`: `owns`, `send_to`, `live_sessions`) and what the
+state writer writes.
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ class SessionTable:
                 conn.resume(BACKPRESSURE)
 
     # ------------------------------------------------------------------ sessions
-    def bind(self, conn: DeviceConnection, mn: str) -> Session:
-        """Bind the connection to `mn`; a device's new connection replaces its old one."""
+    def bind(self, conn: DeviceConnection, mn: str, identity: str) -> Session:
+        """Bind the connection to `mn` — only ever after the door verified `identity` — and
+        let it replace the device's older connection."""
         old = self.sessions.get(mn)
-        session = Session(mn, conn, new_id(), self.now())
+        session = Session(mn, conn, new_id(), self.now(), identity)
         self.sessions[mn] = session
         conn.session = session
         metrics.SESSIONS.set(len(self.sessions))

@@ -6,6 +6,10 @@ writer turns that, and the counters the dispatcher keeps on each session, into p
 pipeline per tick) and the writer learns each device's previous last-seen time from the
 same round trip, for the automatic backfill (`on_previous_seen`). Nothing here is
 authoritative: the state is rebuilt from live connections.
+
+Frames refused at the door (`unverified`) are noted per MN between flushes — at most
+`unverified_max_mns` MNs per flush, the rest only counted — and written to the capped,
+expiring `unverified` keys of the store, never to a device's own hash.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ecowatt_ingest import metrics
 from ecowatt_ingest.connection import Session
-from ecowatt_ingest.devices import DeviceDirectory
+from ecowatt_ingest.devices import UNREGISTERED_REASONS, DeviceDirectory
 from ecowatt_ingest.settings import IngestSettings
-from ecowatt_ingest.state import SessionStore
+from ecowatt_ingest.state import SessionStore, Unverified
 
 __all__ = ["COUNTERS", "StateWriter"]
 
@@ -52,6 +57,7 @@ class StateWriter:
         self._unflushed: list[Session] = []
         self._new: list[Session] = []
         self._wakeup = asyncio.Event()
+        self._unverified: dict[str, Unverified] = {}
 
     # ------------------------------------------------------------------ from the table
     def bound(self, session: Session) -> None:
@@ -68,6 +74,21 @@ class StateWriter:
     def retired(self, session: Session, at: float) -> None:
         """Shutdown: mark the session offline (its counters are written with the rest)."""
         self._offline.append((session.mn, session.session_id, at))
+
+    def unverified(self, mn: str, reason: str, peer: str, wall: float, cn: str | None) -> None:
+        """A frame of `mn` refused at the door (kept apart from any device's state)."""
+        entry = self._unverified.get(mn)
+        if entry is None:
+            if len(self._unverified) >= self.settings.unverified_max_mns:
+                metrics.UNVERIFIED_DROPPED.inc()
+                return
+            entry = self._unverified[mn] = Unverified(mn=mn, first_seen=wall)
+        entry.reason = reason
+        entry.listed = reason in UNREGISTERED_REASONS
+        entry.peer = peer
+        entry.last_seen = wall
+        entry.cn = cn
+        entry.frames += 1
 
     # ------------------------------------------------------------------ writing
     def fields(self, session: Session) -> dict[str, Any]:
@@ -120,6 +141,13 @@ class StateWriter:
         offline, self._offline = self._offline, []
         if updates or rejects or offline:
             await self.store.write(updates, rejects, offline, self.settings.recent_rejects)
+        if self._unverified:
+            entries, self._unverified = list(self._unverified.values()), {}
+            await self.store.write_unverified(
+                entries,
+                keep=self.settings.unverified_max_mns,
+                ttl_s=self.settings.unverified_ttl_s,
+            )
 
     # ------------------------------------------------------------------ loops
     async def flush_loop(self) -> None:

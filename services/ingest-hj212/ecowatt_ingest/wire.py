@@ -135,6 +135,7 @@ def reading_message(
     trace_id: str,
     produced_at: str,
     key_suffix: str = "",
+    history: bool = False,
 ) -> Message:
     """The `telemetry.reading` message of one decoded data frame (or complete split set).
 
@@ -159,6 +160,7 @@ def reading_message(
             "registered": registered,
             "items": items,
             "frame_id": frame_id,
+            "history": history,
         },
     }
     return Message(

@@ -14,10 +14,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import ecowatt_hj212 as hj212
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from ecowatt_hj212 import commands as hj212_commands
+from ecowatt_ingest.api import router
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
+from ecowatt_kernel.app import Infrastructure, ServiceContext, ServiceSpec, create_app
 from ecowatt_kernel.bus import Bus, KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import (
     DeviceSnapshot,
@@ -25,9 +29,17 @@ from ecowatt_kernel.contracts import (
     TopicSpec,
     decode,
 )
+from ecowatt_kernel.identity import (
+    DataScope,
+    Identity,
+    Role,
+    signer_from_settings,
+    verifier_from_settings,
+)
 from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.redis_client import Redis, create_redis
 from ecowatt_kernel.registry_view import RegistryView
+from ecowatt_kernel.settings import KernelSettings
 
 from .private_kafka import private_kafka  # noqa: F401 - a fixture for the outage tests
 
@@ -300,3 +312,48 @@ async def start_server(
         await subscription.stop()
     for server in servers:
         await server.stop()
+
+
+API_SETTINGS = KernelSettings(environment="test")
+_SIGNER = signer_from_settings(API_SETTINGS)
+
+
+def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> dict[str, str]:
+    """Headers with a development-signed identity token."""
+    identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
+    return {"Authorization": f"Bearer {_SIGNER.sign(identity)}"}
+
+
+ApiFactory = Callable[[IngestServer], Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def api(kafka: KafkaBus, redis: Redis) -> AsyncIterator[ApiFactory]:
+    """`await api(server)`: an HTTP client of the ingest API serving that server."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def factory(server: IngestServer) -> httpx.AsyncClient:
+            async def on_startup(context: ServiceContext) -> None:
+                context.state["ingest"] = server
+
+            spec = ServiceSpec(
+                name="ingest-api-test",
+                title="t",
+                description="",
+                routers=[router],
+                on_startup=on_startup,
+            )
+            infrastructure = Infrastructure(
+                bus=kafka,
+                redis=redis,
+                database_url="unused",
+                verifier=verifier_from_settings(API_SETTINGS),
+            )
+            app = create_app(spec, settings=API_SETTINGS, infrastructure=infrastructure)
+            manager = await stack.enter_async_context(LifespanManager(app))
+            transport = httpx.ASGITransport(app=manager.app)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://ingest")
+            )
+
+        yield factory

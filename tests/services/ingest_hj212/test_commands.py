@@ -5,6 +5,7 @@ automatic backfill after a gap, and the multi-instance hand-off through Redis.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -89,8 +90,10 @@ async def test_command_is_sent_correlated_and_reported(
 
 
 async def test_unanswered_request_is_resent_recount_times_then_times_out(
-    start_server: ServerFactory, topics: Topics, kafka
+    start_server: ServerFactory, topics: Topics, kafka, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Re-sent with its QN `ReCount` times, then `timeout`; logged once (not per retry)."""
+    caplog.set_level(logging.INFO, logger="ecowatt_ingest.commands")
     mn = new_mn()
     server = await start_server(registry_with(device_snapshot(mn)), consume_commands=True)
     results = await TopicReader(kafka, topics.results).start()
@@ -108,6 +111,9 @@ async def test_unanswered_request_is_resent_recount_times_then_times_out(
     )
     assert statuses(events, order.command_id) == ["sent", "timeout"]
     assert events[-1].data["attempts"] == 3
+    logged = [r for r in caplog.records if r.name == "ecowatt_ingest.commands"]
+    assert [(r.levelname, r.getMessage()) for r in logged] == [("INFO", "command timed out")]
+    assert logged[0].mn == mn and logged[0].attempts == 3  # type: ignore[attr-defined]
     await device.close()
     await results.stop()
 
