@@ -284,7 +284,9 @@ class Dispatcher:
             try:
                 completed = self.reassembler.add(frame)
             except hj212.ReassemblyError as exc:
-                _logger.info("split part not usable", extra={"mn": frame.mn, "error": str(exc)})
+                _logger.info(
+                    "split part not usable", extra={"mn": frame.mn, "reason": exc.reason.value}
+                )
                 return []
             if completed is None:
                 return []

@@ -225,5 +225,6 @@ def encode_answer(message: hj212.Message) -> bytes | None:
     try:
         return hj212.encode(message)
     except hj212.EncodeError as exc:
-        _logger.info("answer not sent", extra={"mn": message.mn, "error": str(exc)})
+        # the reason code only: the codec's sentence may quote the device's PW
+        _logger.info("answer not sent", extra={"mn": message.mn, "reason": exc.reason.value})
         return None

@@ -6,6 +6,7 @@ wrong PWs, rate-limited per peer address."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -114,13 +115,14 @@ async def test_a_spoofing_client_changes_no_session_reading_or_state(
 
 
 async def test_pw_failures_from_one_address_are_limited(
-    start_server: ServerFactory, topics: Topics, kafka
+    start_server: ServerFactory, topics: Topics, kafka, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Three wrong PWs within the window: the third is refused like the others and its
     connection is closed; the address is then blocked — a frame that would need a PW check
     is recorded as `peer_blocked`, unchecked and unanswered, and its connection closed —
     while a device whose PW this instance already verified still gets in from it (a NAT).
     Nothing reaches `telemetry.readings`; the failures are counted without an MN label."""
+    caplog.set_level(logging.DEBUG, logger="ecowatt_ingest")
     mn, victim, neighbour = new_mn(), new_mn(), new_mn()
     registry = registry_with(
         device_snapshot(mn), device_snapshot(victim), device_snapshot(neighbour, pw="246810")
@@ -175,6 +177,14 @@ async def test_pw_failures_from_one_address_are_limited(
     await asyncio.sleep(0.5)
     assert {r.mn for r in readings.events()} == {mn}, "nothing of the refused frames"
     assert victim not in server.sessions and neighbour not in server.sessions
+    # logged through structured fields: no message is built from what the wire said
+    logged = [r for r in caplog.records if r.name.startswith("ecowatt_ingest")]
+    [warning] = [r for r in logged if r.levelname == "WARNING"]
+    assert warning.getMessage() == "peer blocked after repeated PW failures"
+    assert warning.address == "127.0.0.1"  # type: ignore[attr-defined]
+    for record in logged:
+        text = record.getMessage()
+        assert not any(s in text for s in (victim, neighbour, "111111", "246810")), text
     await known.close()
     await frames.stop()
     await readings.stop()
