@@ -24,6 +24,7 @@ from ecowatt_ingest.settings import IngestSettings
 from ecowatt_kernel.app import Infrastructure, ServiceContext, ServiceSpec, create_app
 from ecowatt_kernel.bus import Bus, KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import (
+    DeviceCommand,
     DeviceSnapshot,
     RegistryChange,
     TopicSpec,
@@ -88,6 +89,19 @@ def qn_now() -> str:
 
 def new_mn() -> str:
     return "EW" + uuid.uuid4().hex[:22].upper()
+
+
+def command(mn: str, cn: str, params: dict[str, str] | None = None, **extra: Any) -> DeviceCommand:
+    """A `DeviceCommand` as the API would publish it, requested now."""
+    return DeviceCommand(
+        command_id=f"cmd-{new_mn()}",
+        mn=mn,
+        cn=cn,
+        params=params or {},
+        requested_by="tester",
+        requested_at=datetime.now(UTC),
+        **extra,
+    )
 
 
 def upload(

@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 import ecowatt_hj212 as hj212
 import pytest
 from ecowatt_hj212 import commands as hj212_commands
-from ecowatt_kernel.contracts import DeviceCommand, DeviceCommandResult, encode
+from ecowatt_kernel.contracts import DeviceCommandResult, encode
 
 from .conftest import (
     DeviceClient,
     ServerFactory,
     TopicReader,
     Topics,
+    command,
     device_snapshot,
     local_now,
     new_mn,
@@ -27,18 +28,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def command(mn: str, cn: str, params: dict[str, str] | None = None, **extra) -> DeviceCommand:
-    return DeviceCommand(
-        command_id=f"cmd-{new_mn()}",
-        mn=mn,
-        cn=cn,
-        params=params or {},
-        requested_by="tester",
-        requested_at=datetime.now(UTC),
-        **extra,
-    )
 
 
 def statuses(events: list, command_id: str) -> list[str]:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from datetime import UTC, datetime
 
 import ecowatt_hj212 as hj212
 import pytest
-from ecowatt_kernel.contracts import DeviceCommand, DeviceCommandResult, encode
+from ecowatt_kernel.contracts import DeviceCommandResult, encode
 from ecowatt_kernel.identity import DataScope, Role
 from prometheus_client import REGISTRY
 
@@ -22,6 +20,7 @@ from .conftest import (
     ServerFactory,
     TopicReader,
     Topics,
+    command,
     device_snapshot,
     new_mn,
     qn_now,
@@ -249,16 +248,7 @@ async def test_reverse_commands_never_reach_an_unverified_connection(
     await spoofer.send(upload(mn, pw="000000"))
     await spoofer.expect("9011")
 
-    def order(cn: str) -> DeviceCommand:
-        return DeviceCommand(
-            command_id=f"door-{cn}-{time.monotonic_ns()}",
-            mn=mn,
-            cn=cn,
-            requested_by="test",
-            requested_at=datetime.now(UTC),
-        )
-
-    first = order("1011")
+    first = command(mn, "1011")
     await kafka.publish([encode(first, topic=topics.commands)])
     events = await results.wait_for(
         lambda e: any(r.command_id == first.command_id for r in e), "the first outcome"
@@ -267,7 +257,7 @@ async def test_reverse_commands_never_reach_an_unverified_connection(
     real = await DeviceClient.connect(server.port or 0)
     await real.send(upload(mn))
     await real.expect("9014")
-    second = order("1061")
+    second = command(mn, "1061")
     await kafka.publish([encode(second, topic=topics.commands)])
     request = await real.expect("1061", limit_s=30)
     assert request.pw == "123456"

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import ecowatt_hj212 as hj212
 import pytest
 from ecowatt_hj212 import commands as hj212_commands
-from ecowatt_kernel.contracts import DeviceCommand, TelemetryReading, encode
+from ecowatt_kernel.contracts import TelemetryReading, encode
 
 from .conftest import (
     DeviceClient,
     ServerFactory,
     TopicReader,
     Topics,
+    command,
     device_snapshot,
     local_now,
     new_mn,
@@ -92,14 +93,7 @@ async def test_a_backfilling_device_gets_no_1012_and_its_history_is_flagged(
     # an operator asks for two hours of minute data; the device answers with old DataTimes
     # (some uploads with new QNs as the standard says, some with the QNs they had)
     begin, end = start, start + timedelta(hours=2)
-    order = DeviceCommand(
-        command_id=f"tk-{time.monotonic_ns()}",
-        mn=mn,
-        cn="2051",
-        params={"BeginTime": n14(begin), "EndTime": n14(end)},
-        requested_by="test",
-        requested_at=datetime.now(UTC),
-    )
+    order = command(mn, "2051", {"BeginTime": n14(begin), "EndTime": n14(end)})
     await kafka.publish([encode(order, topic=topics.commands)])
     request = await device.client.expect("2051", limit_s=30)
     await device.client.send(hj212.encode(hj212_commands.request_answer(request, 1)))
