@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 __all__ = ["HISTORY_CNS", "ActiveCommand", "PlannedCommand"]
@@ -38,5 +39,5 @@ class ActiveCommand:
     qn_rtn: int | None = None
     uploads: int = 0
     result: dict[str, Any] = field(default_factory=dict)
-    window: tuple[float, float] | None = None
-    """History requests: BeginTime..EndTime as POSIX seconds (which uploads answer it)."""
+    window: tuple[datetime, datetime] | None = None
+    """History requests: BeginTime..EndTime, naive local time (which uploads answer it)."""

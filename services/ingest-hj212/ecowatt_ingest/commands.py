@@ -191,10 +191,10 @@ class CommandManager:
             assert message.qn is not None
             active = ActiveCommand(planned=planned, qn=message.qn, data=data)
             if planned.cn in HISTORY_CNS:  # which uploads answer it (history, not live)
-                to_epoch = self.time.timestamp
-                begin = parse_time_param(planned.params["BeginTime"], self.time)
-                end = parse_time_param(planned.params["EndTime"], self.time)
-                active.window = (to_epoch(begin), to_epoch(end))
+                active.window = (
+                    parse_time_param(planned.params["BeginTime"], self.time),
+                    parse_time_param(planned.params["EndTime"], self.time),
+                )
             session.active = active
             self._send(session, active)
 

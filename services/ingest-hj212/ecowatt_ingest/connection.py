@@ -23,6 +23,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 import ecowatt_hj212 as hj212
@@ -96,6 +97,7 @@ class Session:
         "identity",
         "last_clock_fix",
         "last_seen",
+        "live_from",
         "mn",
         "peer",
         "previous_seen",
@@ -133,12 +135,14 @@ class Session:
         self.flushed: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
         self.rejects: list[str] | None = None
         self.dirty = True
-        # clock judgement (see timekeeping): the newest QN offset of the current window,
-        # the previous window's, and when the current window began
-        self.clock_best = -math.inf
+        # clock judgement (see timekeeping): the current window's newest QN and its receive
+        # time, the previous window's offset, when the current window began
+        self.clock_best: tuple[str, float] | None = None
         self.clock_previous: float | None = None
         self.clock_window_at = now
         self.last_clock_fix = -math.inf
+        self.live_from: datetime | None = None
+        """Data (local time) before this are from before the connection: history."""
         self.previous_seen: float | None = None
         self.backfill_checked = False
         self.queue: deque[PlannedCommand] | None = None  # made when a command comes

@@ -309,8 +309,7 @@ class Dispatcher:
         mn, cn = frame.mn, frame.cn
         if moment is None or text is None or mn is None or cn is None:
             return []
-        data_time = moment.replace(tzinfo=self.time.tz)
-        history = self.timekeeper.is_history(session, cn, data_time.timestamp())
+        history = self.timekeeper.is_history(session, cn, moment)
         stamp = utc_iso(wall)
         return [
             reading_message(
@@ -320,7 +319,7 @@ class Dispatcher:
                 st=frame.st,
                 qn=frame.qn,
                 data_time=text.strip(),
-                data_time_utc=data_time.astimezone(UTC).isoformat(),
+                data_time_utc=moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat(),
                 received_at=stamp,
                 protocol_version=frame.version.value,
                 registered=True,

@@ -112,6 +112,10 @@ class Door:
             waiting.append((frame, conn.rx_wall, conn.rx_perf))
             return
         identity = self.directory.cached(mn, frame.pw)
+        session = conn.session
+        if session is not None and identity == session.identity == OK:  # the common case
+            self.on_verified(conn, session, frame, conn.rx_wall, conn.rx_perf)
+            return
         if identity is None:
             if self.guard.blocked(conn.address):
                 self._refuse_blocked(conn, frame, conn.rx_wall)

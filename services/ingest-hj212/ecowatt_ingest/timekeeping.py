@@ -7,7 +7,7 @@ the device owe us data after a gap.
    2031/2041/2051/2061 of the frame's CN and the frame's DataTime lies within the request's
    BeginTime..EndTime; or
 2. the device delivers data from before its current connection: DataTime plus the CN's
-   period (`PERIOD_S`: an hour value covers the hour after its DataTime, a day value the
+   period (`PERIOD`: an hour value covers the hour after its DataTime, a day value the
    day) lies more than `history_grace_s` before the session started. Data produced while
    the device was connected are live however late they come: that lateness is the device's
    and is judged.
@@ -15,8 +15,9 @@ the device owe us data after a gap.
 **Clock.** HJ 212 devices put their own clock in every QN. A device re-sending what it could
 not deliver (HJ 212-2017 §6.3) re-sends old QNs, and a device answering a history request
 sends old DataTimes, so a single frame says nothing reliable about the clock. The clock is
-judged per window of `clock_check_interval_s`: the window's newest offset (QN time minus
-receive time: live frames have the largest) is compared with the previous window's; only
+judged per window of `clock_check_interval_s`: the offset of the window's newest QN (QN
+time minus its receive time: live frames have the newest) is compared with the previous
+window's; only
 when the two agree within `STEADY_S` (a live device's offset moves by its drift only, a
 back-filling device's jumps as its backlog advances) is the offset taken as the clock's,
 and beyond `max_clock_drift_s` the device is sent one 1012 set-time (at most one per
@@ -30,7 +31,7 @@ last seen is asked for the minute (2051) and hour (2061) data of the gap.
 from __future__ import annotations
 
 import logging
-import math
+from datetime import datetime, timedelta
 
 import ecowatt_hj212 as hj212
 
@@ -39,11 +40,11 @@ from ecowatt_ingest.connection import Session
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.timebase import TimeBase
 
-__all__ = ["PERIOD_S", "STEADY_S", "Timekeeper"]
+__all__ = ["PERIOD", "STEADY_S", "Timekeeper"]
 
 _logger = logging.getLogger(__name__)
 
-PERIOD_S = {"2061": 3600.0, "2031": 86400.0, "2041": 86400.0}
+PERIOD = {"2061": timedelta(hours=1), "2031": timedelta(days=1), "2041": timedelta(days=1)}
 """How long after its DataTime a value of the CN is complete (others: at once; 2051's
 interval is the device's own, up to an hour, and is covered by `history_grace_s`)."""
 
@@ -61,38 +62,48 @@ class Timekeeper:
         self.time = time_base
         self.commands = commands
 
-    def is_history(self, session: Session | None, cn: str, data_time: float) -> bool:
-        """Whether data of `cn` for `data_time` (POSIX s) are history for this session."""
+    def is_history(self, session: Session | None, cn: str, data_time: datetime) -> bool:
+        """Whether data of `cn` for `data_time` (naive local) are history for this session.
+
+        Compared as naive local times (the device's own terms; a comparison per frame).
+        """
         if session is None:  # a split set given up after its session ended
-            started = self.time.now()
+            live_from = self.time.local(self.time.now() - self.settings.history_grace_s)
         else:
-            started = session.connected_at
             active = session.active
             if active is not None and active.window is not None and active.planned.cn == cn:
                 begin, end = active.window
                 if begin <= data_time <= end:
                     return True
-        complete = data_time + PERIOD_S.get(cn, 0.0)
-        return complete < started - self.settings.history_grace_s
+            cached = session.live_from
+            if cached is None:
+                cached = session.live_from = self.time.local(
+                    session.connected_at - self.settings.history_grace_s
+                )
+            live_from = cached
+        period = PERIOD.get(cn)
+        return (data_time + period if period else data_time) < live_from
 
     def observe_clock(self, session: Session, frame: hj212.Frame, wall: float) -> None:
-        """Take the frame's QN into the current window; judge the clock when it closes."""
+        """Keep the window's newest QN; judge the clock when the window closes.
+
+        Per frame a string comparison (QNs are fixed-width digits); the parsing and the
+        judgement happen once per window.
+        """
         qn = frame.qn
-        if qn is None:
-            return
-        device_time = hj212.parse_hj212_time(qn)
-        if device_time is None:
-            return
-        offset = self.time.timestamp(device_time) - wall
-        if offset > session.clock_best:
-            session.clock_best = offset
+        if qn is not None and (session.clock_best is None or qn > session.clock_best[0]):
+            session.clock_best = (qn, wall)
         settings = self.settings
         if wall - session.clock_window_at < settings.clock_check_interval_s:
             return
-        current, previous = session.clock_best, session.clock_previous
-        session.clock_previous = current
-        session.clock_best = -math.inf
+        best, session.clock_best = session.clock_best, None
+        previous = session.clock_previous
         session.clock_window_at = wall
+        device_time = hj212.parse_hj212_time(best[0]) if best is not None else None
+        if best is None or device_time is None:
+            session.clock_previous = None
+            return
+        current = session.clock_previous = self.time.timestamp(device_time) - best[1]
         if previous is None or abs(current - previous) > STEADY_S:
             return  # not steady yet: just connected, or catching up on old frames
         if abs(current) <= settings.max_clock_drift_s:
