@@ -205,8 +205,10 @@ async def test_unknown_mn_and_wrong_password_under_each_policy(
     without a PW) their frames are recorded — `rejected` / `bad_password` and `unregistered`
     / `unknown_mn` — refused with 9011 QnRtn 3 (PW) / 4 (MN), never published as readings,
     and only the unknown MNs are listed as unregistered; the registered devices are
-    unaffected. (All simulated devices share 127.0.0.1, so the per-address PW-failure limit
-    is lifted here; `tests/services/ingest_hj212/test_door.py` hits it.)"""
+    unaffected. (The PW-failure limit is lifted here: it would block the wrong-PW device
+    after 5 failures and close its links, and uploads it wrote to a closed link are never
+    read, so the sent log could not be checked against `hj212.frames`;
+    `tests/services/ingest_hj212/test_door.py` hits the limit.)"""
     fleet = Fleet.synthetic(6, circuits=2, seed=503)
     faults = FaultConfig(shares={"wrong_password": 1 / 6})
     sim = Simulator(

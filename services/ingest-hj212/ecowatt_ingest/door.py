@@ -16,7 +16,8 @@ others one scrypt in a worker thread while the connection's later frames wait in
   refused) when it carries a QN, and noted in Redis under the MN's small, capped and
   expiring `unverified` entry — never in the device's own state. No session is bound or
   replaced, nothing goes to `telemetry.readings`, no command is sent.
-* PW failures count against the peer's address (`guard.PeerGuard`); the failure that
+* PW failures count against the peer's address (`guard.PeerGuard`; per address and MN for
+  the networks of `pw_failures_per_mn_from`, e.g. a NAT gateway); the failure that
   reaches the limit is refused like the others and then closes the connection (once its
   answer is written), and while the address is blocked its frames
   pass only with an identity already known to be right: the rest are recorded as
@@ -117,7 +118,7 @@ class Door:
             self.on_verified(conn, session, frame, conn.rx_wall, conn.rx_perf)
             return
         if identity is None:
-            if self.guard.blocked(conn.address):
+            if self.guard.blocked(self.guard.key(conn.address, mn)):
                 self._refuse_blocked(conn, frame, conn.rx_wall)
                 return
             conn.waiting = [(frame, conn.rx_wall, conn.rx_perf)]
@@ -133,7 +134,7 @@ class Door:
                 mn = frame.mn or ""
                 identity = self.directory.cached(mn, frame.pw)
                 if identity is None:
-                    if self.guard.blocked(conn.address):
+                    if self.guard.blocked(self.guard.key(conn.address, mn)):
                         conn.waiting.pop(0)
                         self._refuse_blocked(conn, frame, wall)
                         continue
@@ -158,7 +159,7 @@ class Door:
     ) -> None:
         verified = identity == OK or (identity == PW_NOT_PROVISIONED and self.lenient)
         if not verified:
-            if self.guard.blocked(conn.address):
+            if self.guard.blocked(self.guard.key(conn.address, mn)):
                 self._refuse_blocked(conn, frame, wall)
             else:
                 self._refuse(conn, frame, mn, identity, wall, perf)
@@ -213,7 +214,7 @@ class Door:
         if reason_code != BAD_PASSWORD:
             return
         metrics.PW_FAILURES.inc()
-        if self.guard.failure(conn.address):
+        if self.guard.failure(self.guard.key(conn.address, mn)):
             metrics.PEERS_BLOCKED.inc()
             metrics.BLOCKED_PEERS.set(self.guard.blocked_count)
             _logger.warning(
@@ -229,13 +230,16 @@ class Door:
             entry.then(lambda: self.sessions.close_connection(conn, "pw_failures"))
 
     def _refuse_blocked(self, conn: DeviceConnection, frame: hj212.Frame, wall: float) -> None:
-        until = self.guard.blocked_until(conn.address) or wall
+        mn = frame.mn or ""
+        key = self.guard.key(conn.address, mn)
+        until = self.guard.blocked_until(key) or wall
+        source = conn.address if key == conn.address else f"{conn.address} for MN {mn}"
         settings = self.settings
         self.recorder.record_rejected(
             conn,
             frame.raw,
             PEER_BLOCKED,
-            f"{settings.pw_failures_max} PW failures from {conn.address} within "
+            f"{settings.pw_failures_max} PW failures from {source} within "
             f"{settings.pw_failure_window_s:.0f} s: frames whose identity is not already "
             f"known are refused unchecked until {datetime.fromtimestamp(until, UTC).isoformat()}",
             mn=frame.mn,

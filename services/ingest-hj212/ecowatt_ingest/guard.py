@@ -8,14 +8,20 @@ While blocked, a frame from it passes only when its identity is already known to
 (a verdict cached from an earlier check), so a real device behind the same NAT that this
 instance has seen keeps working; anything that would need a check is refused unchecked.
 
-Memory is bounded: at most `max_peers` addresses are tracked (the oldest forgotten first),
-and `sweep` drops what has expired.
+Addresses in `shared_networks` (`pw_failures_per_mn_from`: NAT gateways and TCP load
+balancers in front of many devices, and loopback, where `make run`'s simulator connects)
+are counted per (address, MN) instead: one misconfigured device behind them is blocked
+without locking out its neighbours, and guessing is still limited per device.
+
+Memory is bounded: at most `max_peers` keys are tracked (the oldest forgotten first), and
+`sweep` drops what has expired.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = ["PeerGuard"]
 
@@ -30,8 +36,11 @@ class PeerGuard:
         window_s: float,
         block_s: float,
         now: Callable[[], float],
+        shared_networks: Iterable[str] = (),
         max_peers: int = 100_000,
     ) -> None:
+        self.shared = [ipaddress.ip_network(n, strict=False) for n in shared_networks]
+        self._shared_cache: dict[str, bool] = {}
         self.max_failures = max(1, max_failures)
         self.window_s = window_s
         self.block_s = block_s
@@ -40,8 +49,25 @@ class PeerGuard:
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._blocked: OrderedDict[str, float] = OrderedDict()
 
+    def key(self, address: str, mn: str) -> str:
+        """What a failure of `mn` from `address` counts against."""
+        if not self.shared:
+            return address
+        shared = self._shared_cache.get(address)
+        if shared is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                shared = False
+            else:
+                shared = any(ip in network for network in self.shared)
+            if len(self._shared_cache) >= self.max_peers:
+                self._shared_cache.clear()
+            self._shared_cache[address] = shared
+        return f"{address}|{mn}" if shared else address
+
     def blocked(self, address: str) -> bool:
-        """True while `address` is blocked (a dict lookup; nothing when none is)."""
+        """True while `address` (a `key`) is blocked (a dict lookup; nothing when none is)."""
         if not self._blocked:
             return False
         until = self._blocked.get(address)

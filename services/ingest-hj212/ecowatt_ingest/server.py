@@ -121,6 +121,7 @@ class IngestServer:
             window_s=settings.pw_failure_window_s,
             block_s=settings.pw_block_s,
             now=clock,
+            shared_networks=settings.pw_failures_per_mn_from,
         )
         self.dispatcher.door = Door(
             settings,

@@ -6,9 +6,11 @@ here; the README has the table.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from ecowatt_kernel.settings import KernelSettings
+from pydantic import field_validator
 
 
 class IngestSettings(KernelSettings):
@@ -42,6 +44,10 @@ class IngestSettings(KernelSettings):
     pw_failure_window_s: float = 300.0
     pw_block_s: float = 900.0
     """How long a blocked address may send only frames whose identity is already known."""
+    pw_failures_per_mn_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Peer networks whose PW failures count per (address, MN), not per address: put NAT
+    gateways and TCP load balancers that front many devices here (JSON list of CIDRs).
+    Loopback by default: `make run`'s simulated devices all connect from it."""
 
     # ------------------------------------------------------------------ protection
     max_connections: int = 20_000
@@ -126,3 +132,10 @@ class IngestSettings(KernelSettings):
     unverified_ttl_s: float = 7 * 86400.0
     """An MN refused at the door is forgotten in Redis after this long without a frame."""
     redis_prefix: str = "ingest"
+
+    @field_validator("pw_failures_per_mn_from")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError: refused at start-up
+        return value

@@ -126,7 +126,13 @@ async def test_pw_failures_from_one_address_are_limited(
     registry = registry_with(
         device_snapshot(mn), device_snapshot(victim), device_snapshot(neighbour, pw="246810")
     )
-    server = await start_server(registry, pw_failures_max=3, pw_failure_window_s=60, pw_block_s=60)
+    server = await start_server(
+        registry,
+        pw_failures_max=3,
+        pw_failure_window_s=60,
+        pw_block_s=60,
+        pw_failures_per_mn_from=[],  # 127.0.0.1 counted as one address, like a device's
+    )
     frames = await TopicReader(kafka, topics.frames).start()
     readings = await TopicReader(kafka, topics.readings).start()
     honest = await DeviceClient.connect(server.port or 0)  # verified before the attack
@@ -187,6 +193,40 @@ async def test_pw_failures_from_one_address_are_limited(
     await known.close()
     await frames.stop()
     await readings.stop()
+
+
+async def test_behind_a_shared_address_one_device_is_blocked_not_its_neighbours(
+    start_server: ServerFactory, topics: Topics, kafka
+) -> None:
+    """From a network of `pw_failures_per_mn_from` (loopback by default: a NAT gateway, a
+    load balancer, `make run`'s simulator) failures count per (address, MN): the device
+    with the wrong PW is blocked, a neighbour whose PW was never checked still gets in."""
+    victim, neighbour = new_mn(), new_mn()
+    server = await start_server(
+        registry_with(device_snapshot(victim), device_snapshot(neighbour, pw="246810")),
+        pw_failures_max=2,
+    )
+    assert server.settings.pw_failures_per_mn_from == ("127.0.0.0/8", "::1/128")
+    frames = await TopicReader(kafka, topics.frames).start()
+    guesser = await DeviceClient.connect(server.port or 0)
+    for guess in ("111111", "222222"):
+        await guesser.send(upload(victim, pw=guess))
+        assert (await guesser.expect("9011")).params["QnRtn"] == "3"
+    with pytest.raises(ConnectionError):
+        await guesser.receive(5)
+    again = await DeviceClient.connect(server.port or 0)
+    await again.send(upload(victim, pw="333333"))
+    with pytest.raises(ConnectionError):
+        await again.receive(5)
+    neighbour_link = await DeviceClient.connect(server.port or 0)
+    await neighbour_link.send(upload(neighbour, pw="246810"))
+    await neighbour_link.expect("9014")
+    records = await frames.wait_for(lambda e: len(e) >= 4, "every frame recorded")
+    blocked = [f for f in records if f.reason_code == "peer_blocked"]
+    assert [f.mn for f in blocked] == [victim]
+    assert f"from 127.0.0.1 for MN {victim}" in (blocked[0].reason or "")
+    await neighbour_link.close()
+    await frames.stop()
 
 
 async def test_an_unknown_mn_flood_leaves_redis_bounded(
