@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -332,10 +332,28 @@ API_SETTINGS = KernelSettings(environment="test")
 _SIGNER = signer_from_settings(API_SETTINGS)
 
 
-def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> dict[str, str]:
-    """Headers with a development-signed identity token."""
-    identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    return {"Authorization": f"Bearer {_SIGNER.sign(identity)}"}
+class FreshToken(Mapping[str, str]):
+    """`Authorization` headers signed when a request reads them: a test module's constants
+    outlive a token's 15 minutes when the suite runs slowly."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+
+    def __getitem__(self, key: str) -> str:
+        if key != "Authorization":
+            raise KeyError(key)
+        return f"Bearer {_SIGNER.sign(self.identity)}"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("Authorization",))
+
+    def __len__(self) -> int:
+        return 1
+
+
+def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> FreshToken:
+    """Headers with a development-signed identity token (signed at each use)."""
+    return FreshToken(Identity(subject=subject, roles=frozenset(roles), scope=scope))
 
 
 ApiFactory = Callable[[IngestServer], Awaitable[httpx.AsyncClient]]
