@@ -292,6 +292,7 @@ async def start_server(
         *,
         bus: Bus | None = None,
         consume_commands: bool = False,
+        clock: Callable[[], float] | None = None,
         **overrides: Any,
     ) -> IngestServer:
         options: dict[str, Any] = {
@@ -305,7 +306,11 @@ async def start_server(
         }
         options.update(overrides)
         server = IngestServer(
-            IngestSettings(**options), bus=bus or kafka, redis=redis, registry=registry
+            IngestSettings(**options),
+            bus=bus or kafka,
+            redis=redis,
+            registry=registry,
+            **({"clock": clock} if clock is not None else {}),
         )
         await server.start(wait_for_registry=False)
         await asyncio.wait_for(server.serving.wait(), 10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import ecowatt_hj212 as hj212
 import pytest
@@ -167,5 +167,30 @@ async def test_data_from_before_the_connection_are_history_without_a_command(
     tz = server.time.tz
     got = {(r.cn, r.data_time.astimezone(tz).replace(tzinfo=None)): r.history for r in events}
     assert got == cases
+    await device.client.close()
+    await readings.stop()
+
+
+async def test_a_replay_on_a_simulated_clock_is_live_in_its_own_time(
+    start_server: ServerFactory, topics: Topics, kafka
+) -> None:
+    """`IngestServer(clock=...)`: receive times, sessions and the history judgement follow
+    the injected clock, so a replay of past days (the pipeline tests) is live, not history."""
+    past = datetime(2026, 11, 20, 8, 0, tzinfo=UTC).timestamp()
+    started = time.time()
+
+    def clock() -> float:
+        return past + (time.time() - started)
+
+    mn = new_mn()
+    server = await start_server(registry_with(device_snapshot(mn)), clock=clock)
+    readings = await TopicReader(kafka, topics.readings).start()
+    device = Device(await DeviceClient.connect(server.port or 0))
+    simulated_now = datetime.fromtimestamp(clock(), server.time.tz).replace(tzinfo=None)
+    await device.upload(upload(mn, qn=qn_at(simulated_now), data_time=n14(simulated_now)))
+    [reading] = await readings.wait_for(lambda e: len(e) >= 1, "the reading")
+    assert reading.history is False
+    assert abs(reading.received_at.timestamp() - clock()) < 30
+    assert abs((reading.received_at - reading.data_time).total_seconds()) < 30
     await device.client.close()
     await readings.stop()
