@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import ecowatt_hj212 as hj212
-from ecowatt_hj212 import commands
-from ecowatt_hj212._crc import swap_bytes
+from ecowatt_hj212 import commands, swap_bytes
 
 from ecowatt_simulator import wire
 from ecowatt_simulator.faults import FaultKind

@@ -166,7 +166,7 @@ async def test_split_packets_are_reassembled_and_published_once(
     assert {f.verdict for f in records} == {"accepted"}
 
     sets: dict[str, dict[str, Any]] = {}  # idempotency key -> PNUM, parts, codes
-    # (the server also sends 1012s: the fast clock is days behind its own; answers aside)
+    # (commands, e.g. the 1012 after a 1013, and their answers aside)
     for f in records:
         if f.cn not in ("2011", "2051", "2061", "2031"):
             continue
@@ -201,10 +201,14 @@ async def test_unknown_mn_and_wrong_password_under_each_policy(
     start_server: ServerFactory,
 ) -> None:
     """Six devices: one sends a wrong PW (the simulator's `wrong_password` fault), two are
-    not in the registry. lenient: all answered and kept as `unregistered` (reason
-    `bad_password` / `unknown_mn`), readings with registered=false, listed as unregistered.
-    strict: their frames are recorded as `rejected` with those reasons, refused with 9011
-    QnRtn 3 (PW) / 4 (MN), no reading; the registered devices are unaffected."""
+    not in the registry. Under either policy (they differ only for devices registered
+    without a PW) their frames are recorded — `rejected` / `bad_password` and `unregistered`
+    / `unknown_mn` — refused with 9011 QnRtn 3 (PW) / 4 (MN), never published as readings,
+    and only the unknown MNs are listed as unregistered; the registered devices are
+    unaffected. (The PW-failure limit is lifted here: it would block the wrong-PW device
+    after 5 failures and close its links, and uploads it wrote to a closed link are never
+    read, so the sent log could not be checked against `hj212.frames`;
+    `tests/services/ingest_hj212/test_door.py` hits the limit.)"""
     fleet = Fleet.synthetic(6, circuits=2, seed=503)
     faults = FaultConfig(shares={"wrong_password": 1 / 6})
     sim = Simulator(
@@ -222,12 +226,15 @@ async def test_unknown_mn_and_wrong_password_under_each_policy(
         fleet, devices={mn: d for mn, d in fleet.devices.items() if mn not in unknown}
     )
     view = await register(kafka, registered)
-    server = await start_server(view, device_policy=policy, **FAST_DEVICES)
+    server = await start_server(
+        view, device_policy=policy, pw_failures_max=1_000_000, **FAST_DEVICES
+    )
     sim.port = server.port or 0
     frames = await Collector(kafka, topics.frames).start()
     readings = await Collector(kafka, topics.readings).start()
 
-    answered = await sim.run(timedelta(minutes=30), drain_timeout=3 if policy == "strict" else 30)
+    answered = await sim.run(timedelta(minutes=30), drain_timeout=3)
+    assert not answered
     good = sorted(set(fleet.devices) - {bad_pw, *unknown})
     records = await assert_every_frame_recorded(sim, frames)
     verdicts: dict[str, set[tuple[str, str | None]]] = {}
@@ -240,29 +247,18 @@ async def test_unknown_mn_and_wrong_password_under_each_policy(
     await readings.wait_for(
         lambda e: {r.mn for r in e} >= set(good), "readings of the registered devices"
     )
-    if policy == "lenient":
-        assert answered and sim.log.unacked() == {}
-        assert verdicts[bad_pw] == {("unregistered", "bad_password")}
-        for mn in unknown:
-            assert verdicts[mn] == {("unregistered", "unknown_mn")}
-        await readings.wait_for(
-            lambda e: {r.mn for r in e if not r.registered} == {bad_pw, *unknown},
-            "readings of the unregistered devices, registered=false",
-        )
-        await asyncio.sleep(1.5)  # sessions reach Redis every second
-        listed = await server.store.unregistered_seen()
-        assert {bad_pw, *unknown} <= set(listed)
-        assert not set(good) & set(listed)
-    else:
-        assert not answered
-        assert verdicts[bad_pw] == {("rejected", "bad_password")}
-        assert sim.log[bad_pw].acked_count == 0 and set(sim.log[bad_pw].refused) == {"3"}
-        for mn in unknown:
-            assert verdicts[mn] == {("rejected", "unknown_mn")}
-            assert sim.log[mn].acked_count == 0 and set(sim.log[mn].refused) == {"4"}
-            assert sim.log[mn].resends > 0, "a refused upload is sent again"
-        await asyncio.sleep(1.0)
-        assert not {r.mn for r in readings.readings()} & {bad_pw, *unknown}
+    assert verdicts[bad_pw] == {("rejected", "bad_password")}
+    assert sim.log[bad_pw].acked_count == 0 and set(sim.log[bad_pw].refused) == {"3"}
+    for mn in unknown:
+        assert verdicts[mn] == {("unregistered", "unknown_mn")}
+        assert sim.log[mn].acked_count == 0 and set(sim.log[mn].refused) == {"4"}
+        assert sim.log[mn].resends > 0, "a refused upload is sent again"
+    refused = [f for f in records if f.mn in {bad_pw, *unknown}]
+    assert all(f.session_id is None for f in refused), "no session for a refused device"
+    await asyncio.sleep(1.5)  # state reaches Redis every second
+    assert not {r.mn for r in readings.readings()} & {bad_pw, *unknown}
+    listed = await server.store.unregistered_seen()
+    assert set(listed) == set(unknown)
     await frames.stop()
     await readings.stop()
 

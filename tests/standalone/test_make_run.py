@@ -86,7 +86,7 @@ def wait_devices_online(
     headers = {"Authorization": f"Bearer {bearer}"}
     while time.monotonic() - started < START_LIMIT_S:
         assert process.poll() is None, "standalone exited"
-        response = httpx.get(url, params={"online": "true", "limit": 500}, headers=headers)
+        response = httpx.get(url, params={"online": "true", "page_size": 500}, headers=headers)
         assert response.status_code == 200, response.text
         page: dict[str, object] = response.json()
         if page["total"]:

@@ -35,9 +35,9 @@ explanation); call ``frame.raise_for_verdict()`` or pass ``strict=True`` to rais
 
 from . import commands
 from ._codes import CodeInfo, code_from_2005, lookup_code
-from ._crc import CrcVariant, hj212_crc, modbus_crc
+from ._crc import CrcVariant, hj212_crc, modbus_crc, swap_bytes
 from ._decoder import decode
-from ._encoder import encode, encode_split
+from ._encoder import encode, encode_split, frame_bytes
 from ._errors import (
     CRCError,
     DecodeError,
@@ -49,7 +49,7 @@ from ._errors import (
     ReassemblyError,
     VerificationError,
 )
-from ._framer import RawFrame, RejectedSpan, StreamFramer
+from ._framer import FramerEvent, RawFrame, RejectedSpan, StreamFramer
 from ._model import (
     CrcPolicy,
     Frame,
@@ -75,6 +75,7 @@ __all__ = [
     "EncodeError",
     "Frame",
     "FrameSyntaxError",
+    "FramerEvent",
     "HJ212Error",
     "LengthError",
     "Message",
@@ -101,10 +102,12 @@ __all__ = [
     "encode",
     "encode_split",
     "format_hj212_time",
+    "frame_bytes",
     "get_profile",
     "hj212_crc",
     "lookup_code",
     "modbus_crc",
     "parse_hj212_time",
     "profile_names",
+    "swap_bytes",
 ]

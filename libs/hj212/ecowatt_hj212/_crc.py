@@ -100,7 +100,7 @@ def hj212_crc_over_characters(text: str) -> int:
 
 
 def swap_bytes(value: int) -> int:
-    """Swap the two bytes of a 16-bit value."""
+    """Swap the two bytes of a 16-bit value (a MODBUS CRC written low byte first)."""
     return ((value & 0xFF) << 8) | (value >> 8)
 
 

@@ -68,6 +68,26 @@ class StreamFramer:
         """Bytes held while waiting for the rest of a frame."""
         return len(self._buffer)
 
+    @property
+    def mid_frame(self) -> bool:
+        """True while the held bytes end in the start of a plausible frame still arriving.
+
+        Anything else held (a whole frame waiting only for its trailer, short garbage, a
+        span whose length field is impossible) can be released by :meth:`flush` after a
+        short idle; a frame still arriving deserves a longer wait on a slow link.
+        """
+        buffer = self._buffer
+        start = buffer.rfind(b"##")
+        if start < 0:
+            return False
+        head = bytes(buffer[start + 2 : start + 6])
+        if len(head) < 4:
+            return head.isdigit() or not head
+        if not head.isdigit():
+            return False
+        declared = int(head)
+        return declared <= self._max_segment and len(buffer) < start + 10 + declared
+
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[FramerEvent]:
         """Add received bytes; return the frames and rejected spans they complete."""
         self._buffer += chunk

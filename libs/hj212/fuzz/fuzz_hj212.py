@@ -76,9 +76,14 @@ def exercise(data: bytes) -> None:
 
     framer = hj212.StreamFramer(max_segment_size=64 + (data[0] if data else 0) * 8)
     cut = (data[-1] % (len(data) + 1)) if data else 0
-    events = framer.feed(data[:cut]) + framer.feed(data[cut:]) + framer.flush()
+    events = framer.feed(data[:cut])
+    if framer.mid_frame and not framer.buffered:
+        raise AssertionError("mid_frame with nothing held")
+    events += framer.feed(data[cut:]) + framer.flush()
     if b"".join(event.data for event in events) != data or framer.buffered:
         raise AssertionError("framer lost or duplicated bytes")
+    if framer.mid_frame:
+        raise AssertionError("mid_frame after a flush")
     for event in events:
         if isinstance(event, hj212.RawFrame):
             with contextlib.suppress(hj212.HJ212Error):

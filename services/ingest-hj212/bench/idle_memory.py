@@ -5,9 +5,11 @@
 Starts `python -m ecowatt_ingest.tcp` (Kafka and Redis from KAFKA_BOOTSTRAP_SERVERS and
 REDIS_URL, private topics and Redis prefix), opens the connections from this process, and
 reads the server's RSS from /proc. With `--bind` every connection first sends one 2011
-frame (an unregistered MN, lenient policy) and waits for its answer, so each holds a device
-session too. Every process raises RLIMIT_NOFILE as far as it may; where the hard limit is
-20,000 (as on the development machines) the server can hold a little under 20,000.
+frame and waits for its answer, so each holds a device session too: the devices are
+registered without a PW and the server runs the `lenient` policy, which binds them on their
+MN alone (no scrypt per device; an unregistered MN no longer binds a session). Every
+process raises RLIMIT_NOFILE as far as it may; where the hard limit is 20,000 (as on the
+development machines) the server can hold a little under 20,000.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection
-from ecowatt_kernel.contracts import TopicSpec
+from ecowatt_kernel.contracts import DeviceSnapshot, RegistryChange, TopicSpec, encode
+
+MN_PREFIX = "EWIDLE"
 
 
 def rss_kib(pid: int) -> int:
@@ -43,7 +48,12 @@ def raise_nofile(want: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def topics(bootstrap: str) -> dict[str, str]:
+def mn_of(index: int) -> str:
+    return f"{MN_PREFIX}{index:018d}"
+
+
+async def topics(bootstrap: str, devices: int) -> dict[str, str]:
+    """Private topics, with `devices` devices registered without a PW (for `--bind`)."""
     bus = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap, client_id="idle"))
     tag = uuid.uuid4().hex[:8]
     names = {
@@ -52,6 +62,28 @@ async def topics(bootstrap: str) -> dict[str, str]:
     await bus.ensure_topics(
         [TopicSpec(n, "MN", "", partitions=3, compacted=k == "registry") for k, n in names.items()]
     )
+    if devices:
+        await bus.start()
+        now = datetime.now(UTC)
+        changes = [
+            encode(
+                RegistryChange(
+                    entity="device",
+                    entity_id=mn_of(i),
+                    operation="upsert",
+                    revision=1,
+                    changed_at=now,
+                    snapshot=DeviceSnapshot(id=mn_of(i), mn=mn_of(i), updated_at=now).model_dump(
+                        mode="json"
+                    ),
+                ),
+                topic=names["registry"],
+            )
+            for i in range(devices)
+        ]
+        for start in range(0, len(changes), 5000):
+            await bus.publish(changes[start : start + 5000])
+        await bus.stop()
     return names
 
 
@@ -61,7 +93,6 @@ async def connect_all(port: int, count: int, bind: bool) -> list[tuple[object, o
         batch = [asyncio.open_connection("127.0.0.1", port) for _ in range(min(500, count - start))]
         held.extend(await asyncio.gather(*batch))
     if bind:
-        tag = uuid.uuid4().hex[:6].upper()
 
         async def one(
             index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -71,7 +102,7 @@ async def connect_all(port: int, count: int, bind: bool) -> list[tuple[object, o
                 qn=hj212_commands.new_qn(),
                 st="31",
                 pw="123456",
-                mn=f"EWIDLE{tag}{index:08d}",
+                mn=mn_of(index),
                 flag=5,
                 cp=(("DataTime", "20261126084500"), ("xe0101-Rtd", "41.2")),
             )
@@ -108,7 +139,7 @@ def main() -> None:
         hold(*args.hold, bind=args.bind)
         return
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    names = asyncio.run(topics(bootstrap))
+    names = asyncio.run(topics(bootstrap, args.connections if args.bind else 0))
     env = {
         **os.environ,
         "ECOWATT_ENVIRONMENT": "test",
@@ -125,6 +156,7 @@ def main() -> None:
         "ECOWATT_REDIS_PREFIX": f"idle-{uuid.uuid4().hex[:6]}",
         "ECOWATT_INSTANCE_ID": "idle",
         "ECOWATT_BACKFILL_ENABLED": "false",
+        "ECOWATT_DEVICE_POLICY": "lenient",
         "ECOWATT_LOG_FORMAT": "text",
         "ECOWATT_LOG_LEVEL": "WARNING",
     }

@@ -32,7 +32,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import ecowatt_hj212 as hj212
-from ecowatt_hj212._encoder import frame_bytes
+from ecowatt_hj212 import frame_bytes
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection
 from ecowatt_kernel.contracts import DeviceSnapshot, RegistryChange, TopicSpec, encode
 from ecowatt_kernel.passwords import hash_password

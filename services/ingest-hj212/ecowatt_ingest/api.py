@@ -5,6 +5,11 @@ caller's data scope on the server: a device is visible when its enterprise (from
 registry) is in scope; devices the registry does not know are visible only to callers whose
 scope is `all`, and to O&M operators on the unregistered list (they bind them). Sending a
 command needs the O&M operator or administrator role and is audited (`audit.events`).
+
+Lists answer the kernel's `Page` (`page`, `page_size`): `/unregistered` pages in Redis
+(`ZREVRANGE` of a set capped at `unverified_max_mns`); `/devices` pages the registry's
+devices (in memory) joined with the verified MNs Redis has seen, and reads the state of
+one page's devices in one round trip.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from ecowatt_kernel.app import ServiceContext, service_context
 from ecowatt_kernel.audit import audit_event, mark_audited
 from ecowatt_kernel.contracts import DeviceCommand, DeviceSnapshot, encode
 from ecowatt_kernel.identity import CurrentIdentity, Identity, Role, require_roles
+from ecowatt_kernel.pagination import Page, PageParams
 from ecowatt_kernel.problems import NotFound, Problem
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from ecowatt_ingest.commands import SUPPORTED_CNS
+from ecowatt_ingest.devices import EXPLANATIONS
 from ecowatt_ingest.server import IngestServer
 
 __all__ = ["router"]
@@ -45,16 +52,35 @@ class DeviceView(BaseModel):
     counters: dict[str, int] = Field(default_factory=dict)
 
 
-class Page(BaseModel):
-    total: int
-    limit: int
-    offset: int
-    items: list[DeviceView]
+class UnverifiedView(BaseModel):
+    """An MN whose frames were refused at the door (never bound, never published)."""
+
+    mn: str
+    reason: str | None = Field(
+        None,
+        description="The last refusal: unknown_mn, device_disabled, pw_not_provisioned, "
+        "bad_password, mn_in_use",
+    )
+    explanation: str | None = None
+    registered: bool = Field(description="The registry holds an active device of this MN now.")
+    enterprise_id: str | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    last_peer: str | None = None
+    last_cn: str | None = None
+    frames: int = 0
 
 
 class DeviceDetail(DeviceView):
-    identity: str | None = None
+    identity: str | None = Field(
+        None, description="How the session was verified: ok (PW), pw_not_provisioned (lenient)"
+    )
     recent_rejects: list[dict[str, Any]] = Field(default_factory=list)
+    unverified: UnverifiedView | None = Field(
+        None,
+        description="Frames claiming this MN that were refused at the door (e.g. wrong PWs), "
+        "kept apart from the device's own state; none in the last unverified_ttl_s",
+    )
 
 
 class CommandRequest(BaseModel):
@@ -141,72 +167,103 @@ def _view(
     }
 
 
-@router.get("/devices", response_model=Page, summary="Devices with their session state")
+def _unverified_view(server: IngestServer, mn: str, state: dict[str, str]) -> UnverifiedView:
+    device = server.directory.device(mn)
+    reason = state.get("reason") or None
+    frames = state.get("frames", "0")
+    return UnverifiedView(
+        mn=mn,
+        reason=reason,
+        explanation=EXPLANATIONS[reason].format(mn=mn) if reason in EXPLANATIONS else None,
+        registered=device is not None and device.status == "active",
+        enterprise_id=device.enterprise_id if device else None,
+        first_seen=_stamp(state.get("first_seen")),
+        last_seen=_stamp(state.get("last_seen")),
+        last_peer=state.get("peer") or None,
+        last_cn=state.get("cn") or None,
+        frames=int(frames) if frames.isdigit() else 0,
+    )
+
+
+@router.get("/devices", response_model=Page[DeviceView], summary="Devices with their session state")
 async def list_devices(
     server: Server,
     identity: CurrentIdentity,
+    page: PageParams,
     status: Literal["online", "offline"] | None = None,
     online: Annotated[bool | None, Query(description="same as status=online|offline")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page:
-    """Registry devices and devices seen on the wire, filtered by scope and online state."""
+) -> Page[DeviceView]:
+    """Registry devices and verified devices seen on the wire, filtered by scope and state."""
     if online is not None:
         status = "online" if online else "offline"
     store = server.store
-    seen = await store.seen()
-    online = await store.online_mns()
+    seen = await store.seen()  # verified MNs only: bounded by the registry
+    live = await store.online_mns()
     candidates = sorted({d.id for d in server.registry.all("device")} | set(seen))
     visible: list[tuple[str, DeviceSnapshot | None]] = []
     for mn in candidates:
         device = _visible(server, identity, mn)
         if device is False:
             continue
-        is_online = mn in online
+        is_online = mn in live
         if (status == "online" and not is_online) or (status == "offline" and is_online):
             continue
         visible.append((mn, device if isinstance(device, DeviceSnapshot) else None))
-    page = visible[offset : offset + limit]
-    items = []
-    for mn, device in page:
-        state = await store.device_state(mn)
-        items.append(DeviceView(**_view(mn, device, state, mn in online)))
-    return Page(total=len(visible), limit=limit, offset=offset, items=items)
+    chosen = visible[page.offset : page.offset + page.page_size]
+    states = await store.device_states([mn for mn, _ in chosen])
+    items = [
+        DeviceView(**_view(mn, device, state, mn in live))
+        for (mn, device), state in zip(chosen, states, strict=True)
+    ]
+    return Page.of(items, len(visible), page)
 
 
 @router.get("/devices/{mn}", response_model=DeviceDetail, summary="One device and its rejects")
 async def device_detail(mn: str, server: Server, identity: CurrentIdentity) -> DeviceDetail:
     device = _visible(server, identity, mn)
-    state = await server.store.device_state(mn)
-    if device is False or (device is None and not state):
+    store = server.store
+    state = await store.device_state(mn)
+    refused = await store.unverified_state(mn) if device is not False else {}
+    if device is False or (device is None and not state and not refused):
         raise NotFound(f"no device {mn} in your scope")
     snapshot = device if isinstance(device, DeviceSnapshot) else None
-    online = await server.store.owner(mn) is not None
+    online = await store.owner(mn) is not None
     view = _view(mn, snapshot, state, online)
-    rejects = await server.store.recent_rejects(mn, server.settings.recent_rejects)
-    return DeviceDetail(**view, identity=state.get("identity"), recent_rejects=rejects)
+    rejects = await store.recent_rejects(mn, server.settings.recent_rejects)
+    return DeviceDetail(
+        **view,
+        identity=state.get("identity"),
+        recent_rejects=rejects,
+        unverified=_unverified_view(server, mn, refused) if refused else None,
+    )
 
 
 @router.get(
     "/unregistered",
-    response_model=Page,
-    summary="Devices that sent frames but are not (validly) in the registry",
+    response_model=Page[UnverifiedView],
+    summary="MNs that sent frames but are not (validly) in the registry, most recent first",
 )
 async def unregistered(
     server: Server,
     identity: Annotated[Identity, require_roles(Role.OM_OPERATOR, Role.CITY_SUPERVISOR)],
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page:
+    page: PageParams,
+) -> Page[UnverifiedView]:
+    """Unknown MNs, disabled devices and devices without a PW that tried to report."""
     store = server.store
-    seen = await store.unregistered_seen()
-    online = await store.online_mns()
-    ordered = sorted(seen, key=lambda mn: -seen[mn])
-    items = []
-    for mn in ordered[offset : offset + limit]:
-        state = await store.device_state(mn)
-        items.append(DeviceView(**_view(mn, server.directory.device(mn), state, mn in online)))
-    return Page(total=len(ordered), limit=limit, offset=offset, items=items)
+    if identity.scope.all:
+        mns, total = await store.unregistered_page(page.offset, page.page_size)
+    else:  # filtered by scope: the whole set, which is capped (`unverified_max_mns`)
+        seen = await store.unregistered_seen()
+        ordered = [
+            mn
+            for mn in sorted(seen, key=lambda mn: -seen[mn])
+            if _visible(server, identity, mn) not in (False, None)
+        ]
+        total = len(ordered)
+        mns = ordered[page.offset : page.offset + page.page_size]
+    states = await store.unverified_states(mns)
+    items = [_unverified_view(server, mn, state) for mn, state in zip(mns, states, strict=True)]
+    return Page.of(items, total, page)
 
 
 @router.post(

@@ -28,10 +28,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands as hj212_commands
@@ -40,64 +39,78 @@ from ecowatt_kernel.contracts import ContractError, DeviceCommand, DeviceCommand
 from ecowatt_kernel.contracts import encode as encode_event
 
 from ecowatt_ingest import metrics
+from ecowatt_ingest.command_model import HISTORY_CNS, ActiveCommand, PlannedCommand
+from ecowatt_ingest.connection import Session
+from ecowatt_ingest.devices import DeviceDirectory
+from ecowatt_ingest.publisher import BatchPublisher
+from ecowatt_ingest.settings import IngestSettings
+from ecowatt_ingest.state import SessionStore
+from ecowatt_ingest.timebase import TimeBase
 from ecowatt_ingest.wire import new_id
 
-if TYPE_CHECKING:
-    from ecowatt_ingest.connection import Session
-    from ecowatt_ingest.server import IngestServer
-
-__all__ = ["SUPPORTED_CNS", "ActiveCommand", "CommandManager", "PlannedCommand"]
+__all__ = [
+    "HISTORY_CNS",
+    "SUPPORTED_CNS",
+    "ActiveCommand",
+    "CommandManager",
+    "PlannedCommand",
+    "SessionLink",
+]
 
 _logger = logging.getLogger(__name__)
 STATE_WRITERS = 8
 """Command states written to Redis at once (one Redis connection each)."""
 
-HISTORY_CNS = frozenset({"2031", "2041", "2051", "2061"})
 NOTIFICATION_CNS = frozenset({"2012", "2022"})
 SUPPORTED_CNS = frozenset(
     {"1011", "1012", "1061", "1062", "2011", "2012", "2021", "2022", *HISTORY_CNS}
 )
 
 
-@dataclass(slots=True)
-class PlannedCommand:
-    command_id: str
-    cn: str
-    params: dict[str, str]
-    requested_by: str
-    overtime_s: int
-    recount: int
-    internal: bool = False
+class SessionLink(Protocol):
+    """What the command manager needs of sessions (the session table provides it)."""
+
+    def owns(self, mn: str) -> Session | None:
+        """The live session of `mn` on this instance, if any."""
+        ...
+
+    def send_to(self, session: Session, data: bytes) -> bool:
+        """Write to the session's device; False when its connection is gone."""
+        ...
+
+    def live_sessions(self) -> Iterator[Session]: ...
 
 
-@dataclass(slots=True, eq=False)
-class ActiveCommand:
-    planned: PlannedCommand
-    qn: str
-    data: bytes
-    attempts: int = 0
-    phase: str = "request"
-    timer: asyncio.TimerHandle | None = None
-    qn_rtn: int | None = None
-    uploads: int = 0
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_time_param(value: str, server: IngestServer) -> datetime:
+def parse_time_param(value: str, time_base: TimeBase) -> datetime:
     """An HJ 212 time (local, 14 or 17 digits) or ISO 8601 text → local naive time."""
     parsed = hj212.parse_hj212_time(value)
     if parsed is not None:
         return parsed
     moment = datetime.fromisoformat(value)
-    return server.to_local(moment)
+    return time_base.to_local(moment)
 
 
 class CommandManager:
     """See the module docstring."""
 
-    def __init__(self, server: IngestServer) -> None:
-        self.server = server
-        self.settings = server.settings
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        instance: str,
+        store: SessionStore,
+        publisher: BatchPublisher,
+        sessions: SessionLink,
+        directory: DeviceDirectory,
+        time_base: TimeBase,
+    ) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.store = store
+        self.publisher = publisher
+        self.sessions = sessions
+        self.directory = directory
+        self.time = time_base
         self._writes: dict[str, asyncio.Task[None]] = {}
         # Redis connections for command states: a burst (every device's 1012 or backfill
         # after a broker or ingest restart) must not open one connection per command
@@ -110,16 +123,19 @@ class CommandManager:
             try:
                 command = decode(record).data
             except ContractError as exc:
-                _logger.error("device.commands record skipped: %s", exc)
+                _logger.error("device.commands record skipped", extra={"error": str(exc)})
                 continue
             if isinstance(command, DeviceCommand):
                 await self.consider(command)
 
     async def consider(self, command: DeviceCommand) -> None:
-        store = self.server.store
+        store = self.store
         age = time.time() - command.requested_at.timestamp()
         if age > self.settings.command_max_age_s:
-            _logger.info("command %s is %.0f s old: not run", command.command_id, age)
+            _logger.info(
+                "command too old: not run",
+                extra={"command_id": command.command_id, "age_s": round(age)},
+            )
             return
         planned = PlannedCommand(
             command_id=command.command_id,
@@ -129,10 +145,10 @@ class CommandManager:
             overtime_s=command.overtime_s,
             recount=command.recount,
         )
-        session = self.server.owns(command.mn)
+        session = self.sessions.owns(command.mn)
         if session is not None:
             owner = await store.owner(command.mn)
-            if owner not in (None, self.server.instance):
+            if owner not in (None, self.instance):
                 return  # the device moved to another instance, which runs it
             if await store.claim(command.command_id):
                 self.enqueue(session, planned)
@@ -149,7 +165,7 @@ class CommandManager:
             command_id=f"auto-{new_id()}",
             cn=cn,
             params=params,
-            requested_by=f"{self.settings.service_name}/{self.server.instance}",
+            requested_by=f"{self.settings.service_name}/{self.instance}",
             overtime_s=self.settings.command_overtime_s,
             recount=self.settings.command_recount,
             internal=True,
@@ -174,12 +190,17 @@ class CommandManager:
                 continue
             assert message.qn is not None
             active = ActiveCommand(planned=planned, qn=message.qn, data=data)
+            if planned.cn in HISTORY_CNS:  # which uploads answer it (history, not live)
+                active.window = (
+                    parse_time_param(planned.params["BeginTime"], self.time),
+                    parse_time_param(planned.params["EndTime"], self.time),
+                )
             session.active = active
             self._send(session, active)
 
     def build(self, session: Session, planned: PlannedCommand) -> hj212.Message:
         """The HJ 212 request for `planned`, addressed to the session's device."""
-        server = self.server
+        time_base = self.time
         device = hj212_commands.Device(
             mn=session.mn,
             pw=session.pw or "",
@@ -187,11 +208,11 @@ class CommandManager:
             version=self._version(session),
         )
         cn, params = planned.cn, planned.params
-        clock = server.local_now
+        clock = time_base.local_now
         pol = params.get("PolId") or None
         if cn == "1012":
             text = params.get("SystemTime")
-            moment = parse_time_param(text, server) if text else server.local_now()
+            moment = parse_time_param(text, time_base) if text else time_base.local_now()
             return hj212_commands.set_time(device, moment, pol_id=pol, clock=clock)
         if cn == "1011":
             return hj212_commands.get_time(device, pol_id=pol, clock=clock)
@@ -209,8 +230,8 @@ class CommandManager:
         if cn == "2022":
             return hj212_commands.stop_facility_state(device, clock=clock)
         if cn in HISTORY_CNS:
-            begin = parse_time_param(params["BeginTime"], server)
-            end = parse_time_param(params["EndTime"], server)
+            begin = parse_time_param(params["BeginTime"], time_base)
+            end = parse_time_param(params["EndTime"], time_base)
             if end < begin:
                 raise ValueError("EndTime is before BeginTime")
             builder = {
@@ -225,14 +246,14 @@ class CommandManager:
     def _version(self, session: Session) -> hj212.ProtocolVersion:
         if session.version is not None and session.version is not hj212.ProtocolVersion.UNKNOWN:
             return session.version
-        device = self.server.directory.device(session.mn)
+        device = self.directory.device(session.mn)
         if device is not None:
             return hj212.ProtocolVersion(device.protocol_version)
         return hj212.ProtocolVersion.V2017
 
     def _send(self, session: Session, active: ActiveCommand) -> None:
         active.attempts += 1
-        if not self.server.send_to(session, active.data):
+        if not self.sessions.send_to(session, active.data):
             self._finish(session, active, "failed", {"reason": "device disconnected"})
             return
         if active.attempts == 1:
@@ -254,17 +275,26 @@ class CommandManager:
         active.timer = None
         if active.phase == "request":
             if active.attempts <= active.planned.recount:
-                _logger.info(
-                    "no answer from %s to %s (QN %s), re-sending",
-                    session.mn,
-                    active.planned.cn,
-                    active.qn,
+                # logged once, when the command times out: a retry is routine
+                _logger.debug(
+                    "command unanswered: re-sending",
+                    extra={"mn": session.mn, "cn": active.planned.cn, "qn": active.qn},
                 )
                 self._send(session, active)
                 return
             reason = f"no answer after {active.attempts} tries of {active.planned.overtime_s} s"
         else:
             reason = "the device accepted the request but sent no result in time"
+        _logger.info(
+            "command timed out",
+            extra={
+                "mn": session.mn,
+                "cn": active.planned.cn,
+                "qn": active.qn,
+                "attempts": active.attempts,
+                "reason": reason,
+            },
+        )
         self._finish(session, active, "timeout", {"reason": reason})
 
     # ------------------------------------------------------------------ answers
@@ -377,7 +407,7 @@ class CommandManager:
             finished_at=finished,
         )
         metrics.COMMANDS.labels(metrics.cn_label(planned.cn), status).inc()
-        self.server.publisher.submit(
+        self.publisher.submit(
             [encode_event(result, topic=self.settings.topic_command_results)], key=mn
         )
         fields: dict[str, Any] = {
@@ -385,7 +415,7 @@ class CommandManager:
             "mn": mn,
             "cn": planned.cn,
             "status": status,
-            "instance": self.server.instance,
+            "instance": self.instance,
             "updated_at": datetime.now(UTC).isoformat(),
             "result": result.model_dump(mode="json"),
         }
@@ -411,9 +441,12 @@ class CommandManager:
                 await previous
         try:
             async with self._write_slots:
-                await self.server.store.command_update(command_id, fields)
+                await self.store.command_update(command_id, fields)
         except Exception as exc:
-            _logger.warning("command %s state not written to Redis: %s", command_id, exc)
+            _logger.warning(
+                "command state not written to Redis",
+                extra={"command_id": command_id, "error": repr(exc)},
+            )
 
     async def flush(self) -> None:
         """Wait for the command states still being written to Redis."""
@@ -421,7 +454,7 @@ class CommandManager:
             await asyncio.wait(set(self._writes.values()), timeout=5)
 
     def stop(self) -> None:
-        for session in list(self.server.sessions.values()):
+        for session in self.sessions.live_sessions():
             active = session.active
             if active is not None and active.timer is not None:
                 active.timer.cancel()

@@ -12,18 +12,22 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "ACK_SECONDS",
     "BACKPRESSURE_SECONDS",
+    "BLOCKED_PEERS",
     "BYTES",
     "COMMANDS",
     "CONNECTIONS",
     "CONNECTIONS_CLOSED",
     "CONNECTIONS_OPENED",
     "FRAMES",
+    "PEERS_BLOCKED",
     "PUBLISH_BATCH",
     "PUBLISH_FAILURES",
     "PUBLISH_PENDING",
     "PUBLISH_SECONDS",
+    "PW_FAILURES",
     "SESSIONS",
     "THROTTLED",
+    "UNVERIFIED_DROPPED",
     "cn_label",
 ]
 
@@ -77,6 +81,21 @@ COMMANDS = Counter(
     "ecowatt_ingest_command_results_total",
     "Device command outcomes by CN and status.",
     ["cn", "status"],
+)
+
+PW_FAILURES = Counter(
+    "ecowatt_ingest_pw_failures_total",
+    "Frames whose PW did not match the registry (counted per peer address for blocking).",
+)
+PEERS_BLOCKED = Counter(
+    "ecowatt_ingest_peers_blocked_total",
+    "Peer addresses blocked after pw_failures_max PW failures within pw_failure_window_s.",
+)
+BLOCKED_PEERS = Gauge("ecowatt_ingest_blocked_peers", "Peer addresses blocked now.")
+UNVERIFIED_DROPPED = Counter(
+    "ecowatt_ingest_unverified_dropped_total",
+    "Frames of refused MNs not kept in Redis because one flush already held "
+    "unverified_max_mns MNs (each is still recorded on hj212.frames).",
 )
 
 KNOWN_CNS = frozenset(

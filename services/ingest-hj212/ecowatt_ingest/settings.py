@@ -6,9 +6,11 @@ here; the README has the table.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from ecowatt_kernel.settings import KernelSettings
+from pydantic import field_validator
 
 
 class IngestSettings(KernelSettings):
@@ -30,9 +32,22 @@ class IngestSettings(KernelSettings):
     """Start serving TCP once the registry view caught up (or after this long)."""
 
     # ------------------------------------------------------------------ device policy
-    device_policy: Literal["strict", "lenient"] = "lenient"
-    """strict: frames of unknown MNs or with a wrong PW are rejected (not kept, no 9014);
-    lenient: they are kept as `unregistered` and answered."""
+    device_policy: Literal["strict", "lenient"] = "strict"
+    """Who may bind a session. Both policies: only a registry device whose PW was verified
+    binds, replaces its old session, publishes readings and receives commands; a frame with
+    an unknown MN or a wrong PW is recorded on hj212.frames and answered 9011 (QnRtn 4 / 3).
+    strict (default): a device without a PW in the registry is refused like a wrong PW.
+    lenient: such a device is accepted on its MN alone (identity `pw_not_provisioned`), but
+    never replaces a live session of that MN — for commissioning, not for production."""
+    pw_failures_max: int = 5
+    """PW failures from one peer address within `pw_failure_window_s` that block it."""
+    pw_failure_window_s: float = 300.0
+    pw_block_s: float = 900.0
+    """How long a blocked address may send only frames whose identity is already known."""
+    pw_failures_per_mn_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Peer networks whose PW failures count per (address, MN), not per address: put NAT
+    gateways and TCP load balancers that front many devices here (JSON list of CIDRs).
+    Loopback by default: `make run`'s simulated devices all connect from it."""
 
     # ------------------------------------------------------------------ protection
     max_connections: int = 20_000
@@ -79,9 +94,15 @@ class IngestSettings(KernelSettings):
     split_timeout_s: float = 40.0
     """Incomplete split sets are given up after this long (OverTime × (ReCount + 1))."""
     max_clock_drift_s: float = 60.0
-    """A device whose clock (QN time) is off by more is sent a 1012 set-time."""
+    """A device whose clock (QN time of its live frames) is off by more gets a 1012."""
     clock_correction_interval_s: float = 3600.0
     """At most one automatic 1012 per device within this interval."""
+    clock_check_interval_s: float = 60.0
+    """A device's clock is judged from the newest QN of each such window of its frames, and
+    only when two windows in a row agree (a back-filling device's old QNs never do)."""
+    history_grace_s: float = 900.0
+    """Data whose DataTime (plus its CN's period) lies this long before the device's
+    connection started are history (`TelemetryReading.history`): a catch-up, not live."""
     answer_heartbeats: bool = True
     """Answer 9015 heartbeats with 9013 when they ask for an answer."""
 
@@ -104,4 +125,17 @@ class IngestSettings(KernelSettings):
     instance_ttl_s: int = 30
     """An instance whose heartbeat key is older than this holds no session."""
     recent_rejects: int = 50
+    unverified_max_mns: int = 10_000
+    """MNs refused at the door kept in Redis (`ingest:unverified`, `…:unregistered` and one
+    small hash each); the least recently seen go first, and the MNs of one flush beyond it
+    are counted, not kept."""
+    unverified_ttl_s: float = 7 * 86400.0
+    """An MN refused at the door is forgotten in Redis after this long without a frame."""
     redis_prefix: str = "ingest"
+
+    @field_validator("pw_failures_per_mn_from")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError: refused at start-up
+        return value

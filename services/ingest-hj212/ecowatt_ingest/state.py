@@ -5,9 +5,11 @@ Keys (prefix `ingest` by default):
 | Key | Type | Holds |
 |---|---|---|
 | `ingest:dev:{mn}` | hash | session fields and counters (see below) |
-| `ingest:devices` | zset | every MN seen → last seen (epoch s) |
-| `ingest:unregistered` | zset | MNs not (or not validly) in the registry → last seen |
-| `ingest:rejects:{mn}` | list | recent rejected frames (JSON), newest first, capped |
+| `ingest:devices` | zset | every verified MN seen → last seen (epoch s) |
+| `ingest:rejects:{mn}` | list | a verified device's recent rejects (JSON), newest first, capped |
+| `ingest:unverified` | zset, capped | MNs whose frames were refused at the door → last seen |
+| `ingest:unverified:{mn}` | hash, TTL | why, from where, when first and last, how many frames |
+| `ingest:unregistered` | zset, capped | refused MNs with no usable registry entry → last seen |
 | `ingest:instance:{id}` | string, TTL | heartbeat of a running ingest instance |
 | `ingest:sessions:{id}` | set | MNs with a session on instance `id` |
 | `ingest:cmd:{command_id}` | hash | a command's request and latest result |
@@ -20,18 +22,41 @@ disconnected_at, version, crc_variant, registered, identity and the counters of 
 current (or last) session: frames, accepted, rejected, duplicates, bytes. A crashed
 instance's sessions therefore read as offline once its heartbeat expires. Everything
 here is rebuilt from live connections.
+
+Only verified devices (bounded by the registry) get `dev`, `rejects` and `devices` entries.
+What comes from MNs refused at the door is bounded however many MNs a sender invents:
+`unverified` holds at most `keep` MNs (the least recently seen are dropped with their
+hash), every hash expires `ttl_s` after its last frame, members older than that are
+trimmed, and `unregistered` is a subset of `unverified`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ecowatt_kernel.redis_client import Redis
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionStore", "Unverified"]
+
+
+@dataclass(slots=True)
+class Unverified:
+    """What one flush learned about an MN refused at the door."""
+
+    mn: str
+    first_seen: float
+    last_seen: float = 0.0
+    reason: str = ""
+    peer: str = ""
+    cn: str | None = None
+    frames: int = 0
+    listed: bool = False
+    """Listed under `/unregistered` (the registry holds no usable entry for the MN)."""
+
 
 # Mark a session offline only if the hash still belongs to that session: the device may
 # already be connected to another instance.
@@ -66,6 +91,13 @@ class SessionStore:
     @property
     def unregistered(self) -> str:
         return f"{self.prefix}:unregistered"
+
+    @property
+    def unverified(self) -> str:
+        return f"{self.prefix}:unverified"
+
+    def unverified_key(self, mn: str) -> str:
+        return f"{self.prefix}:unverified:{mn}"
 
     def instance_key(self, instance: str) -> str:
         return f"{self.prefix}:instance:{instance}"
@@ -122,7 +154,6 @@ class SessionStore:
         pipe = self.redis.pipeline(transaction=False)
         sessions = self.sessions_key(self.instance)
         seen: dict[str, float] = {}
-        unregistered: dict[str, float] = {}
         registered: list[str] = []
         online: list[str] = []
         for mn, fields, is_registered in updates:
@@ -130,16 +161,12 @@ class SessionStore:
             last_seen = fields.get("last_seen")
             if last_seen is not None:
                 seen[mn] = float(last_seen)
-                if is_registered is False:
-                    unregistered[mn] = float(last_seen)
-                elif is_registered is True:
+                if is_registered:
                     registered.append(mn)
             if fields.get("online") == 1:
                 online.append(mn)
         if seen:
             pipe.zadd(self.devices, seen)
-        if unregistered:
-            pipe.zadd(self.unregistered, unregistered)
         if registered:
             pipe.zrem(self.unregistered, *registered)
         if online:
@@ -152,9 +179,85 @@ class SessionStore:
             pipe.srem(sessions, mn)
         await pipe.execute()
 
+    async def write_unverified(
+        self, entries: Sequence[Unverified], *, keep: int, ttl_s: float
+    ) -> None:
+        """Note MNs refused at the door; keep at most `keep` of them, none beyond `ttl_s`."""
+        if not entries:
+            return
+        ttl = max(1, int(ttl_s))
+        pipe = self.redis.pipeline(transaction=False)
+        members: dict[str, float] = {}
+        listed: dict[str, float] = {}
+        for entry in entries:
+            key = self.unverified_key(entry.mn)
+            pipe.hset(
+                key,
+                mapping={
+                    "mn": entry.mn,
+                    "reason": entry.reason,
+                    "peer": entry.peer,
+                    "last_seen": round(entry.last_seen, 3),
+                    "cn": entry.cn or "",
+                },
+            )
+            pipe.hsetnx(key, "first_seen", round(entry.first_seen, 3))
+            pipe.hincrby(key, "frames", entry.frames)
+            pipe.expire(key, ttl)
+            members[entry.mn] = entry.last_seen
+            if entry.listed:
+                listed[entry.mn] = entry.last_seen
+        pipe.zadd(self.unverified, members)
+        if listed:
+            pipe.zadd(self.unregistered, listed)
+        cutoff = max(members.values()) - ttl
+        pipe.zremrangebyscore(self.unverified, "-inf", cutoff)
+        pipe.zremrangebyscore(self.unregistered, "-inf", cutoff)
+        pipe.zcard(self.unverified)
+        results = await pipe.execute()
+        excess = int(results[-1]) - keep
+        if excess <= 0:
+            return
+        popped: Any = await self.redis.zpopmin(self.unverified, excess)
+        gone = [_s(member) for member, _ in popped]
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(gone), 1000):
+            chunk = gone[start : start + 1000]
+            pipe.delete(*(self.unverified_key(mn) for mn in chunk))
+            pipe.zrem(self.unregistered, *chunk)
+        await pipe.execute()
+
     async def device_state(self, mn: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.dev(mn))
         return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def device_states(self, mns: Sequence[str]) -> list[dict[str, str]]:
+        """`device_state` of several MNs in one round trip."""
+        return await self._hashes([self.dev(mn) for mn in mns])
+
+    async def unverified_state(self, mn: str) -> dict[str, str]:
+        [state] = await self._hashes([self.unverified_key(mn)])
+        return state
+
+    async def unverified_states(self, mns: Sequence[str]) -> list[dict[str, str]]:
+        return await self._hashes([self.unverified_key(mn) for mn in mns])
+
+    async def unregistered_page(self, offset: int, count: int) -> tuple[list[str], int]:
+        """MNs of `/unregistered`, most recently seen first: one page and the total."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrange(self.unregistered, offset, offset + count - 1)
+        pipe.zcard(self.unregistered)
+        members, total = await pipe.execute()
+        return [_s(m) for m in members], int(total)
+
+    async def _hashes(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        results = await pipe.execute()
+        return [{_s(k): _s(v) for k, v in raw.items()} for raw in results]
 
     async def recent_rejects(self, mn: str, limit: int = 50) -> list[dict[str, Any]]:
         items = await self.redis.lrange(self.rejects(mn), 0, limit - 1)
@@ -189,6 +292,7 @@ class SessionStore:
         return {_s(m): float(score) for m, score in pairs}
 
     async def unregistered_seen(self) -> dict[str, float]:
+        """Every MN of `/unregistered` → last seen (at most `unverified_max_mns`)."""
         pairs: Any = await self.redis.zrange(self.unregistered, 0, -1, withscores=True)
         return {_s(m): float(score) for m, score in pairs}
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands as hj212_commands
-from ecowatt_hj212._encoder import frame_bytes
+from ecowatt_hj212 import frame_bytes
 from ecowatt_kernel.bus import Message
 from ecowatt_kernel.contracts import FrameReceived, TelemetryReading
 from ecowatt_kernel.contracts.envelope import TYPE_HEADER, VERSION_HEADER
@@ -135,6 +135,7 @@ def reading_message(
     trace_id: str,
     produced_at: str,
     key_suffix: str = "",
+    history: bool = False,
 ) -> Message:
     """The `telemetry.reading` message of one decoded data frame (or complete split set).
 
@@ -159,6 +160,7 @@ def reading_message(
             "registered": registered,
             "items": items,
             "frame_id": frame_id,
+            "history": history,
         },
     }
     return Message(

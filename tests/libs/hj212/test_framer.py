@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-def run(framer: StreamFramer, data: bytes, cuts: list[int]) -> list[hj212._framer.FramerEvent]:
+def run(framer: StreamFramer, data: bytes, cuts: list[int]) -> list[hj212.FramerEvent]:
     events: list[Any] = []
     previous = 0
     for cut in [*sorted(cuts), len(data)]:
@@ -78,6 +78,23 @@ def test_trailerless_frame_waits_for_flush(frame_of: Callable[..., bytes]) -> No
     assert framer.buffered == len(frame)
     released = framer.flush()
     assert frames_of(released) == [frame] and released[0].trailer is Trailer.NONE
+
+
+def test_mid_frame_tells_a_frame_still_arriving_from_one_waiting_for_its_trailer(
+    frame_of: Callable[..., bytes],
+) -> None:
+    frame = frame_of("ST=32;CN=2011;CP=&&a-Rtd=1&&", trailer=b"")
+    for cut in (2, 4, 6, 20, len(frame) - 1):  # the header or body is still coming
+        framer = StreamFramer()
+        framer.feed(frame[:cut])
+        assert framer.mid_frame, cut
+    framer = StreamFramer()
+    framer.feed(frame)  # complete, held only for a possible trailer
+    assert framer.buffered and not framer.mid_frame
+    for held in (b"short garbage", b"##12x4QN", b"##9999QN="):  # no plausible frame start
+        framer = StreamFramer(max_segment_size=1024)
+        framer.feed(held)
+        assert not framer.mid_frame, held
 
 
 def test_garbage_between_frames_is_one_span(frame_of: Callable[..., bytes]) -> None:

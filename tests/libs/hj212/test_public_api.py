@@ -6,12 +6,12 @@ import ecowatt_hj212 as hj212
 
 PINNED = [
     "Binding", "CRCError", "CodeInfo", "CrcPolicy", "CrcVariant", "DecodeError", "EncodeError",
-    "Frame", "FrameSyntaxError", "HJ212Error", "LengthError", "Message", "Note", "Profile",
-    "ProfileError", "ProtocolVersion", "Quantity", "RawFrame", "Reading", "Reason",
+    "Frame", "FrameSyntaxError", "FramerEvent", "HJ212Error", "LengthError", "Message", "Note",
+    "Profile", "ProfileError", "ProtocolVersion", "Quantity", "RawFrame", "Reading", "Reason",
     "Reassembler", "ReassemblyError", "RejectedSpan", "SplitSet", "StreamFramer", "Trailer",
     "Verdict", "Verification", "VerificationError", "code_from_2005", "commands", "decode",
-    "encode", "encode_split", "format_hj212_time", "get_profile", "hj212_crc", "lookup_code",
-    "modbus_crc", "parse_hj212_time", "profile_names",
+    "encode", "encode_split", "format_hj212_time", "frame_bytes", "get_profile", "hj212_crc",
+    "lookup_code", "modbus_crc", "parse_hj212_time", "profile_names", "swap_bytes",
 ]  # fmt: skip
 
 

@@ -14,20 +14,34 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import ecowatt_hj212 as hj212
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_hj212 import commands as hj212_commands
+from ecowatt_ingest.api import router
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
+from ecowatt_kernel.app import Infrastructure, ServiceContext, ServiceSpec, create_app
 from ecowatt_kernel.bus import Bus, KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import (
+    DeviceCommand,
     DeviceSnapshot,
     RegistryChange,
     TopicSpec,
     decode,
 )
+from ecowatt_kernel.identity import (
+    DataScope,
+    Identity,
+    Role,
+    signer_from_settings,
+    verifier_from_settings,
+)
 from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.redis_client import Redis, create_redis
 from ecowatt_kernel.registry_view import RegistryView
+from ecowatt_kernel.settings import KernelSettings
 
 from .private_kafka import private_kafka  # noqa: F401 - a fixture for the outage tests
 
@@ -76,6 +90,19 @@ def qn_now() -> str:
 
 def new_mn() -> str:
     return "EW" + uuid.uuid4().hex[:22].upper()
+
+
+def command(mn: str, cn: str, params: dict[str, str] | None = None, **extra: Any) -> DeviceCommand:
+    """A `DeviceCommand` as the API would publish it, requested now."""
+    return DeviceCommand(
+        command_id=f"cmd-{new_mn()}",
+        mn=mn,
+        cn=cn,
+        params=params or {},
+        requested_by="tester",
+        requested_at=datetime.now(UTC),
+        **extra,
+    )
 
 
 def upload(
@@ -266,6 +293,7 @@ async def start_server(
         *,
         bus: Bus | None = None,
         consume_commands: bool = False,
+        clock: Callable[[], float] | None = None,
         **overrides: Any,
     ) -> IngestServer:
         options: dict[str, Any] = {
@@ -279,7 +307,11 @@ async def start_server(
         }
         options.update(overrides)
         server = IngestServer(
-            IngestSettings(**options), bus=bus or kafka, redis=redis, registry=registry
+            IngestSettings(**options),
+            bus=bus or kafka,
+            redis=redis,
+            registry=registry,
+            **({"clock": clock} if clock is not None else {}),
         )
         await server.start(wait_for_registry=False)
         await asyncio.wait_for(server.serving.wait(), 10)
@@ -300,3 +332,47 @@ async def start_server(
         await subscription.stop()
     for server in servers:
         await server.stop()
+
+
+API_SETTINGS = KernelSettings(environment="test")
+_SIGNER = signer_from_settings(API_SETTINGS)
+
+
+def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> FreshBearer:
+    """Headers with a development-signed identity token (signed at each use)."""
+    return FreshBearer(_SIGNER, Identity(subject=subject, roles=frozenset(roles), scope=scope))
+
+
+ApiFactory = Callable[[IngestServer], Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def api(kafka: KafkaBus, redis: Redis) -> AsyncIterator[ApiFactory]:
+    """`await api(server)`: an HTTP client of the ingest API serving that server."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def factory(server: IngestServer) -> httpx.AsyncClient:
+            async def on_startup(context: ServiceContext) -> None:
+                context.state["ingest"] = server
+
+            spec = ServiceSpec(
+                name="ingest-api-test",
+                title="t",
+                description="",
+                routers=[router],
+                on_startup=on_startup,
+            )
+            infrastructure = Infrastructure(
+                bus=kafka,
+                redis=redis,
+                database_url="unused",
+                verifier=verifier_from_settings(API_SETTINGS),
+            )
+            app = create_app(spec, settings=API_SETTINGS, infrastructure=infrastructure)
+            manager = await stack.enter_async_context(LifespanManager(app))
+            transport = httpx.ASGITransport(app=manager.app)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://ingest")
+            )
+
+        yield factory

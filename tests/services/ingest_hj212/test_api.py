@@ -4,29 +4,19 @@ unregistered list and for commands, commands audited and their results readable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import ecowatt_hj212 as hj212
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from bearer import FreshBearer
 from ecowatt_hj212 import commands as hj212_commands
-from ecowatt_ingest.api import router
 from ecowatt_ingest.server import IngestServer
-from ecowatt_kernel.app import Infrastructure, ServiceContext, ServiceSpec, create_app
 from ecowatt_kernel.contracts import EnterpriseSnapshot, RegistryChange
-from ecowatt_kernel.identity import (
-    DataScope,
-    Identity,
-    Role,
-    signer_from_settings,
-    verifier_from_settings,
-)
-from ecowatt_kernel.settings import KernelSettings
+from ecowatt_kernel.identity import DataScope, Role
 
 from .conftest import (
     NOW,
+    ApiFactory,
     DeviceClient,
     ServerFactory,
     TopicReader,
@@ -34,19 +24,11 @@ from .conftest import (
     device_snapshot,
     new_mn,
     registry_with,
+    token,
     upload,
 )
 
 pytestmark = pytest.mark.integration
-
-SETTINGS = KernelSettings(environment="test")
-SIGNER = signer_from_settings(SETTINGS)
-
-
-def token(*roles: Role, scope: DataScope, subject: str = "u-1") -> Mapping[str, str]:
-    identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    return FreshBearer(SIGNER, identity)
-
 
 CITY = token(Role.CITY_SUPERVISOR, scope=DataScope(all=True), subject="city")
 OFFICER = token(Role.DISTRICT_OFFICER, scope=DataScope(districts=frozenset({"610113"})))
@@ -56,7 +38,7 @@ OM = token(Role.OM_OPERATOR, scope=DataScope(all=True), subject="om-7")
 
 @pytest.fixture
 async def setup(
-    start_server: ServerFactory, kafka, redis
+    start_server: ServerFactory, api: ApiFactory
 ) -> AsyncIterator[tuple[httpx.AsyncClient, IngestServer, dict[str, str]]]:
     mns = {"E1": new_mn(), "E2": new_mn(), "unknown": new_mn()}
     view = registry_with(
@@ -78,21 +60,7 @@ async def setup(
             )
         )
     server = await start_server(view, consume_commands=True)
-
-    async def on_startup(context: ServiceContext) -> None:
-        context.state["ingest"] = server
-
-    spec = ServiceSpec(
-        name="ingest-api-test", title="t", description="", routers=[router], on_startup=on_startup
-    )
-    infrastructure = Infrastructure(
-        bus=kafka, redis=redis, database_url="unused", verifier=verifier_from_settings(SETTINGS)
-    )
-    app = create_app(spec, settings=SETTINGS, infrastructure=infrastructure)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            yield client, server, mns
+    yield await api(server), server, mns
 
 
 async def test_identity_and_scope(setup) -> None:
@@ -102,7 +70,8 @@ async def test_identity_and_scope(setup) -> None:
     await known.expect("9014")
     stranger = await DeviceClient.connect(server.port)
     await stranger.send(upload(mns["unknown"]))
-    await stranger.expect("9014")
+    refused = await stranger.expect("9011")
+    assert refused.params["QnRtn"] == "4"
     bad = hj212.encode(upload(mns["E1"]))
     await known.send(bad[:-6] + (b"0000" if bad[-6:-2] != b"0000" else b"1111") + b"\r\n")
     await asyncio.sleep(1.5)  # state flushed to Redis
@@ -110,17 +79,15 @@ async def test_identity_and_scope(setup) -> None:
     assert (await client.get("/devices")).status_code == 401
 
     city = (await client.get("/devices", headers=CITY)).json()
-    assert {d["mn"] for d in city["items"]} >= set(mns.values())
+    assert {d["mn"] for d in city["items"]} == {mns["E1"], mns["E2"]}, "no refused MN listed"
     online = (await client.get("/devices", params={"status": "online"}, headers=CITY)).json()
-    assert {d["mn"] for d in online["items"]} == {mns["E1"], mns["unknown"]}
+    assert {d["mn"] for d in online["items"]} == {mns["E1"]}
     offline = (await client.get("/devices", params={"status": "offline"}, headers=CITY)).json()
-    assert mns["E2"] in {d["mn"] for d in offline["items"]}
+    assert {d["mn"] for d in offline["items"]} == {mns["E2"]}
     same = (await client.get("/devices", params={"online": "true"}, headers=CITY)).json()
     assert same == online
     same = (await client.get("/devices", params={"online": "false"}, headers=CITY)).json()
     assert same == offline
-    page = (await client.get("/devices", params={"limit": 1, "offset": 1}, headers=CITY)).json()
-    assert page["total"] == city["total"] and len(page["items"]) == 1
 
     officer = (await client.get("/devices", headers=OFFICER)).json()
     assert [d["mn"] for d in officer["items"]] == [mns["E1"]], "only the officer's district"
@@ -131,14 +98,62 @@ async def test_identity_and_scope(setup) -> None:
 
     detail = (await client.get(f"/devices/{mns['E1']}", headers=OFFICER)).json()
     assert detail["online"] is True and detail["registered"] is True
+    assert detail["identity"] == "ok" and detail["unverified"] is None
     assert detail["counters"]["frames"] >= 1 and detail["counters"]["rejected"] == 1
     assert detail["recent_rejects"][0]["reason_code"] == "crc_mismatch"
+    refused_detail = (await client.get(f"/devices/{mns['unknown']}", headers=CITY)).json()
+    assert refused_detail["online"] is False and refused_detail["counters"] == {}
+    assert refused_detail["unverified"]["reason"] == "unknown_mn"
 
     assert (await client.get("/unregistered", headers=ENTERPRISE)).status_code == 403
     unregistered = (await client.get("/unregistered", headers=OM)).json()
-    assert [d["mn"] for d in unregistered["items"]] == [mns["unknown"]]
+    [item] = unregistered["items"]
+    assert item["mn"] == mns["unknown"] and item["reason"] == "unknown_mn"
+    assert item["frames"] == 1 and item["registered"] is False
+    assert item["last_peer"].startswith("127.0.0.1:") and item["last_cn"] == "2011"
     await known.close()
     await stranger.close()
+
+
+async def test_list_endpoints_paginate_on_the_server(
+    start_server: ServerFactory, api: ApiFactory
+) -> None:
+    """`/devices` and `/unregistered` answer the kernel's page shape; the pages partition
+    the list, most recently seen first for the unregistered, and the page size is capped."""
+    registered = sorted(new_mn() for _ in range(5))
+    server = await start_server(registry_with(*(device_snapshot(mn) for mn in registered)))
+    client = await api(server)
+    strangers = [new_mn() for _ in range(7)]
+    for mn in strangers:  # one after the other: each is seen later than the previous
+        device = await DeviceClient.connect(server.port or 0)
+        await device.send(upload(mn))
+        await device.expect("9011")
+        await device.close()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)  # flushed to Redis
+
+    pages = []
+    for number in (1, 2, 3):
+        page = (
+            await client.get("/unregistered", params={"page": number, "page_size": 3}, headers=OM)
+        ).json()
+        assert (page["total"], page["page"], page["page_size"], page["pages"]) == (7, number, 3, 3)
+        pages.append([item["mn"] for item in page["items"]])
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [mn for p in pages for mn in p] == strangers[::-1], "most recently seen first"
+    beyond = await client.get("/unregistered", params={"page": 4, "page_size": 3}, headers=OM)
+    assert beyond.status_code == 200 and beyond.json()["items"] == []
+    too_big = await client.get("/unregistered", params={"page_size": 501}, headers=OM)
+    assert too_big.status_code == 422
+
+    seen = []
+    for number in (1, 2, 3):
+        page = (
+            await client.get("/devices", params={"page": number, "page_size": 2}, headers=CITY)
+        ).json()
+        assert page["total"] == 5 and page["pages"] == 3
+        seen += [item["mn"] for item in page["items"]]
+    assert seen == registered
 
 
 async def test_commands_need_a_role_are_audited_and_report_their_result(

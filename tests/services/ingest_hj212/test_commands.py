@@ -5,19 +5,21 @@ automatic backfill after a gap, and the multi-instance hand-off through Redis.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
 import ecowatt_hj212 as hj212
 import pytest
 from ecowatt_hj212 import commands as hj212_commands
-from ecowatt_kernel.contracts import DeviceCommand, DeviceCommandResult, encode
+from ecowatt_kernel.contracts import DeviceCommandResult, encode
 
 from .conftest import (
     DeviceClient,
     ServerFactory,
     TopicReader,
     Topics,
+    command,
     device_snapshot,
     local_now,
     new_mn,
@@ -26,18 +28,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def command(mn: str, cn: str, params: dict[str, str] | None = None, **extra) -> DeviceCommand:
-    return DeviceCommand(
-        command_id=f"cmd-{new_mn()}",
-        mn=mn,
-        cn=cn,
-        params=params or {},
-        requested_by="tester",
-        requested_at=datetime.now(UTC),
-        **extra,
-    )
 
 
 def statuses(events: list, command_id: str) -> list[str]:
@@ -89,8 +79,10 @@ async def test_command_is_sent_correlated_and_reported(
 
 
 async def test_unanswered_request_is_resent_recount_times_then_times_out(
-    start_server: ServerFactory, topics: Topics, kafka
+    start_server: ServerFactory, topics: Topics, kafka, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Re-sent with its QN `ReCount` times, then `timeout`; logged once (not per retry)."""
+    caplog.set_level(logging.INFO, logger="ecowatt_ingest.commands")
     mn = new_mn()
     server = await start_server(registry_with(device_snapshot(mn)), consume_commands=True)
     results = await TopicReader(kafka, topics.results).start()
@@ -108,6 +100,9 @@ async def test_unanswered_request_is_resent_recount_times_then_times_out(
     )
     assert statuses(events, order.command_id) == ["sent", "timeout"]
     assert events[-1].data["attempts"] == 3
+    logged = [r for r in caplog.records if r.name == "ecowatt_ingest.commands"]
+    assert [(r.levelname, r.getMessage()) for r in logged] == [("INFO", "command timed out")]
+    assert logged[0].mn == mn and logged[0].attempts == 3  # type: ignore[attr-defined]
     await device.close()
     await results.stop()
 
@@ -191,7 +186,7 @@ async def test_reconnect_after_a_gap_requests_minute_and_hour_data(
     await device.nothing(0.5)  # one request at a time: 2061 waits for 2051
     minute = seen["2051"]
     begin = hj212.parse_hj212_time(minute.params["BeginTime"])
-    expected = datetime.fromtimestamp(gone, UTC).astimezone(server.tz).replace(tzinfo=None)
+    expected = datetime.fromtimestamp(gone, UTC).astimezone(server.time.tz).replace(tzinfo=None)
     assert begin is not None and abs((begin - expected).total_seconds()) < 2
     end = hj212.parse_hj212_time(minute.params["EndTime"])
     assert end is not None and abs((end - local_now()).total_seconds()) < 5
@@ -243,6 +238,6 @@ async def test_two_instances_one_runs_the_command_one_reports_offline(
     assert statuses(events, order.command_id) == ["sent", "executed"]
     assert statuses(events, missing.command_id) == ["offline"], "exactly one instance reports"
     await device.nothing(0.5)  # the request was sent once, by the instance holding the device
-    assert first.owns(mn) is None and second.owns(mn) is not None
+    assert first.table.owns(mn) is None and second.table.owns(mn) is not None
     await device.close()
     await results.stop()

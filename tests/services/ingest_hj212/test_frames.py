@@ -1,5 +1,6 @@
 """Frames in, records out: verdicts, readings, answers only after the broker's ack,
-device identity under both policies, duplicates, split packets, time calibration."""
+device identity under both policies, duplicates, split packets, time calibration.
+The door's security properties (spoofing, floods, PW failures) are in `test_door.py`."""
 
 from __future__ import annotations
 
@@ -88,9 +89,12 @@ async def test_bad_crc_garbage_and_bad_length_are_recorded_not_answered(
 
 
 @pytest.mark.parametrize("policy", ["lenient", "strict"])
-async def test_unknown_mn_and_wrong_password(
+async def test_unknown_mn_and_wrong_password_are_refused_under_both_policies(
     start_server: ServerFactory, topics: Topics, kafka, policy: str
 ) -> None:
+    """Neither policy lets an unknown MN or a wrong PW in: recorded with the reason,
+    answered with the standard's MN / PW error, no reading, no session; the unknown MN is
+    listed as unregistered, the known one is not (its device is fine)."""
     known = new_mn()
     unknown = new_mn()
     server = await start_server(registry_with(device_snapshot(known)), device_policy=policy)
@@ -101,39 +105,79 @@ async def test_unknown_mn_and_wrong_password(
     await stranger.send(upload(unknown))
     impostor = await DeviceClient.connect(server.port)
     await impostor.send(upload(known, pw="654321"))
-    if policy == "lenient":
-        await stranger.expect("9014")
-        await impostor.expect("9014")
-        events = await frames.wait_for(lambda e: len(e) >= 2, "two frames")
-        assert {(e.mn, e.verdict, e.reason_code) for e in events} == {
-            (unknown, "unregistered", "unknown_mn"),
-            (known, "unregistered", "bad_password"),
-        }
-        kept = await readings.wait_for(lambda e: len(e) >= 2, "two readings")
-        assert {(r.mn, r.registered) for r in kept} == {(unknown, False), (known, False)}
-        await asyncio.sleep(1.5)  # session state reaches Redis
-        assert unknown in await server.store.unregistered_seen()
-        assert known in await server.store.unregistered_seen()
-    else:
-        mn_error = await stranger.expect("9011")
-        assert mn_error.params["QnRtn"] == "4"
-        pw_error = await impostor.expect("9011")
-        assert pw_error.params["QnRtn"] == "3"
-        events = await frames.wait_for(lambda e: len(e) >= 2, "two frames")
-        assert {(e.mn, e.verdict, e.reason_code) for e in events} == {
-            (unknown, "rejected", "unknown_mn"),
-            (known, "rejected", "bad_password"),
-        }
-        await stranger.nothing(0.5)
-        assert readings.events() == []
+    mn_error = await stranger.expect("9011")
+    assert mn_error.params["QnRtn"] == "4"
+    pw_error = await impostor.expect("9011")
+    assert pw_error.params["QnRtn"] == "3"
+    events = await frames.wait_for(lambda e: len(e) >= 2, "two frames")
+    assert {(e.mn, e.verdict, e.reason_code) for e in events} == {
+        (unknown, "unregistered", "unknown_mn"),
+        (known, "rejected", "bad_password"),
+    }
+    assert all(e.session_id is None for e in events), "no session was bound"
+    await stranger.nothing(0.5)
+    assert server.sessions == {}
+    await asyncio.sleep(1.0)  # state reaches Redis
+    assert set(await server.store.unregistered_seen()) == {unknown}
+    assert await server.store.device_state(known) == {}
+    assert await server.store.device_state(unknown) == {}
     # the right PW still works for the known device on a new connection
     honest = await DeviceClient.connect(server.port)
     await honest.send(upload(known))
     await honest.expect("9014")
+    [reading] = await readings.wait_for(lambda e: len(e) >= 1, "the honest reading")
+    assert reading.mn == known and reading.registered is True
+    await asyncio.sleep(0.5)
+    assert len(readings.events()) == 1, "nothing published for the refused frames"
     for client in (stranger, impostor, honest):
         await client.close()
     await frames.stop()
     await readings.stop()
+
+
+async def test_a_device_without_a_pw_is_refused_by_strict_and_accepted_by_lenient(
+    start_server: ServerFactory, topics: Topics, kafka
+) -> None:
+    """`pw_not_provisioned`: strict (the default) refuses it as a PW error and lists it as
+    unregistered; lenient accepts it on its MN, but a second connection claiming the MN
+    cannot take over the live session (`mn_in_use`, 9011 QnRtn=2)."""
+    mn = new_mn()
+    registry = registry_with(device_snapshot(mn, pw=None))
+    strict = await start_server(registry)
+    assert strict.settings.device_policy == "strict", "the default"
+    device = await DeviceClient.connect(strict.port)
+    await device.send(upload(mn))
+    refused = await device.expect("9011")
+    assert refused.params["QnRtn"] == "3"
+    await asyncio.sleep(1.2)
+    assert set(await strict.store.unregistered_seen()) == {mn}
+    await device.close()
+
+    frames = await TopicReader(kafka, topics.frames).start()
+    lenient = await start_server(registry, device_policy="lenient")
+    first = await DeviceClient.connect(lenient.port)
+    await first.send(upload(mn, pw="anything"))
+    await first.expect("9014")
+    second = await DeviceClient.connect(lenient.port)
+    await second.send(upload(mn, pw="other"))
+    taken = await second.expect("9011")
+    assert taken.params["QnRtn"] == "2"
+    session = lenient.sessions[mn]
+    assert session.conn is not None and not session.conn.closed
+    assert session.identity == "pw_not_provisioned"
+    await first.send(upload(mn, pw="anything", data_time="20261126084600"))
+    await first.expect("9014")  # the first connection keeps its session
+    events = await frames.wait_for(
+        lambda e: sum(f.verdict == "accepted" for f in e) >= 2, "the accepted frames"
+    )
+    assert [
+        (f.verdict, f.reason_code)
+        for f in events
+        if f.verdict != "accepted" and f.ingest_instance == lenient.instance
+    ] == [("rejected", "mn_in_use")]
+    for client in (first, second):
+        await client.close()
+    await frames.stop()
 
 
 async def test_duplicate_qn_is_answered_again_but_published_once(

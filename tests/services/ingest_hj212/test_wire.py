@@ -131,9 +131,11 @@ async def test_service_serves_hj212_with_the_in_process_bus(redis_url: str) -> N
         mn = new_mn()
         device = await DeviceClient.connect(server.port)
         await device.send(upload(mn))
-        await device.expect("9014")
+        refused = await device.expect("9011")  # not in the (empty) registry: MN error
+        assert refused.params["QnRtn"] == "4"
         frames = bus.read_all("hj212.frames")
         assert [decode(r).data.verdict for r in frames] == ["unregistered"]
+        assert bus.read_all("telemetry.readings") == []
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
             assert (await client.get("/healthz")).status_code == 200

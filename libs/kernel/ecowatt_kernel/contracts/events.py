@@ -89,12 +89,26 @@ class TelemetryReading(Event):
     data_time: AwareDatetime = Field(description="DataTime converted from local time to UTC.")
     received_at: AwareDatetime
     protocol_version: str | None = Field(None, description="2005, 2017 or 2025.")
-    registered: bool = Field(True, description="False when the MN is not in the registry.")
+    registered: bool = Field(
+        True,
+        description="Always true from ingest: readings are published only for a device whose "
+        "MN and PW were verified against the registry (a frame with an unknown MN or a wrong "
+        "PW is recorded on hj212.frames only).",
+    )
     items: dict[str, dict[str, str]] = Field(
         description="Values by code, then by suffix, as sent: {'e70101': {'Rtd': '12.5', "
         "'Flag': 'N'}}."
     )
     frame_id: uuid.UUID | None = None
+    history: bool = Field(
+        False,
+        description="True when the data are history, not live: the frame answers a history "
+        "request running for the device (a 2031/2041/2051/2061 command of the same CN, "
+        "DataTime within its BeginTime..EndTime), or the device delivers data from before its "
+        "current connection (DataTime plus the CN's period — 2061 one hour, 2031/2041 one "
+        "day, otherwise none — earlier than the connection's start minus ingest's "
+        "history_grace_s). Late by design: not to be judged for latency.",
+    )
 
     def partition_key(self) -> str:
         return self.mn

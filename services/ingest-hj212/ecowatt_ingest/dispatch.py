@@ -1,0 +1,356 @@
+"""Frames to verdicts to the bus to answers: the hot path of every connection.
+
+For each framer event of a connection the dispatcher decodes the frame, checks its length
+and CRC, passes it through the door (`door.Door`: identity, binding) and, for a verified
+frame, decides what it is (an answer to a command, a time-calibration request, a heartbeat,
+a duplicate, data), builds the `hj212.frames` record and, for data, the
+`telemetry.readings` message, and has the recorder publish them and answer once durable.
+It keeps the per-connection frame rate, the duplicate cache and split-set reassembly, and
+triggers the time duties (`timekeeping.Timekeeper`). It is every connection's
+`ConnectionHost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC
+
+import ecowatt_hj212 as hj212
+from ecowatt_hj212 import commands as hj212_commands
+from ecowatt_kernel.bus import Message
+
+from ecowatt_ingest import metrics
+from ecowatt_ingest.commands import CommandManager
+from ecowatt_ingest.connection import HOLD, RATE, DeviceConnection, Session
+from ecowatt_ingest.devices import DeviceDirectory
+from ecowatt_ingest.door import Door
+from ecowatt_ingest.publisher import Entry
+from ecowatt_ingest.recorder import (
+    ACCEPTED,
+    ANSWER_CNS,
+    DUPLICATE,
+    FrameRecorder,
+    encode_answer,
+)
+from ecowatt_ingest.sessions import SessionTable
+from ecowatt_ingest.settings import IngestSettings
+from ecowatt_ingest.timebase import TimeBase
+from ecowatt_ingest.timekeeping import Timekeeper
+from ecowatt_ingest.wire import new_id, new_trace_id, reading_message, utc_iso
+
+__all__ = ["DATA_CNS", "Dispatcher"]
+
+_logger = logging.getLogger(__name__)
+
+DATA_CNS = frozenset({"2011", "2021", "2031", "2041", "2051", "2061"})
+
+
+class Dispatcher:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        directory: DeviceDirectory,
+        sessions: SessionTable,
+        recorder: FrameRecorder,
+        commands: CommandManager,
+        timekeeper: Timekeeper,
+        time_base: TimeBase,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.sessions = sessions
+        self.recorder = recorder
+        self.commands = commands
+        self.timekeeper = timekeeper
+        self.time = time_base
+        self.now: Callable[[], float] = time_base.now
+        self.door: Door | None = None
+        """Set by the server once built (the door hands verified frames to `dispatch`)."""
+        self.holding: set[DeviceConnection] = set()
+        self.reassembler = hj212.Reassembler(timeout=settings.split_timeout_s)
+        self._recent: dict[tuple[str, str, int], Entry] = {}
+
+    # ------------------------------------------------------------------ connection hooks
+    def on_connection_made(self, conn: DeviceConnection) -> None:
+        self.sessions.on_connection_made(conn)
+
+    def on_connection_lost(self, conn: DeviceConnection, exc: Exception | None) -> None:
+        self.holding.discard(conn)
+        self.sessions.on_connection_lost(conn, exc)
+
+    def received_bytes(self, conn: DeviceConnection, size: int) -> None:
+        metrics.BYTES.inc(size)
+        session = conn.session
+        if session is not None:
+            session.bytes += size
+
+    # ------------------------------------------------------------------ frames
+    def on_events(
+        self,
+        conn: DeviceConnection,
+        events: list[hj212.FramerEvent],
+        now: float,
+        *,
+        hold: bool = True,
+    ) -> None:
+        """Handle framer events in order; stop (keeping the rest in `conn.backlog`) when the
+        connection must wait: bus backpressure, too many frames unacknowledged, a PW being
+        verified, or the frame rate spent. Frames already read stay bounded by one read."""
+        settings = self.settings
+        rate = settings.max_frames_per_s
+        tokens = min(settings.frame_burst, conn.tokens + (now - conn.tokens_at) * rate)
+        conn.tokens_at = now
+        last = len(events) - 1
+        for index, event in enumerate(events):
+            tokens -= 1
+            if isinstance(event, hj212.RawFrame):
+                self.on_frame(conn, event.data)
+            else:
+                self.on_span(conn, event)
+            if conn.closed:
+                return
+            if hold and index < last and (tokens < 0 or conn.paused & HOLD):
+                conn.backlog = events[index + 1 :]
+                break
+        conn.tokens = tokens
+        if tokens < 0 and not conn.paused & RATE:
+            conn.pause(RATE)
+            metrics.THROTTLED.labels("rate").inc()
+            asyncio.get_running_loop().call_later(-tokens / rate, conn.resume, RATE)
+
+    def on_span(self, conn: DeviceConnection, span: hj212.RejectedSpan) -> None:
+        session = conn.session
+        self.recorder.record_rejected(
+            conn,
+            span.data,
+            span.reason.value,
+            span.explanation,
+            mn=session.mn if session else None,
+        )
+        conn.garbage += len(span.data)
+        if not conn.valid_seen and conn.garbage > self.settings.max_garbage_bytes:
+            self.sessions.close_connection(conn, "garbage")
+
+    def on_frame(self, conn: DeviceConnection, raw: bytes) -> None:
+        recorder = self.recorder
+        try:
+            frame = hj212.decode(raw, crc_policy=self.directory.crc_policy)
+        except hj212.DecodeError as exc:
+            partial = exc.frame
+            recorder.record_rejected(
+                conn,
+                raw,
+                exc.reason.value,
+                str(exc),
+                mn=partial.mn if partial is not None else None,
+                cn=partial.cn if partial is not None else None,
+                qn=partial.qn if partial is not None else None,
+            )
+            conn.garbage += len(raw)
+            return
+        verification = frame.verification
+        if not verification.ok:
+            verdict = verification.length if not verification.length.ok else verification.crc
+            recorder.record_rejected(
+                conn,
+                raw,
+                verdict.reason.value,
+                verdict.explanation,
+                mn=frame.mn,
+                cn=frame.cn,
+                qn=frame.qn,
+            )
+            conn.garbage += len(raw)
+            return
+        mn = frame.mn
+        if not mn:
+            recorder.record_rejected(
+                conn, raw, "mn_missing", "frame has no MN", cn=frame.cn, qn=frame.qn
+            )
+            return
+        session = conn.session
+        if session is not None and mn != session.mn:
+            recorder.record_rejected(
+                conn,
+                raw,
+                "session_mn_mismatch",
+                f"this connection is bound to MN {session.mn}; the frame says MN {mn}",
+                mn=mn,
+                cn=frame.cn,
+                qn=frame.qn,
+            )
+            return
+        conn.valid_seen = True
+        assert self.door is not None
+        self.door.enter(conn, frame, mn)
+
+    def dispatch(
+        self,
+        conn: DeviceConnection,
+        session: Session,
+        frame: hj212.Frame,
+        wall: float,
+        perf: float,
+    ) -> None:
+        """Handle a frame that passed the door, on its verified session."""
+        mn = session.mn
+        session.pw = frame.pw
+        if frame.st is not None and frame.st != "91":
+            session.st = frame.st
+        if session.version is not frame.version and frame.version_source == "flag":
+            session.version = frame.version
+            session.dirty = True
+        elif session.version is None:
+            session.version = frame.version
+        session.last_seen = wall
+        session.frames += 1
+        cn = frame.cn
+        recorder = self.recorder
+        if cn in ANSWER_CNS:  # their QN is the platform's request's, not the device's clock
+            self.commands.on_answer(session, frame)
+            recorder.record(conn, frame, ACCEPTED, None, None, wall, perf, answer=None)
+            return
+        if cn == "1013":  # time calibration: 9013 now, then a 1012 set-time
+            conn.write(encode_answer(hj212_commands.notification_answer(frame)) or b"")
+            recorder.record(conn, frame, ACCEPTED, None, None, wall, perf, answer=None)
+            pol = frame.params.get("PolId")
+            self.commands.internal(session, "1012", {"PolId": pol} if pol else {})
+            return
+        if cn == "9015":  # heartbeat (2025)
+            if frame.ack_requested and self.settings.answer_heartbeats:
+                conn.write(encode_answer(hj212_commands.notification_answer(frame)) or b"")
+            recorder.record(conn, frame, ACCEPTED, None, None, wall, perf, answer=None)
+            self.timekeeper.observe_clock(session, frame, wall)
+            return
+        original: Entry | None = None
+        dedupe_key = None
+        if frame.qn is not None:
+            dedupe_key = (mn, frame.qn, hash(frame.segment))
+            original = self._recent.get(dedupe_key)
+        if original is not None:
+            session.duplicates += 1
+            recorder.record(
+                conn,
+                frame,
+                DUPLICATE,
+                "duplicate_qn",
+                f"QN {frame.qn} of MN {mn} was received before with the same content",
+                wall,
+                perf,
+                answer=recorder.data_answer(frame),
+                wait_for=original,
+            )
+            return
+        extra: list[Message] = []
+        frame_id = new_id()
+        trace = new_trace_id()
+        if cn is not None:
+            self.commands.on_upload(session, frame)
+        if cn in DATA_CNS:
+            extra = self._readings(session, frame, frame_id, trace, wall)
+        self.timekeeper.observe_clock(session, frame, wall)
+        session.accepted += 1
+        entry = recorder.record(
+            conn,
+            frame,
+            ACCEPTED,
+            None,
+            None,
+            wall,
+            perf,
+            answer=recorder.data_answer(frame),
+            extra=extra,
+            frame_id=frame_id,
+            trace=trace,
+        )
+        if dedupe_key is not None:
+            recent = self._recent
+            recent[dedupe_key] = entry
+            if len(recent) > self.settings.duplicate_cache_size:
+                del recent[next(iter(recent))]
+        if not session.backfill_checked:
+            self.timekeeper.maybe_backfill(session)
+
+    # ------------------------------------------------------------------ readings
+    def _readings(
+        self, session: Session, frame: hj212.Frame, frame_id: str, trace: str, wall: float
+    ) -> list[Message]:
+        if frame.is_split:
+            try:
+                completed = self.reassembler.add(frame)
+            except hj212.ReassemblyError as exc:
+                _logger.info(
+                    "split part not usable", extra={"mn": frame.mn, "reason": exc.reason.value}
+                )
+                return []
+            if completed is None:
+                return []
+            first = completed.parts[0]
+            return self._reading(session, first, completed.codes, frame_id, trace, wall)
+        return self._reading(session, frame, frame.codes, frame_id, trace, wall)
+
+    def _reading(
+        self,
+        session: Session | None,
+        frame: hj212.Frame,
+        items: dict[str, dict[str, str]],
+        frame_id: str | None,
+        trace: str,
+        wall: float,
+        key_suffix: str = "",
+    ) -> list[Message]:
+        moment = frame.data_time
+        text = frame.params.get("DataTime")
+        mn, cn = frame.mn, frame.cn
+        if moment is None or text is None or mn is None or cn is None:
+            return []
+        history = self.timekeeper.is_history(session, cn, moment)
+        stamp = utc_iso(wall)
+        return [
+            reading_message(
+                self.settings.topic_readings,
+                mn=mn,
+                cn=cn,
+                st=frame.st,
+                qn=frame.qn,
+                data_time=text.strip(),
+                data_time_utc=moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat(),
+                received_at=stamp,
+                protocol_version=frame.version.value,
+                registered=True,
+                history=history,
+                items=items,
+                frame_id=frame_id,
+                trace_id=trace,
+                produced_at=stamp,
+                key_suffix=key_suffix,
+            )
+        ]
+
+    def expire_splits(self) -> None:
+        """Publish split sets given up as incomplete with what came (a partial key)."""
+        for given_up in self.reassembler.expire():
+            if not given_up.parts:
+                continue
+            first = given_up.parts[0]
+            received = ",".join(str(p.pno) for p in given_up.parts)
+            _logger.info(
+                "split set incomplete: publishing what came",
+                extra={"mn": first.mn, "why": given_up.reason, "missing": list(given_up.missing)},
+            )
+            messages = self._reading(
+                self.sessions.sessions.get(first.mn or ""),
+                first,
+                given_up.codes,
+                None,
+                new_trace_id(),
+                self.now(),
+                key_suffix=f"|partial:{received}/{given_up.pnum}",
+            )
+            if messages:
+                self.recorder.publisher.submit(messages, key=first.mn)
