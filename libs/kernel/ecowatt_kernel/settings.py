@@ -9,6 +9,7 @@ start-up, so a production process cannot run with a known secret.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import SecretStr, model_validator
@@ -41,7 +42,12 @@ class KernelSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
 
-    bus_backend: Literal["kafka", "memory"] = "kafka"
+    bus_backend: Literal["kafka", "memory", "disk"] = "kafka"
+    # The durable in-process bus (`disk`, standalone's default; see the kernel README).
+    bus_disk_dir: Path = Path(".data/bus")
+    bus_disk_retention_bytes: int = 2**30
+    bus_disk_retention_hours: float = 168.0
+    bus_disk_checkpoint_bytes: int = 64 * 2**20
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

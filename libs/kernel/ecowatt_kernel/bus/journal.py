@@ -1,0 +1,717 @@
+"""The write-ahead journal behind `DiskBus`: one append-only segment, group commit, checkpoints.
+
+The folder (one process at a time: `LOCK` is held with `flock`):
+
+    LOCK                               the owner's pid
+    segment-000000000007.log           the live segment: a checkpoint, then appended entries
+    segment-000000000008.log.partial   a checkpoint being written (removed at start)
+
+An entry is `u32 body length, u32 CRC-32 of the body, body`; the body starts with its kind:
+
+    TOPIC    name, partitions, compacted
+    RECORD   topic, partition, offset, timestamp, key (or none), value, headers
+    COMMIT   group, topic, partition, offset, timestamp
+    OFFSET   topic, partition, next offset (a checkpoint keeps offsets of emptied partitions)
+
+**Durability.** `write(data)` returns once `data` is on disk (`write` + `fdatasync`). Writes
+that arrive while one is in progress go out together with the next `fdatasync`: concurrent
+publishers share one (group commit). A failed write (ENOSPC, EROFS, EIO, EFBIG …) is cut back
+to the last durable byte, so a good entry never follows a torn one; its callers get the
+`OSError` and nothing of it counts as written.
+
+**Recovery** reads the newest segment. A torn tail — a write that never reached `fdatasync`,
+so was never acknowledged — is cut off. A corrupt entry followed by more bytes is not
+expected (the file is only appended after a durable prefix); it also ends the segment, is
+logged as an error and the rest is kept aside in `<segment>.corrupt` for inspection.
+
+**Checkpoints.** Once the segment has grown by `checkpoint_bytes` (or by the size of its own
+checkpoint, if larger) the owner's live state — retained records, committed offsets, next
+offsets — is written to the next segment (`.partial`, `fdatasync`, rename, folder `fsync`)
+and the old one deleted. The disk therefore holds the live set plus what was appended since.
+A checkpoint that cannot be written (disk full) is retried later; appends go on meanwhile.
+
+`python -m ecowatt_kernel.bus.journal FOLDER [--topic T] [--records]` prints what a journal
+holds (read-only, safe while the owner runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import mmap
+import os
+import struct
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Gauge, Histogram
+
+from ecowatt_kernel.bus.types import BusUnavailableError, Record
+from ecowatt_kernel.metrics import LATENCY_BUCKETS
+
+__all__ = [
+    "Checkpoint",
+    "Commit",
+    "Journal",
+    "OffsetMark",
+    "TopicEntry",
+    "encode_commit",
+    "encode_offset",
+    "encode_record",
+    "encode_topic",
+    "read_segment",
+]
+
+_logger = logging.getLogger(__name__)
+
+SEGMENT_PREFIX = "segment-"
+SEGMENT_SUFFIX = ".log"
+PARTIAL_SUFFIX = ".partial"
+
+_TOPIC, _RECORD, _COMMIT, _OFFSET = 1, 2, 3, 4
+_FRAME = struct.Struct("<II")
+_TOPIC_S = struct.Struct("<BHIB")
+_RECORD_S = struct.Struct("<BHIqqiIH")
+_HEADER_S = struct.Struct("<HI")
+_COMMIT_S = struct.Struct("<BHHIqq")
+_OFFSET_S = struct.Struct("<BHIq")
+
+FSYNC_SECONDS = Histogram(
+    "ecowatt_bus_log_fsync_seconds",
+    "Time of one group commit of the bus log (write + fdatasync).",
+    buckets=LATENCY_BUCKETS,
+)
+GROUP_COMMIT_WRITES = Histogram(
+    "ecowatt_bus_log_group_commit_writes",
+    "Write calls (publishes and commits) made durable by one fdatasync.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+WRITE_FAILURES = MetricCounter(
+    "ecowatt_bus_log_write_failures_total",
+    "Group commits of the bus log that failed (disk full, read-only, I/O error).",
+    ["errno"],
+)
+SEGMENT_BYTES = Gauge("ecowatt_bus_log_segment_bytes", "Size of the live bus log segment.")
+CHECKPOINTS = MetricCounter(
+    "ecowatt_bus_log_checkpoints_total", "Checkpoints of the bus log.", ["outcome"]
+)
+
+
+# ------------------------------------------------------------------------------ entries
+
+
+@dataclass(frozen=True, slots=True)
+class TopicEntry:
+    name: str
+    partitions: int
+    compacted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    group: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetMark:
+    topic: str
+    partition: int
+    next_offset: int
+
+
+Entry = TopicEntry | Record | Commit | OffsetMark
+
+
+def _frame(body: bytes) -> bytes:
+    return _FRAME.pack(len(body), zlib.crc32(body)) + body
+
+
+def encode_topic(name: str, partitions: int, compacted: bool) -> bytes:
+    raw = name.encode()
+    return _frame(_TOPIC_S.pack(_TOPIC, len(raw), partitions, int(compacted)) + raw)
+
+
+def encode_record(record: Record) -> bytes:
+    topic = record.topic.encode()
+    key = record.key
+    parts = [
+        _RECORD_S.pack(
+            _RECORD,
+            len(topic),
+            record.partition,
+            record.offset,
+            record.timestamp_ms,
+            -1 if key is None else len(key),
+            len(record.value),
+            len(record.headers),
+        ),
+        topic,
+    ]
+    if key:
+        parts.append(key)
+    parts.append(record.value)
+    for name, value in record.headers:
+        raw = name.encode()
+        parts.append(_HEADER_S.pack(len(raw), len(value)))
+        parts.append(raw)
+        parts.append(value)
+    return _frame(b"".join(parts))
+
+
+def encode_commit(commit: Commit) -> bytes:
+    group, topic = commit.group.encode(), commit.topic.encode()
+    head = _COMMIT_S.pack(
+        _COMMIT, len(group), len(topic), commit.partition, commit.offset, commit.timestamp_ms
+    )
+    return _frame(head + group + topic)
+
+
+def encode_offset(mark: OffsetMark) -> bytes:
+    topic = mark.topic.encode()
+    return _frame(_OFFSET_S.pack(_OFFSET, len(topic), mark.partition, mark.next_offset) + topic)
+
+
+def _decode(body: bytes | mmap.mmap, start: int) -> Entry:
+    kind = body[start]
+    if kind == _RECORD:
+        _, tlen, partition, offset, ts, klen, vlen, hcount = _RECORD_S.unpack_from(body, start)
+        pos = start + _RECORD_S.size
+        topic = bytes(body[pos : pos + tlen]).decode()
+        pos += tlen
+        key = None
+        if klen >= 0:
+            key = bytes(body[pos : pos + klen])
+            pos += klen
+        value = bytes(body[pos : pos + vlen])
+        pos += vlen
+        headers = []
+        for _ in range(hcount):
+            nlen, hlen = _HEADER_S.unpack_from(body, pos)
+            pos += _HEADER_S.size
+            name = bytes(body[pos : pos + nlen]).decode()
+            pos += nlen
+            headers.append((name, bytes(body[pos : pos + hlen])))
+            pos += hlen
+        return Record(topic, partition, offset, key, value, tuple(headers), ts)
+    if kind == _COMMIT:
+        _, glen, tlen, partition, offset, ts = _COMMIT_S.unpack_from(body, start)
+        pos = start + _COMMIT_S.size
+        group = bytes(body[pos : pos + glen]).decode()
+        topic = bytes(body[pos + glen : pos + glen + tlen]).decode()
+        return Commit(group, topic, partition, offset, ts)
+    if kind == _OFFSET:
+        _, tlen, partition, next_offset = _OFFSET_S.unpack_from(body, start)
+        pos = start + _OFFSET_S.size
+        return OffsetMark(bytes(body[pos : pos + tlen]).decode(), partition, next_offset)
+    if kind == _TOPIC:
+        _, tlen, partitions, compacted = _TOPIC_S.unpack_from(body, start)
+        pos = start + _TOPIC_S.size
+        return TopicEntry(bytes(body[pos : pos + tlen]).decode(), partitions, bool(compacted))
+    raise ValueError(f"unknown entry kind {kind}")
+
+
+@dataclass
+class SegmentRead:
+    """What `read_segment` found: the entries and where the good prefix ends."""
+
+    entries: list[Entry] = field(default_factory=list)
+    good_bytes: int = 0
+    size: int = 0
+    problem: str | None = None
+
+    @property
+    def torn_bytes(self) -> int:
+        return self.size - self.good_bytes
+
+
+def read_segment(path: Path) -> SegmentRead:
+    """Every complete, intact entry of a segment, in order."""
+    result = SegmentRead()
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        result.size = size
+        if size == 0:
+            return result
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            pos = 0
+            while pos < size:
+                if pos + _FRAME.size > size:
+                    result.problem = "a partial entry header"
+                    break
+                length, crc = _FRAME.unpack_from(data, pos)
+                start, end = pos + _FRAME.size, pos + _FRAME.size + length
+                if end > size:
+                    result.problem = "a partial entry"
+                    break
+                if zlib.crc32(data[start:end]) != crc:
+                    result.problem = "an entry whose checksum does not match"
+                    break
+                try:
+                    result.entries.append(_decode(data, start))
+                except (ValueError, struct.error, UnicodeDecodeError) as exc:
+                    result.problem = f"an undecodable entry ({exc})"
+                    break
+                pos = end
+            result.good_bytes = pos
+    return result
+
+
+# ------------------------------------------------------------------------------ journal
+
+
+@dataclass
+class Checkpoint:
+    """The live state a checkpoint writes (taken by the owner between two group commits)."""
+
+    topics: list[TopicEntry]
+    offsets: list[OffsetMark]
+    records: list[Record]
+    commits: list[Commit]
+
+
+@dataclass
+class _Write:
+    data: bytes
+    future: asyncio.Future[None]
+    on_durable: Callable[[], None] | None
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a failure as seen: whoever awaits the future still gets it."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` (the one place the journal writes; tests inject faults)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _sync(fd: int) -> None:
+    os.fdatasync(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """One folder's write-ahead journal; see the module docstring."""
+
+    def __init__(self, folder: Path, *, checkpoint_bytes: int = 64 * 2**20) -> None:
+        self.folder = folder
+        self.checkpoint_bytes = checkpoint_bytes
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._sequence = 0
+        self._size = 0
+        self._checkpoint_size = 0
+        self._broken_tail = False
+        self._pending: list[_Write] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._snapshot: Callable[[], Checkpoint] | None = None
+        self._next_checkpoint_try = 0.0
+        self._checkpoint_requests: list[asyncio.Future[bool]] = []
+        self.last_failure: OSError | None = None
+        """The error of the latest group commit, None once one succeeds again."""
+        self._io = threading.Lock()  # held by the thread writing, so `abandon` waits for it
+
+    # ---------------------------------------------------------------------- open, recover
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"{SEGMENT_PREFIX}{self._sequence:012d}{SEGMENT_SUFFIX}"
+
+    @property
+    def writable(self) -> bool:
+        """True while open for writing and the latest group commit succeeded."""
+        return self._task is not None and not self._closing and self.last_failure is None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the live segment."""
+        return self._size
+
+    def open(self) -> list[Entry]:
+        """Lock the folder, recover the newest segment and open it for appending; returns
+        its entries (raises BusUnavailableError when the folder cannot be used)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            entries = self._recover()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            self._release()
+            raise BusUnavailableError(
+                f"the bus log folder {self.folder} cannot be used: {exc.strerror or exc}"
+                f" [errno {exc.errno}]"
+            ) from exc
+        SEGMENT_BYTES.set(self._size)
+        return entries
+
+    def _lock(self) -> None:
+        fd = os.open(self.folder / "LOCK", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BusUnavailableError(
+                f"the bus log folder {self.folder} is in use by another process (pid {owner})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # (closing releases the flock)
+            self._lock_fd = None
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.folder.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"):
+            number = path.name[len(SEGMENT_PREFIX) : -len(SEGMENT_SUFFIX)]
+            if number.isdigit():
+                found.append((int(number), path))
+        return sorted(found)
+
+    def _recover(self) -> list[Entry]:
+        for partial in self.folder.glob(f"*{PARTIAL_SUFFIX}"):
+            partial.unlink()  # a checkpoint interrupted before its rename: the old one holds all
+        segments = self._segments()
+        if not segments:
+            self._sequence = 1
+            self.path.touch(mode=0o640)
+            _fsync_folder(self.folder)
+            self._size = self._checkpoint_size = 0
+            return []
+        self._sequence, newest = segments[-1]
+        for _, older in segments[:-1]:
+            older.unlink()  # superseded by the newest checkpoint (its delete did not happen)
+        read = read_segment(newest)
+        if read.problem is not None:
+            level = logging.WARNING if read.problem.startswith("a partial") else logging.ERROR
+            _logger.log(
+                level,
+                "bus log %s: %s at byte %d; the %d bytes from there were never acknowledged"
+                " and are cut off",
+                newest,
+                read.problem,
+                read.good_bytes,
+                read.torn_bytes,
+            )
+            if level == logging.ERROR:
+                with newest.open("rb") as source:
+                    source.seek(read.good_bytes)
+                    newest.with_name(newest.name + ".corrupt").write_bytes(source.read())
+            os.truncate(newest, read.good_bytes)
+        self._size = read.good_bytes
+        self._checkpoint_size = self._size
+        return read.entries
+
+    # ---------------------------------------------------------------------- writing
+
+    def start(self, snapshot: Callable[[], Checkpoint]) -> None:
+        """Start the group-commit writer; `snapshot` gives the live state for checkpoints."""
+        if self._fd is None:
+            self._reopen()
+        self._snapshot = snapshot
+        self._closing = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="bus-log:writer")
+
+    def _reopen(self) -> None:
+        try:
+            self._lock()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            self._release()
+            raise BusUnavailableError(
+                f"the bus log folder {self.folder} cannot be used: {exc.strerror or exc}"
+            ) from exc
+
+    def submit(
+        self, data: bytes, on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue `data`; the future completes once it is durable (`on_durable` runs first,
+        in journal order) or fails with the OSError of its group commit."""
+        if self._task is None or self._closing:
+            raise BusUnavailableError("the bus log is not open for writing")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._pending.append(_Write(data, future, on_durable))
+        self._wake.set()
+        return future
+
+    async def write(self, data: bytes, on_durable: Callable[[], None] | None = None) -> None:
+        """Return once `data` is durable (raises the OSError of a failed group commit)."""
+        await asyncio.shield(self.submit(data, on_durable))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending or self._checkpoint_requests:
+                if self._pending:
+                    batch, self._pending = self._pending, []
+                    await self._commit(batch)
+                if self._checkpoint_requests or self._due_for_checkpoint():
+                    requests, self._checkpoint_requests = self._checkpoint_requests, []
+                    written = await self._checkpoint()
+                    for request in requests:
+                        if not request.done():
+                            request.set_result(written)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        data = batch[0].data if len(batch) == 1 else b"".join(w.data for w in batch)
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._write_durably, data)
+        except OSError as exc:
+            WRITE_FAILURES.labels(errno.errorcode.get(exc.errno or 0, str(exc.errno))).inc()
+            if self.last_failure is None:
+                _logger.error("bus log %s: write failed, publishing stops: %s", self.path, exc)
+            self.last_failure = exc
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_exception(exc)
+            return
+        FSYNC_SECONDS.observe(time.perf_counter() - started)
+        if self.last_failure is not None:
+            _logger.warning("bus log %s: writes succeed again", self.path)
+            self.last_failure = None
+        GROUP_COMMIT_WRITES.observe(len(batch))
+        SEGMENT_BYTES.set(self._size)
+        for write in batch:
+            if write.on_durable is not None:
+                try:
+                    write.on_durable()
+                except Exception:  # the writer must go on whatever a callback does
+                    _logger.exception("bus log: a durable-write callback failed")
+            if not write.future.done():
+                write.future.set_result(None)
+
+    def _write_durably(self, data: bytes) -> None:
+        with self._io:
+            self._write_locked(data)
+
+    def _write_locked(self, data: bytes) -> None:
+        fd = self._fd
+        if fd is None:
+            raise OSError(errno.EBADF, "the bus log is closed")
+        try:
+            if self._broken_tail:
+                os.ftruncate(fd, self._size)
+                self._broken_tail = False
+            _write_all(fd, data)
+            _sync(fd)
+        except OSError:
+            # Cut the file back to its durable prefix; if even that fails, do it before the
+            # next write. Either way nothing of this write counts.
+            self._broken_tail = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)
+                self._broken_tail = False
+            raise
+        self._size += len(data)
+
+    # ---------------------------------------------------------------------- checkpoints
+
+    def _due_for_checkpoint(self) -> bool:
+        grown = self._size - self._checkpoint_size
+        return (
+            self._snapshot is not None
+            and grown >= max(self.checkpoint_bytes, self._checkpoint_size)
+            and time.monotonic() >= self._next_checkpoint_try
+        )
+
+    async def checkpoint(self) -> bool:
+        """Write a checkpoint after what is queued; False when it could not be written."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._checkpoint_requests.append(future)
+        self._wake.set()
+        return await future
+
+    async def _checkpoint(self) -> bool:
+        assert self._snapshot is not None
+        state = self._snapshot()
+        target = self.folder / f"{SEGMENT_PREFIX}{self._sequence + 1:012d}{SEGMENT_SUFFIX}"
+        try:
+            size = await asyncio.to_thread(self._write_checkpoint, state, target)
+        except OSError as exc:
+            CHECKPOINTS.labels("failed").inc()
+            self._next_checkpoint_try = time.monotonic() + 60.0
+            _logger.warning(
+                "bus log checkpoint into %s failed (%s); appending to %s meanwhile",
+                target,
+                exc,
+                self.path,
+            )
+            return False
+        old_fd, old_path = self._fd, self.path
+        self._fd = os.open(target, os.O_WRONLY | os.O_APPEND)
+        self._sequence += 1
+        self._size = self._checkpoint_size = size
+        self._broken_tail = False
+        if old_fd is not None:
+            os.close(old_fd)
+        with contextlib.suppress(OSError):
+            old_path.unlink()
+        CHECKPOINTS.labels("written").inc()
+        SEGMENT_BYTES.set(self._size)
+        _logger.info(
+            "bus log checkpoint: %s (%d records, %.1f MiB)",
+            target.name,
+            len(state.records),
+            size / 2**20,
+        )
+        return True
+
+    def _write_checkpoint(self, state: Checkpoint, target: Path) -> int:
+        with self._io:
+            return self._write_checkpoint_locked(state, target)
+
+    def _write_checkpoint_locked(self, state: Checkpoint, target: Path) -> int:
+        partial = target.with_name(target.name + PARTIAL_SUFFIX)
+        size = 0
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                chunk: list[bytes] = []
+                chunk_bytes = 0
+                for data in _checkpoint_entries(state):
+                    chunk.append(data)
+                    chunk_bytes += len(data)
+                    if chunk_bytes >= 2**20:
+                        _write_all(fd, b"".join(chunk))
+                        size += chunk_bytes
+                        chunk, chunk_bytes = [], 0
+                _write_all(fd, b"".join(chunk))
+                size += chunk_bytes
+                _sync(fd)
+            finally:
+                os.close(fd)
+            os.rename(partial, target)
+            _fsync_folder(self.folder)
+        except OSError:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
+        return size
+
+    # ---------------------------------------------------------------------- closing
+
+    async def close(self) -> None:
+        """Write what is queued, stop the writer, release the folder."""
+        if self._task is not None:
+            self._closing = True
+            self._wake.set()
+            await self._task
+            self._task = None
+        self._release()
+
+    def abandon(self) -> None:
+        """Stop at once, as a crash would: queued writes are lost, the folder released."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for write in self._pending:
+            if not write.future.done():
+                write.future.set_exception(BusUnavailableError("the bus log was abandoned"))
+        self._pending.clear()
+        for request in self._checkpoint_requests:
+            if not request.done():
+                request.set_result(False)
+        self._checkpoint_requests.clear()
+        with self._io:
+            self._release()
+
+
+def _checkpoint_entries(state: Checkpoint) -> Iterator[bytes]:
+    for topic in state.topics:
+        yield encode_topic(topic.name, topic.partitions, topic.compacted)
+    for record in state.records:
+        yield encode_record(record)
+    for mark in state.offsets:  # (after the records: recovery skips records below a mark)
+        yield encode_offset(mark)
+    for commit in state.commits:
+        yield encode_commit(commit)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def describe(folder: Path, *, topic: str | None = None) -> Iterable[dict[str, object]]:
+    """Summary lines of a journal folder (and its records of `topic`, if given)."""
+    segments = sorted(folder.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
+    if not segments:
+        yield {"folder": str(folder), "segments": 0}
+        return
+    read = read_segment(segments[-1])
+    records: Counter[str] = Counter()
+    groups: dict[str, dict[str, int]] = {}
+    for entry in read.entries:
+        if isinstance(entry, Record):
+            records[entry.topic] += 1
+            if topic is not None and entry.topic == topic:
+                yield {
+                    "topic": entry.topic,
+                    "partition": entry.partition,
+                    "offset": entry.offset,
+                    "timestamp_ms": entry.timestamp_ms,
+                    "key": entry.key.decode(errors="replace") if entry.key else None,
+                    "value": entry.value.decode(errors="replace"),
+                }
+        elif isinstance(entry, Commit):
+            groups.setdefault(entry.group, {})[f"{entry.topic}/{entry.partition}"] = entry.offset
+    yield {
+        "folder": str(folder),
+        "segment": segments[-1].name,
+        "bytes": read.size,
+        "torn_bytes": read.torn_bytes,
+        "records": dict(sorted(records.items())),
+        "groups": len(groups),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print what a DiskBus journal holds.")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--topic", help="also print this topic's records (JSON lines)")
+    args = parser.parse_args(argv)
+    for line in describe(args.folder, topic=args.topic):
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
