@@ -337,6 +337,7 @@ class Journal:
         self._snapshot: Callable[[], Checkpoint] | None = None
         self._next_checkpoint_try = 0.0
         self._checkpoint_requests: list[asyncio.Future[bool]] = []
+        self._job: _CheckpointJob | None = None
         self.last_failure: OSError | None = None
         """The error of the latest group commit, None once one succeeds again."""
         self._io = threading.Lock()  # held by the thread writing, so `abandon` waits for it
@@ -479,17 +480,16 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending or self._checkpoint_requests:
+            while self._pending or self._checkpoint_due() or self._checkpoint_written():
                 if self._pending:
                     batch, self._pending = self._pending, []
                     await self._commit(batch)
-                if self._checkpoint_requests or self._due_for_checkpoint():
-                    requests, self._checkpoint_requests = self._checkpoint_requests, []
-                    written = await self._checkpoint()
-                    for request in requests:
-                        if not request.done():
-                            request.set_result(written)
+                if self._job is None and self._checkpoint_due():
+                    self._begin_checkpoint()
+                if self._checkpoint_written():
+                    await self._finish_checkpoint()
             if self._closing:
+                await self._drop_checkpoint()
                 return
 
     async def _commit(self, batch: list[_Write]) -> None:
@@ -547,87 +547,116 @@ class Journal:
 
     # ---------------------------------------------------------------------- checkpoints
 
-    def _due_for_checkpoint(self) -> bool:
+    def _checkpoint_due(self) -> bool:
+        if self._job is not None or self._snapshot is None or self._closing:
+            return False
+        if self._checkpoint_requests:
+            return True
         grown = self._size - self._checkpoint_size
         return (
-            self._snapshot is not None
-            and grown >= max(self.checkpoint_bytes, self._checkpoint_size)
+            grown >= max(self.checkpoint_bytes, self._checkpoint_size)
             and time.monotonic() >= self._next_checkpoint_try
         )
 
+    def _checkpoint_written(self) -> bool:
+        return self._job is not None and self._job.task.done()
+
     async def checkpoint(self) -> bool:
-        """Write a checkpoint after what is queued; False when it could not be written."""
+        """Write a checkpoint now; False when it could not be written."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._checkpoint_requests.append(future)
         self._wake.set()
         return await future
 
-    async def _checkpoint(self) -> bool:
+    def _begin_checkpoint(self) -> None:
+        """Take the live state (it matches the journal up to here) and write it to the next
+        segment in a thread, while group commits go on appending to the live segment."""
         assert self._snapshot is not None
         state = self._snapshot()
         target = self.folder / f"{SEGMENT_PREFIX}{self._sequence + 1:012d}{SEGMENT_SUFFIX}"
+        requests, self._checkpoint_requests = self._checkpoint_requests, []
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(_write_checkpoint_body, state, _partial(target))
+        )
+        task.add_done_callback(lambda _: self._wake.set())
+        self._job = _CheckpointJob(target, self._size, len(state.records), task, requests)
+
+    async def _finish_checkpoint(self) -> None:
+        """Copy what was appended meanwhile behind the checkpoint, make it durable, switch."""
+        job = self._job
+        assert job is not None
+        self._job = None
         try:
-            size = await asyncio.to_thread(self._write_checkpoint, state, target)
+            body = job.task.result()
+            size = await asyncio.to_thread(self._complete_checkpoint, job, body)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                _partial(job.target).unlink()
             CHECKPOINTS.labels("failed").inc()
             self._next_checkpoint_try = time.monotonic() + 60.0
             _logger.warning(
                 "bus log checkpoint into %s failed (%s); appending to %s meanwhile",
-                target,
+                job.target,
                 exc,
                 self.path,
             )
-            return False
-        old_fd, old_path = self._fd, self.path
-        self._fd = os.open(target, os.O_WRONLY | os.O_APPEND)
-        self._sequence += 1
-        self._size = self._checkpoint_size = size
-        self._broken_tail = False
-        if old_fd is not None:
-            os.close(old_fd)
-        with contextlib.suppress(OSError):
-            old_path.unlink()
+            job.resolve(False)
+            return
         CHECKPOINTS.labels("written").inc()
         SEGMENT_BYTES.set(self._size)
         _logger.info(
             "bus log checkpoint: %s (%d records, %.1f MiB)",
-            target.name,
-            len(state.records),
+            job.target.name,
+            job.records,
             size / 2**20,
         )
-        return True
+        job.resolve(True)
 
-    def _write_checkpoint(self, state: Checkpoint, target: Path) -> int:
+    def _complete_checkpoint(self, job: _CheckpointJob, body: int) -> int:
         with self._io:
-            return self._write_checkpoint_locked(state, target)
-
-    def _write_checkpoint_locked(self, state: Checkpoint, target: Path) -> int:
-        partial = target.with_name(target.name + PARTIAL_SUFFIX)
-        size = 0
-        try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            partial = _partial(job.target)
+            fd = os.open(partial, os.O_WRONLY | os.O_APPEND)
             try:
-                chunk: list[bytes] = []
-                chunk_bytes = 0
-                for data in _checkpoint_entries(state):
-                    chunk.append(data)
-                    chunk_bytes += len(data)
-                    if chunk_bytes >= 2**20:
-                        _write_all(fd, b"".join(chunk))
-                        size += chunk_bytes
-                        chunk, chunk_bytes = [], 0
-                _write_all(fd, b"".join(chunk))
-                size += chunk_bytes
+                tail = self._size - job.position
+                if tail > 0:
+                    source = os.open(self.path, os.O_RDONLY)
+                    try:
+                        copied = 0
+                        while copied < tail:
+                            size = min(tail - copied, 2**22)
+                            chunk = os.pread(source, size, job.position + copied)
+                            if not chunk:
+                                raise OSError(errno.EIO, "the live segment is shorter than written")
+                            _write_all(fd, chunk)
+                            copied += len(chunk)
+                    finally:
+                        os.close(source)
                 _sync(fd)
             finally:
                 os.close(fd)
-            os.rename(partial, target)
+            os.rename(partial, job.target)
             _fsync_folder(self.folder)
-        except OSError:
+            old_fd, old_path = self._fd, self.path
+            self._fd = os.open(job.target, os.O_WRONLY | os.O_APPEND)
+            self._sequence += 1
+            self._size = body + max(self._size - job.position, 0)
+            self._checkpoint_size = body
+            self._broken_tail = False
+            if old_fd is not None:
+                os.close(old_fd)
             with contextlib.suppress(OSError):
-                partial.unlink()
-            raise
-        return size
+                old_path.unlink()
+            return self._size
+
+    async def _drop_checkpoint(self) -> None:
+        job, self._job = self._job, None
+        if job is None:
+            return
+        with contextlib.suppress(Exception):
+            await job.task
+        with contextlib.suppress(OSError):
+            _partial(job.target).unlink()
+        job.resolve(False)
 
     # ---------------------------------------------------------------------- closing
 
@@ -653,8 +682,56 @@ class Journal:
             if not request.done():
                 request.set_result(False)
         self._checkpoint_requests.clear()
+        if self._job is not None:
+            self._job.resolve(False)
+            self._job = None
         with self._io:
             self._release()
+
+
+@dataclass
+class _CheckpointJob:
+    target: Path
+    position: int
+    """Size of the live segment when the state was taken: what follows is copied behind."""
+    records: int
+    task: asyncio.Task[int]
+    requests: list[asyncio.Future[bool]]
+
+    def resolve(self, written: bool) -> None:
+        for request in self.requests:
+            if not request.done():
+                request.set_result(written)
+
+
+def _partial(target: Path) -> Path:
+    return target.with_name(target.name + PARTIAL_SUFFIX)
+
+
+def _write_checkpoint_body(state: Checkpoint, partial: Path) -> int:
+    """Write the checkpoint entries to `partial` (made durable when the tail follows)."""
+    size = 0
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            chunk: list[bytes] = []
+            chunk_bytes = 0
+            for data in _checkpoint_entries(state):
+                chunk.append(data)
+                chunk_bytes += len(data)
+                if chunk_bytes >= 2**20:
+                    _write_all(fd, b"".join(chunk))
+                    size += chunk_bytes
+                    chunk, chunk_bytes = [], 0
+            _write_all(fd, b"".join(chunk))
+            size += chunk_bytes
+        finally:
+            os.close(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    return size
 
 
 def _checkpoint_entries(state: Checkpoint) -> Iterator[bytes]:

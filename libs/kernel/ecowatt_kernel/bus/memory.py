@@ -73,6 +73,8 @@ class _Partition:
 
     def trim(self, below: int) -> int:
         """Drop records with offsets below `below`; returns how many were dropped."""
+        if not self.records or self.records[0].offset >= below:
+            return 0
         drop = bisect.bisect_left(self.records, below, key=_offset)
         if drop > 0:
             self.nbytes -= sum(record_size(r) for r in self.records[:drop])
@@ -174,30 +176,33 @@ class InProcessBus(Bus):
             raise BusUnavailableError("the in-process bus is not started")
         now_ms = int(time.time() * 1000)
         placed: list[Record] = []
+        topics: dict[str, _Topic] = {}
+        floors: dict[TopicPartition, int | None] = {}
         for message in messages:
-            topic = self.topic(message.topic)
+            name = message.topic
+            topic = topics.get(name)
+            if topic is None:
+                topic = topics[name] = self.topic(name)
+            count = len(topic.partitions)
             if message.key is not None:
-                index = partition_for_key(message.key, len(topic.partitions))
+                index = partition_for_key(message.key, count)
             else:
-                index = next(topic.round_robin) % len(topic.partitions)
+                index = next(topic.round_robin) % count
             partition = topic.partitions[index]
-            if not self._has_space(message.topic, index, partition):
+            tp = (name, index)
+            if tp not in floors:
+                floors[tp] = self._consumed_floor(name, index)
+            floor = floors[tp]
+            if floor is not None and partition.reserved - floor >= self.max_lag:
                 # Backpressure: what is placed so far becomes readable, then wait.
                 await self._flush(placed)
                 placed = []
-                await self._wait_for_space(message.topic, index, partition)
+                await self._wait_for_space(name, index, partition)
+                floors.clear()
             offset = partition.reserved
             partition.reserved += 1
             placed.append(
-                Record(
-                    message.topic,
-                    index,
-                    offset,
-                    message.key,
-                    message.value,
-                    message.headers,
-                    now_ms,
-                )
+                Record(name, index, offset, message.key, message.value, message.headers, now_ms)
             )
         await self._flush(placed)
 
@@ -212,11 +217,20 @@ class InProcessBus(Bus):
         self._append(records)
 
     def _append(self, records: Sequence[Record]) -> None:
+        touched: dict[TopicPartition, _Partition] = {}
         for record in records:
-            partition = self.topic(record.topic).partitions[record.partition]
+            tp = (record.topic, record.partition)
+            partition = touched.get(tp)
+            if partition is None:
+                partition = touched[tp] = self.topic(record.topic).partitions[record.partition]
             partition.append(record)
-            self._trim_unconsumed(record.topic, partition)
-            BUS_PUBLISHED.labels(record.topic).inc()
+        for (topic, _), partition in touched.items():
+            self._trim_unconsumed(topic, partition)
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record.topic] = counts.get(record.topic, 0) + 1
+        for topic, count in counts.items():
+            BUS_PUBLISHED.labels(topic).inc(count)
 
     def _has_space(self, topic: str, index: int, partition: _Partition) -> bool:
         floor = self._consumed_floor(topic, index)

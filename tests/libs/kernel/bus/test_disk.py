@@ -348,18 +348,18 @@ async def test_checkpoints_happen_by_size_and_a_failed_one_does_not_stop_publish
     bus = await started(folder, checkpoint_bytes=20_000)
     reader = Collector()
     await bus.subscribe(group="r", topics=["t"], handler=reader)
-    real = journal_module.Journal._write_checkpoint_locked
+    real = journal_module._write_checkpoint_body
 
-    def refuse(self: object, state: object, target: Path) -> int:
+    def refuse(state: object, partial: Path) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(journal_module.Journal, "_write_checkpoint_locked", refuse)
+    monkeypatch.setattr(journal_module, "_write_checkpoint_body", refuse)
     for i in range(30):
         await bus.publish(messages("t", [f"{i}-" + "x" * 1000]))
     assert len(segments(folder)) == 1
     first = segments(folder)[0]
     assert first.stat().st_size > 20_000, "the failed checkpoint left appends going on"
-    monkeypatch.setattr(journal_module.Journal, "_write_checkpoint_locked", real)
+    monkeypatch.setattr(journal_module, "_write_checkpoint_body", real)
     bus.journal._next_checkpoint_try = 0.0
     await eventually(lambda: len(reader.records) == 30, "all read")
     await flush(bus)
@@ -407,3 +407,42 @@ async def test_retention_by_age_and_size_drops_the_oldest(tmp_path: Path) -> Non
         )[2] == 8, "offsets are not reused"
     finally:
         await bus.stop()
+
+
+async def test_records_published_while_a_checkpoint_is_written_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint is written in a thread while publishes go on into the live segment;
+    what they appended meanwhile is copied behind the checkpoint before the switch."""
+    folder = tmp_path / "bus"
+    bus = await started(folder)
+    await bus.publish(messages("t", [f"old{i}" for i in range(20)]))
+    gate = threading.Event()
+    real = journal_module._write_checkpoint_body
+
+    def slow_body(state: journal_module.Checkpoint, partial: Path) -> int:
+        gate.wait(10)
+        return real(state, partial)
+
+    monkeypatch.setattr(journal_module, "_write_checkpoint_body", slow_body)
+    checkpoint = asyncio.create_task(bus.checkpoint())
+    await asyncio.sleep(0.1)
+    for i in range(10):  # not blocked by the checkpoint in progress
+        await asyncio.wait_for(bus.publish(messages("t", [f"new{i}"])), 5)
+    gate.set()
+    assert await checkpoint
+    await bus.publish(messages("t", ["last"]))
+    bus.abandon()
+
+    again = await started(folder)
+    try:
+        seen = Collector()
+        await again.subscribe(group="g", topics=["t"], handler=seen)
+        await eventually(lambda: len(seen.records) == 31, "all 31 records")
+        assert sorted(seen.values) == sorted(
+            [f"old{i}".encode() for i in range(20)]
+            + [f"new{i}".encode() for i in range(10)]
+            + [b"last"]
+        )
+    finally:
+        await again.stop()
