@@ -30,23 +30,20 @@ offsets — is written to the next segment (`.partial`, `fdatasync`, rename, fol
 and the old one deleted. The disk therefore holds the live set plus what was appended since.
 A checkpoint that cannot be written (disk full) is retried later; appends go on meanwhile.
 
-`python -m ecowatt_kernel.bus.journal FOLDER [--topic T] [--records]` prints what a journal
-holds (read-only, safe while the owner runs).
+`python -m ecowatt_kernel.bus.admin log FOLDER [--topic T]` prints what a journal holds
+(`describe`; read-only, safe while the owner runs).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import mmap
 import os
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -67,6 +64,7 @@ __all__ = [
     "Journal",
     "OffsetMark",
     "TopicEntry",
+    "describe",
     "encode_commit",
     "encode_offset",
     "encode_record",
@@ -745,7 +743,7 @@ def _checkpoint_entries(state: Checkpoint) -> Iterator[bytes]:
         yield encode_commit(commit)
 
 
-# ------------------------------------------------------------------------------ CLI
+# ------------------------------------------------------------------------------ inspection
 
 
 def describe(folder: Path, *, topic: str | None = None) -> Iterable[dict[str, object]]:
@@ -779,16 +777,3 @@ def describe(folder: Path, *, topic: str | None = None) -> Iterable[dict[str, ob
         "records": dict(sorted(records.items())),
         "groups": len(groups),
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print what a DiskBus journal holds.")
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--topic", help="also print this topic's records (JSON lines)")
-    args = parser.parse_args(argv)
-    for line in describe(args.folder, topic=args.topic):
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
-
-
-if __name__ == "__main__":
-    main()
