@@ -172,11 +172,15 @@ class DiskBus(InProcessBus):
         data = b"".join([*topics, *(encode_record(r) for r in records)])
         try:
             await self.journal.write(data, lambda: self._append(records))
-        except OSError as exc:
+        except BusUnavailableError:
+            self._new_topics[:0] = topics
+            raise
+        except Exception as exc:  # (OSError from the disk; anything else alike)
             self._new_topics[:0] = topics  # written again with the next write
             raise PublishError(
-                f"the bus log in {self.folder} refused the write: {exc.strerror or exc}"
-                f" [errno {exc.errno}]; nothing of this publish is stored"
+                f"the bus log in {self.folder} refused the write:"
+                f" {getattr(exc, 'strerror', None) or exc} [errno {getattr(exc, 'errno', None)}];"
+                " nothing of this publish is stored"
             ) from exc
 
     async def _committed(self, group: _Group, tp: TopicPartition, offset: int) -> None:

@@ -336,7 +336,8 @@ class Journal:
         self._next_checkpoint_try = 0.0
         self._checkpoint_requests: list[asyncio.Future[bool]] = []
         self._job: _CheckpointJob | None = None
-        self.last_failure: OSError | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.last_failure: Exception | None = None
         """The error of the latest group commit, None once one succeeds again."""
         self._io = threading.Lock()  # held by the thread writing, so `abandon` waits for it
 
@@ -483,7 +484,14 @@ class Journal:
                     batch, self._pending = self._pending, []
                     await self._commit(batch)
                 if self._job is None and self._checkpoint_due():
-                    self._begin_checkpoint()
+                    try:
+                        self._begin_checkpoint()
+                    except Exception:
+                        _logger.exception("bus log: a checkpoint could not start")
+                        self._next_checkpoint_try = time.monotonic() + 60.0
+                        for request in self._checkpoint_requests:
+                            request.set_result(False)
+                        self._checkpoint_requests.clear()
                 if self._checkpoint_written():
                     await self._finish_checkpoint()
             if self._closing:
@@ -495,8 +503,9 @@ class Journal:
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self._write_durably, data)
-        except OSError as exc:
-            WRITE_FAILURES.labels(errno.errorcode.get(exc.errno or 0, str(exc.errno))).inc()
+        except Exception as exc:  # (OSError expected; anything else must not stop the writer)
+            code = getattr(exc, "errno", None) or 0
+            WRITE_FAILURES.labels(errno.errorcode.get(code, str(code))).inc()
             if self.last_failure is None:
                 _logger.error("bus log %s: write failed, publishing stops: %s", self.path, exc)
             self.last_failure = exc
@@ -519,7 +528,7 @@ class Journal:
             if not write.future.done():
                 write.future.set_result(None)
 
-    def _write_durably(self, data: bytes) -> None:
+    def _write_durably(self, data: bytes) -> None:  # (in a worker thread)
         with self._io:
             self._write_locked(data)
 
@@ -574,20 +583,38 @@ class Journal:
         target = self.folder / f"{SEGMENT_PREFIX}{self._sequence + 1:012d}{SEGMENT_SUFFIX}"
         requests, self._checkpoint_requests = self._checkpoint_requests, []
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(_write_checkpoint_body, state, _partial(target))
+            asyncio.to_thread(self._prepare_checkpoint, state, target, self._size)
         )
         task.add_done_callback(lambda _: self._wake.set())
         self._job = _CheckpointJob(target, self._size, len(state.records), task, requests)
 
+    def _prepare_checkpoint(
+        self, state: Checkpoint, target: Path, position: int
+    ) -> tuple[int, int]:
+        """The body, then what the live segment gained meanwhile, copied behind it until
+        little is left (the writer copies the rest while it switches). Returns the body's
+        size and the live segment's offset copied up to."""
+        partial = _partial(target)
+        body = _write_checkpoint_body(state, partial)
+        copied = position
+        fd = os.open(partial, os.O_WRONLY | os.O_APPEND)
+        try:
+            while self._size - copied >= 2**20:
+                copied = _copy_range(self.path, copied, self._size, fd)
+            _sync(fd)
+        finally:
+            os.close(fd)
+        return body, copied
+
     async def _finish_checkpoint(self) -> None:
-        """Copy what was appended meanwhile behind the checkpoint, make it durable, switch."""
+        """Copy the last of what was appended behind the checkpoint, make it durable, switch."""
         job = self._job
         assert job is not None
         self._job = None
         try:
-            body = job.task.result()
-            size = await asyncio.to_thread(self._complete_checkpoint, job, body)
-        except OSError as exc:
+            body, copied = job.task.result()
+            size, old = await asyncio.to_thread(self._complete_checkpoint, job, body, copied)
+        except Exception as exc:  # (OSError expected; the writer must go on whatever it is)
             with contextlib.suppress(OSError):
                 _partial(job.target).unlink()
             CHECKPOINTS.labels("failed").inc()
@@ -608,27 +635,20 @@ class Journal:
             job.records,
             size / 2**20,
         )
-        job.resolve(True)
+        # (freeing a big file's blocks takes a while: not on the writer's way; whoever asked
+        # for this checkpoint hears once the old segment is gone)
+        unlink = asyncio.get_running_loop().create_task(asyncio.to_thread(_unlink, old))
+        self._background.add(unlink)
+        unlink.add_done_callback(self._background.discard)
+        unlink.add_done_callback(lambda _: job.resolve(True))
 
-    def _complete_checkpoint(self, job: _CheckpointJob, body: int) -> int:
+    def _complete_checkpoint(self, job: _CheckpointJob, body: int, copied: int) -> tuple[int, Path]:
         with self._io:
             partial = _partial(job.target)
             fd = os.open(partial, os.O_WRONLY | os.O_APPEND)
             try:
-                tail = self._size - job.position
-                if tail > 0:
-                    source = os.open(self.path, os.O_RDONLY)
-                    try:
-                        copied = 0
-                        while copied < tail:
-                            size = min(tail - copied, 2**22)
-                            chunk = os.pread(source, size, job.position + copied)
-                            if not chunk:
-                                raise OSError(errno.EIO, "the live segment is shorter than written")
-                            _write_all(fd, chunk)
-                            copied += len(chunk)
-                    finally:
-                        os.close(source)
+                if self._size > copied:
+                    _copy_range(self.path, copied, self._size, fd)
                 _sync(fd)
             finally:
                 os.close(fd)
@@ -642,9 +662,7 @@ class Journal:
             self._broken_tail = False
             if old_fd is not None:
                 os.close(old_fd)
-            with contextlib.suppress(OSError):
-                old_path.unlink()
-            return self._size
+            return self._size, old_path
 
     async def _drop_checkpoint(self) -> None:
         job, self._job = self._job, None
@@ -693,7 +711,7 @@ class _CheckpointJob:
     position: int
     """Size of the live segment when the state was taken: what follows is copied behind."""
     records: int
-    task: asyncio.Task[int]
+    task: asyncio.Task[tuple[int, int]]
     requests: list[asyncio.Future[bool]]
 
     def resolve(self, written: bool) -> None:
@@ -702,13 +720,36 @@ class _CheckpointJob:
                 request.set_result(written)
 
 
+def _copy_range(source: Path, start: int, end: int, fd: int) -> int:
+    """Append bytes [start, end) of `source` to `fd`; returns `end`."""
+    reader = os.open(source, os.O_RDONLY)
+    try:
+        position = start
+        while position < end:
+            chunk = os.pread(reader, min(end - position, 2**22), position)
+            if not chunk:
+                raise OSError(errno.EIO, f"{source} is shorter than written")
+            _write_all(fd, chunk)
+            position += len(chunk)
+    finally:
+        os.close(reader)
+    return end
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
 def _partial(target: Path) -> Path:
     return target.with_name(target.name + PARTIAL_SUFFIX)
 
 
 def _write_checkpoint_body(state: Checkpoint, partial: Path) -> int:
-    """Write the checkpoint entries to `partial` (made durable when the tail follows)."""
-    size = 0
+    """Write the checkpoint entries to `partial` and make them durable. Runs beside the
+    group commits, so it syncs every 16 MiB: one big flush at the end would hold the disk
+    (and the commits' `fdatasync`s behind it) for as long as the whole checkpoint takes."""
+    size = unsynced = 0
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
@@ -720,9 +761,14 @@ def _write_checkpoint_body(state: Checkpoint, partial: Path) -> int:
                 if chunk_bytes >= 2**20:
                     _write_all(fd, b"".join(chunk))
                     size += chunk_bytes
+                    unsynced += chunk_bytes
                     chunk, chunk_bytes = [], 0
+                    if unsynced >= 16 * 2**20:
+                        _sync(fd)
+                        unsynced = 0
             _write_all(fd, b"".join(chunk))
             size += chunk_bytes
+            _sync(fd)
         finally:
             os.close(fd)
     except OSError:
