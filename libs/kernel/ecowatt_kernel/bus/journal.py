@@ -77,6 +77,9 @@ _logger = logging.getLogger(__name__)
 SEGMENT_PREFIX = "segment-"
 SEGMENT_SUFFIX = ".log"
 PARTIAL_SUFFIX = ".partial"
+SYNC_EVERY = 2**21
+"""Bytes of a checkpoint written between two syncs: with ext4's ordered journaling a commit's
+`fdatasync` also waits for other files' dirty data, so the checkpoint keeps little of it."""
 
 _TOPIC, _RECORD, _COMMIT, _OFFSET = 1, 2, 3, 4
 _FRAME = struct.Struct("<II")
@@ -577,25 +580,29 @@ class Journal:
 
     def _begin_checkpoint(self) -> None:
         """Take the live state (it matches the journal up to here) and write it to the next
-        segment in a thread, while group commits go on appending to the live segment."""
+        segment while group commits go on appending to the live segment."""
         assert self._snapshot is not None
         state = self._snapshot()
         target = self.folder / f"{SEGMENT_PREFIX}{self._sequence + 1:012d}{SEGMENT_SUFFIX}"
         requests, self._checkpoint_requests = self._checkpoint_requests, []
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self._prepare_checkpoint, state, target, self._size)
+            self._prepare_checkpoint(state, target, self._size), name="bus-log:checkpoint"
         )
         task.add_done_callback(lambda _: self._wake.set())
         self._job = _CheckpointJob(target, self._size, len(state.records), task, requests)
 
-    def _prepare_checkpoint(
+    async def _prepare_checkpoint(
         self, state: Checkpoint, target: Path, position: int
     ) -> tuple[int, int]:
         """The body, then what the live segment gained meanwhile, copied behind it until
         little is left (the writer copies the rest while it switches). Returns the body's
         size and the live segment's offset copied up to."""
         partial = _partial(target)
-        body = _write_checkpoint_body(state, partial)
+        body = await _write_checkpoint_body(state, partial)
+        copied = await asyncio.to_thread(self._copy_tail, partial, position)
+        return body, copied
+
+    def _copy_tail(self, partial: Path, position: int) -> int:  # (in a worker thread)
         copied = position
         fd = os.open(partial, os.O_WRONLY | os.O_APPEND)
         try:
@@ -604,7 +611,7 @@ class Journal:
             _sync(fd)
         finally:
             os.close(fd)
-        return body, copied
+        return copied
 
     async def _finish_checkpoint(self) -> None:
         """Copy the last of what was appended behind the checkpoint, make it durable, switch."""
@@ -668,7 +675,7 @@ class Journal:
         job, self._job = self._job, None
         if job is None:
             return
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await job.task
         with contextlib.suppress(OSError):
             _partial(job.target).unlink()
@@ -698,7 +705,7 @@ class Journal:
             if not request.done():
                 request.set_result(False)
         self._checkpoint_requests.clear()
-        if self._job is not None:
+        if self._job is not None:  # (its thread may still write: let it end on its own)
             self._job.resolve(False)
             self._job = None
         with self._io:
@@ -745,36 +752,40 @@ def _partial(target: Path) -> Path:
     return target.with_name(target.name + PARTIAL_SUFFIX)
 
 
-def _write_checkpoint_body(state: Checkpoint, partial: Path) -> int:
-    """Write the checkpoint entries to `partial` and make them durable. Runs beside the
-    group commits, so it syncs every 16 MiB: one big flush at the end would hold the disk
-    (and the commits' `fdatasync`s behind it) for as long as the whole checkpoint takes."""
+async def _write_checkpoint_body(state: Checkpoint, partial: Path) -> int:
+    """Write the checkpoint entries to `partial` and make them durable.
+
+    It runs beside the group commits: entries are encoded on the event loop a chunk at a
+    time (encoding in a thread would hold the GIL against the loop for the whole checkpoint)
+    and written and synced in a thread, every 16 MiB (one big flush at the end would hold
+    the disk, and the commits' `fdatasync`s behind it, for as long as the checkpoint)."""
     size = unsynced = 0
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
+        entries = _checkpoint_entries(state)
+        while True:
             chunk: list[bytes] = []
             chunk_bytes = 0
-            for data in _checkpoint_entries(state):
+            for data in entries:
                 chunk.append(data)
                 chunk_bytes += len(data)
                 if chunk_bytes >= 2**20:
-                    _write_all(fd, b"".join(chunk))
-                    size += chunk_bytes
-                    unsynced += chunk_bytes
-                    chunk, chunk_bytes = [], 0
-                    if unsynced >= 16 * 2**20:
-                        _sync(fd)
-                        unsynced = 0
-            _write_all(fd, b"".join(chunk))
+                    break
+            if not chunk:
+                break
+            await asyncio.to_thread(_write_all, fd, b"".join(chunk))
             size += chunk_bytes
-            _sync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
+            unsynced += chunk_bytes
+            if unsynced >= SYNC_EVERY:
+                await asyncio.to_thread(_sync, fd)
+                unsynced = 0
+        await asyncio.to_thread(_sync, fd)
+    except BaseException:
+        os.close(fd)
         with contextlib.suppress(OSError):
             partial.unlink()
         raise
+    os.close(fd)
     return size
 
 

@@ -350,7 +350,7 @@ async def test_checkpoints_happen_by_size_and_a_failed_one_does_not_stop_publish
     await bus.subscribe(group="r", topics=["t"], handler=reader)
     real = journal_module._write_checkpoint_body
 
-    def refuse(state: object, partial: Path) -> int:
+    async def refuse(state: object, partial: Path) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(journal_module, "_write_checkpoint_body", refuse)
@@ -417,12 +417,12 @@ async def test_records_published_while_a_checkpoint_is_written_are_kept(
     folder = tmp_path / "bus"
     bus = await started(folder)
     await bus.publish(messages("t", [f"old{i}" for i in range(20)]))
-    gate = threading.Event()
+    gate = asyncio.Event()
     real = journal_module._write_checkpoint_body
 
-    def slow_body(state: journal_module.Checkpoint, partial: Path) -> int:
-        gate.wait(10)
-        return real(state, partial)
+    async def slow_body(state: journal_module.Checkpoint, partial: Path) -> int:
+        await gate.wait()
+        return await real(state, partial)
 
     monkeypatch.setattr(journal_module, "_write_checkpoint_body", slow_body)
     checkpoint = asyncio.create_task(bus.checkpoint())
