@@ -126,9 +126,7 @@ class DiskBus(InProcessBus):
                     spec = TopicSpec(
                         entry.name, "", "", partitions=entry.partitions, compacted=entry.compacted
                     )
-                self._topics[entry.name] = _Topic(
-                    spec, [_Partition() for _ in range(spec.partitions)]
-                )
+                self._create(spec)
         self._new_topics.clear()  # (topics restored from the journal are in it already)
         for topic in self._topics.values():
             if topic.spec.compacted:
@@ -149,21 +147,9 @@ class DiskBus(InProcessBus):
             topic = self.topic(name)
         return topic
 
-    def topic(self, name: str) -> _Topic:
-        known = name in self._topics
-        found = super().topic(name)
-        if not known:
-            self._new_topics.append(encode_topic(name, len(found.partitions), found.spec.compacted))
-        return found
-
-    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
-        for spec in specs:
-            if spec.name not in self._topics:
-                self._topics[spec.name] = _Topic(
-                    spec, [_Partition() for _ in range(spec.partitions)]
-                )
-                self._new_topics.append(encode_topic(spec.name, spec.partitions, spec.compacted))
-            self.topic(spec.dlq)
+    def _create(self, spec: TopicSpec) -> _Topic:
+        self._new_topics.append(encode_topic(spec.name, spec.partitions, spec.compacted))
+        return super()._create(spec)
 
     # ------------------------------------------------------------------------- writing
 

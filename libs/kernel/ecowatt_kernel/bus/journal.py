@@ -782,8 +782,7 @@ async def _write_checkpoint_body(state: Checkpoint, partial: Path) -> int:
         await asyncio.to_thread(_sync, fd)
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(OSError):
-            partial.unlink()
+        _unlink(partial)
         raise
     os.close(fd)
     return size

@@ -148,19 +148,23 @@ class InProcessBus(Bus):
             spec = TOPICS.get(name)
             if spec is None and name.endswith(DLQ_SUFFIX):
                 spec = TopicSpec(name, "", "", partitions=1)
-            spec = spec or TopicSpec(name, "", "", partitions=self.default_partitions)
-            found = self._topics[name] = _Topic(
-                spec, [_Partition() for _ in range(spec.partitions)]
+            found = self._create(
+                spec or TopicSpec(name, "", "", partitions=self.default_partitions)
             )
         return found
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
         for spec in specs:
             if spec.name not in self._topics:
-                self._topics[spec.name] = _Topic(
-                    spec, [_Partition() for _ in range(spec.partitions)]
-                )
+                self._create(spec)
             self.topic(spec.dlq)
+
+    def _create(self, spec: TopicSpec) -> _Topic:
+        """A new topic (the durable backend also journals it)."""
+        created = self._topics[spec.name] = _Topic(
+            spec, [_Partition() for _ in range(spec.partitions)]
+        )
+        return created
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         return {index: p.end for index, p in enumerate(self.topic(topic).partitions)}

@@ -9,7 +9,7 @@ import asyncio
 import errno
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,28 +24,7 @@ from ecowatt_kernel.bus import journal as journal_module
 from ecowatt_kernel.bus.journal import read_segment
 from ecowatt_kernel.contracts import TopicSpec
 
-WAIT_S = 30.0
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit_s: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def __call__(self, records: Sequence[Record]) -> None:
-        self.records.extend(records)
-
-    @property
-    def values(self) -> list[bytes]:
-        return [r.value for r in self.records]
+from .test_contract import Collector, eventually
 
 
 def messages(topic: str, values: Sequence[str], key: str = "k") -> list[Message]:
