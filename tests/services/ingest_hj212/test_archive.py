@@ -418,6 +418,15 @@ async def test_frames_are_compressed_redelivery_is_harmless_and_old_days_expire(
     records = [frame_record(raw, mns["E1"], old), frame_record(raw, mns["E1"], datetime.now(UTC))]
     await writer.handle(records)
     await writer.handle(records)  # redelivered: stored once
+    junk = b"##0010QN=1\x00\xff&&\r\n"  # NUL inside the MN: text cannot hold it, bytes can
+    nul = frame_record(junk, "EW\x00JUNK", datetime.now(UTC))
+    await writer.handle([nul])
+    stored = await running.client.get("/archive/frames", params={"mn": "EW\\x00JUNK"}, headers=CITY)
+    assert stored.json()["total"] == 1, stored.json()
+    raw_back = await running.client.get(
+        f"/archive/frames/{stored.json()['items'][0]['frame_id']}/raw", headers=CITY
+    )
+    assert raw_back.content == junk
     engine = create_async_engine(db.engine.url)
     try:
         async with engine.connect() as connection:

@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ecowatt_kernel.bus import Record
+from ecowatt_kernel.bus import Record, TransientError
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.identity import DataScope
 from ecowatt_kernel.pagination import PageRequest, fetch_page
@@ -117,22 +117,31 @@ def frame_row(record: Record, tz: ZoneInfo) -> tuple[Any, ...] | None:
     values = {
         "received_at": received,
         "frame_id": uuid.UUID(data["frame_id"]),
-        "mn": data.get("mn"),
-        "cn": data.get("cn"),
-        "qn": data.get("qn"),
+        "mn": _text(data.get("mn")),
+        "cn": _text(data.get("cn")),
+        "qn": _text(data.get("qn")),
         "data_time": data_time,
         "data_time_utc": data_time_utc,
-        "verdict": data["verdict"],
-        "reason_code": data.get("reason_code"),
-        "reason": data.get("reason"),
-        "peer": data.get("peer"),
-        "session_id": data.get("session_id"),
-        "ingest_instance": data.get("ingest_instance"),
-        "trace_id": envelope.get("trace_id"),
+        "verdict": _text(data["verdict"]),
+        "reason_code": _text(data.get("reason_code")),
+        "reason": _text(data.get("reason")),
+        "peer": _text(data.get("peer")),
+        "session_id": _text(data.get("session_id")),
+        "ingest_instance": _text(data.get("ingest_instance")),
+        "trace_id": _text(envelope.get("trace_id")),
         "size": len(raw),
         **_packed(raw),
     }
     return tuple(values[c] for c in _COLUMNS)
+
+
+def _text(value: Any) -> str | None:
+    """A field as PostgreSQL text can hold it: NUL (a device's junk inside an MN or QN) is
+    not allowed in text, so it is written as `\\x00` (the bytes themselves are kept whole)."""
+    if value is None:
+        return None
+    text_value = str(value)
+    return text_value.replace("\x00", "\\x00") if "\x00" in text_value else text_value
 
 
 def _packed(raw: bytes) -> dict[str, Any]:
@@ -240,9 +249,18 @@ class ArchiveWriter:
 
     async def handle(self, records: Sequence[Record]) -> None:
         # (in a worker thread: zlib releases the GIL, so compressing uses the other core)
-        rows = await asyncio.to_thread(_rows, records, self.tz)
+        rows = await asyncio.to_thread(_rows, records, self.tz)  # (a bad record: poison)
         if not rows:
             return
+        try:
+            await self._store(rows)
+        except Exception as exc:  # the rows are valid: the database is what failed
+            raise TransientError(
+                f"frame archive: writing {len(rows)} frames failed: {exc}"
+            ) from exc
+        self.stored += len(rows)
+
+    async def _store(self, rows: list[tuple[Any, ...]]) -> None:
         days = {row[0].astimezone(self.tz).date() for row in rows}
         async with self.db.engine.begin() as connection:
             if not days <= self._days:
@@ -259,7 +277,6 @@ class ArchiveWriter:
             )
             await driver.execute(_MERGE)
         self._days |= days
-        self.stored += len(rows)
 
 
 # ------------------------------------------------------------------------------ scope
@@ -283,7 +300,7 @@ def visible_mns(*, registry: RegistryView, scope: DataScope) -> list[str] | None
                 enterprise_id=enterprise_id,
             )
         if allowed:
-            mns.append(device.id)
+            mns.append(getattr(device, "mn", device.id))
     return mns
 
 
@@ -307,7 +324,7 @@ def mns_of_subject(*, registry: RegistryView, kind: str, subject_id: str) -> set
             p.id for p in registry.all("point") if getattr(p, "facility_id", None) in facilities
         }
     elif kind == "enterprise":
-        return {d.id for d in registry.of_enterprise("device", subject_id)}
+        return {getattr(d, "mn", d.id) for d in registry.of_enterprise("device", subject_id)}
     mns = set()
     for point_id in point_ids:
         point = registry.point(point_id)
