@@ -65,7 +65,8 @@ START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)  # 08:00 local: production runs
 HOURS = 3
 TZ = ZoneInfo("Asia/Shanghai")
 ADMIN = signer_from_settings(KernelSettings(environment="development")).sign(
-    Identity(subject="crash-test", roles=frozenset({Role.ADMIN}), scope=DataScope(all=True))
+    Identity(subject="crash-test", roles=frozenset({Role.ADMIN}), scope=DataScope(all=True)),
+    ttl=timedelta(days=1),  # (made at import; a loaded machine's suite reaches it much later)
 )
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 

@@ -59,8 +59,10 @@ SIGNER = signer_from_settings(KernelSettings(environment="test"))
 
 
 def bearer(*roles: Role, scope: DataScope, subject: str = "u-1") -> dict[str, str]:
+    """A token valid for a day: these are made at import, and a loaded machine's suite can
+    take longer than the usual 15 minutes to reach them."""
     identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    return {"Authorization": f"Bearer {SIGNER.sign(identity)}"}
+    return {"Authorization": f"Bearer {SIGNER.sign(identity, ttl=timedelta(days=1))}"}
 
 
 CITY = bearer(Role.CITY_SUPERVISOR, scope=DataScope(all=True), subject="city")
