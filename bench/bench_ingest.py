@@ -73,7 +73,7 @@ from ecowatt_ingest.archive.service import (
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.wire import frame_message, new_trace_id
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
-from ecowatt_kernel.bus.journal import read_segment
+from ecowatt_kernel.bus.segment import read_segment
 from ecowatt_kernel.contracts import TopicSpec
 from ecowatt_kernel.db import Database, scratch_database
 from ecowatt_kernel.pagination import PageRequest

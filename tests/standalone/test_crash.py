@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from ecowatt_kernel.bus.journal import read_segment
+from ecowatt_kernel.bus.segment import read_segment
 from ecowatt_kernel.bus.types import Record
 from ecowatt_kernel.contracts import RegistryChange, decode
 from ecowatt_kernel.identity import DataScope, Identity, Role, signer_from_settings

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from ecowatt_kernel.bus.journal import describe
 from ecowatt_kernel.bus.kafka import KafkaBus, KafkaConnection
+from ecowatt_kernel.bus.segment import describe
 from ecowatt_kernel.contracts.topics import TOPICS
 
 

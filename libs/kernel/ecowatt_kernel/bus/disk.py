@@ -41,17 +41,17 @@ from pathlib import Path
 
 from prometheus_client import Counter as MetricCounter
 
-from ecowatt_kernel.bus.journal import (
+from ecowatt_kernel.bus.journal import Journal
+from ecowatt_kernel.bus.memory import InProcessBus, TopicPartition, _Group, _Partition, _Topic
+from ecowatt_kernel.bus.segment import (
     Checkpoint,
     Commit,
-    Journal,
     OffsetMark,
     TopicEntry,
     encode_commit,
     encode_record,
     encode_topic,
 )
-from ecowatt_kernel.bus.memory import InProcessBus, TopicPartition, _Group, _Partition, _Topic
 from ecowatt_kernel.bus.types import BusUnavailableError, PublishError, Record
 from ecowatt_kernel.contracts.topics import TOPICS, TopicSpec
 

@@ -21,7 +21,7 @@ from ecowatt_kernel.bus import (
     Record,
 )
 from ecowatt_kernel.bus import journal as journal_module
-from ecowatt_kernel.bus.journal import read_segment
+from ecowatt_kernel.bus.segment import Checkpoint, read_segment
 from ecowatt_kernel.contracts import TopicSpec
 
 from .test_contract import Collector, eventually
@@ -399,7 +399,7 @@ async def test_records_published_while_a_checkpoint_is_written_are_kept(
     gate = asyncio.Event()
     real = journal_module._write_checkpoint_body
 
-    async def slow_body(state: journal_module.Checkpoint, partial: Path) -> int:
+    async def slow_body(state: Checkpoint, partial: Path) -> int:
         await gate.wait()
         return await real(state, partial)
 
