@@ -559,6 +559,7 @@ async def standalone(args: argparse.Namespace, env: dict[str, str], scratch: Pat
                         data = json.loads(entry.value)["data"]
                         if data["cn"] not in UPLOAD_ANSWERS and data["qn"]:
                             uploads.add((data["mn"], data["qn"]))
+            shutil.rmtree(folder, ignore_errors=True)  # (hundreds of MiB: checked, not kept)
             ok = run.total("unacked") == 0 and len(uploads) >= run.total("acked")
             check = f"; journal holds {len(uploads):,} uploads for {run.total('acked'):,} answered"
             if not ok:
