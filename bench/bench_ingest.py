@@ -14,6 +14,16 @@ private registry topic (one PW for the whole fleet, so registration costs one sc
    load, the broker stopped for `--outage-s` seconds and started again; nothing may be lost.
 3. **idle memory** — a fresh server, `--idle-connections` devices connect (each sends one
    upload, which binds its session, then holds the link): server RSS before and after.
+4. **standalone** — the same closed loop against the server on standalone's in-process bus:
+   memory-only (`ECOWATT_BUS_BACKEND=memory`) and then durable (`disk`: write-ahead journal,
+   group commit, fdatasync, in `--scratch`). The devices are not registered on that bus
+   (lenient policy: `unregistered`, answered and published alike in both runs). The durable
+   run's journal is read back afterwards: every answered upload must be in it.
+5. **archive** — the frame archive's consumer (`ArchiveWriter`: parse, zlib, COPY, merge)
+   writing a day of frames of `--archive-mns` devices (one a minute, as a meter's 2011) into
+   a scratch database on the `make infra-up` PostgreSQL, then the API's queries for one MN
+   and that day: the first page of 500 with its total, and the whole day in arrival order
+   (what the text download reads).
 
 Zero loss, checked exactly after every load run: no upload unanswered (`unacked` = 0), and
 the frames topic, read whole, holds every upload the devices sent as `accepted`, processed
@@ -22,7 +32,8 @@ members, each with one frame id (a device's re-send is recorded as `duplicate`; 
 retried after a broker failure may store a record twice with the same frame id, counted
 as `republished`), and no `rejected` record.
 
-    uv run python bench/bench_ingest.py [--only throughput,paced,idle,outage] [--profile]
+    uv run python bench/bench_ingest.py [--only throughput,paced,idle,outage,standalone,archive]
+        [--profile]
 
 Needs the servers of `make infra-up` (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL or .infra/env).
 """
@@ -45,15 +56,30 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import ecowatt_hj212 as hj212
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from ecowatt_kernel.bus import KafkaBus, KafkaConnection
+from ecowatt_ingest.archive.service import (
+    ArchiveWriter,
+    FrameFilters,
+    frame_view,
+    iter_frames,
+    list_frames,
+)
+from ecowatt_ingest.settings import IngestSettings
+from ecowatt_ingest.wire import frame_message, new_trace_id
+from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
+from ecowatt_kernel.bus.segment import read_segment
 from ecowatt_kernel.contracts import TopicSpec
+from ecowatt_kernel.db import Database, scratch_database
+from ecowatt_kernel.pagination import PageRequest
 from ecowatt_simulator import Fleet, LatencyHistogram, publish_fleet
 from infra_env import infra
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 PW = "123456"
@@ -500,6 +526,183 @@ async def outage(args: argparse.Namespace, env: dict[str, str], scratch: Path) -
             broker.kill(signal.SIGKILL, wait_s=10)
 
 
+async def standalone(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> None:
+    bootstrap, redis_url = env["KAFKA_BOOTSTRAP_SERVERS"], env["REDIS_URL"]
+    figures: dict[str, tuple[float, float]] = {}
+    for backend in ("memory", "disk"):
+        names = Names()
+        extra = {"ECOWATT_BUS_BACKEND": backend}
+        folder = scratch / f"bus-{names.tag}"
+        if backend == "disk":
+            extra["ECOWATT_BUS_DISK_DIR"] = str(folder)
+            # (no checkpoint during the run: the journal keeps every record for the check)
+            extra["ECOWATT_BUS_DISK_CHECKPOINT_BYTES"] = str(2**40)
+        ingest = Ingest(bootstrap, redis_url, names, **extra).start()
+        options = ["--fast", "--duration", args.fast_duration, "--window", str(args.window)]
+        options += ["--sample-s", "60", "--stats-every", "1", "--drain-timeout", "120"]
+        cpu0, began = ingest.cpu_s(), time.monotonic()
+        run = SimRun(ingest.port, args.devices, args.shards, args.city_seed, options, scratch)
+        run.start().wait()
+        wall = time.monotonic() - began
+        cpu = ingest.cpu_s() - cpu0
+        ingest.stop()
+        rate, window = run.steady_rate()
+        lat = run.latency()
+        p99 = (lat.quantile(0.99) or math.nan) * 1e3
+        figures[backend] = (rate, p99)
+        check = ""
+        if backend == "disk":
+            uploads: set[tuple[str, str]] = set()
+            for segment in sorted(folder.glob("segment-*.log")):
+                for entry in read_segment(segment).entries:
+                    if isinstance(entry, Record) and entry.topic == names.topic("frames"):
+                        data = json.loads(entry.value)["data"]
+                        if data["cn"] not in UPLOAD_ANSWERS and data["qn"]:
+                            uploads.add((data["mn"], data["qn"]))
+            shutil.rmtree(folder, ignore_errors=True)  # (hundreds of MiB: checked, not kept)
+            ok = run.total("unacked") == 0 and len(uploads) >= run.total("acked")
+            check = f"; journal holds {len(uploads):,} uploads for {run.total('acked'):,} answered"
+            if not ok:
+                raise SystemExit(f"LOSS CHECK FAILED (durable bus){check}")
+        ms = [lat.quantile(q) or math.nan for q in (0.5, 0.9, 0.99)]
+        log(
+            f"standalone bus {backend}: {args.devices} devices, closed loop, window"
+            f" {args.window}: acked {run.total('acked'):,} in {wall:.0f} s; steady {rate:,.0f}"
+            f" acked frames/s over {window:.0f} s; ack p50 {ms[0] * 1e3:.1f} ms, p90"
+            f" {ms[1] * 1e3:.1f} ms, p99 {ms[2] * 1e3:.1f} ms; ingest CPU {cpu / wall:.0%};"
+            f" load average {load_average()}{check}"
+        )
+    (memory_rate, memory_p99), (disk_rate, disk_p99) = figures["memory"], figures["disk"]
+    log(
+        f"  durable / memory-only: {disk_rate / memory_rate:.0%} of the acked rate"
+        f" (aim >= 50%), p99 {disk_p99:.1f} vs {memory_p99:.1f} ms"
+    )
+
+
+def archive_frames(mns: int, day: datetime) -> list[Record]:
+    """A day of one 2011 a minute from `mns` meters (4 circuits, ≈ 0.7 KB), as
+    `hj212.frames` records."""
+    records = []
+    codes = [(f"xe{c:02d}{code}", suffix) for c in range(1, 5) for code, suffix in _CODES]
+    for minute in range(24 * 60):
+        at = day + timedelta(minutes=minute)
+        local = at.astimezone(ZoneInfo("Asia/Shanghai"))
+        stamp = f"{local:%Y%m%d%H%M}00"
+        for index in range(mns):
+            mn = f"0100212E{index:016d}"
+            qn = f"{stamp}{index % 1000:03d}"
+            values = ";".join(
+                f"{code}-{suffix}={'N' if suffix == 'Flag' else (index * 7 + minute) % 97 + 0.25}"
+                for code, suffix in codes
+            )
+            segment = f"QN={qn};ST=31;CN=2011;PW={PW};MN={mn};Flag=5;CP=&&DataTime={stamp};"
+            segment += values + "&&"
+            data = segment.encode()
+            raw = b"##%04d%s%04X\r\n" % (len(data), data, hj212.hj212_crc(data))
+            message = frame_message(
+                "hj212.frames",
+                raw=raw,
+                peer="10.0.0.1:5000",
+                received_at=(at + timedelta(seconds=index % 50)).isoformat(),
+                verdict="accepted",
+                trace_id=new_trace_id(),
+                produced_at=at.isoformat(),
+                mn=mn,
+                cn="2011",
+                qn=qn,
+            )
+            records.append(Record("hj212.frames", 0, 0, message.key, message.value, (), 0))
+    return records
+
+
+_CODES = (
+    ("01", "Rtd"),
+    ("01", "Flag"),
+    ("02", "Rtd"),
+    ("02", "Flag"),
+    ("03", "Rtd"),
+    ("11", "Rtd"),
+    ("12", "Rtd"),
+    ("13", "Rtd"),
+    ("21", "Rtd"),
+    ("22", "Rtd"),
+)
+
+
+async def archive(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> None:
+
+    day = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    ) - timedelta(days=1)
+    started = time.perf_counter()
+    records = archive_frames(args.archive_mns, day.astimezone(UTC))
+    log(
+        f"archive: {len(records):,} frames generated in {time.perf_counter() - started:.0f} s"
+        f" (avg {sum(len(r.value) for r in records) / len(records):.0f} bytes as JSON records)"
+    )
+    async with scratch_database(infra("DATABASE_URL"), prefix="bench_archive") as url:
+        db = Database(url, schema="ingest")
+        try:
+            await db.migrate(ROOT / "services/ingest-hj212/ecowatt_ingest/migrations")
+            writer = ArchiveWriter(db=db, settings=IngestSettings(environment="test"))
+            batch = 2000
+            began = time.perf_counter()
+            for start in range(0, len(records), batch):
+                await writer.handle(records[start : start + batch])
+            elapsed = time.perf_counter() - began
+            async with db.session() as session:
+                size = (
+                    await session.execute(
+                        text(
+                            "SELECT sum(octet_length(raw)), sum(size),"
+                            " pg_total_relation_size('ingest.' || (SELECT c.relname FROM"
+                            " pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE"
+                            " i.inhparent = 'ingest.frames'::regclass ORDER BY 1 LIMIT 1))"
+                            " FROM ingest.frames"
+                        )
+                    )
+                ).one()
+            log(
+                f"  write: {len(records):,} frames in {elapsed:.1f} s ="
+                f" {len(records) / elapsed:,.0f} frames/s (batches of {batch});"
+                f" raw {size[1] / 2**20:,.0f} MiB stored as {size[0] / 2**20:,.0f} MiB zlib"
+                f" ({size[0] / size[1]:.0%}); the day's partition with its indexes"
+                f" {size[2] / 2**20:,.0f} MiB"
+            )
+            mn = f"0100212E{args.archive_mns // 2:016d}"
+            filters = FrameFilters(
+                mns=frozenset({mn}),
+                received_from=day.astimezone(UTC),
+                received_to=(day + timedelta(days=1)).astimezone(UTC),
+            )
+            pages, whole = [], []
+            for _ in range(args.archive_queries):
+                t0 = time.perf_counter()
+                async with db.session() as session:
+                    rows, total = await list_frames(
+                        session=session, filters=filters, visible=None, page=PageRequest(1, 500)
+                    )
+                    items = [frame_view(r) for r in rows]  # (as the API answers: decompressed)
+                pages.append(time.perf_counter() - t0)
+                assert len(items) == min(500, total)
+                t0 = time.perf_counter()
+                count = 0
+                async for _row in iter_frames(db=db, filters=filters, visible=None):
+                    count += 1
+                whole.append(time.perf_counter() - t0)
+            pages.sort()
+            whole.sort()
+            log(
+                f"  one MN, one day ({total:,} frames): first page of 500 with its total"
+                f" p50 {pages[len(pages) // 2] * 1e3:.0f} ms, max {pages[-1] * 1e3:.0f} ms"
+                f" (aim < 200 ms); the whole day in arrival order ({count:,} rows) p50"
+                f" {whole[len(whole) // 2] * 1e3:.0f} ms, max {whole[-1] * 1e3:.0f} ms;"
+                f" {args.archive_queries} runs; load average {load_average()}"
+            )
+        finally:
+            await db.dispose()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     env = {name: infra(name) for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     scratch = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -512,13 +715,17 @@ async def main_async(args: argparse.Namespace) -> None:
         await throughput(args, env, scratch)
     if "outage" in args.only:
         await outage(args, env, scratch)
+    if "standalone" in args.only:
+        await standalone(args, env, scratch)
+    if "archive" in args.only:
+        await archive(args, env, scratch)
     if "idle" in args.only:  # last: its 20,000 closed connections leave ports in TIME_WAIT
         await idle_memory(args, env, scratch)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="throughput,paced,idle,outage")
+    parser.add_argument("--only", default="throughput,paced,idle,outage,standalone,archive")
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--shards", type=int, default=2, help="simulator processes")
     parser.add_argument("--window", type=int, default=1, help="unanswered uploads per device")
@@ -530,6 +737,8 @@ def main() -> None:
     parser.add_argument("--outage-rate", type=int, default=2000, help="offered frames/s")
     parser.add_argument("--city-seed", type=int, default=212)
     parser.add_argument("--profile", action="store_true", help="py-spy the ingest process")
+    parser.add_argument("--archive-mns", type=int, default=200, help="devices in the archive day")
+    parser.add_argument("--archive-queries", type=int, default=20)
     args = parser.parse_args()
     args.only = set(args.only.split(","))
     asyncio.run(main_async(args))

@@ -36,7 +36,7 @@ from ecowatt_auth.settings import AuthSettings
 from ecowatt_control_plan.service import SERVICE as CONTROL_PLAN
 from ecowatt_ingest.service import SERVICE as INGEST
 from ecowatt_kernel.app import Infrastructure, ServiceSpec, create_app
-from ecowatt_kernel.bus import InProcessBus
+from ecowatt_kernel.bus import make_bus
 from ecowatt_kernel.identity import verifier_from_settings
 from ecowatt_kernel.metrics import CONTENT_TYPE_LATEST, render_metrics
 from ecowatt_kernel.redis_client import create_redis
@@ -85,7 +85,8 @@ class StandaloneSettings(KernelSettings):
     """Standalone settings (`ECOWATT_*`); defaults suit a laptop."""
 
     service_name: str = "standalone"
-    bus_backend: Literal["kafka", "memory"] = "memory"
+    bus_backend: Literal["kafka", "memory", "disk"] = "disk"
+    """disk: the durable in-process bus, its journal in `<data_dir>/bus` (the default)."""
     log_format: Literal["json", "text"] = "text"
     http_port: int = 8000
     operations_port: int | None = None
@@ -253,7 +254,7 @@ class Standalone:
         """The settings of one service inside this process."""
         values: dict[str, Any] = {
             "environment": self.settings.environment,
-            "bus_backend": "memory",
+            "bus_backend": self.settings.bus_backend,
             "database_url": SecretStr(self.postgres.url),
             "redis_url": SecretStr(self.redis.url),
             "log_level": self.settings.log_level,
@@ -276,7 +277,7 @@ class Standalone:
 
     def gateway(self) -> Gateway:
         """The app served on the gateway port, with every service behind it."""
-        bus = InProcessBus(max_attempts=self.settings.bus_max_attempts)
+        bus = make_bus(self.settings, disk_folder=self.settings.data_dir.resolve() / "bus")
         self.infrastructure = Infrastructure(
             bus=bus,
             redis=create_redis(self.redis.url),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -74,7 +75,12 @@ class KernelSettings(BaseSettings):
     # bodies are small, so 1 MiB leaves room and refuses a memory-filling body with a 413.
     http_max_body_bytes: int = 1024 * 1024
 
-    bus_backend: Literal["kafka", "memory"] = "kafka"
+    bus_backend: Literal["kafka", "memory", "disk"] = "kafka"
+    # The durable in-process bus (`disk`, standalone's default; see the kernel README).
+    bus_disk_dir: Path = Path(".data/bus")
+    bus_disk_retention_bytes: int = 2**30
+    bus_disk_retention_hours: float = 168.0
+    bus_disk_checkpoint_bytes: int = 64 * 2**20
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

@@ -15,6 +15,8 @@ from ecowatt_kernel.app import ServiceContext, ServiceSpec
 from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_ingest.api import router
+from ecowatt_ingest.archive.views import router as archive_router
+from ecowatt_ingest.archive.views import start_archive, stop_archive
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
 
@@ -25,6 +27,7 @@ async def on_startup(context: ServiceContext) -> None:
     settings = context.settings
     assert isinstance(settings, IngestSettings)
     if not settings.hj212_enabled:
+        await start_archive(context)  # (with a registry view of its own)
         return
     view = RegistryView(topic=settings.topic_registry)
     await view.attach(context.bus, group_prefix=settings.service_name)
@@ -35,6 +38,7 @@ async def on_startup(context: ServiceContext) -> None:
     await server.start()
     context.state["ingest"] = server
     context.state["registry_view"] = view
+    await start_archive(context)
     if settings.commands_enabled:
         await context.subscribe(
             name=f"commands.{server.instance}",
@@ -44,6 +48,7 @@ async def on_startup(context: ServiceContext) -> None:
 
 
 async def on_shutdown(context: ServiceContext) -> None:
+    await stop_archive(context)
     server = context.state.pop("ingest", None)
     if isinstance(server, IngestServer):
         await server.stop()
@@ -61,5 +66,5 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     on_startup=on_startup,
     on_shutdown=on_shutdown,
-    routers=[router],
+    routers=[router, archive_router],
 )

@@ -9,11 +9,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from ecowatt_kernel.settings import KernelSettings
 from pydantic import field_validator
 
+from ecowatt_ingest.archive.models import ArchiveSettings
 
-class IngestSettings(KernelSettings):
+
+class IngestSettings(ArchiveSettings):  # (ArchiveSettings: the archive's own, on KernelSettings)
     """EcoWatt HJ 212 ingest settings."""
 
     service_name: str = "ingest-hj212"

@@ -16,8 +16,9 @@ class RegistrySettings(KernelSettings):
     registry_seed: int = 20241
     registry_seed_enterprises: int = 200
     registry_seed_defect_share: float = 0.05
-    # Re-publish every snapshot at start-up. None: when the bus is in-process (its logs are
-    # empty after a restart).
+    # Re-publish every snapshot at start-up. None: when the bus is in-process (memory: its
+    # logs are empty after a restart; disk: cheap insurance against a lost or restored bus
+    # folder, and idempotent).
     registry_republish_on_start: bool | None = None
     registry_outbox_poll_s: float = 1.0
 
@@ -30,5 +31,5 @@ class RegistrySettings(KernelSettings):
     @property
     def republishes_on_start(self) -> bool:
         if self.registry_republish_on_start is None:
-            return self.bus_backend == "memory"
+            return self.bus_backend != "kafka"
         return self.registry_republish_on_start

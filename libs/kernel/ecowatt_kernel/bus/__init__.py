@@ -1,6 +1,6 @@
-"""The message bus: one interface, a Kafka backend and an in-process backend.
+"""The message bus: one interface; Kafka, in-process and durable in-process backends.
 
-    bus = make_bus(settings)          # KafkaBus or InProcessBus, from settings.bus_backend
+    bus = make_bus(settings)          # KafkaBus, InProcessBus or DiskBus (settings.bus_backend)
     await bus.subscribe(group="validation", topics=["telemetry.readings"], handler=handle)
     await bus.start()
     await bus.publish([encode(event)])    # returns once the bus holds it durably
@@ -12,7 +12,10 @@ delivery is at least once. See `base` for retries and dead-lettering.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ecowatt_kernel.bus.base import DEFAULT_MAX_BATCH, Bus, Subscription, is_transient
+from ecowatt_kernel.bus.disk import DiskBus
 from ecowatt_kernel.bus.kafka import KafkaBus, KafkaConnection
 from ecowatt_kernel.bus.memory import InProcessBus
 from ecowatt_kernel.bus.types import (
@@ -32,6 +35,7 @@ __all__ = [
     "Bus",
     "BusError",
     "BusUnavailableError",
+    "DiskBus",
     "InProcessBus",
     "KafkaBus",
     "KafkaConnection",
@@ -62,10 +66,19 @@ def kafka_connection(settings: KernelSettings) -> KafkaConnection:
     )
 
 
-def make_bus(settings: KernelSettings) -> Bus:
-    """The bus backend chosen by `settings.bus_backend`."""
+def make_bus(settings: KernelSettings, *, disk_folder: Path | None = None) -> Bus:
+    """The bus backend chosen by `settings.bus_backend` (`disk_folder` overrides
+    `settings.bus_disk_dir` for the durable in-process bus)."""
     if settings.bus_backend == "memory":
         return InProcessBus(max_attempts=settings.bus_max_attempts)
+    if settings.bus_backend == "disk":
+        return DiskBus(
+            disk_folder or settings.bus_disk_dir,
+            retention_bytes=settings.bus_disk_retention_bytes,
+            retention_ms=int(settings.bus_disk_retention_hours * 3600 * 1000),
+            checkpoint_bytes=settings.bus_disk_checkpoint_bytes,
+            max_attempts=settings.bus_max_attempts,
+        )
     return KafkaBus(
         kafka_connection(settings),
         max_in_flight=settings.kafka_max_in_flight,

@@ -1,16 +1,19 @@
 """The in-process bus: Kafka's semantics inside one event loop.
 
-Used by standalone mode and unit tests. Like Kafka it has partitioned append-only logs
-(partitioned by the same murmur2 key hash), consumer groups that share partitions, committed
-offsets, redelivery of uncommitted records when a consumer leaves, and `<topic>.dlq`.
-Unlike Kafka it keeps the logs in memory: records below every group's committed offset are
-dropped, and a partition with more than `max_lag` unconsumed records makes `publish` wait
-(backpressure) rather than grow without bound.
+Used by unit tests, and (through `DiskBus`, which adds a write-ahead journal) by standalone
+mode. Like Kafka it has partitioned append-only logs (partitioned by the same murmur2 key
+hash), consumer groups that share partitions, committed offsets, redelivery of uncommitted
+records when a consumer leaves, and `<topic>.dlq`. Unlike Kafka it keeps the logs in memory:
+records below every group's committed offset are dropped, and a partition with more than
+`max_lag` unconsumed records makes `publish` wait (backpressure) rather than grow without
+bound. Offsets increase but need not be contiguous (a compacted or a failed write leaves
+gaps, as in Kafka); reads find their place by bisection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import logging
@@ -32,24 +35,51 @@ _logger = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 
+def _offset(record: Record) -> int:
+    return record.offset
+
+
+def record_size(record: Record) -> int:
+    """Bytes a record holds (key, value and headers), for retention by size."""
+    size = len(record.value) + (len(record.key) if record.key is not None else 0)
+    for name, value in record.headers:
+        size += len(name) + len(value)
+    return size
+
+
 @dataclass
 class _Partition:
     records: list[Record] = field(default_factory=list)
-    base: int = 0  # offset of records[0]
+    end: int = 0
+    """The offset after the last record appended (kept when records are dropped)."""
+    reserved: int = 0
+    """The offset the next published record gets (ahead of `end` while a write is pending)."""
+    nbytes: int = 0
 
     @property
-    def end(self) -> int:
-        return self.base + len(self.records)
+    def start(self) -> int:
+        """Offset of the first retained record (`end` when none is retained)."""
+        return self.records[0].offset if self.records else self.end
+
+    def append(self, record: Record) -> None:
+        self.records.append(record)
+        self.end = record.offset + 1
+        self.reserved = max(self.reserved, self.end)
+        self.nbytes += record_size(record)
 
     def read(self, offset: int, limit: int) -> list[Record]:
-        start = max(offset, self.base) - self.base
+        start = bisect.bisect_left(self.records, offset, key=_offset)
         return self.records[start : start + limit]
 
-    def trim(self, below: int) -> None:
-        drop = min(below, self.end) - self.base
+    def trim(self, below: int) -> int:
+        """Drop records with offsets below `below`; returns how many were dropped."""
+        if not self.records or self.records[0].offset >= below:
+            return 0
+        drop = bisect.bisect_left(self.records, below, key=_offset)
         if drop > 0:
+            self.nbytes -= sum(record_size(r) for r in self.records[:drop])
             del self.records[:drop]
-            self.base += drop
+        return drop
 
 
 @dataclass
@@ -118,19 +148,23 @@ class InProcessBus(Bus):
             spec = TOPICS.get(name)
             if spec is None and name.endswith(DLQ_SUFFIX):
                 spec = TopicSpec(name, "", "", partitions=1)
-            spec = spec or TopicSpec(name, "", "", partitions=self.default_partitions)
-            found = self._topics[name] = _Topic(
-                spec, [_Partition() for _ in range(spec.partitions)]
+            found = self._create(
+                spec or TopicSpec(name, "", "", partitions=self.default_partitions)
             )
         return found
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
         for spec in specs:
             if spec.name not in self._topics:
-                self._topics[spec.name] = _Topic(
-                    spec, [_Partition() for _ in range(spec.partitions)]
-                )
+                self._create(spec)
             self.topic(spec.dlq)
+
+    def _create(self, spec: TopicSpec) -> _Topic:
+        """A new topic (the durable backend also journals it)."""
+        created = self._topics[spec.name] = _Topic(
+            spec, [_Partition() for _ in range(spec.partitions)]
+        )
+        return created
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         return {index: p.end for index, p in enumerate(self.topic(topic).partitions)}
@@ -145,52 +179,85 @@ class InProcessBus(Bus):
         if not self._started:
             raise BusUnavailableError("the in-process bus is not started")
         now_ms = int(time.time() * 1000)
+        placed: list[Record] = []
+        topics: dict[str, _Topic] = {}
+        floors: dict[TopicPartition, int | None] = {}
         for message in messages:
-            topic = self.topic(message.topic)
+            name = message.topic
+            topic = topics.get(name)
+            if topic is None:
+                topic = topics[name] = self.topic(name)
+            count = len(topic.partitions)
             if message.key is not None:
-                index = partition_for_key(message.key, len(topic.partitions))
+                index = partition_for_key(message.key, count)
             else:
-                index = next(topic.round_robin) % len(topic.partitions)
+                index = next(topic.round_robin) % count
             partition = topic.partitions[index]
-            await self._wait_for_space(message.topic, index, partition)
-            partition.records.append(
-                Record(
-                    message.topic,
-                    index,
-                    partition.end,
-                    message.key,
-                    message.value,
-                    message.headers,
-                    now_ms,
-                )
+            tp = (name, index)
+            if tp not in floors:
+                floors[tp] = self._consumed_floor(name, index)
+            floor = floors[tp]
+            if floor is not None and partition.reserved - floor >= self.max_lag:
+                # Backpressure: what is placed so far becomes readable, then wait.
+                await self._flush(placed)
+                placed = []
+                await self._wait_for_space(name, index, partition)
+                floors.clear()
+            offset = partition.reserved
+            partition.reserved += 1
+            placed.append(
+                Record(name, index, offset, message.key, message.value, message.headers, now_ms)
             )
-            self._trim_unconsumed(message.topic, partition)
-            BUS_PUBLISHED.labels(message.topic).inc()
-        async with self._changed:
-            self._changed.notify_all()
+        await self._flush(placed)
+
+    async def _flush(self, records: Sequence[Record]) -> None:
+        if records:
+            await self._store(records)
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _store(self, records: Sequence[Record]) -> None:
+        """Make `records` readable (the durable backend first writes them to disk)."""
+        self._append(records)
+
+    def _append(self, records: Sequence[Record]) -> None:
+        touched: dict[TopicPartition, _Partition] = {}
+        for record in records:
+            tp = (record.topic, record.partition)
+            partition = touched.get(tp)
+            if partition is None:
+                partition = touched[tp] = self.topic(record.topic).partitions[record.partition]
+            partition.append(record)
+        for (topic, _), partition in touched.items():
+            self._trim_unconsumed(topic, partition)
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record.topic] = counts.get(record.topic, 0) + 1
+        for topic, count in counts.items():
+            BUS_PUBLISHED.labels(topic).inc(count)
+
+    def _has_space(self, topic: str, index: int, partition: _Partition) -> bool:
+        floor = self._consumed_floor(topic, index)
+        return floor is None or partition.reserved - floor < self.max_lag
 
     async def _wait_for_space(self, topic: str, index: int, partition: _Partition) -> None:
-        floor = self._consumed_floor(topic, index)
-        if floor is None or partition.end - floor < self.max_lag:
-            return
         async with self._space:
-            while True:
-                floor = self._consumed_floor(topic, index)
-                if floor is None or partition.end - floor < self.max_lag:
-                    return
+            while not self._has_space(topic, index, partition):
                 await self._space.wait()
 
     def _consumed_floor(self, topic: str, index: int) -> int | None:
-        """Lowest committed offset of the groups reading `topic`, None if none reads it."""
+        """Lowest committed offset of the groups reading `topic`, None if none reads it (a
+        group without a commit there reads from the first retained record)."""
+        start = self.topic(topic).partitions[index].start
         floors = [
-            group.committed.get((topic, index), 0)
+            group.committed.get((topic, index), start)
             for group in self._groups.values()
             if any(topic in member.topics for member in group.members)
         ]
         return min(floors) if floors else None
 
     def _trim_unconsumed(self, topic: str, partition: _Partition) -> None:
-        if TOPICS.get(topic, None) is not None and TOPICS[topic].compacted:
+        if self.topic(topic).spec.compacted:
             return
         if not any(topic in m.topics for g in self._groups.values() for m in g.members):
             partition.trim(partition.end - self.retain_unconsumed)
@@ -201,7 +268,7 @@ class InProcessBus(Bus):
         partition = self.topic(topic).partitions[index]
         BUS_CONSUMER_LAG.labels(topic, group.name).set(
             sum(
-                p.end - group.committed.get((topic, i), 0)
+                p.end - group.committed.get((topic, i), p.start)
                 for i, p in enumerate(self.topic(topic).partitions)
             )
         )
