@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,7 @@ import ecowatt_hj212 as hj212
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from bearer import FreshBearer
 from ecowatt_ingest.archive.service import ArchiveWriter, maintain
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.service import SERVICE
@@ -58,11 +59,11 @@ pytestmark = pytest.mark.integration
 SIGNER = signer_from_settings(KernelSettings(environment="test"))
 
 
-def bearer(*roles: Role, scope: DataScope, subject: str = "u-1") -> dict[str, str]:
+def bearer(*roles: Role, scope: DataScope, subject: str = "u-1") -> Mapping[str, str]:
     """A token valid for a day: these are made at import, and a loaded machine's suite can
     take longer than the usual 15 minutes to reach them."""
     identity = Identity(subject=subject, roles=frozenset(roles), scope=scope)
-    return {"Authorization": f"Bearer {SIGNER.sign(identity, ttl=timedelta(days=1))}"}
+    return FreshBearer(SIGNER, identity)
 
 
 CITY = bearer(Role.CITY_SUPERVISOR, scope=DataScope(all=True), subject="city")
@@ -123,7 +124,7 @@ class Running:
     context: ServiceContext
     settings: IngestSettings
 
-    async def archived(self, count: int, headers: dict[str, str] = CITY, **params: Any) -> Any:
+    async def archived(self, count: int, headers: Mapping[str, str] = CITY, **params: Any) -> Any:
         """The archive list once it holds `count` frames matching `params` (waits)."""
         for _ in range(600):
             page = await self.client.get(
