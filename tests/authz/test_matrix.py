@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from ecowatt_auth.accounts.service import get_user, identity_of
-from ecowatt_auth.authz.matrix import MATRIX, Matcher, Rule
+from ecowatt_auth.authz.matrix import DATASETS, MATRIX, Matcher, Rule
+from ecowatt_kernel.excel import load_workbook_bytes
 from ecowatt_kernel.identity import Role
 from ecowatt_standalone.gateway import SERVICES
 
@@ -196,15 +197,7 @@ class Callers:
             "/api/auth/api-keys",
             json={
                 "name": "矩阵测试",
-                "datasets": [
-                    "archive",
-                    "alarms",
-                    "states",
-                    "quality",
-                    "devices",
-                    "control",
-                    "reports",
-                ],
+                "datasets": sorted(DATASETS),
                 "all_districts": True,
                 "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
                 "rate_per_minute": 100_000,
@@ -243,13 +236,7 @@ def expected(rule: Rule, caller: str) -> str:
     if caller == "anonymous":
         return "unauthenticated"
     if caller == "partner":
-        return (
-            "allowed"
-            if rule.allows_key(
-                ["archive", "alarms", "states", "quality", "devices", "control", "reports"]
-            )
-            else "denied"
-        )
+        return "allowed" if rule.allows_key(DATASETS) else "denied"
     return "allowed" if rule.allows(Role(caller)) else "denied"
 
 
