@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from ecowatt_auth.accounts.service import get_user, identity_of
-from ecowatt_auth.authz.matrix import MATRIX, Matcher, Rule
+from ecowatt_auth.authz.matrix import DATASETS, MATRIX, Matcher, Rule
+from ecowatt_kernel.excel import load_workbook_bytes
 from ecowatt_kernel.identity import Role
 from ecowatt_standalone.gateway import SERVICES
 
@@ -196,15 +197,7 @@ class Callers:
             "/api/auth/api-keys",
             json={
                 "name": "矩阵测试",
-                "datasets": [
-                    "archive",
-                    "alarms",
-                    "states",
-                    "quality",
-                    "devices",
-                    "control",
-                    "reports",
-                ],
+                "datasets": sorted(DATASETS),
                 "all_districts": True,
                 "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
                 "rate_per_minute": 100_000,
@@ -243,13 +236,7 @@ def expected(rule: Rule, caller: str) -> str:
     if caller == "anonymous":
         return "unauthenticated"
     if caller == "partner":
-        return (
-            "allowed"
-            if rule.allows_key(
-                ["archive", "alarms", "states", "quality", "devices", "control", "reports"]
-            )
-            else "denied"
-        )
+        return "allowed" if rule.allows_key(DATASETS) else "denied"
     return "allowed" if rule.allows(Role(caller)) else "denied"
 
 
@@ -320,9 +307,9 @@ async def test_scope_filters_hold_whatever_the_query_asks(everything: Platform) 
     assert (await platform.login(officer, username, password)).status_code == 200
     asked = [
         {},
-        {"district_code": "610113"},
+        {"district": "610113"},
         {"q": f"范围测试{tag}610113"},
-        {"district_code": "610113", "q": tag, "page_size": 500},
+        {"district": "610113", "q": tag, "page_size": 500},
     ]
     for params in asked:
         listed = await officer.get("/api/registry/enterprises", params=params)
@@ -333,15 +320,23 @@ async def test_scope_filters_hold_whatever_the_query_asks(everything: Platform) 
     assert other.status_code == 404  # out of scope looks like absent: nothing leaks
     own = await officer.get(f"/api/registry/enterprises/{ids['610112']}")
     assert own.status_code == 200
-    export = await officer.get("/api/registry/enterprises.xlsx", params={"district_code": "610113"})
-    assert export.status_code == 200 and f"范围测试{tag}610113".encode() not in export.content
+    for params, shown in (({}, {"610112"}), ({"district": "610113"}, set())):
+        export = await officer.get("/api/registry/enterprises.xlsx", params=params)
+        assert export.status_code == 200
+        cells = {
+            str(value)
+            for sheet in load_workbook_bytes(export.content).worksheets
+            for row in sheet.iter_rows(values_only=True)
+            for value in row
+        }
+        assert {d for d in ids if f"范围测试{tag}{d}" in cells} == shown, params
 
     enterprise = platform.client()
     _, username, password = await platform.person(
         Role.ENTERPRISE_USER, {"kind": "enterprises", "enterprises": [ids["610112"]]}
     )
     assert (await platform.login(enterprise, username, password)).status_code == 200
-    for params in ({}, {"district_code": "610113"}, {"q": tag}):
+    for params in ({}, {"district": "610113"}, {"q": tag}):
         listed = await enterprise.get("/api/registry/enterprises", params=params)
         assert {e["id"] for e in listed.json()["items"]} <= {ids["610112"]}
 
@@ -355,7 +350,7 @@ async def test_scope_filters_hold_whatever_the_query_asks(everything: Platform) 
         },
     )
     partner = {"X-API-Key": key.json()["key"]}
-    for params in ({}, {"district_code": "610113"}):
+    for params in ({}, {"district": "610113"}):
         listed = await platform.client().get(
             "/api/registry/enterprises", params=params, headers=partner
         )

@@ -19,6 +19,12 @@ its four-digit prefix, a county code itself only; `allows()` (one record, in Pyt
 `where()` (SQL) apply exactly that rule, and a property test holds them equal for every
 scope and record against PostgreSQL.
 
+A partner's API key also carries its **datasets** (claim `datasets`, `Identity.datasets`):
+the names of the partner datasets it was granted (the auth service's permission matrix
+lists them). Only `api_key` identities carry datasets — a token of any other kind that
+names some is refused — so a service checks `identity.datasets` for a partner read as a
+second line behind the gateway, which checks the key itself.
+
 FastAPI dependencies: `CurrentIdentity` (401 when the token is missing, expired, tampered or
 for another audience), `require_roles(...)` (403), and `CurrentScope`, whose `where()` turns
 the scope into a SQL condition so that every query is filtered on the server.
@@ -40,7 +46,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
@@ -86,6 +92,7 @@ class Role(StrEnum):
 
 
 MAX_ENTERPRISE_ID_LENGTH = 128
+MAX_DATASET_NAME_LENGTH = 64
 
 
 @functools.cache
@@ -196,6 +203,22 @@ class Identity(BaseModel):
     scope: DataScope = DataScope()
     token_id: str | None = None
     expires_at: datetime | None = None
+    datasets: frozenset[str] = frozenset()
+    """The partner datasets an API key was granted (empty for every other kind)."""
+
+    @field_validator("datasets")
+    @classmethod
+    def _plain_dataset_names(cls, names: frozenset[str]) -> frozenset[str]:
+        for name in names:
+            if not name or len(name) > MAX_DATASET_NAME_LENGTH or not name.isidentifier():
+                raise ValueError(f"invalid dataset name: {name[:40]!r}")
+        return names
+
+    @model_validator(mode="after")
+    def _datasets_only_for_keys(self) -> Identity:
+        if self.datasets and self.kind != "api_key":
+            raise ValueError(f"only API keys carry datasets, not a {self.kind} identity")
+        return self
 
     def has_any_role(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
@@ -267,6 +290,8 @@ class TokenSigner:
                 "enterprises": sorted(identity.scope.enterprises),
             },
         }
+        if identity.kind == "api_key":
+            claims["datasets"] = sorted(identity.datasets)
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self.kid})
 
 
@@ -369,9 +394,18 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
             ),
             token_id=claims.get("jti"),
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            datasets=_names(claims.get("datasets", [])),
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidTokenError(f"token claims are invalid: {exc}") from None
+
+
+def _names(value: Any) -> frozenset[str]:
+    """A claim that must be a list of strings (TypeError otherwise: a bare string would
+    otherwise become a set of its letters)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("datasets must be a list of names")
+    return frozenset(value)
 
 
 def _is_placeholder(value: str) -> bool:

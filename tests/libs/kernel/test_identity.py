@@ -17,11 +17,13 @@ from ecowatt_kernel.identity import (
     CurrentScope,
     DataScope,
     Identity,
+    InvalidTokenError,
     Role,
     TokenSigner,
     TokenVerifier,
     dev_key_pair,
     district_condition,
+    identity_from_claims,
     require_roles,
 )
 from ecowatt_kernel.problems import install_problem_handlers
@@ -211,3 +213,39 @@ async def test_scope_filters_rows_in_postgresql(empty_database: str) -> None:
             assert list(result.scalars()) == []
     finally:
         await database.dispose()
+
+
+# ------------------------------------------------------------------- API-key datasets
+
+VERIFIER = TokenVerifier(PUBLIC, issuer="ecowatt-auth", audience="ecowatt")
+KEY = Identity(
+    subject="apikey:0123456789abcdef",
+    kind="api_key",
+    roles=frozenset({Role.PARTNER}),
+    scope=DataScope(districts=frozenset({"610112"})),
+    datasets=frozenset({"archive", "telemetry"}),
+)
+
+
+def test_an_api_key_token_carries_its_datasets() -> None:
+    token = SIGNER.sign(KEY)
+    assert sorted(VERIFIER.claims(token)["datasets"]) == ["archive", "telemetry"]
+    identity = VERIFIER.verify(token)
+    assert identity.datasets == frozenset({"archive", "telemetry"})
+    assert identity.kind == "api_key" and identity.scope.districts == {"610112"}
+    assert "datasets" not in VERIFIER.claims(SIGNER.sign(OFFICER))  # people carry none
+    assert VERIFIER.verify(SIGNER.sign(OFFICER)).datasets == frozenset()
+
+
+def test_only_api_keys_carry_datasets() -> None:
+    with pytest.raises(ValueError, match="only API keys"):
+        Identity(subject="u-1", kind="user", datasets=frozenset({"archive"}))
+    with pytest.raises(ValueError, match="invalid dataset name"):
+        KEY.model_validate({**KEY.model_dump(), "datasets": ["archive; DROP"]})
+    # a token that claims datasets for a person, or not as a list of names, is refused
+    verified = VERIFIER.claims(SIGNER.sign(KEY))
+    identity_from_claims(verified)
+    for kind, datasets in (("user", ["archive"]), ("api_key", "archive"), ("api_key", [1])):
+        claims = {**verified, "kind": kind, "datasets": datasets}
+        with pytest.raises(InvalidTokenError):
+            identity_from_claims(claims)

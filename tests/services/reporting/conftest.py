@@ -74,6 +74,10 @@ class Harness:
         identity = Identity(
             subject=subject or f"{role.value}-user", roles=frozenset({role}), scope=scope
         )
+        return self.bearer(identity)
+
+    def bearer(self, identity: Identity) -> dict[str, str]:
+        """Authorization for `identity`, signed now (as the gateway forwards it)."""
         return {"Authorization": f"Bearer {self.signer.sign(identity, now=datetime.now(UTC))}"}
 
     async def publish(self, events: Sequence[Event], topic: str) -> None:

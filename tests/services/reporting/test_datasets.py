@@ -6,6 +6,7 @@ import asyncio
 import random
 from datetime import timedelta
 
+import pytest
 from city import SmallCity, local, today
 from conftest import Harness
 from ecowatt_kernel.identity import DataScope, Identity, Role
@@ -106,9 +107,26 @@ async def test_dataset_api_access_and_paging(harness: Harness, city: SmallCity) 
     h = harness
     r = await h.client.get("/datasets", headers=h.headers(Role.PARTNER))
     assert r.status_code == 200
-    assert "dataset:energy_15min" in r.json()["scopes"]
+    listed = {d["name"]: d for d in r.json()["datasets"]}
+    assert listed["energy_15min"]["grant"] == "telemetry"
+    assert listed["energy_15min"]["path"] == "/datasets/energy_15min"
+    # a partner role without a key's granted datasets (not even an api_key identity)
     r = await h.client.get("/datasets/energy_15min", headers=h.headers(Role.PARTNER))
-    assert r.status_code == 403 and "dataset:energy_15min" in r.json()["detail"]
+    assert r.status_code == 403
+    key = partner_key(datasets={"archive"}, districts=["610113"])
+    r = await h.client.get("/datasets/energy_15min", headers=h.bearer(key))
+    assert r.status_code == 403 and "`telemetry`" in r.json()["detail"]
+    r = await h.client.get("/datasets/enterprises", headers=h.bearer(key))
+    assert r.status_code == 200, r.text
+    assert {i["district_code"] for i in r.json()["items"]} == {"610113"}  # the key's districts
+    r = await h.client.get(
+        "/datasets/enterprises", params={"district": "610116"}, headers=h.bearer(key)
+    )
+    assert r.status_code == 200 and r.json()["items"] == []  # asking wider widens nothing
+    r = await h.client.get(
+        "/datasets/enterprises", params={"district": "999999"}, headers=h.bearer(key)
+    )
+    assert r.status_code == 200 and r.json()["items"] == []  # a filter: any code, no match
     r = await h.client.get(
         "/datasets/enterprises", headers=h.headers(Role.ENTERPRISE_USER, enterprises=["x"])
     )
@@ -133,37 +151,42 @@ async def test_dataset_api_access_and_paging(harness: Harness, city: SmallCity) 
     assert all(i["enterprise_id"] in (city.e("E1"), city.e("E2")) for i in r.json()["items"])
 
 
-class KeyIdentity(Identity):
-    """An API key's identity as the auth service will issue it (with `scopes`)."""
-
-    scopes: frozenset[str] = frozenset()
-
-
-def test_partner_scopes_per_dataset() -> None:
-    partner = KeyIdentity(
-        subject="key-1", kind="api_key", roles=frozenset({Role.PARTNER}),
-        scopes=frozenset({"dataset:alarms"}),
-    )  # fmt: skip
-    check_access(partner, DATASETS["alarms"])
-    for name in ("energy_15min", "enterprises", "compliance"):
-        try:
-            check_access(partner, DATASETS[name])
-        except Forbidden:
-            continue
-        raise AssertionError(f"{name} granted without its scope")
-    everything = KeyIdentity(
-        subject="key-2", roles=frozenset({Role.PARTNER}), scopes=frozenset({"dataset:*"})
+def partner_key(*, datasets: set[str], districts: list[str] | None = None) -> Identity:
+    """An API key's identity as the gateway forwards it (auth's `KeyRecord.identity`)."""
+    return Identity(
+        subject="apikey:0123456789abcdef",
+        kind="api_key",
+        roles=frozenset({Role.PARTNER}),
+        scope=DataScope(districts=frozenset(districts)) if districts else DataScope(all=True),
+        datasets=frozenset(datasets),
     )
+
+
+def test_partner_keys_read_the_datasets_their_grants_cover() -> None:
+    alarms_only = partner_key(datasets={"alarms"})
+    check_access(alarms_only, DATASETS["alarms"])
+    for name in ("energy_15min", "latest_values", "enterprises", "points", "compliance"):
+        with pytest.raises(Forbidden):
+            check_access(alarms_only, DATASETS[name])
+    everything = partner_key(datasets={"archive", "telemetry", "alarms", "control"})
     for dataset in DATASETS.values():
         check_access(everything, dataset)
+    # the partner role alone (a person's token, not a key) reads nothing
+    person = Identity(subject="p", roles=frozenset({Role.PARTNER}), scope=DataScope(all=True))
+    for dataset in DATASETS.values():
+        with pytest.raises(Forbidden):
+            check_access(person, dataset)
 
 
 async def test_datasets_documented_in_openapi(harness: Harness) -> None:
     r = await harness.client.get("/openapi.json")
     assert r.status_code == 200
     spec = r.json()
-    page = spec["paths"]["/datasets/{name}"]["get"]
-    example = page["responses"]["200"]["content"]["application/json"]["example"]
-    assert example["dataset"] == "energy_15min" and example["items"][0]["energy_kwh"] == 5.31
-    assert "dataset:<name>" in page["responses"]["403"]["description"]
+    for name, dataset in DATASETS.items():
+        page = spec["paths"][f"/datasets/{name}"]["get"]
+        example = page["responses"]["200"]["content"]["application/json"]["example"]
+        assert example["dataset"] == name and example["items"] == [dataset.example]
+        assert f"`{dataset.grant}`" in page["responses"]["403"]["description"]
+    example = spec["paths"]["/datasets/energy_15min"]["get"]["responses"]["200"]
+    assert example["content"]["application/json"]["example"]["items"][0]["energy_kwh"] == 5.31
     assert {"/series/{subject_kind}/{subject_id}", "/statistics", "/reports"} <= set(spec["paths"])

@@ -87,6 +87,7 @@ class KeyRecord:
             scope=DataScope(all=True)
             if self.scope_all
             else DataScope(districts=frozenset(self.districts)),
+            datasets=frozenset(self.datasets),
         )
 
     def to_json(self) -> str:

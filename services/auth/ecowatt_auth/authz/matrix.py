@@ -31,6 +31,7 @@ __all__ = [
     "NOT_SERVED",
     "PEOPLE",
     "PUBLIC",
+    "REPORTING_DATASETS",
     "Dataset",
     "Matcher",
     "Rule",
@@ -76,8 +77,25 @@ DATASETS: dict[str, Dataset] = {
     "quality": Dataset("数据质量", "Data-quality findings, scorecards, daily completeness"),
     "devices": Dataset("设备在线", "Device connection state (online, last seen)"),
     "control": Dataset("重污染天气管控", "Control plans, alert orders, tasks and compliance"),
-    "reports": Dataset("报表", "Generated reports and telemetry rollups"),
+    "telemetry": Dataset(
+        "用电数据", "Latest readings and 15-minute energy and power of every point"
+    ),
 }
+"""What an API key can be granted (`ApiKeyCreate.datasets`): each names a group of reads.
+The reporting service's incremental datasets (`/api/reporting/datasets/<name>`) each belong
+to one of these (`REPORTING_DATASETS`), which the identity forwarded to reporting carries
+(`Identity.datasets`) so that reporting checks the key too."""
+
+REPORTING_DATASETS: dict[str, str] = {
+    "enterprises": "archive",
+    "points": "archive",
+    "latest_values": "telemetry",
+    "energy_15min": "telemetry",
+    "alarms": "alarms",
+    "compliance": "control",
+}
+"""Reporting's partner datasets (its `datasets.service.DATASETS`) → the key dataset that
+grants each; reporting writes the same pairs (`Dataset.grant`), a test holds them equal."""
 
 
 @dataclass(frozen=True)
@@ -285,9 +303,37 @@ _CONTROL_PLAN = [
     Rule("GET", "/api/control-plan/**", PEOPLE, "control"),
 ]
 
+READERS = frozenset({A, CS, DO, EU, OM})
+"""Who reads reporting's curves and statistics (reporting `READERS`; not the auditor)."""
+BUREAU = frozenset({A, CS, DO})
+"""Bureau staff: reports and subscriptions (reporting `BUREAU`)."""
+INTERNAL = frozenset({A, CS, DO, OM})
+"""People who read reporting's datasets without a key (reporting `INTERNAL_ROLES`)."""
+
 _REPORTING = [
-    Rule("GET", "/api/reporting/**", PEOPLE, "reports"),
+    Rule("GET", "/api/reporting/series/{subject_kind}/{subject_id}", READERS),
+    Rule("GET", "/api/reporting/timelines/enterprises/{enterprise_id}", READERS),
+    Rule("GET", "/api/reporting/history/partitions", frozenset({A, CS, OM})),
+    Rule("GET", "/api/reporting/history/rejects", frozenset({A, CS, OM})),
+    Rule("GET", "/api/reporting/statistics", READERS),
+    Rule("GET", "/api/reporting/report-definitions", BUREAU),
+    Rule("GET", "/api/reporting/reports", BUREAU),
+    Rule("POST", "/api/reporting/reports", BUREAU),
+    Rule("GET", "/api/reporting/reports/inbox", BUREAU),
+    Rule("GET", "/api/reporting/reports/{report_id}", BUREAU),
+    Rule("GET", "/api/reporting/reports/{report_id}/xlsx", BUREAU),
+    Rule("GET", "/api/reporting/reports/{report_id}/pdf", BUREAU),
+    Rule("GET", "/api/reporting/subscriptions", BUREAU),
+    Rule("POST", "/api/reporting/subscriptions", BUREAU),
+    Rule("DELETE", "/api/reporting/subscriptions/{subscription_id}", BUREAU),
+    Rule("GET", "/api/reporting/datasets", PEOPLE, ANY_KEY),
+    *(
+        Rule("GET", f"/api/reporting/datasets/{name}", INTERNAL, grant)
+        for name, grant in REPORTING_DATASETS.items()
+    ),
 ]
+
+_OPS = [Rule("GET", "/api/ops/status", frozenset({A, CS, OM}))]  # TEMP glue's row
 
 MATRIX: tuple[Rule, ...] = (
     *_OPERATIONS,
@@ -298,6 +344,7 @@ MATRIX: tuple[Rule, ...] = (
     *_INGEST,
     *_CONTROL_PLAN,
     *_REPORTING,
+    *_OPS,
 )
 
 

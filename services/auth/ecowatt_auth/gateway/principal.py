@@ -92,6 +92,7 @@ class Principal:
 class _Minted:
     token: str
     refresh_at: float
+    identity: Identity
 
 
 class Authenticator:
@@ -116,15 +117,17 @@ class Authenticator:
     # ------------------------------------------------------------------ helpers
 
     def mint(self, cache_key: str, identity: Identity, now: float) -> str:
-        """A short-lived identity token for a session or key (reused for half its life)."""
+        """A short-lived identity token for a session or key (reused for half its life, and
+        only while the identity is the same: a key given other datasets or districts gets a
+        new token at once)."""
         cached = self._minted.get(cache_key)
-        if cached is not None and cached.refresh_at > now:
+        if cached is not None and cached.refresh_at > now and cached.identity == identity:
             return cached.token
         ttl = self.settings.auth_forward_token_s
         token = self.signer.sign(identity, ttl=timedelta(seconds=ttl))
         if len(self._minted) > 50_000:
             self._minted.clear()
-        self._minted[cache_key] = _Minted(token, now + ttl / 2)
+        self._minted[cache_key] = _Minted(token, now + ttl / 2, identity)
         return token
 
     def forget(self, cache_key: str) -> None:

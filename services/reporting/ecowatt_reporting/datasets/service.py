@@ -14,8 +14,12 @@ transactions older than every transaction still running (`txid < pg_snapshot_xmi
 The horizon lags by the longest running write transaction (typically well under a second).
 
 Access: admins, city supervisors, services, district officers and O&M operators read every
-dataset within their data scope; a partner's API key must carry the dataset's scope name
-(`dataset:<name>`, or `dataset:*`) — see `SCOPE_NAMES` — and its districts limit the rows.
+dataset within their data scope. A partner's API key must have been granted the key dataset
+that covers it (`Dataset.grant`: `archive` for enterprises and points, `telemetry` for
+latest values and 15-minute energy, `alarms`, `control` for compliance — the names of the
+auth service's permission matrix, whose rows for these routes say the same). The gateway
+checks the key before forwarding; the service checks the granted datasets again in the
+signed identity (`Identity.datasets`), and the key's districts limit the rows.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ecowatt_kernel.identity import DataScope, Identity, Role
-from ecowatt_kernel.problems import Forbidden, NotFound, Problem
+from ecowatt_kernel.identity import DataScope, Identity, Role, district_condition
+from ecowatt_kernel.problems import Forbidden, Problem
 from sqlalchemy import Column, Table, and_, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,15 +44,12 @@ from ecowatt_reporting.history.models import LATEST_VALUE, ROLLUP_15M
 
 __all__ = [
     "DATASETS",
-    "SCOPE_NAMES",
     "Dataset",
     "DatasetPage",
     "check_access",
-    "granted_scopes",
     "read_page",
 ]
 
-ALL_DATASETS_SCOPE = "dataset:*"
 INTERNAL_ROLES = (
     Role.ADMIN,
     Role.CITY_SUPERVISOR,
@@ -65,14 +66,12 @@ class Dataset:
     name: str
     title: str
     description: str
+    grant: str
+    """The API-key dataset that grants this one (auth's `GET /api/auth/datasets`)."""
     table: Table
     key: tuple[str, ...]
     columns: tuple[str, ...]
     example: dict[str, Any]
-
-    @property
-    def scope(self) -> str:
-        return f"dataset:{self.name}"
 
 
 DATASETS: dict[str, Dataset] = {
@@ -82,6 +81,7 @@ DATASETS: dict[str, Dataset] = {
             "enterprises",
             "企业档案",
             "Enterprises of the archive: district, zone, industry, grade, status.",
+            "archive",
             ENTERPRISE,
             ("id",),
             (
@@ -119,6 +119,7 @@ DATASETS: dict[str, Dataset] = {
             "points",
             "监测点位",
             "Monitoring points: type (total/production/control/…), facility, device, ratings.",
+            "archive",
             POINT,
             ("id",),
             (
@@ -151,6 +152,7 @@ DATASETS: dict[str, Dataset] = {
             "latest_values",
             "最新数据",
             "The newest real-time or minute reading of every point.",
+            "telemetry",
             LATEST_VALUE,
             ("point_id",),
             (
@@ -177,6 +179,7 @@ DATASETS: dict[str, Dataset] = {
             "15分钟电量",
             "Energy and power per point and quarter hour (UTC-aligned buckets); a bucket "
             "reappears with a new version when more of its data arrive.",
+            "telemetry",
             ROLLUP_15M,
             ("point_id", "bucket"),
             (
@@ -208,6 +211,7 @@ DATASETS: dict[str, Dataset] = {
             "alarms",
             "报警",
             "Alarms with their rule, level, status and handling times.",
+            "alarms",
             ALARM_RECORD,
             ("alarm_id",),
             (
@@ -250,6 +254,7 @@ DATASETS: dict[str, Dataset] = {
             "管控合规",
             "Compliance verdicts of heavy-pollution-weather measures per enterprise, task, "
             "target and hour (control.compliance).",
+            "control",
             COMPLIANCE_HOUR,
             ("enterprise_id", "task_id", "target_id", "hour_start"),
             ("enterprise_id", "task_id", "target_id", "hour_start", "verdict", "evidence"),
@@ -264,27 +269,19 @@ DATASETS: dict[str, Dataset] = {
         ),
     )
 }
-SCOPE_NAMES = [ALL_DATASETS_SCOPE, *(d.scope for d in DATASETS.values())]
-"""The scope names a partner API key may carry for these datasets."""
-
-
-def granted_scopes(identity: Identity) -> frozenset[str]:
-    """The permission scopes the caller's token carries.
-
-    The auth service's API keys carry them (token claim `scopes`, `Identity.scopes`); until
-    the kernel's identity has that field every partner is refused (fail closed)."""
-    return frozenset(getattr(identity, "scopes", None) or ())
 
 
 def check_access(identity: Identity, dataset: Dataset) -> None:
     """403 unless the caller may read `dataset`."""
     if identity.has_any_role(*INTERNAL_ROLES):
         return
-    if identity.has_any_role(Role.PARTNER):
-        granted = granted_scopes(identity)
-        if dataset.scope in granted or ALL_DATASETS_SCOPE in granted:
+    if identity.kind == "api_key" and identity.has_any_role(Role.PARTNER):
+        if dataset.grant in identity.datasets:
             return
-        raise Forbidden(f"this API key lacks the scope `{dataset.scope}`")
+        raise Forbidden(
+            f"this API key was not granted the dataset `{dataset.grant}` "
+            f"(which holds `{dataset.name}`)"
+        )
     raise Forbidden("datasets are for partners' API keys and the bureau")
 
 
@@ -346,12 +343,8 @@ async def read_page(
         district_column=ENTERPRISE.c.district_code, enterprise_column=ENTERPRISE.c.id
     )
     if district:
-        visible = and_(
-            visible,
-            DataScope(districts=frozenset({district})).where(
-                district_column=ENTERPRISE.c.district_code
-            ),
-        )
+        # A filter, not a scope: any code is accepted (an unknown one matches nothing).
+        visible = and_(visible, district_condition([district], ENTERPRISE.c.district_code))
     if table is ENTERPRISE:
         conditions.append(visible)
     elif not scope.all or district:
@@ -372,10 +365,3 @@ async def read_page(
     else:
         next_cursor = cursor
     return DatasetPage(items=items, next_cursor=next_cursor, has_more=has_more)
-
-
-def dataset_or_404(name: str) -> Dataset:
-    found = DATASETS.get(name)
-    if found is None:
-        raise NotFound(f"no dataset {name!r}; datasets: {', '.join(DATASETS)}")
-    return found

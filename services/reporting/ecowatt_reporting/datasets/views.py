@@ -1,7 +1,13 @@
-"""Partner datasets: read-only, paginated, incremental since a cursor (see service.py)."""
+"""Partner datasets: read-only, paginated, incremental since a cursor (see service.py).
+
+One route per dataset (`/datasets/enterprises`, `/datasets/energy_15min`, …) rather than a
+`/datasets/{name}` template: the gateway's permission matrix gives each its own row (the key
+dataset that grants it), and the OpenAPI document shows each one's columns and example.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from ecowatt_kernel.app import DbSession
@@ -9,13 +15,7 @@ from ecowatt_kernel.identity import CurrentIdentity
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from ecowatt_reporting.datasets.service import (
-    DATASETS,
-    SCOPE_NAMES,
-    check_access,
-    dataset_or_404,
-    read_page,
-)
+from ecowatt_reporting.datasets.service import DATASETS, Dataset, check_access, read_page
 
 router = APIRouter(tags=["datasets"])
 DEFAULT_LIMIT, MAX_LIMIT = 500, 5000
@@ -25,7 +25,10 @@ class DatasetInfo(BaseModel):
     name: str
     title: str
     description: str
-    scope: str = Field(description="The API-key scope that grants this dataset")
+    grant: str = Field(
+        description="The API-key dataset that grants this one (GET /api/auth/datasets)"
+    )
+    path: str = Field(description="Where to read it, under /api/reporting")
     key: list[str]
     columns: list[str]
     example: dict[str, Any]
@@ -33,7 +36,6 @@ class DatasetInfo(BaseModel):
 
 class DatasetCatalogue(BaseModel):
     datasets: list[DatasetInfo]
-    scopes: list[str] = Field(description="Every scope name; `dataset:*` grants all datasets")
 
 
 class DatasetPageOut(BaseModel):
@@ -48,7 +50,7 @@ class DatasetPageOut(BaseModel):
 
 @router.get(
     "/datasets",
-    summary="The partner datasets and the API-key scopes that grant them",
+    summary="The partner datasets and the API-key datasets that grant them",
     response_model=DatasetCatalogue,
 )
 async def catalogue(identity: CurrentIdentity) -> DatasetCatalogue:
@@ -58,56 +60,78 @@ async def catalogue(identity: CurrentIdentity) -> DatasetCatalogue:
                 name=d.name,
                 title=d.title,
                 description=d.description,
-                scope=d.scope,
+                grant=d.grant,
+                path=f"/datasets/{d.name}",
                 key=list(d.key),
                 columns=list(d.columns),
                 example=d.example,
             )
             for d in DATASETS.values()
-        ],
-        scopes=SCOPE_NAMES,
+        ]
     )
 
 
-_EXAMPLE = {
-    "dataset": "energy_15min",
-    "items": [DATASETS["energy_15min"].example],
-    "next_cursor": "WzE4MzQ1LCJwLTAwMDEiLCIyMDI2LTEyLTA3VDAyOjAwOjAwKzAwOjAwIl0",
-    "has_more": True,
-}
+Cursor = Annotated[
+    str | None, Query(description="`next_cursor` of the previous page; none: from the start")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+District = Annotated[
+    str | None, Query(description="Narrow to one district (within the key's districts)")
+]
 
 
-@router.get(
-    "/datasets/{name}",
-    summary="One page of a dataset, after a cursor (incremental; never skips or repeats)",
-    response_model=DatasetPageOut,
-    responses={
-        200: {"content": {"application/json": {"example": _EXAMPLE}}},
-        403: {"description": "The API key lacks `dataset:<name>` (or `dataset:*`)"},
-    },
-)
-async def page(
-    name: str,
-    session: DbSession,
-    identity: CurrentIdentity,
-    cursor: Annotated[
-        str | None, Query(description="`next_cursor` of the previous page; none: from the start")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    district: Annotated[
-        str | None, Query(description="Narrow to one district (within the key's districts)")
-    ] = None,
-) -> DatasetPageOut:
-    dataset = dataset_or_404(name)
-    check_access(identity, dataset)
-    found = await read_page(
-        session,
-        dataset=dataset,
-        scope=identity.scope,
-        cursor=cursor,
-        limit=limit,
-        district=district,
-    )
-    return DatasetPageOut(
-        dataset=name, items=found.items, next_cursor=found.next_cursor, has_more=found.has_more
+def _page_route(dataset: Dataset) -> Callable[..., Awaitable[DatasetPageOut]]:
+    async def page(
+        session: DbSession,
+        identity: CurrentIdentity,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+        district: District = None,
+    ) -> DatasetPageOut:
+        check_access(identity, dataset)
+        found = await read_page(
+            session,
+            dataset=dataset,
+            scope=identity.scope,
+            cursor=cursor,
+            limit=limit,
+            district=district,
+        )
+        return DatasetPageOut(
+            dataset=dataset.name,
+            items=found.items,
+            next_cursor=found.next_cursor,
+            has_more=found.has_more,
+        )
+
+    return page
+
+
+for _dataset in DATASETS.values():
+    router.add_api_route(
+        f"/datasets/{_dataset.name}",
+        _page_route(_dataset),
+        methods=["GET"],
+        name=f"dataset_{_dataset.name}",
+        summary=f"{_dataset.title}: one page after a cursor (incremental; never skips or repeats)",
+        description=_dataset.description,
+        response_model=DatasetPageOut,
+        responses={
+            200: {
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "dataset": _dataset.name,
+                            "items": [_dataset.example],
+                            "next_cursor": "WzE4MzQ1LCJwLTAwMDEiXQ",
+                            "has_more": True,
+                        }
+                    }
+                }
+            },
+            403: {
+                "description": f"An API key not granted the dataset `{_dataset.grant}`, or a "
+                "role that reads no datasets"
+            },
+        },
     )
