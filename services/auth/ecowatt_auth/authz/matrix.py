@@ -289,6 +289,11 @@ _REPORTING = [
     Rule("GET", "/api/reporting/**", PEOPLE, "reports"),
 ]
 
+_OPS = [
+    # The platform's own health (the status page): the bureau's supervisors and O&M staff.
+    Rule("GET", "/api/ops/status", frozenset({A, CS, OM})),
+]
+
 MATRIX: tuple[Rule, ...] = (
     *_OPERATIONS,
     *_AUTH,
@@ -298,6 +303,7 @@ MATRIX: tuple[Rule, ...] = (
     *_INGEST,
     *_CONTROL_PLAN,
     *_REPORTING,
+    *_OPS,
 )
 
 
