@@ -57,10 +57,10 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ECOWATT_HTTP_HOST=0.0.0.0 \
     ECOWATT_LOG_FORMAT=json \
-    ECOWATT_WEB_DIR=/app/web
+    ECOWATT_GATEWAY_WEB_DIR=/app/web
 WORKDIR /app
 USER 10001:10001
-# gateway 8000, services 8001-8008, HJ 212 9212
+# the gateway 8000 (auth), each service's own port 8001-8008, HJ 212 9212
 EXPOSE 8000-8008 9212
 ENTRYPOINT ["python", "-m"]
 CMD ["ecowatt_ops"]

@@ -8,6 +8,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY = $(UV) run --frozen python
 PYTEST_ARGS ?=
+# run-distributed: --no-simulator, --environment ENV, --city-seed N, --database NAME, --redis-db N
 DISTRIBUTED_ARGS ?=
 
 # Services refuse to start without ECOWATT_ENVIRONMENT (fail closed): each entry point says
@@ -34,7 +35,7 @@ install: .venv/.installed ## Create .venv from the lock file
 run: install ## Run the whole platform in one process (http://127.0.0.1:8000)
 	$(PY) -m ecowatt_standalone
 
-run-distributed: install infra-up ## Every service in its own process on Kafka/PostgreSQL/Redis of infra-up (Ctrl-C stops all)
+run-distributed: install infra-up ## Every service in its own process on infra-up's servers, auth as the gateway on :8000 (Ctrl-C stops all)
 	$(PY) tools/distributed.py run $(DISTRIBUTED_ARGS)
 
 infra-up: install ## Start (or reuse) Kafka, PostgreSQL and Redis for tests

@@ -63,6 +63,10 @@ SERVICES: tuple[tuple[str, str, int], ...] = (
 
 # Where each service takes its topic names (tests give every run private topics).
 TOPIC_VARIABLES: dict[str, dict[str, str]] = {
+    "auth": {
+        "audit.events": "ECOWATT_AUTH_MONITOR_AUDIT_TOPIC",
+        "hj212.frames": "ECOWATT_AUTH_MONITOR_FRAMES_TOPIC",
+    },
     "ingest-hj212": {
         "hj212.frames": "ECOWATT_TOPIC_FRAMES",
         "telemetry.readings": "ECOWATT_TOPIC_READINGS",
@@ -198,6 +202,9 @@ class Layout:
                 if topic in self.topics:
                     env[variable] = self.topics[topic]
             if name == "auth":
+                if self.environment in ("development", "test"):
+                    # plain HTTP on the loopback interface, as `make run` (refused in production)
+                    env["ECOWATT_AUTH_COOKIE_SECURE"] = "false"
                 env["ECOWATT_GATEWAY_HOST"] = self.host
                 env["ECOWATT_GATEWAY_PORT"] = str(self.gateway_port)
                 env["ECOWATT_GATEWAY_UPSTREAMS"] = json.dumps(
@@ -455,7 +462,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    starter = threading.Thread(target=_start_quietly, args=(supervisor, stop), daemon=True)
+    gateway = f"http://{layout.host}:{layout.gateway_port}"
+    starter = threading.Thread(target=_start_quietly, args=(supervisor, stop, gateway), daemon=True)
     starter.start()
     log(
         "starting: "
@@ -469,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_quietly(supervisor: Supervisor, stop: threading.Event) -> None:
+def _start_quietly(supervisor: Supervisor, stop: threading.Event, gateway: str) -> None:
     try:
         supervisor.start()
     except (RuntimeError, TimeoutError) as exc:
@@ -482,6 +490,10 @@ def _start_quietly(supervisor: Supervisor, stop: threading.Event) -> None:
         if p.ready_url
     ]
     log("every process is up: " + "; ".join(urls))
+    log(
+        f"the gateway: {gateway}/ — log in as admin (password printed by auth at its first "
+        "start, or ECOWATT_ADMIN_PASSWORD); every service at /api/<service>/…"
+    )
 
 
 def simulate(args: argparse.Namespace) -> int:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-# Every EcoWatt process of a deployment: name (as in the chart) → (module, HTTP port).
+# Every EcoWatt process of a deployment: name (as in the chart) → (module, HTTP port). The
+# HTTP port is each service's own (API, /healthz, /readyz, /metrics); for auth, which is also
+# the gateway, its operations port: the public gateway listens on GATEWAY_PORT.
 SERVICES = {
     "auth": ("ecowatt_auth", 8001),
     "registry": ("ecowatt_registry", 8002),
@@ -17,8 +19,9 @@ SERVICES = {
     "control-plan": ("ecowatt_control_plan", 8006),
     "reporting": ("ecowatt_reporting", 8007),
     "ops": ("ecowatt_ops", 8008),
-    "gateway": ("ecowatt_auth", 8000),
 }
+GATEWAY = "auth"
+GATEWAY_PORT = 8000
 
 
 def runnable_module(name: str) -> bool:

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, SERVICES, runnable_module
+from tests.deploy.conftest import DEPLOY, GATEWAY, GATEWAY_PORT, SERVICES, runnable_module
 
 SCHEMA = DEPLOY / "compose-spec" / "compose_spec.json"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -104,8 +104,8 @@ def test_the_monitoring_stack_is_there_and_scrapes_every_service(compose: dict[s
         for target in config["targets"]
     }
     for name, (_, port) in ECOWATT_SERVICES.items():
-        if name != "gateway":
-            assert f"{name}:{port}" in targets, name
+        assert f"{name}:{port}" in targets, name
+    assert f"{GATEWAY}:{GATEWAY_PORT}" not in targets  # the public port serves no /metrics
     for exporter, port in (
         ("postgres-exporter", 9187),
         ("redis-exporter", 9121),
@@ -114,16 +114,54 @@ def test_the_monitoring_stack_is_there_and_scrapes_every_service(compose: dict[s
         assert f"{exporter}:{port}" in targets
 
 
-def test_ops_and_the_gateway_point_at_real_services(compose: dict[str, Any]) -> None:
+def own_port(services: dict[str, Any], url: str) -> tuple[str, str]:
+    """(compose service, port) of `http://host:port`, checked to be that service's own port."""
+    host, port = url.removeprefix("http://").split(":")
+    assert services[host]["environment"]["ECOWATT_HTTP_PORT"] == port, url
+    return host, port
+
+
+def test_auth_is_the_gateway_on_the_published_port(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for variable, service in (
-        ("ECOWATT_OPS_SERVICE_URLS", "ops"),
-        ("ECOWATT_GATEWAY_UPSTREAMS", "gateway"),
-    ):
-        pairs = dict(p.split("=", 1) for p in services[service]["environment"][variable].split(","))
-        for url in pairs.values():
-            host, port = url.removeprefix("http://").split(":")
-            assert services[host]["environment"]["ECOWATT_HTTP_PORT"] == port, url
+    assert "gateway" not in services  # one process: the auth service is the gateway
+    auth = services[GATEWAY]
+    env = auth["environment"]
+    assert env["ECOWATT_GATEWAY_PORT"] == str(GATEWAY_PORT)
+    assert env["ECOWATT_GATEWAY_HOST"] == "0.0.0.0"  # reachable from outside the container
+    assert env["ECOWATT_HTTP_PORT"] != env["ECOWATT_GATEWAY_PORT"]
+    # people reach the gateway port only; operations stay on the compose network
+    published = {
+        name: [p.rsplit(":", 1)[-1] for p in service.get("ports", [])]
+        for name, service in services.items()
+        if name in ECOWATT_SERVICES
+    }
+    assert published[GATEWAY] == [str(GATEWAY_PORT)]
+    assert published["ingest"] == ["9212"]
+    assert not [n for n, ports in published.items() if ports and n not in (GATEWAY, "ingest")]
+    # every other service proxied at /api/<name>, ops included, at its own port
+    upstreams = json.loads(env["ECOWATT_GATEWAY_UPSTREAMS"])
+    assert set(upstreams) == set(SERVICES) - {GATEWAY}
+    for url in upstreams.values():
+        own_port(services, url)
+    # the secrets of auth alone
+    assert {"ECOWATT_IDENTITY_PRIVATE_KEY", "ECOWATT_AUTH_DATA_KEY"} <= set(env)
+    for name in ECOWATT_SERVICES:
+        others = services[name]["environment"]
+        if name != GATEWAY:
+            assert "ECOWATT_IDENTITY_PRIVATE_KEY" not in others, name
+            assert "ECOWATT_AUTH_DATA_KEY" not in others, name
+            jwks = others["ECOWATT_IDENTITY_JWKS_URL"]
+            assert jwks == f"http://{GATEWAY}:{env['ECOWATT_HTTP_PORT']}/jwks.json", name
+
+
+def test_ops_watches_every_other_service_on_its_own_port(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    value = services["ops"]["environment"]["ECOWATT_OPS_SERVICE_URLS"]
+    pairs = dict(p.split("=", 1) for p in value.split(","))
+    assert set(pairs) == set(SERVICES) - {"ops"}
+    for url in pairs.values():
+        own_port(services, url)
+    assert pairs[GATEWAY].endswith(f":{SERVICES[GATEWAY][1]}")  # not the gateway's port
 
 
 def test_mounted_files_exist() -> None:

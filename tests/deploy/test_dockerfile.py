@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from ecowatt_auth.settings import AuthSettings
 
 from tests.deploy.conftest import ROOT, SERVICES, runnable_module
 
@@ -80,6 +81,18 @@ def test_the_web_build_is_included_when_web_exists(parsed: DockerfileParser) -> 
     web = "\n".join(i["value"] for i in stages(parsed)[0])
     assert "web/package.json" in web and "npm ci" in web and "npm run build" in web
     assert "mkdir -p web/dist" in web  # no web/ yet: an empty build, not a failure
+
+
+def test_the_gateway_is_told_where_the_web_build_is(parsed: DockerfileParser) -> None:
+    runtime = stages(parsed)[2]
+    (copy,) = [i["value"] for i in runtime if "web/dist" in i["value"]]
+    target = copy.split()[-1]
+    env = dict(parsed.envs)
+    variable = "ECOWATT_GATEWAY_WEB_DIR"
+    assert env[variable] == target, (env, copy)
+    # the variable is the one the gateway reads (settings prefix ECOWATT_)
+    assert AuthSettings.model_config.get("env_prefix", "").upper() == "ECOWATT_"
+    assert variable.removeprefix("ECOWATT_").lower() in AuthSettings.model_fields
 
 
 def test_the_command_selects_the_service(parsed: DockerfileParser) -> None:

@@ -15,7 +15,14 @@ import pytest
 import yaml
 from ecowatt_kernel.migrate import load_spec
 
-from tests.deploy.conftest import DEPLOY, SERVICES, deploy_tool, kubernetes_schemas
+from tests.deploy.conftest import (
+    DEPLOY,
+    GATEWAY,
+    GATEWAY_PORT,
+    SERVICES,
+    deploy_tool,
+    kubernetes_schemas,
+)
 
 CHART = DEPLOY / "helm" / "ecowatt"
 SECRETS = [
@@ -23,6 +30,7 @@ SECRETS = [
     "secrets.redisUrl=redis://:pw@redis:6379/0",
     "secrets.identityPublicKey=PUBLIC",
     "secrets.identityPrivateKey=PRIVATE",
+    "secrets.authDataKey=a-data-key-of-at-least-32-characters",
 ]
 
 
@@ -45,6 +53,13 @@ def objects(text: str) -> list[dict[str, Any]]:
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def container_env(docs: list[dict[str, Any]], service: str) -> dict[str, dict[str, Any]]:
+    """Variable name → entry of the one container of `service`'s Deployment."""
+    deployment = by_kind(docs, "Deployment")[f"ew-ecowatt-{service}"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container["env"]}
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +144,14 @@ def test_a_deployment_per_service_with_probes_resources_and_security(
         env = {e["name"]: e for e in container["env"]}
         assert env["ECOWATT_HTTP_PORT"]["value"] == str(port)
         assert env["ECOWATT_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_URL"
-        signs = "ECOWATT_IDENTITY_PRIVATE_KEY" in env
-        assert signs == (module == "ecowatt_auth"), name  # the signing key stays in auth
+        # the signing key and the TOTP key stay in auth; the others follow its key set
+        assert ("ECOWATT_IDENTITY_PRIVATE_KEY" in env) == (name == GATEWAY), name
+        assert ("ECOWATT_AUTH_DATA_KEY" in env) == (name == GATEWAY), name
+        if name != GATEWAY:
+            jwks = env["ECOWATT_IDENTITY_JWKS_URL"]["value"]
+            assert jwks == f"http://ew-ecowatt-{GATEWAY}:{SERVICES[GATEWAY][1]}/jwks.json"
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] == "http", (name, probe)
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     config = by_kind(docs, "ConfigMap")["ew-ecowatt-config"]["data"]
     assert config["ECOWATT_ENVIRONMENT"] == "production"
@@ -153,7 +174,8 @@ def test_devices_reach_ingest_through_a_tcp_load_balancer_with_affinity(
 
 def test_autoscaling_disruption_budgets_and_the_gateway_ingress(docs: list[dict[str, Any]]) -> None:
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
-    assert set(hpas) == {"ew-ecowatt-validation", "ew-ecowatt-alarm", "ew-ecowatt-gateway"}
+    # the gateway takes every request: it scales with the traffic
+    assert set(hpas) == {"ew-ecowatt-validation", "ew-ecowatt-alarm", f"ew-ecowatt-{GATEWAY}"}
     assert hpas["ew-ecowatt-validation"]["spec"]["maxReplicas"] <= 12  # its topic's partitions
     deployments = by_kind(docs, "Deployment")
     for name in hpas:
@@ -163,23 +185,67 @@ def test_autoscaling_disruption_budgets_and_the_gateway_ingress(docs: list[dict[
     assert set(pdbs) == {f"ew-ecowatt-{n}" for n in SERVICES if n != "ops"}
     (ingress,) = by_kind(docs, "Ingress").values()
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == "ew-ecowatt-gateway"
+    assert backend == {"name": f"ew-ecowatt-{GATEWAY}", "port": {"name": "gateway"}}
+
+
+def test_auth_is_the_gateway_on_its_own_port(docs: list[dict[str, Any]]) -> None:
+    assert "ew-ecowatt-gateway" not in by_kind(docs, "Deployment")  # one process, not two
+    service = by_kind(docs, "Service")[f"ew-ecowatt-{GATEWAY}"]["spec"]
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["ports"]}
+    assert ports == {"http": (SERVICES[GATEWAY][1], "http"), "gateway": (GATEWAY_PORT, "gateway")}
+    deployment = by_kind(docs, "Deployment")[f"ew-ecowatt-{GATEWAY}"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": SERVICES[GATEWAY][1],
+        "gateway": GATEWAY_PORT,
+    }
+    env = container_env(docs, GATEWAY)
+    assert env["ECOWATT_GATEWAY_PORT"]["value"] == str(GATEWAY_PORT)
+    assert env["ECOWATT_GATEWAY_HOST"]["value"] == "0.0.0.0"
+    assert json.loads(env["ECOWATT_GATEWAY_TRUSTED_PROXIES"]["value"]) == []
+    assert env["ECOWATT_AUTH_DATA_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "AUTH_DATA_KEY"
+    admin = env["ECOWATT_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert admin["key"] == "ADMIN_PASSWORD" and admin["optional"] is True
+    for other in set(SERVICES) - {GATEWAY}:  # the other services are not gateways
+        assert not {"ECOWATT_GATEWAY_PORT", "ECOWATT_GATEWAY_UPSTREAMS"} & set(
+            container_env(docs, other)
+        ), other
+
+
+def test_trusted_proxies_and_the_admin_password_are_settings() -> None:
+    docs = objects(
+        render(
+            "gateway.trustedProxies={10.244.0.0/16,10.96.0.0/12}",
+            "secrets.adminPassword=First-Admin-2026",
+        )
+    )
+    env = container_env(docs, GATEWAY)
+    trusted = json.loads(env["ECOWATT_GATEWAY_TRUSTED_PROXIES"]["value"])
+    assert trusted == ["10.244.0.0/16", "10.96.0.0/12"]
+    secret = by_kind(docs, "Secret")["ew-ecowatt-secrets"]["stringData"]
+    assert secret["ADMIN_PASSWORD"] == "First-Admin-2026"
+    assert secret["AUTH_DATA_KEY"] == "a-data-key-of-at-least-32-characters"
+    default = by_kind(objects(render()), "Secret")["ew-ecowatt-secrets"]["stringData"]
+    assert "ADMIN_PASSWORD" not in default  # optional: auth generates one
 
 
 def test_gateway_and_ops_point_at_the_rendered_services(docs: list[dict[str, Any]]) -> None:
     services = by_kind(docs, "Service")
-    deployments = by_kind(docs, "Deployment")
-    for deployment, variable in (
-        ("ew-ecowatt-gateway", "ECOWATT_GATEWAY_UPSTREAMS"),
-        ("ew-ecowatt-ops", "ECOWATT_OPS_SERVICE_URLS"),
-    ):
-        (container,) = deployments[deployment]["spec"]["template"]["spec"]["containers"]
-        value = next(e["value"] for e in container["env"] if e["name"] == variable)
-        pairs = dict(p.split("=", 1) for p in value.split(","))
-        assert "registry" in pairs and "alarm" in pairs
-        for url in pairs.values():
-            host, port = url.removeprefix("http://").split(":")
-            assert services[host]["spec"]["ports"][0]["port"] == int(port), url
+
+    def value(service: str, variable: str) -> str:
+        return str(container_env(docs, service)[variable]["value"])
+
+    def own_port(url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        (http,) = (p for p in services[host]["spec"]["ports"] if p["name"] == "http")
+        assert http["port"] == int(port), url
+
+    upstreams = json.loads(value(GATEWAY, "ECOWATT_GATEWAY_UPSTREAMS"))
+    assert set(upstreams) == set(SERVICES) - {GATEWAY}  # ops included: /api/ops/status
+    pairs = dict(p.split("=", 1) for p in value("ops", "ECOWATT_OPS_SERVICE_URLS").split(","))
+    assert set(pairs) == set(SERVICES) - {"ops"}  # auth at its operations port
+    for url in (*upstreams.values(), *pairs.values()):
+        own_port(url)
 
 
 def test_existing_secret_replaces_the_chart_secret() -> None:
@@ -220,22 +286,23 @@ def test_setup_job_creates_topics_and_migrates_every_schema(docs: list[dict[str,
     }
 
 
-def test_service_monitor_selects_every_service_but_the_gateway(docs: list[dict[str, Any]]) -> None:
+def test_service_monitor_scrapes_every_service_on_its_own_port(docs: list[dict[str, Any]]) -> None:
     (monitor,) = by_kind(docs, "ServiceMonitor").values()
     selector = monitor["spec"]["selector"]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics" and endpoint["honorLabels"] is True
     assert {"targetLabel": "job", "replacement": "ecowatt"} in endpoint["relabelings"]
-    selected = set()
+    scraped = {}
     for _name, service in by_kind(docs, "Service").items():
         labels = service["metadata"]["labels"]
-        if (
-            all(labels.get(k) == v for k, v in selector["matchLabels"].items())
-            and all(labels.get(e["key"]) not in e["values"] for e in selector["matchExpressions"])
-            and any(p["name"] == endpoint["port"] for p in service["spec"]["ports"])
+        if all(labels.get(k) == v for k, v in selector["matchLabels"].items()) and all(
+            labels.get(e["key"]) not in e["values"] for e in selector.get("matchExpressions", [])
         ):
-            selected.add(labels["app.kubernetes.io/component"])
-    assert selected == set(SERVICES) - {"gateway"}
+            for port in service["spec"]["ports"]:
+                if port["name"] == endpoint["port"]:
+                    scraped[labels["app.kubernetes.io/component"]] = port["port"]
+    # every service, auth included: its operations port serves /metrics, the gateway's not
+    assert scraped == {name: port for name, (_, port) in SERVICES.items()}
 
 
 def test_prometheus_rule_is_the_tested_rule_file(

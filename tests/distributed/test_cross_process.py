@@ -1,11 +1,14 @@
 """Distributed mode across processes: HJ 212 frames in, alarms out, one service SIGKILLed
 mid-stream and restarted by the supervisor, nothing lost.
 
-`tools/distributed.py`'s supervisor runs ingest, validation, alarm and ops each as
-`python -m ecowatt_<service>` on the real broker, PostgreSQL and Redis (private topics, a
-fresh database, a private Redis prefix). The registry is not among them: its outbox writes
-the canonical `registry.changes`, so the test publishes its fleet's archive on a private
-registry topic itself (as tests/e2e does).
+`tools/distributed.py`'s supervisor runs auth (the gateway), ingest, validation, alarm and
+ops each as `python -m ecowatt_<service>` on the real broker, PostgreSQL and Redis (private
+topics, a fresh database, a private Redis prefix). The registry is not among them: its outbox
+writes the canonical `registry.changes`, so the test publishes its fleet's archive on a
+private registry topic itself (as tests/e2e does). People's requests go through the gateway
+as they would in production: an administrator logs in there (`POST /api/auth/token`), reads
+the platform status from ops and the alarms from alarm through it, and a service that is not
+running is a 502 problem, not a hang.
 
 Four enterprises (one logger each: total line, production, control facility) send 45
 minutes of 2011 data with the control facility off from minute 10; R1 (产污运行治污未运行,
@@ -28,7 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,7 +51,6 @@ from ecowatt_kernel.contracts import (
     encode,
 )
 from ecowatt_kernel.db import scratch_database
-from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
 from ecowatt_simulator import Fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,7 +60,8 @@ ENTERPRISES = 4
 MINUTES = 45
 CONTROL_OFF_FROM = 10  # R1 confirms after 30 min off: opens at minute 40
 KILL_AFTER = 20  # minutes sent before validation is killed
-PASSWORD = "246810"
+PASSWORD = "246810"  # the loggers' HJ 212 password
+ADMIN_PASSWORD = "Distributed!Admin-2026"  # the first administrator's (auth, first start)
 
 
 def load(path: Path, name: str) -> ModuleType:
@@ -81,12 +84,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bearer() -> dict[str, str]:
-    signer = TokenSigner(dev_key_pair()[0], issuer="ecowatt-auth", audience="ecowatt")
-    identity = Identity(
-        subject="ops-test", roles=frozenset({Role.OM_OPERATOR}), scope=DataScope(all=True)
-    )
-    return {"Authorization": f"Bearer {signer.sign(identity, now=datetime.now(UTC))}"}
+async def log_in(gateway: str) -> dict[str, str]:
+    """A real login at the gateway (the administrator auth created at its first start)."""
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as client:
+        response = await client.post(
+            "/api/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def platform_status(scene: dict[str, Any]) -> dict[str, Any]:
+    """`GET /api/ops/status?fresh=true` through the gateway (proxied to the ops process)."""
+    async with httpx.AsyncClient(base_url=scene["gateway"], timeout=30) as client:
+        response = await client.get("/api/ops/status?fresh=true", headers=scene["bearer"])
+    assert response.status_code == 200, response.text
+    status: dict[str, Any] = response.json()
+    return status
 
 
 class Topic:
@@ -142,6 +156,10 @@ async def scene(
             simulator=False,
             log_format="json",
             extra_env={
+                "auth": {
+                    "ECOWATT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                    "ECOWATT_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/11",
+                },
                 "ingest-hj212": {
                     "ECOWATT_REDIS_PREFIX": f"test.dist.{tag}",
                     "ECOWATT_BACKFILL_ENABLED": "false",
@@ -154,13 +172,19 @@ async def scene(
                 },
             },
         )
-        wanted = ("validation", "alarm", "ops", "ingest-hj212")
+        wanted = ("auth", "validation", "alarm", "ops", "ingest-hj212")
         processes = [p for p in layout.processes() if p.name in wanted]
         output: list[str] = []
         supervisor = distributed.Supervisor(processes, restart_delay_s=8.0, output=output.append)
         try:
-            await asyncio.to_thread(supervisor.start)
+            try:
+                await asyncio.to_thread(supervisor.start)
+            except (RuntimeError, TimeoutError) as exc:  # say why, from the process's own words
+                raise AssertionError(f"{exc}\n" + "\n".join(output[-60:])) from exc
+            gateway = f"http://127.0.0.1:{layout.gateway_port}"
             yield {
+                "gateway": gateway,
+                "bearer": await log_in(gateway),
                 "bus": bus,
                 "fleet": fleet,
                 "topics": topics,
@@ -228,8 +252,7 @@ async def test_frames_in_alarms_out_across_processes_with_validation_killed(
 
     # ---- validation dies (no shutdown, nothing committed past what it did) mid-stream
     supervisor.kill("validation")
-    async with httpx.AsyncClient(timeout=10) as client:
-        down = (await client.get(f"{layout.url('ops')}/status?fresh=true", headers=bearer())).json()
+    down = await platform_status(scene)
     validation = next(s for s in down["services"] if s["name"] == "validation")
     assert validation["status"] == "unreachable"
     assert down["status"] == "degraded"
@@ -281,16 +304,14 @@ async def test_frames_in_alarms_out_across_processes_with_validation_killed(
     # ---- and ops sees every process ready again, validation's group caught up
     bind = (f"test.dist.{scene['tag']}.validation.bind", topics["telemetry.readings"])
     status: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=10) as client:
-        for _ in range(30):
-            url = f"{layout.url('ops')}/status?fresh=true"
-            status = (await client.get(url, headers=bearer())).json()
-            if {(c["group"], c["topic"]): c["lag"] for c in status["consumers"]}.get(bind) == 0:
-                break
-            await asyncio.sleep(1)
+    for _ in range(30):
+        status = await platform_status(scene)
+        if {(c["group"], c["topic"]): c["lag"] for c in status["consumers"]}.get(bind) == 0:
+            break
+        await asyncio.sleep(1)
     assert {s["name"]: s["status"] for s in status["services"]} == {
-        "auth": "unreachable",  # not started in this test
-        "registry": "unreachable",
+        "auth": "ready",
+        "registry": "unreachable",  # not started in this test
         "control-plan": "unreachable",
         "reporting": "unreachable",
         "validation": "ready",
@@ -306,6 +327,21 @@ async def test_frames_in_alarms_out_across_processes_with_validation_killed(
     assert 'ecowatt_alarm_detection_seconds_count{rule="R1"} 4.0' in exposition
     assert 'ecowatt_alarm_detection_seconds_bucket{le="300.0",rule="R1"} 0.0' in exposition
     assert urlsplit(layout.url("ops")).port == layout.gateway_port + 8
+
+    # ---- people read the result through the gateway: the alarm process answers it
+    async with httpx.AsyncClient(base_url=scene["gateway"], timeout=30) as client:
+        response = await client.get("/api/alarm/alarms?rule=R1", headers=scene["bearer"])
+        assert response.status_code == 200, response.text
+        listed = response.json()
+        assert listed["total"] == ENTERPRISES
+        assert {a["enterprise_id"] for a in listed["items"]} == set(by_enterprise)
+        assert response.headers["x-trace-id"]
+        # a service that is not running (the registry here) is a clear problem, not a hang
+        response = await client.get("/api/registry/enterprises", headers=scene["bearer"])
+        assert response.status_code == 502, response.text
+        assert response.json()["type"].endswith("upstream-unavailable")
+        # and nobody gets through without credentials
+        assert (await client.get("/api/alarm/alarms")).status_code == 401
     for logger in loggers:
         await logger.close()
 
@@ -411,10 +447,18 @@ async def test_every_metric_of_dashboards_and_rules_is_exported(scene: dict[str,
     layout = scene["layout"]
     names: set[str] = set()
     async with httpx.AsyncClient(timeout=10) as client:
-        for service in ("ingest-hj212", "validation", "alarm", "ops"):
+        # each service's own port (auth's operations port) is what Prometheus scrapes
+        for service in ("auth", "ingest-hj212", "validation", "alarm", "ops"):
             response = await client.get(f"{layout.url(service)}/metrics")
             assert response.status_code == 200, service
             names |= exported(response.text)
+        # the public gateway serves neither metrics nor readiness (once a web build exists,
+        # unknown top-level paths get its index.html: no metrics either)
+        for path in ("/api/ops/metrics", "/api/ops/readyz", "/api/auth/metrics"):
+            response = await client.get(f"{scene['gateway']}{path}", headers=scene["bearer"])
+            assert response.status_code == 404, (path, response.status_code)
+        response = await client.get(f"{scene['gateway']}/metrics")
+        assert "# TYPE" not in response.text
     wanted = dashboard_and_rule_metrics()
     assert "ecowatt_alarm_detection_seconds_bucket" in wanted
     missing = {

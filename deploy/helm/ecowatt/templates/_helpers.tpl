@@ -61,15 +61,25 @@ affinity:
 {{- end }}
 {{- end -}}
 
-{{/* `name=http://<fullname>-<name>:<port>,…` for every service not in .skip. */}}
-{{- define "ecowatt.upstreams" -}}
+{{/* Base URLs of every service not in .skip, `http://<fullname>-<name>:<port>` (each
+service's own port): a JSON object name → URL (the gateway's upstreams), or with .pairs
+`name=url,…` (ops). */}}
+{{- define "ecowatt.serviceUrls" -}}
 {{- $root := .root -}}
 {{- $skip := .skip -}}
-{{- $items := list -}}
+{{- $urls := dict -}}
 {{- range $name, $svc := $root.Values.services -}}
 {{- if not (has $name $skip) -}}
-{{- $items = append $items (printf "%s=http://%s-%s:%v" $name (include "ecowatt.fullname" $root) $name $svc.port) -}}
+{{- $_ := set $urls $name (printf "http://%s-%s:%v" (include "ecowatt.fullname" $root) $name $svc.port) -}}
 {{- end -}}
+{{- end -}}
+{{- if .pairs -}}
+{{- $items := list -}}
+{{- range $name, $url := $urls -}}
+{{- $items = append $items (printf "%s=%s" $name $url) -}}
 {{- end -}}
 {{- join "," $items -}}
+{{- else -}}
+{{- toJson $urls -}}
+{{- end -}}
 {{- end -}}

@@ -333,7 +333,10 @@ _REPORTING = [
     ),
 ]
 
-_OPS = [Rule("GET", "/api/ops/status", frozenset({A, CS, OM}))]  # TEMP glue's row
+_OPS = [
+    # The platform's own health (the status page): the bureau's supervisors and O&M staff.
+    Rule("GET", "/api/ops/status", frozenset({A, CS, OM})),
+]
 
 MATRIX: tuple[Rule, ...] = (
     *_OPERATIONS,
