@@ -95,7 +95,7 @@ WITH pts AS (
   SELECT point_id, day FROM (
     SELECT point_id, day,
            row_number() OVER (PARTITION BY point_id ORDER BY day DESC) AS rn
-    FROM days WHERE completeness >= :day_completeness) ranked
+    FROM days WHERE completeness >= CAST(:day_completeness AS float8)) ranked
   WHERE rn <= :max_days
 ), counts AS (
   SELECT point_id, count(*) AS n FROM kept GROUP BY point_id
@@ -106,7 +106,7 @@ SELECT u.point_id, CAST(extract(hour FROM u.local_ts) AS int) AS hr,
 FROM usable u
 JOIN kept ON kept.point_id = u.point_id AND kept.day = CAST(u.local_ts AS date)
 JOIN counts ON counts.point_id = u.point_id
-WHERE u.samples > 0 AND u.slots >= :hour_completeness * u.expected
+WHERE u.samples > 0 AND u.slots >= CAST(:hour_completeness AS float8) * u.expected
 GROUP BY u.point_id, CAST(extract(hour FROM u.local_ts) AS int)
 """
 )
@@ -124,7 +124,7 @@ WITH pts AS (
          ph.run_minutes
   FROM control_plan.point_hour ph JOIN pts ON pts.point_id = ph.point_id
   WHERE ph.hour_start >= :lo AND ph.hour_start < :hi
-    AND ph.samples > 0 AND ph.slots >= :hour_completeness * ph.expected
+    AND ph.samples > 0 AND ph.slots >= CAST(:hour_completeness AS float8) * ph.expected
     AND NOT (CAST((ph.hour_start AT TIME ZONE :tz) AS date) = ANY(CAST(:holidays AS date[])))
     AND NOT EXISTS (SELECT 1 FROM ctl WHERE ctl.district = pts.district
                     AND ctl.day = CAST((ph.hour_start AT TIME ZONE :tz) AS date))

@@ -151,11 +151,11 @@ class StatusBoard(BaseModel):
 
 
 class HolidayIn(BaseModel):
-    day: date
-    name: str = Field(min_length=1, max_length=50)
+    name: str = Field(min_length=1, max_length=50, description="e.g. 春节")
 
 
 class HolidayRead(HolidayIn):
+    day: date
     updated_by: str | None
 
 

@@ -277,12 +277,22 @@ def judge_limit(
     return Judgement(COMPLIANT if ok else NON_COMPLIANT, reason, actual, baseline, evidence)
 
 
+def value_at(point: PointHour, minute: int) -> float | None:
+    """The point's value in force at `minute`: its latest sample less than one expected
+    interval (`step` minutes) old, so that 5- or 15-minute data cover their minutes."""
+    for m in range(minute, max(-1, minute - point.step), -1):
+        value = point.powers[m]
+        if value is not None:
+            return value
+    return None
+
+
 def facility_running(points: Sequence[PointHour], minute: int, *, control: bool) -> bool | None:
     """A production facility runs if any point runs; a control facility if all key points run.
     None when a needed value is missing."""
     needed = [p for p in points if p.is_key] if control else list(points)
     needed = needed or list(points)
-    values = [p.powers[minute] for p in needed]
+    values = [value_at(p, minute) for p in needed]
     if control:
         if any(v is None for v in values):
             return None

@@ -16,6 +16,7 @@ An hour is final `grace_min` after it ends.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 from ecowatt_kernel.contracts import ComplianceVerdict, encode
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.outbox import enqueue
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +46,7 @@ from ecowatt_control_plan.telemetry.models import point_hour
 _logger = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 LOOKBACK = timedelta(days=7)
+_PASS_LOCK = int.from_bytes(hashlib.sha256(b"control_plan.pass").digest()[:8], "big", signed=True)
 
 
 def floor_hour(t: datetime) -> datetime:
@@ -138,6 +140,8 @@ class ComplianceJudge:
             seconds=0.0,
         )
         async with self.database.transaction() as session:
+            # One pass at a time across replicas and on-demand runs.
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PASS_LOCK})
             work = await self._work(session, now)
             by_hour: dict[datetime, list[_Work]] = defaultdict(list)
             for w in work:

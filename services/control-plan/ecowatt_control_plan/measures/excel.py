@@ -332,15 +332,6 @@ async def import_workbook(
                 continue
             natural = service.natural_key(values)
             measure_id = given or stored_by_key.get(natural) or service.new_measure_id()
-            if measure_id in rows:
-                fail(
-                    sheet.title,
-                    number,
-                    "measure_id",
-                    f"措施编号“{measure_id}”与工作表“{rows[measure_id].sheet}”第 "
-                    f"{rows[measure_id].number} 行重复",
-                )
-                continue
             if natural in keys:
                 twin = keys[natural]
                 fail(
@@ -348,6 +339,15 @@ async def import_workbook(
                     number,
                     "target_ids",
                     f"与工作表“{twin.sheet}”第 {twin.number} 行是同一企业、级别和对象的措施",
+                )
+                continue
+            if measure_id in rows:
+                fail(
+                    sheet.title,
+                    number,
+                    "measure_id",
+                    f"措施编号“{measure_id}”与工作表“{rows[measure_id].sheet}”第 "
+                    f"{rows[measure_id].number} 行重复",
                 )
                 continue
             if given is not None and given in stored and stored[given]["level"] != level:

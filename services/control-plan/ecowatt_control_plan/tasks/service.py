@@ -180,9 +180,9 @@ def materialise(
     previous: Piece | None,
 ) -> list[dict[str, Any]]:
     """The measures of one task, with their effective times, then the implied one."""
-    carried = {}
+    carried: list[dict[str, Any]] = []
     if previous is not None and previous.end == start:
-        carried = {m["measure_id"]: m for m in previous.measures}
+        carried = [m for m in previous.measures if m["action"] != "KEEP_CONTROL_RUNNING"]
     out = []
     for row in rows:
         values = measures.normalised(row)
@@ -200,8 +200,10 @@ def materialise(
             "legal_text": values["legal_text"],
             "effective_at": (start + timedelta(minutes=values["ramp_min"])).isoformat(),
         }
-        before = carried.get(row["measure_id"])
-        if before is not None and _same_rule(before, item):
+        # The same requirement as just before (e.g. a level raised with this measure kept):
+        # it is checked on from when it first took effect, without a new ramp.
+        before = next((m for m in carried if _same_rule(m, item)), None)
+        if before is not None:
             item["effective_at"] = before["effective_at"]
         out.append(item)
     out.append(

@@ -3,7 +3,8 @@
 `powers` holds 60 values (kW, after CT/PT), one per minute of the hour, the first valid
 reading of each minute (NULL: none). Minute values are kept `minute_retention_days` and then
 dropped (set NULL); the summary — filled sample slots, expected slots, the sum of the
-values, minutes at or above the start/stop threshold — stays for baselines.
+values, minutes at or above the start/stop threshold (a sample counts for its expected
+interval) — stays for baselines.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def summary(powers: Sequence[float | None], *, step: int, threshold: float) -> d
         "samples": len(present),
         "slots": len({m // step for m, _ in present}),
         "power_sum": float(sum(p for _, p in present)),
-        "run_minutes": sum(1 for _, p in present if p >= threshold),
+        # Each sample stands for its expected interval (`step` minutes).
+        "run_minutes": min(MINUTES, step * sum(1 for _, p in present if p >= threshold)),
     }
 
 
