@@ -5,7 +5,7 @@ telemetry recorder and starts the jobs:
 
 | group / job | topic / period | |
 |---|---|---|
-| `control-plan.points` | `telemetry.points` | minute values per point and hour (`telemetry`) |
+| `<prefix>.points` (`control-plan.points`) | `telemetry.points` | minute values per point and hour (`telemetry`) |
 | `control-plan.registry-view.<id>` | `registry.changes` | the live archive |
 | `control-plan.compliance` | every `pass_every_s` (one replica leads) | the compliance pass |
 | `control-plan.retention` | daily 03:10 local (one replica leads) | drops old data |
@@ -132,12 +132,14 @@ async def on_startup(ctx: ServiceContext, *, clock: Callable[[], datetime] = wal
     judge = ComplianceJudge(database=ctx.database, index=index, settings=settings, clock=clock)
     runtime.state.update({JUDGE_KEY: judge, "recorder": recorder, "index": index})
     ctx.state[RUNTIME_KEY] = runtime
-    await ctx.subscribe(
-        name="points",
-        topics=[settings.control_plan_points_topic],
-        handler=recorder.handle,
-        max_batch=2000,
-        concurrent_partitions=True,
+    ctx.subscriptions.append(
+        await ctx.bus.subscribe(
+            group=f"{settings.control_plan_consumer_prefix}.points",
+            topics=[settings.control_plan_points_topic],
+            handler=recorder.handle,
+            max_batch=2000,
+            concurrent_partitions=True,
+        )
     )
 
     async def compliance_pass() -> None:
