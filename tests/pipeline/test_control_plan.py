@@ -332,8 +332,10 @@ async def _launch(p: ControlPlanPipeline) -> tuple[str, set[str]]:
 
 async def _tasks_arrived(sim: Simulator, listed: set[str]) -> None:
     assert sim.orders is not None
-    while not listed <= set(sim.orders.tasks):
+    while True:
         sim.orders.changed.clear()
+        if listed <= set(sim.orders.tasks):
+            return
         await sim.orders.changed.wait()
 
 
