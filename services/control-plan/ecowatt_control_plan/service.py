@@ -5,7 +5,7 @@ telemetry recorder and starts the jobs:
 
 | group / job | topic / period | |
 |---|---|---|
-| `<prefix>.points` (`control-plan.points`) | `telemetry.points` | minute values per point and hour (`telemetry`) |
+| `<prefix>.points` | `telemetry.points` | minute values per point and hour (`telemetry`) |
 | `control-plan.registry-view.<id>` | `registry.changes` | the live archive |
 | `control-plan.compliance` | every `pass_every_s` (one replica leads) | the compliance pass |
 | `control-plan.retention` | daily 03:10 local (one replica leads) | drops old data |

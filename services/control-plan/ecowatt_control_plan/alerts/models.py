@@ -51,6 +51,7 @@ alert_order = Table(
     Column("districts", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("segments", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("notice", Text),
+    Column("ramp_min", Integer),
     Column("list_version", Integer),
     Column("created_by", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -100,6 +101,12 @@ class AlertIssue(BaseModel):
         default_factory=list, max_length=200, description="GB/T 2260 codes; empty: whole city"
     )
     notice: str | None = Field(None, max_length=5000, description="The notice text")
+    ramp_min: int | None = Field(
+        None,
+        ge=0,
+        le=1440,
+        description="Time to wind down set by the notice; None: each measure's own (list)",
+    )
     reason: str | None = Field(None, max_length=500)
 
     _check_districts = field_validator("districts")(_districts)
@@ -185,6 +192,7 @@ class AlertRead(BaseModel):
     districts: list[str]
     segments: list[dict[str, Any]]
     notice: str | None
+    ramp_min: int | None
     list_version: int | None
     created_by: str | None
     created_at: datetime

@@ -63,6 +63,7 @@ async def propose_issue(
             expected_end=body.get("expected_end"),
             districts=body.get("districts") or [],
             notice=body.get("notice"),
+            ramp_min=body.get("ramp_min"),
             created_by=actor,
             created_at=now,
             updated_at=now,

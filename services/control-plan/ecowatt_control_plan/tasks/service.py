@@ -51,6 +51,8 @@ class Span:
     districts: tuple[str, ...]
     order_effective_at: datetime
     list_version: int
+    ramp_min: int | None = None
+    """The order's own wind-down time, instead of each measure's."""
 
     @property
     def rank(self) -> tuple[int, float, str]:
@@ -137,6 +139,7 @@ def spans_of(row: Any) -> list[Span]:
                 districts=tuple(segment["districts"]),
                 order_effective_at=row["effective_at"],
                 list_version=int(row["list_version"] or 0),
+                ramp_min=row.get("ramp_min"),
             )
         )
     return out
@@ -178,6 +181,7 @@ def materialise(
     start: datetime,
     level: str,
     previous: Piece | None,
+    ramp_min: int | None = None,
 ) -> list[dict[str, Any]]:
     """The measures of one task, with their effective times, then the implied one."""
     carried: list[dict[str, Any]] = []
@@ -186,6 +190,8 @@ def materialise(
     out = []
     for row in rows:
         values = measures.normalised(row)
+        if ramp_min is not None:
+            values["ramp_min"] = ramp_min
         item = {
             "measure_id": row["measure_id"],
             "level": level,
@@ -267,6 +273,7 @@ def plan(
                 start=start,
                 level=span.level,
                 previous=previous,
+                ramp_min=span.ramp_min,
             )
             out[piece.task_id] = piece
             previous = piece

@@ -58,23 +58,27 @@ class Recorder:
         """One partition's batch: merge its readings into their hours, in one transaction."""
         incoming: dict[tuple[str, datetime], dict[int, float]] = defaultdict(dict)
         enterprises: dict[str, str] = {}
+        usable = skipped = 0
         for record in records:
             try:
                 reading = decode(record).data
             except ContractError as exc:
                 _logger.warning("telemetry.points: skipping a record: %s", exc)
-                self.skipped += 1
+                skipped += 1
                 continue
             if not isinstance(reading, PointReading) or not self.usable(reading):
-                self.skipped += 1
+                skipped += 1
                 continue
             at = reading.data_time.astimezone(UTC)
             minutes = incoming[(reading.point_id, hour_of(at))]
             minutes.setdefault(at.minute, float(reading.values["active_power_kw"]))
             enterprises[reading.point_id] = reading.enterprise_id
-            self.applied += 1
+            usable += 1
         if incoming:
             await self.merge(incoming, enterprises)
+        # Counted once durable (tests and metrics wait on these).
+        self.applied += usable
+        self.skipped += skipped
 
     @staticmethod
     def usable(reading: PointReading) -> bool:
