@@ -139,7 +139,7 @@ class ControlPlanPipeline(Pipeline):
             control_plan_compliance_topic=self.topics["compliance"],
             control_plan_audit_topic=self.topics["plan-audit"],
             control_plan_consumer_prefix=f"{self.prefix}.control-plan",
-            control_plan_pass_every_s=24 * 3600.0,
+            control_plan_pass_enabled=False,
             control_plan_outbox_poll_s=0.2,
             control_plan_seed_list=False,
             log_level="WARNING",

@@ -25,7 +25,8 @@ def _frame(title: str, top: float, labels: Sequence[str], every: int) -> list[st
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}">',
         '<rect width="100%" height="100%" fill="white"/>',
-        f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" {FONT} font-size="13">'
+        f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" font-family="sans-serif" '
+        'font-size="13">'
         f"{escape(title)}</text>",
     ]
     for i in range(5):

@@ -21,6 +21,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from ecowatt_kernel.identity import DataScope, Identity, Role, signer_from_settings
@@ -48,6 +49,7 @@ def _check(response: httpx.Response) -> Any:
 
 
 def launch(args: argparse.Namespace) -> None:
+    tz = ZoneInfo(KernelSettings().timezone)
     now = datetime.now(UTC).replace(microsecond=0)
     effective = now + timedelta(minutes=args.in_minutes)
     issuer = {"Authorization": f"Bearer {_token('cli-issuer', Role.CITY_SUPERVISOR)}"}
@@ -60,7 +62,7 @@ def launch(args: argparse.Namespace) -> None:
         "effective_at": effective.isoformat(),
         "expected_end": (effective + timedelta(hours=args.hours)).isoformat(),
         "districts": args.districts.split(",") if args.districts else [],
-        "notice": f"自 {effective.astimezone().strftime('%H:%M')} 起启动{level_zh}预警响应。",
+        "notice": f"自 {effective.astimezone(tz):%H:%M} 起启动{level_zh}预警响应。",
     }
     if args.ramp is not None:
         body["ramp_min"] = args.ramp
@@ -113,7 +115,9 @@ def status(args: argparse.Namespace) -> None:
     if board["hour_start"] is None:
         print("no hour judged yet (the compliance pass runs every few minutes)")
         return
-    hour = datetime.fromisoformat(board["hour_start"]).astimezone()
+    hour = datetime.fromisoformat(board["hour_start"]).astimezone(
+        ZoneInfo(KernelSettings().timezone)
+    )
     flag = "（进行中，暂定）" if board["provisional"] else ""
     print(f"{hour:%Y-%m-%d %H:00} {flag}")
     for name in STATUSES:

@@ -8,6 +8,7 @@ telemetry recorder and starts the jobs:
 | `<prefix>.points` | `telemetry.points` | minute values per point and hour (`telemetry`) |
 | `control-plan.registry-view.<id>` | `registry.changes` | the live archive |
 | `control-plan.compliance` | every `pass_every_s` (one replica leads) | the compliance pass |
+| `control-plan.baselines` | daily 00:20 local (one replica leads) | the day's baselines |
 | `control-plan.retention` | daily 03:10 local (one replica leads) | drops old data |
 
 Events (`control.tasks`, `control.compliance`, `audit.events`) leave through the outbox.
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from ecowatt_kernel.app import ServiceContext, ServiceSpec
@@ -60,11 +61,18 @@ def _spec(name: str, template: str) -> TopicSpec:
 async def _seed_when_ready(runtime: Runtime) -> None:
     """Generate the synthetic list once the archive has enterprises (make run)."""
     await runtime.view.wait_ready(timeout_s=3600)
-    arrived = asyncio.Event()
-    runtime.view.on_change(lambda entity, *_: arrived.set() if entity == "facility" else None)
-    if not runtime.view.all("facility"):
-        await arrived.wait()
-    await asyncio.sleep(5.0)  # let a freshly seeded archive finish arriving
+    changed = asyncio.Event()
+    runtime.view.on_change(lambda *_: changed.set())
+    # A freshly seeded archive arrives over a while: wait for it, then for 10 quiet seconds.
+    while not runtime.view.all("facility"):
+        changed.clear()
+        await changed.wait()
+    while True:
+        changed.clear()
+        try:
+            await asyncio.wait_for(changed.wait(), 10.0)
+        except TimeoutError:
+            break
     async with runtime.database.transaction() as session:
         version = await seed_list(
             session,
@@ -153,14 +161,11 @@ async def on_startup(ctx: ServiceContext, *, clock: Callable[[], datetime] = wal
             now=clock(), hour_retention_days=settings.control_plan_hour_retention_days
         )
 
+    async def baselines(closed: date) -> None:
+        count = await judge.prepare_baselines(day=closed + timedelta(days=1))
+        _logger.info("baselines of %s: %d points", closed + timedelta(days=1), count)
+
     runtime.jobs = [
-        PeriodicJob(
-            name="control-plan.compliance",
-            run=compliance_pass,
-            every_s=settings.control_plan_pass_every_s,
-            leader=AdvisoryLeader(ctx.database.engine, "control-plan.compliance"),
-            initial_delay_s=min(30.0, settings.control_plan_pass_every_s),
-        ),
         DailyJob(
             name="control-plan.retention",
             run=retention,
@@ -168,7 +173,25 @@ async def on_startup(ctx: ServiceContext, *, clock: Callable[[], datetime] = wal
             at=time(3, 10),
             leader=AdvisoryLeader(ctx.database.engine, "control-plan.retention"),
         ),
+        DailyJob(
+            name="control-plan.baselines",
+            run=baselines,
+            timezone=settings.timezone,
+            at=time(0, 20),
+            catch_up_days=1,
+            leader=AdvisoryLeader(ctx.database.engine, "control-plan.baselines"),
+        ),
     ]
+    if settings.control_plan_pass_enabled:
+        runtime.jobs.append(
+            PeriodicJob(
+                name="control-plan.compliance",
+                run=compliance_pass,
+                every_s=settings.control_plan_pass_every_s,
+                leader=AdvisoryLeader(ctx.database.engine, "control-plan.compliance"),
+                initial_delay_s=min(30.0, settings.control_plan_pass_every_s),
+            )
+        )
     await relay.start()
     for job in runtime.jobs:
         await job.start()

@@ -23,6 +23,8 @@ class ControlPlanSettings(KernelSettings):
     control_plan_audit_topic: str = "audit.events"
     control_plan_consumer_prefix: str = "control-plan"
 
+    control_plan_pass_enabled: bool = True
+    """Run the compliance pass periodically (tests run it themselves: `POST /compliance/run`)."""
     control_plan_pass_every_s: float = 300.0
     """How often the compliance pass runs: it finalises hours that ended more than
     `grace_min` ago and re-judges the hour in progress (provisional, shown in the API)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 from ecowatt_control_plan.compliance.service import ComplianceJudge
 from ecowatt_control_plan.runtime import RUNTIME_KEY, Runtime
@@ -96,13 +97,26 @@ class Harness:
             await asyncio.sleep(0.05)
 
     async def record(self, readings: Sequence[Event]) -> None:
-        """Publish readings on the points topic and wait until the service recorded them."""
-        before = self.recorder.applied + self.recorder.skipped
-        await self.publish(readings, self.settings.control_plan_points_topic)
-        await self.wait_for(
-            lambda: self.recorder.applied + self.recorder.skipped - before >= len(readings),
-            limit_s=180,
-        )
+        """Publish readings on the points topic and wait until the service's consumer has
+        committed all of them (it commits once they are durable; counting records handled
+        would be fooled by a redelivery)."""
+        topic = self.settings.control_plan_points_topic
+        await self.publish(readings, topic)
+        group = f"{self.settings.control_plan_consumer_prefix}.points"
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 180
+            while True:
+                ends = await self.ctx.bus.end_offsets(topic)
+                offsets = await admin.list_consumer_group_offsets(group)
+                done = {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic}
+                if all(done.get(p, 0) >= end for p, end in ends.items()):
+                    return
+                assert asyncio.get_running_loop().time() < deadline, (done, ends)
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
 
     async def relay_drained(self) -> None:
         await self.runtime.relay.drain()
@@ -134,7 +148,7 @@ async def harness(
         control_plan_compliance_topic=f"{prefix}.compliance",
         control_plan_audit_topic=f"{prefix}.audit",
         control_plan_consumer_prefix=prefix,
-        control_plan_pass_every_s=24 * 3600.0,  # the tests run the pass themselves
+        control_plan_pass_enabled=False,  # the tests run the pass themselves
         control_plan_outbox_poll_s=0.1,
         control_plan_seed_list=False,
     )

@@ -67,6 +67,8 @@ class PointHour:
     peak_kwh: float | None = None
     """The highest hour of the baseline profile: the point's normal production level."""
     baseline_source: str = "none"
+    memo: dict[tuple[int, ...], Stats] = field(default_factory=dict, compare=False, repr=False)
+    """`stats` of this point per window (several measures judge the same window)."""
 
 
 @dataclass
@@ -92,6 +94,14 @@ class Judgement:
 
 def stats(point: PointHour, minutes: Sequence[int]) -> Stats:
     """Completeness, mean power and running minutes of a point within `minutes`."""
+    key = tuple(minutes)
+    found = point.memo.get(key)
+    if found is None:
+        found = point.memo[key] = _stats(point, minutes)
+    return found
+
+
+def _stats(point: PointHour, minutes: Sequence[int]) -> Stats:
     slots = {m // point.step for m in minutes}
     values = [(m, point.powers[m]) for m in minutes if point.powers[m] is not None]
     filled = {m // point.step for m, _ in values}
@@ -277,30 +287,36 @@ def judge_limit(
     return Judgement(COMPLIANT if ok else NON_COMPLIANT, reason, actual, baseline, evidence)
 
 
-def value_at(point: PointHour, minute: int) -> float | None:
-    """The point's value in force at `minute`: its latest sample less than one expected
-    interval (`step` minutes) old, so that 5- or 15-minute data cover their minutes."""
-    for m in range(minute, max(-1, minute - point.step), -1):
-        value = point.powers[m]
+def running_by_minute(point: PointHour) -> list[bool | None]:
+    """Per minute: whether the point runs (None: no value). A sample stands for its minute
+    and the next `step − 1` ones, so that 5- or 15-minute data cover their minutes."""
+    out: list[bool | None] = [None] * 60
+    last: float | None = None
+    age = point.step
+    for m, value in enumerate(point.powers):
         if value is not None:
-            return value
-    return None
+            last, age = value, 0
+        else:
+            age += 1
+        if last is not None and age < point.step:
+            out[m] = last >= point.threshold_kw
+    return out
 
 
-def facility_running(points: Sequence[PointHour], minute: int, *, control: bool) -> bool | None:
-    """A production facility runs if any point runs; a control facility if all key points run.
-    None when a needed value is missing."""
+def facility_by_minute(points: Sequence[PointHour], *, control: bool) -> list[bool | None]:
+    """Per minute: a production facility runs if any point runs; a control facility if all
+    its key points run. None when a needed value is missing."""
     needed = [p for p in points if p.is_key] if control else list(points)
-    needed = needed or list(points)
-    values = [value_at(p, minute) for p in needed]
-    if control:
-        if any(v is None for v in values):
-            return None
-        return all(v >= p.threshold_kw for v, p in zip(values, needed, strict=True))  # type: ignore[operator]
-    present = [(v, p) for v, p in zip(values, needed, strict=True) if v is not None]
-    if any(v >= p.threshold_kw for v, p in present):
-        return True
-    return False if len(present) == len(needed) else None
+    states = [running_by_minute(p) for p in needed or points]
+    out: list[bool | None] = []
+    for minute in zip(*states, strict=True):
+        if control:
+            out.append(None if None in minute else all(minute))
+        elif True in minute:
+            out.append(True)
+        else:
+            out.append(None if None in minute else False)
+    return out
 
 
 def judge_keep(
@@ -318,15 +334,17 @@ def judge_keep(
     if not prod_points or not control:
         return Judgement(UNKNOWN, "治理线组缺少产污或治污点位", evidence={"cause": "no_points"})
     unknown = _unknown(prod_points, all_stats)
+    prod_states = [facility_by_minute(ps, control=False) for ps in production.values()]
+    ctrl_states = [facility_by_minute(ps, control=True) for ps in control.values()]
     producing: list[int] = []
     covered = 0
     judged = 0
     for m in minutes:
-        if not any(facility_running(ps, m, control=False) for ps in production.values()):
+        if not any(states[m] for states in prod_states):
             continue
         producing.append(m)
-        states = [facility_running(ps, m, control=True) for ps in control.values()]
-        if any(s is None for s in states):
+        states = [s[m] for s in ctrl_states]
+        if None in states:
             continue
         judged += 1
         on = all(states) if mode == "all" else any(states)

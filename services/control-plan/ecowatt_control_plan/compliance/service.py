@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from ecowatt_kernel.contracts import ComplianceVerdict, encode
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.outbox import enqueue
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,7 @@ from ecowatt_control_plan.compliance import baseline, rules
 from ecowatt_control_plan.compliance.models import PassResult, enterprise_hour, verdict
 from ecowatt_control_plan.database import OUTBOX
 from ecowatt_control_plan.issues import service as issues
+from ecowatt_control_plan.measures.models import measure
 from ecowatt_control_plan.settings import ControlPlanSettings
 from ecowatt_control_plan.tasks import service as tasks
 from ecowatt_control_plan.telemetry.models import point_hour
@@ -125,6 +126,8 @@ class ComplianceJudge:
         self.tz = ZoneInfo(settings.timezone)
         self.runs = 0
         self.last: PassResult | None = None
+        self._profiles: dict[date, dict[str, baseline.Profile]] = {}
+        """Profiles read or computed per day (frozen once computed, so safe to keep)."""
 
     async def run(self, *, now: datetime | None = None) -> PassResult:
         """One pass at `now` (default: the service clock)."""
@@ -164,6 +167,54 @@ class ComplianceJudge:
         self.runs += 1
         self.last = result
         return result
+
+    async def prepare_baselines(self, *, day: date) -> int:
+        """Compute the day's baselines of every point of the listed enterprises (the nightly
+        job does this after midnight, so that passes during an alert only read them)."""
+        async with self.database.session() as session:
+            enterprise_ids = sorted(
+                (
+                    await session.scalars(
+                        select(measure.c.enterprise_id)
+                        .distinct()
+                        .where(measure.c.version_to.is_(None))
+                    )
+                ).all()
+            )
+            orders = [
+                dict(r)
+                for r in (
+                    await session.execute(
+                        select(alert_order).where(alert_order.c.state == "approved")
+                    )
+                ).mappings()
+            ]
+        infos = []
+        for enterprise_id in enterprise_ids:
+            archive = self.index.enterprise(enterprise_id)
+            snap = self.index.view.enterprise(enterprise_id)
+            district = snap.district_code if snap else ""
+            infos += [
+                baseline.PointInfo(p.id, district, archive.rated_kw(p))
+                for p in archive.points.values()
+            ]
+        districts = {i.district_code for i in infos}
+        done = 0
+        for first in range(0, len(infos), 5000):
+            async with self.database.transaction() as session:
+                found = await baseline.profiles(
+                    session,
+                    points=infos[first : first + 5000],
+                    day=day,
+                    tz=self.tz,
+                    control_days=control_days(orders, districts, self.tz),
+                    days=self.settings.control_plan_baseline_days,
+                    window_days=self.settings.control_plan_baseline_window_days,
+                    min_days=self.settings.control_plan_baseline_min_days,
+                )
+            self._profiles.setdefault(day, {}).update(found)
+            done += len(found)
+        return done
 
     # ------------------------------------------------------------------ what to judge
 
@@ -271,16 +322,24 @@ class ComplianceJudge:
             districts.add(district)
             for p in archive.points.values():
                 infos.append(baseline.PointInfo(p.id, district, archive.rated_kw(p)))
-        profiles = await baseline.profiles(
-            session,
-            points=infos,
-            day=day,
-            tz=self.tz,
-            control_days=control_days(orders, districts, self.tz),
-            days=self.settings.control_plan_baseline_days,
-            window_days=self.settings.control_plan_baseline_window_days,
-            min_days=self.settings.control_plan_baseline_min_days,
-        )
+        known = self._profiles.setdefault(day, {})
+        for old_day in [d for d in self._profiles if d < day - timedelta(days=1)]:
+            del self._profiles[old_day]
+        missing = [info for info in infos if info.point_id not in known]
+        if missing:
+            known.update(
+                await baseline.profiles(
+                    session,
+                    points=missing,
+                    day=day,
+                    tz=self.tz,
+                    control_days=control_days(orders, districts, self.tz),
+                    days=self.settings.control_plan_baseline_days,
+                    window_days=self.settings.control_plan_baseline_window_days,
+                    min_days=self.settings.control_plan_baseline_min_days,
+                )
+            )
+        profiles = known
         verdict_rows: list[dict[str, Any]] = []
         hour_rows: list[dict[str, Any]] = []
         for w in work:
@@ -502,24 +561,20 @@ class ComplianceJudge:
     ) -> None:
         if not hour_rows:
             return
-        keys = [(v["task_id"], v["target_id"], v["hour_start"]) for v in verdict_rows]
+        # Everything stored for this hour, in one indexed read (the pass works hour by hour).
+        hour = hour_rows[0]["hour_start"]
         before: dict[tuple[str, str, datetime], Any] = {}
-        for start in range(0, len(keys), 5000):
-            found = await session.execute(
-                select(
-                    verdict.c.task_id,
-                    verdict.c.target_id,
-                    verdict.c.hour_start,
-                    verdict.c.revision,
-                    verdict.c.published_verdict,
-                ).where(
-                    tuple_(verdict.c.task_id, verdict.c.target_id, verdict.c.hour_start).in_(
-                        keys[start : start + 5000]
-                    )
-                )
-            )
-            for r in found.all():
-                before[(r.task_id, r.target_id, r.hour_start)] = r
+        found = await session.execute(
+            select(
+                verdict.c.task_id,
+                verdict.c.target_id,
+                verdict.c.hour_start,
+                verdict.c.revision,
+                verdict.c.published_verdict,
+            ).where(verdict.c.hour_start == hour)
+        )
+        for r in found.all():
+            before[(r.task_id, r.target_id, r.hour_start)] = r
         events: list[ComplianceVerdict] = []
         for v in verdict_rows:
             old = before.get((v["task_id"], v["target_id"], v["hour_start"]))
@@ -546,23 +601,17 @@ class ComplianceJudge:
                 )
             v["revision"] = max(revision, 1)
             v["published_verdict"] = published
-        hour_keys = [(h["enterprise_id"], h["hour_start"]) for h in hour_rows]
         old_hours: dict[tuple[str, datetime], Any] = {}
-        for start in range(0, len(hour_keys), 5000):
-            found = await session.execute(
-                select(
-                    enterprise_hour.c.enterprise_id,
-                    enterprise_hour.c.hour_start,
-                    enterprise_hour.c.revision,
-                    enterprise_hour.c.published_status,
-                ).where(
-                    tuple_(enterprise_hour.c.enterprise_id, enterprise_hour.c.hour_start).in_(
-                        hour_keys[start : start + 5000]
-                    )
-                )
-            )
-            for r in found.all():
-                old_hours[(r.enterprise_id, r.hour_start)] = r
+        found = await session.execute(
+            select(
+                enterprise_hour.c.enterprise_id,
+                enterprise_hour.c.hour_start,
+                enterprise_hour.c.revision,
+                enterprise_hour.c.published_status,
+            ).where(enterprise_hour.c.hour_start == hour)
+        )
+        for r in found.all():
+            old_hours[(r.enterprise_id, r.hour_start)] = r
         newly_final: list[dict[str, Any]] = []
         for h in hour_rows:
             old = old_hours.get((h["enterprise_id"], h["hour_start"]))
@@ -636,13 +685,11 @@ async def _upsert(
     if not rows:
         return
     columns = [c for c in rows[0] if c in table.c]
-    for start in range(0, len(rows), 1000):
-        chunk = [{c: r.get(c) for c in columns} for r in rows[start : start + 1000]]
-        statement = insert(table).values(chunk)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={c: statement.excluded[c] for c in columns if c not in keys}
-                | {"evaluated_at": func.now()},
-            )
-        )
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c: statement.excluded[c] for c in columns if c not in keys}
+        | {"evaluated_at": func.now()},
+    )
+    # One statement, executed for many rows (compiled once; SQLAlchemy batches the values).
+    await session.execute(statement, [{c: r.get(c) for c in columns} for r in rows])

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ecowatt_kernel.problems import Conflict, NotFound
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_control_plan.issues.models import MAX_EVIDENCE_HOURS, issue, journal
@@ -23,17 +23,18 @@ async def record_hours(
     if not hours:
         return 0, 0
     tasks = sorted({h["task_id"] for h in hours})
-    open_rows = {
-        (r["task_id"], r["category"]): dict(r)
-        for r in (
-            await session.execute(
-                select(issue)
-                .where(issue.c.task_id.in_(tasks), issue.c.state != "closed")
-                .with_for_update()
-            )
-        ).mappings()
-    }
-    opened = extended = 0
+    open_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for first in range(0, len(tasks), 5000):
+        found = await session.execute(
+            select(issue)
+            .where(issue.c.task_id.in_(tasks[first : first + 5000]), issue.c.state != "closed")
+            .with_for_update()
+        )
+        for r in found.mappings():
+            open_rows[(r["task_id"], r["category"])] = dict(r)
+    new_rows: dict[str, dict[str, Any]] = {}
+    changed: dict[str, dict[str, Any]] = {}
+    entries: list[dict[str, Any]] = []
     for h in sorted(hours, key=lambda h: h["hour_start"]):
         key = (h["task_id"], h["status"])
         entry = {
@@ -62,52 +63,64 @@ async def record_hours(
                 "evidence": {"hours": [entry]},
                 "updated_at": now,
             }
-            await session.execute(issue.insert().values(**row))
-            await session.execute(
-                journal.insert(),
-                [
-                    _entry(
-                        issue_id,
-                        "system:compliance",
-                        "opened",
-                        f"{h['status']}（判定时段 {h['hour_start'].isoformat()}）",
-                        {"hour": entry["hour"]},
-                        now,
-                    ),
-                    _entry(
-                        issue_id,
-                        "system:compliance",
-                        "dispatched",
-                        f"已下发至区县 {h['district_code']}",
-                        {"district_code": h["district_code"]},
-                        now,
-                    ),
-                ],
+            open_rows[key] = new_rows[issue_id] = row
+            entries.append(
+                _entry(
+                    issue_id,
+                    "system:compliance",
+                    "opened",
+                    f"{h['status']}（判定时段 {entry['hour']}）",
+                    {"hour": entry["hour"]},
+                    now,
+                )
             )
-            open_rows[key] = row
-            opened += 1
+            entries.append(
+                _entry(
+                    issue_id,
+                    "system:compliance",
+                    "dispatched",
+                    f"已下发至区县 {h['district_code']}",
+                    {"district_code": h["district_code"]},
+                    now,
+                )
+            )
             continue
-        seen = {e["hour"] for e in row["evidence"]["hours"]}
-        if entry["hour"] in seen:
+        if entry["hour"] in {e["hour"] for e in row["evidence"]["hours"]}:
             continue
-        evidence_hours = (row["evidence"]["hours"] + [entry])[-MAX_EVIDENCE_HOURS:]
-        row["evidence"] = {"hours": evidence_hours}
+        row["evidence"] = {"hours": (row["evidence"]["hours"] + [entry])[-MAX_EVIDENCE_HOURS:]}
         row["hours"] += 1
         row["last_hour"] = max(row["last_hour"], h["hour_start"])
         row["first_hour"] = min(row["first_hour"], h["hour_start"])
+        if row["id"] not in new_rows:
+            changed[row["id"]] = row
+    if new_rows:
+        await session.execute(issue.insert(), list(new_rows.values()))
+    if entries:
+        await session.execute(journal.insert(), entries)
+    if changed:
         await session.execute(
             issue.update()
-            .where(issue.c.id == row["id"])
+            .where(issue.c.id == bindparam("key"))
             .values(
-                evidence=row["evidence"],
-                hours=row["hours"],
-                last_hour=row["last_hour"],
-                first_hour=row["first_hour"],
-                updated_at=now,
-            )
+                evidence=bindparam("evidence"),
+                hours=bindparam("hours"),
+                last_hour=bindparam("last_hour"),
+                first_hour=bindparam("first_hour"),
+                updated_at=bindparam("now"),
+            ),
+            [
+                {
+                    "key": r["id"],
+                    "evidence": r["evidence"],
+                    "hours": r["hours"],
+                    "last_hour": r["last_hour"],
+                    "first_hour": r["first_hour"],
+                    "now": now,
+                }
+                for r in changed.values()
+            ],
         )
-        extended += 1
-    return opened, extended
+    return len(new_rows), len(changed)
 
 
 def _entry(

@@ -17,7 +17,7 @@ from typing import Any
 from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import ContractError, PointReading, decode
 from ecowatt_kernel.db import Database
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from ecowatt_control_plan.archive import ArchiveIndex, expected_slots, step_min
@@ -26,6 +26,16 @@ from ecowatt_control_plan.telemetry.models import POINT_HOUR_SEQ, point_hour
 _logger = logging.getLogger(__name__)
 MINUTES = 60
 _SAMPLE_INTERVALS = ("realtime", "minute")
+_LOCK_HOURS = text(
+    """
+SELECT ph.point_id, ph.hour_start, ph.powers
+FROM control_plan.point_hour ph
+JOIN unnest(CAST(:points AS text[]), CAST(:hours AS timestamptz[])) AS k(point_id, hour_start)
+  ON ph.point_id = k.point_id AND ph.hour_start = k.hour_start
+ORDER BY ph.point_id, ph.hour_start
+FOR UPDATE OF ph
+"""
+)
 
 
 def hour_of(t: datetime) -> datetime:
@@ -98,15 +108,12 @@ class Recorder:
         keys = sorted(incoming)
         async with self.database.transaction() as session:
             stored: dict[tuple[str, datetime], list[float | None]] = {}
-            for start in range(0, len(keys), 2000):
-                chunk = keys[start : start + 2000]
-                rows = await session.execute(
-                    select(point_hour.c.point_id, point_hour.c.hour_start, point_hour.c.powers)
-                    .where(tuple_(point_hour.c.point_id, point_hour.c.hour_start).in_(chunk))
-                    .with_for_update()
-                )
-                for point_id, hour, powers in rows.all():
-                    stored[(point_id, hour)] = list(powers) if powers else [None] * MINUTES
+            rows = await session.execute(
+                _LOCK_HOURS,
+                {"points": [k[0] for k in keys], "hours": [k[1] for k in keys]},
+            )
+            for point_id, hour, powers in rows.all():
+                stored[(point_id, hour)] = list(powers) if powers else [None] * MINUTES
             writes: list[dict[str, Any]] = []
             for key in keys:
                 point_id, hour = key
@@ -135,25 +142,24 @@ class Recorder:
                         **summary(powers, step=step, threshold=threshold),
                     }
                 )
-            for start in range(0, len(writes), 1000):
-                statement = insert(point_hour).values(writes[start : start + 1000])
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["point_id", "hour_start"],
-                        set_={
-                            name: statement.excluded[name]
-                            for name in (
-                                "powers",
-                                "samples",
-                                "slots",
-                                "expected",
-                                "power_sum",
-                                "run_minutes",
-                            )
-                        }
-                        | {"updated_at": func.now(), "seq": POINT_HOUR_SEQ.next_value()},
-                    )
+            if writes:
+                statement = insert(point_hour)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["point_id", "hour_start"],
+                    set_={
+                        name: statement.excluded[name]
+                        for name in (
+                            "powers",
+                            "samples",
+                            "slots",
+                            "expected",
+                            "power_sum",
+                            "run_minutes",
+                        )
+                    }
+                    | {"updated_at": func.now(), "seq": POINT_HOUR_SEQ.next_value()},
                 )
+                await session.execute(statement, writes)
 
     async def purge(self, *, now: datetime, hour_retention_days: int) -> tuple[int, int]:
         """Drop minute values past their retention, and hours past theirs."""
