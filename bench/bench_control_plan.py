@@ -48,27 +48,14 @@ from ecowatt_kernel.app import create_app
 from ecowatt_kernel.contracts import RegistryChange
 from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
+from ecowatt_simulator.fleet import _XIAN_DISTRICTS as XIAN_DISTRICTS
 from infra_env import infra
 from pydantic import SecretStr
 from sqlalchemy import text
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 25)  # a Wednesday
-DISTRICTS = (
-    "610102",
-    "610103",
-    "610104",
-    "610111",
-    "610112",
-    "610113",
-    "610114",
-    "610115",
-    "610116",
-    "610117",
-    "610118",
-    "610122",
-    "610124",
-)
+DISTRICTS = XIAN_DISTRICTS
 
 
 def local(hour: int, day: date = DAY) -> datetime:

@@ -14,12 +14,14 @@ from typing import Annotated, Any
 
 from ecowatt_kernel.app import service_context
 from ecowatt_kernel.db import Database
+from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.problems import Problem
 from ecowatt_kernel.registry_view import RegistryView
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ecowatt_control_plan import audit
 from ecowatt_control_plan.settings import ControlPlanSettings
 
 RUNTIME_KEY = "runtime"
@@ -41,6 +43,29 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def audit(
+        self,
+        session: AsyncSession,
+        *,
+        identity: Identity,
+        action: str,
+        resource: str,
+        details: dict[str, Any],
+        request: Request | None = None,
+        outcome: str = "success",
+    ) -> None:
+        """An audit event for what `identity` did, in the caller's transaction."""
+        await audit.record(
+            session,
+            topic=self.settings.control_plan_audit_topic,
+            identity=identity,
+            action=action,
+            resource=resource,
+            details=details,
+            request=request,
+            outcome=outcome,
+        )
 
     async def commit(self, session: AsyncSession) -> None:
         """Commit the request's transaction, then have the relay publish its events at once."""

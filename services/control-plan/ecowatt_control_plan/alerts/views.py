@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecowatt_control_plan import access, audit
+from ecowatt_control_plan import access
 from ecowatt_control_plan.alerts import service
 from ecowatt_control_plan.alerts.models import (
     AlertAmend,
@@ -81,9 +81,8 @@ async def _audit(
     alert_id: str,
     details: dict[str, Any],
 ) -> None:
-    await audit.record(
+    await runtime.audit(
         db_session,
-        topic=runtime.settings.control_plan_audit_topic,
         identity=identity,
         action=f"control_plan.alert.{action}",
         resource=f"alert:{alert_id}",
@@ -308,9 +307,8 @@ async def _decide(
     except (Forbidden, Conflict) as exc:
         # A refused decision is audited too (nothing else of it is written).
         await db_session.rollback()
-        await audit.record(
+        await runtime.audit(
             db_session,
-            topic=runtime.settings.control_plan_audit_topic,
             identity=identity,
             action=f"control_plan.alert.{action}",
             resource=f"alert:{alert_id}",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from ecowatt_control_plan import access, audit
+from ecowatt_control_plan import access
 from ecowatt_control_plan.compliance.models import (
     STATUSES,
     EnterpriseHourRead,
@@ -200,9 +200,8 @@ async def run_now(
     judge = runtime.state[JUDGE_KEY]
     result: PassResult = await judge.run()
     async with runtime.database.transaction() as session:
-        await audit.record(
+        await runtime.audit(
             session,
-            topic=runtime.settings.control_plan_audit_topic,
             identity=identity,
             action="control_plan.compliance.run",
             resource="compliance",
@@ -245,9 +244,8 @@ async def put_holiday(
             index_elements=["day"], set_={"name": body.name, "updated_by": actor}
         )
     )
-    await audit.record(
+    await runtime.audit(
         db_session,
-        topic=runtime.settings.control_plan_audit_topic,
         identity=identity,
         action="control_plan.holiday.put",
         resource=f"holiday:{day.isoformat()}",
@@ -274,9 +272,8 @@ async def delete_holiday(
     result = await db_session.execute(holiday.delete().where(holiday.c.day == day))
     if not getattr(result, "rowcount", 0):
         raise NotFound(f"{day} is not a holiday")
-    await audit.record(
+    await runtime.audit(
         db_session,
-        topic=runtime.settings.control_plan_audit_topic,
         identity=identity,
         action="control_plan.holiday.delete",
         resource=f"holiday:{day.isoformat()}",

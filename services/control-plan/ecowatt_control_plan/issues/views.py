@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecowatt_control_plan import access, audit, charts
+from ecowatt_control_plan import access, charts
 from ecowatt_control_plan.issues import service
 from ecowatt_control_plan.issues.models import (
     STATE_ZH,
@@ -171,9 +171,8 @@ async def _step(
         details=details,
         now=runtime.now(),
     )
-    await audit.record(
+    await runtime.audit(
         db_session,
-        topic=runtime.settings.control_plan_audit_topic,
         identity=identity,
         action=f"control_plan.issue.{action}",
         resource=f"issue:{issue_id}",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from ecowatt_control_plan import access, audit
+from ecowatt_control_plan import access
 from ecowatt_control_plan.measures import excel, service
 from ecowatt_control_plan.measures.models import (
     Action,
@@ -172,9 +172,8 @@ async def import_list(
     except WorkbookError as exc:
         raise Problem(str(exc), status=422, type_suffix="invalid-workbook") from None
     if result.applied and result.version is not None:
-        await audit.record(
+        await runtime.audit(
             db_session,
-            topic=runtime.settings.control_plan_audit_topic,
             identity=identity,
             action="control_plan.list.import",
             resource=f"reduction-list:v{result.version}",
@@ -241,9 +240,8 @@ async def _write(
         source="api",
     )
     if version is not None:
-        await audit.record(
+        await runtime.audit(
             db_session,
-            topic=runtime.settings.control_plan_audit_topic,
             identity=identity,
             action=f"control_plan.measure.{action}",
             resource=f"measure:{change.measure_id}",

@@ -10,7 +10,7 @@ from ecowatt_kernel.problems import Conflict
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from ecowatt_control_plan import access, audit
+from ecowatt_control_plan import access
 from ecowatt_control_plan.runtime import CurrentRuntime, require_archive
 from ecowatt_control_plan.synthetic import service
 
@@ -41,9 +41,8 @@ async def synthetic_list(
     )
     if version is None:
         raise Conflict("the reduction list is not empty (or the archive has no production)")
-    await audit.record(
+    await runtime.audit(
         db_session,
-        topic=runtime.settings.control_plan_audit_topic,
         identity=identity,
         action="control_plan.list.synthetic",
         resource=f"reduction-list:v{version}",
