@@ -67,8 +67,8 @@ class PointHour:
     peak_kwh: float | None = None
     """The highest hour of the baseline profile: the point's normal production level."""
     baseline_source: str = "none"
-    memo: dict[tuple[int, ...], Stats] = field(default_factory=dict, compare=False, repr=False)
-    """`stats` of this point per window (several measures judge the same window)."""
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """`stats` per window and the running states (several measures judge the same data)."""
 
 
 @dataclass
@@ -290,6 +290,13 @@ def judge_limit(
 def running_by_minute(point: PointHour) -> list[bool | None]:
     """Per minute: whether the point runs (None: no value). A sample stands for its minute
     and the next `step − 1` ones, so that 5- or 15-minute data cover their minutes."""
+    found: list[bool | None] | None = point.memo.get("running")
+    if found is None:
+        found = point.memo["running"] = _running_by_minute(point)
+    return found
+
+
+def _running_by_minute(point: PointHour) -> list[bool | None]:
     out: list[bool | None] = [None] * 60
     last: float | None = None
     age = point.step

@@ -256,6 +256,8 @@ class ComplianceJudge:
         out = []
         for (enterprise_id, hour), hour_tasks in candidates.items():
             final = hour + HOUR + grace <= now
+            if not final and now - hour < timedelta(minutes=rules.MIN_WINDOW_MIN):
+                continue  # nothing can be judged yet in the hour in progress
             before = judged.get((enterprise_id, hour))
             if before is not None and not before.provisional:
                 if hour < recent:
