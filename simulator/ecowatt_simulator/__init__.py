@@ -16,11 +16,13 @@ from ecowatt_simulator.faults import FaultConfig, FaultEvent, FaultKind, GroundT
 from ecowatt_simulator.fleet import DeviceSpec, Fleet, PointSpec
 from ecowatt_simulator.load import LoadModel, Sample
 from ecowatt_simulator.log import DeviceLog, LatencyHistogram, SentLog
+from ecowatt_simulator.orders import Behaviour, HourTruth, OrderBook, OrderConfig
 from ecowatt_simulator.registry import fleet_from_bus, publish_fleet
 from ecowatt_simulator.simulator import Simulator, run_against_platform
 from ecowatt_simulator.timebase import LocalTime, ManualClock, SimClock, parse_duration
 
 __all__ = [
+    "Behaviour",
     "DeviceLog",
     "DeviceSettings",
     "DeviceSpec",
@@ -29,10 +31,13 @@ __all__ = [
     "FaultKind",
     "Fleet",
     "GroundTruth",
+    "HourTruth",
     "LatencyHistogram",
     "LoadModel",
     "LocalTime",
     "ManualClock",
+    "OrderBook",
+    "OrderConfig",
     "PointSpec",
     "Sample",
     "SentLog",

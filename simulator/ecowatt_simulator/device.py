@@ -546,14 +546,22 @@ class SimDevice:
 
     def _check_offline(self, t: float) -> None:
         plan = self.sim.plan
-        if FaultKind.OFFLINE not in self.faults:
+        orders = self.sim.orders
+        if FaultKind.OFFLINE not in self.faults and orders is None:
             return
         if self._offline_until is not None:
             if t >= self._offline_until:
                 self._offline_until = None
                 self.online.set()
             return
-        window = plan.offline_at(self.mn, t, self.sim.model)
+        window = (
+            plan.offline_at(self.mn, t, self.sim.model)
+            if FaultKind.OFFLINE in self.faults
+            else None
+        )
+        if window is None and orders is not None:
+            # An enterprise that goes offline during a control order (`orders.py`).
+            window = orders.offline_at(self.spec.enterprise_id, t)
         if window is not None:
             self._offline_until = window[1]
             self.online.clear()

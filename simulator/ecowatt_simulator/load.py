@@ -33,6 +33,7 @@ from typing import Literal, NamedTuple
 
 from ecowatt_simulator.faults import FaultKind, FaultPlan
 from ecowatt_simulator.fleet import Fleet, PointSpec
+from ecowatt_simulator.orders import OrderBook
 from ecowatt_simulator.rand import key_of, mix, uniform, unit
 from ecowatt_simulator.timebase import LocalTime
 
@@ -116,11 +117,14 @@ class LoadModel:
         seed: int,
         local: LocalTime | None = None,
         faults: FaultPlan | None = None,
+        orders: OrderBook | None = None,
     ) -> None:
         self.fleet = fleet
         self.seed = seed
         self.local = local or LocalTime()
         self.faults = faults
+        self.orders = orders
+        """Heavy-pollution-weather orders and how each enterprise responds (`orders.py`)."""
         self._units: dict[str, _Unit] = {}
         self._point_unit: dict[str, tuple[str, float] | None] = {}
         self._enterprise_units: dict[str, list[_Unit]] = {}
@@ -412,6 +416,10 @@ class LoadModel:
                 if t < resumed:
                     return 0.0
         if unit_.kind == "control":
+            if self.orders is not None and self.orders.control_off(
+                unit_.id, unit_.enterprise_id, t
+            ):
+                return 0.0
             window = _find(self.control_windows(unit_.id, day), t)
             if window is None:
                 return 0.0
@@ -433,7 +441,17 @@ class LoadModel:
             + 0.08 * math.sin(2 * math.pi * t / 2222.0 + unit_.phase1)
             + 0.05 * math.sin(2 * math.pi * t / 15_000.0 + unit_.phase2)
         )
-        return unit_.rated * unit_.load_factor * ramp * slow * noise
+        power = unit_.rated * unit_.load_factor * ramp * slow * noise
+        if self.orders is not None:
+            power = self.orders.production(
+                unit_.id,
+                unit_.enterprise_id,
+                t,
+                power=power,
+                standby=unit_.rated * unit_.standby * noise,
+                rated=unit_.rated,
+            )
+        return power
 
     def physical_power(self, point: PointSpec, t: float) -> float:
         """What the circuit of `point` draws at `t` (kW), before any meter fault."""

@@ -20,11 +20,12 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from ecowatt_kernel.bus import Bus
+from ecowatt_kernel.bus import Bus, Subscription
 from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_simulator.device import DeviceSettings, SimDevice
@@ -32,6 +33,7 @@ from ecowatt_simulator.faults import FaultConfig, FaultPlan, GroundTruth
 from ecowatt_simulator.fleet import Fleet
 from ecowatt_simulator.load import LoadModel
 from ecowatt_simulator.log import SentLog
+from ecowatt_simulator.orders import OrderBook, OrderConfig
 from ecowatt_simulator.timebase import LocalTime, ManualClock, SimClock, parse_duration
 
 __all__ = ["Simulator", "run_against_platform"]
@@ -54,8 +56,10 @@ class Simulator:
         seed: int | None = None,
         log: SentLog | None = None,
         connect_rate: float | None = None,
+        orders: OrderConfig | None = None,
     ) -> None:
-        """`connect_rate`: new connections per wall second across the fleet (None: no limit)."""
+        """`connect_rate`: new connections per wall second across the fleet (None: no limit);
+        `orders`: listed enterprises respond to control orders (`sim.orders`, `orders.py`)."""
         self.fleet = fleet
         self.host = host
         self.port = port
@@ -66,7 +70,10 @@ class Simulator:
         self.faults = faults or FaultConfig()
         self.plan = FaultPlan(fleet, self.faults, seed=self.seed, local=self.local)
         self.plan.anchor = self.clock.start
-        self.model = LoadModel(fleet, seed=self.seed, local=self.local, faults=self.plan)
+        self.orders = OrderBook(fleet, orders, seed=self.seed, local=self.local) if orders else None
+        self.model = LoadModel(
+            fleet, seed=self.seed, local=self.local, faults=self.plan, orders=self.orders
+        )
         self.log = log or SentLog()
         self.connect_rate = connect_rate
         self.devices: dict[str, SimDevice] = {}
@@ -193,7 +200,11 @@ class Simulator:
         self.fleet = fleet
         self.plan = FaultPlan(fleet, self.faults, seed=self.seed, local=self.local)
         self.plan.anchor = self.clock.start
-        self.model = LoadModel(fleet, seed=self.seed, local=self.local, faults=self.plan)
+        if self.orders is not None:
+            self.orders.update_fleet(fleet)
+        self.model = LoadModel(
+            fleet, seed=self.seed, local=self.local, faults=self.plan, orders=self.orders
+        )
         for mn in sorted(set(self.devices) - set(fleet.devices)):
             await self.devices.pop(mn).stop()
         for mn, spec in fleet.devices.items():
@@ -251,14 +262,21 @@ async def run_against_platform(
     group_prefix: str = "simulator",
     ready_timeout_s: float = 300.0,
     on_started: Any = None,
+    orders: OrderConfig | None = None,
+    tasks_topic: str = "control.tasks",
+    follow_orders: bool = True,
 ) -> None:
     """Simulate every registered device against the platform until cancelled.
 
     Reads `registry.changes` from `bus` into a `RegistryView`, waits until it is caught up
     and holds at least one device, simulates the fleet in real time (`speed` 1 by default;
     start = now) and re-reads the archive every `refresh_s` seconds (new devices start,
-    removed ones stop). `on_started(sim)` is called once the simulator runs.
+    removed ones stop). `on_started(sim)` is called once the simulator runs. Listed
+    enterprises respond to the control orders on `tasks_topic` as `orders` (default
+    `OrderConfig()`) draws them (`orders.py`); `follow_orders=False` ignores the orders.
     """
+    orders = (orders or OrderConfig()) if follow_orders else None
+    follower: Subscription | None = None
     view = RegistryView(topic=topic)
     await view.attach(bus, group_prefix=group_prefix)
     sim: Simulator | None = None
@@ -277,7 +295,12 @@ async def run_against_platform(
                     faults=faults,
                     clock=SimClock(speed=speed),
                     settings=settings,
+                    orders=orders,
                 )
+                if sim.orders is not None:
+                    follower = await sim.orders.follow(
+                        bus, tasks_topic, group=f"{group_prefix}.orders.{uuid.uuid4().hex[:12]}"
+                    )
                 await sim.start(None)
                 _logger.info("simulating %d devices against %s:%d", len(fleet.devices), host, port)
                 if on_started is not None:
@@ -288,6 +311,8 @@ async def run_against_platform(
                 await asyncio.wait_for(changed.wait(), timeout=refresh_s)
             await asyncio.sleep(min(1.0, refresh_s))  # let a burst of changes settle
     finally:
+        if follower is not None:
+            await follower.stop()
         if sim is not None:
             await sim.stop()
         if view.subscription is not None:

@@ -1,3 +1,2 @@
-"""EcoWatt control plans (重污染天气应急): owns emission-reduction lists (一厂一策), alert
-orders, per- enterprise tasks and their compliance.
-"""
+"""EcoWatt control plans (重污染天气应急): the emergency reduction list, alert orders,
+per-enterprise tasks, hourly compliance from the meters, supervision issues and reports."""

@@ -289,7 +289,25 @@ class ControlTaskChanged(Event):
     change: Literal["issued", "changed", "ended"]
     valid_from: AwareDatetime
     valid_to: AwareDatetime | None = None
-    measures: list[dict[str, Any]] = Field(default_factory=list)
+    measures: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The measures in force: `measure_id`, `action` (STOP, LIMIT, OFFPEAK, "
+        "EXEMPT, KEEP_CONTROL_RUNNING), `target_kind` (enterprise, production_line, facility, "
+        "point, control_group), `target_ids`, `reduction_pct`, `allowed_load_pct`, `windows` "
+        "([{start, end}] local HH:MM), `ramp_min`, `effective_at` (ISO, UTC: checked from "
+        "then on), `exempt_reason`, `legal_text`.",
+    )
+    level: Literal["yellow", "orange", "red"] | None = Field(
+        None, description="The alert level whose measures apply (the highest active order)."
+    )
+    revision: int | None = Field(
+        None, description="Increases with every change of this task (idempotent consumers)."
+    )
+    district_code: str | None = None
+    list_version: int | None = Field(
+        None, description="Version of the emergency reduction list the measures come from."
+    )
+    reason: str | None = Field(None, description="Why the task was issued, changed or ended.")
 
     def partition_key(self) -> str:
         return self.enterprise_id
@@ -308,6 +326,22 @@ class ComplianceVerdict(Event):
     hour_start: AwareDatetime
     verdict: Literal["compliant", "non_compliant", "unknown"]
     evidence: dict[str, Any] = Field(default_factory=dict)
+    alert_id: str | None = None
+    action: str | None = Field(
+        None,
+        description="The measure judged (STOP, LIMIT, OFFPEAK, KEEP_CONTROL_RUNNING); "
+        "`ENTERPRISE` for the enterprise's status of the hour.",
+    )
+    target_kind: str | None = Field(
+        None, description="enterprise, production_line, facility, point or control_group."
+    )
+    status: str | None = Field(
+        None,
+        description="Enterprise status of the hour (action ENTERPRISE): 合规生产, 停工, "
+        "未响应停产, 未响应减产, 未开启治污设备, 离线/无法判定.",
+    )
+    district_code: str | None = None
+    revision: int = Field(1, description="Increases when a late reading changes the verdict.")
 
     def partition_key(self) -> str:
         return self.enterprise_id

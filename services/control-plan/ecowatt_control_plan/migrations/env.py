@@ -1,6 +1,6 @@
 """Alembic environment of the control-plan service; the kernel runs it at start-up."""
 
+from ecowatt_control_plan.database import METADATA
 from ecowatt_kernel.db import run_migrations
-from sqlalchemy import MetaData
 
-run_migrations(MetaData(schema="control_plan"))
+run_migrations(METADATA)
