@@ -152,6 +152,7 @@ class Escalated:
     clock: str
     stage: str
     due_at: datetime
+    """The deadline escalated (for `opened`: when the case was opened or received)."""
 
 
 def _stage(due_at: Any, now: datetime) -> ColumnElement[Any]:
@@ -181,11 +182,11 @@ async def _candidates(session: AsyncSession, now: datetime) -> list[Escalated]:
             i.number,
             literal("response"),
             literal("opened"),
-            i.response_due,
+            i.opened_at,
         ).where(
             i.status.in_(("open", "responded", "mitigated", "resolved")),
             i.opened_at > now - ANNOUNCE_WITHIN,
-            _not_recorded("incident", i.id, "response", "opened", i.response_due),
+            _not_recorded("incident", i.id, "response", "opened", i.opened_at),
         )
     )
     response_stage = _stage(i.response_due, now)
@@ -221,11 +222,11 @@ async def _candidates(session: AsyncSession, now: datetime) -> list[Escalated]:
     # requests: announce, then their one clock
     queries.append(
         select(
-            literal("request"), r.id, r.number, literal("request"), literal("opened"), r.due_at
+            literal("request"), r.id, r.number, literal("request"), literal("opened"), r.received_at
         ).where(
             r.status.in_(CLOCK_RUNNING),
             r.received_at > now - ANNOUNCE_WITHIN,
-            _not_recorded("request", r.id, "request", "opened", r.due_at),
+            _not_recorded("request", r.id, "request", "opened", r.received_at),
         )
     )
     request_stage = _stage(r.due_at, now)
@@ -250,7 +251,10 @@ async def _candidates(session: AsyncSession, now: datetime) -> list[Escalated]:
 async def _message(
     session: AsyncSession, item: Escalated, zone: ZoneInfo
 ) -> tuple[str, str, dict[str, Any], Level | None]:
-    due = item.due_at.astimezone(zone).strftime("%m-%d %H:%M")
+    def shown(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%m-%d %H:%M")
+
+    due = shown(item.due_at)
     if item.subject_kind == "incident":
         row = (
             (await session.execute(select(incident).where(incident.c.id == item.subject_id)))
@@ -262,8 +266,10 @@ async def _message(
         what = row["title"]
         clock = "响应时限" if item.clock == "response" else "解决时限"
         if item.stage == "opened":
-            resolution = row["resolution_due"].astimezone(zone).strftime("%m-%d %H:%M")
-            text = f"新{head}：{what}。响应时限 {due}，解决时限 {resolution}。"
+            text = (
+                f"新{head}：{what}。响应时限 {shown(row['response_due'])}，"
+                f"解决时限 {shown(row['resolution_due'])}。"
+            )
             event = "incident_opened"
         elif item.stage == "warning":
             text = f"{head}即将超出{clock}（{due}），请尽快处理：{what}"
@@ -286,19 +292,22 @@ async def _message(
         head = f"服务请求 {row['number']}（{REQUEST_KIND_ZH[RequestKind(row['kind'])]}）"
         what = row["title"]
         if item.stage == "opened":
-            text, event = f"新{head}：{what}。时限 {due}。", "request_submitted"
+            text, event = f"新{head}：{what}。时限 {shown(row['due_at'])}。", "request_submitted"
         elif item.stage == "warning":
             text, event = f"{head}即将超时（{due}），请尽快处理：{what}", "warning"
         else:
             text, event = f"{head}已超时（{due}）：{what}", "breached"
         payload = {"kind": row["kind"], "title": what, "status": row["status"]}
+    deadline = item.due_at
+    if item.stage == "opened":
+        deadline = row["response_due"] if item.subject_kind == "incident" else row["due_at"]
     payload |= {
         "subject_kind": item.subject_kind,
         "subject_id": item.subject_id,
         "number": item.number,
         "clock": item.clock,
         "stage": item.stage,
-        "due_at": item.due_at.isoformat(),
+        "due_at": deadline.isoformat(),
     }
     return "【EcoWatt 运维】" + text, event, payload, level
 
