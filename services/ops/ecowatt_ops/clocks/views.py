@@ -79,7 +79,7 @@ async def service_levels(_: People, runtime: Runtime) -> ServiceLevels:
         response, resolution = incident_allowances(
             level, hardware=False, critical_response_min=minutes
         )
-        _, hardware = incident_allowances(level, hardware=True, critical_response_min=minutes)
+        hardware = incident_allowances(level, hardware=True, critical_response_min=minutes)[1]
         levels.append(
             LevelSla(
                 level=level,

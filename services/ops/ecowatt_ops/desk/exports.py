@@ -20,6 +20,8 @@ def safe_text(value: Any) -> Any:
     """Text as a worksheet should show it: characters a worksheet cannot hold replaced, and a
     leading =, +, - or @ (which would make a formula of what a user typed) preceded by a
     space."""
+    if isinstance(value, list | tuple):
+        return [safe_text(item) for item in value]
     if not isinstance(value, str):
         return value
     value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)

@@ -220,7 +220,7 @@ async def request_transition(
     if action == "withdraw" and not mine:
         raise Forbidden("only the requester may withdraw a request")
     values: dict[str, Any] = {"updated_at": now}
-    kind = action if action != "withdraw" else "withdrawn"
+    kind: str = action if action != "withdraw" else "withdrawn"
     details: dict[str, Any] = {}
     question = row["kind"] == RequestKind.QUESTION.value
     if action in ("accept", "reply", "resolve") and row["accepted_at"] is None:
