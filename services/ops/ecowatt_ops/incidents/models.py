@@ -12,12 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Sequence,
     Table,
@@ -29,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ecowatt_ops.clocks.models import ClockState, Level
 from ecowatt_ops.desk.database import metadata
+from ecowatt_ops.desk.timeline import TimelineEntry, timeline_table
 
 __all__ = [
     "ACTIVE",
@@ -36,7 +35,6 @@ __all__ = [
     "STATUS_ZH",
     "IncidentCreate",
     "IncidentDetail",
-    "IncidentEvent",
     "IncidentRead",
     "IncidentStatus",
     "IncidentUpdate",
@@ -126,18 +124,7 @@ incident = Table(
     ),
 )
 
-incident_event = Table(
-    "incident_event",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("incident_id", Text, ForeignKey("incident.id"), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", Text, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("actor_name", Text),
-    Column("text", Text, nullable=False, server_default=""),
-    Column("details", JSONB, nullable=False, server_default=text("'{}'")),
-)
+incident_event = timeline_table("incident_event", "incident_id", "incident")
 
 EventKind = Literal[
     "opened",
@@ -211,16 +198,6 @@ class Note(BaseModel):
     text: LongText
 
 
-class IncidentEvent(BaseModel):
-    at: datetime
-    kind: str
-    kind_name: str
-    actor: str
-    actor_name: str | None
-    text: str
-    details: dict[str, Any]
-
-
 class IncidentRead(BaseModel):
     id: str
     number: str
@@ -274,5 +251,5 @@ class IncidentDetail(IncidentRead):
     signals: dict[str, Any] = Field(
         description="Each alert or platform signal feeding the incident and its last state."
     )
-    timeline: list[IncidentEvent]
+    timeline: list[TimelineEntry]
     articles: list[LinkedArticle]

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_ops.clocks.models import LEVEL_ZH, Level, clock_state
 from ecowatt_ops.clocks.service import incident_deadlines
+from ecowatt_ops.desk import timeline
 from ecowatt_ops.desk.access import Actor
 from ecowatt_ops.desk.settings import DeskSettings
 from ecowatt_ops.incidents.models import (
@@ -40,7 +41,6 @@ from ecowatt_ops.incidents.models import (
     STATUS_ZH,
     IncidentCreate,
     IncidentDetail,
-    IncidentEvent,
     IncidentRead,
     IncidentUpdate,
     LinkedArticle,
@@ -95,16 +95,15 @@ async def add_event(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one row to an incident's timeline."""
-    await session.execute(
-        incident_event.insert().values(
-            incident_id=incident_id,
-            at=at,
-            kind=kind,
-            actor=actor.subject,
-            actor_name=actor.name,
-            text=text,
-            details=details or {},
-        )
+    await timeline.append(
+        session,
+        incident_event,
+        incident_id,
+        kind=kind,
+        actor=actor,
+        at=at,
+        text=text,
+        details=details,
     )
 
 
@@ -350,13 +349,6 @@ async def incident_detail(
 ) -> IncidentDetail:
     """An incident with its signals, timeline and linked articles."""
     row = await load_incident(session=session, incident_id=incident_id)
-    events = (
-        await session.execute(
-            select(incident_event)
-            .where(incident_event.c.incident_id == incident_id)
-            .order_by(incident_event.c.at, incident_event.c.id)
-        )
-    ).mappings()
     links = (
         await session.execute(
             select(
@@ -374,18 +366,7 @@ async def incident_detail(
     return IncidentDetail(
         **to_read(row, now=now).model_dump(),
         signals=row["signals"],
-        timeline=[
-            IncidentEvent(
-                at=e["at"],
-                kind=e["kind"],
-                kind_name=EVENT_ZH.get(e["kind"], e["kind"]),
-                actor=e["actor"],
-                actor_name=e["actor_name"],
-                text=e["text"],
-                details=e["details"],
-            )
-            for e in events
-        ],
+        timeline=await timeline.entries(session, incident_event, incident_id, EVENT_ZH),
         articles=[LinkedArticle.model_validate(dict(link)) for link in links],
     )
 

@@ -3,6 +3,7 @@ cases, knowledge-base links."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,6 @@ from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE, Column, Sheet, xlsx_response
 from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
-from ecowatt_kernel.problems import NotFound
 from ecowatt_kernel.times import LocalDateTime
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -27,7 +27,7 @@ from ecowatt_ops.desk.access import (
     publish_audit,
 )
 from ecowatt_ops.desk.exports import EXPORT_LIMIT, local_time, safe_row
-from ecowatt_ops.desk.runtime import Runtime
+from ecowatt_ops.desk.runtime import DeskRuntime, Runtime
 from ecowatt_ops.incidents.models import (
     SOURCE_ZH,
     IncidentCreate,
@@ -50,7 +50,7 @@ from ecowatt_ops.incidents.service import (
     update_incident,
 )
 from ecowatt_ops.kb.models import LinkIn, SimilarCases
-from ecowatt_ops.kb.service import link_article, similar_cases, unlink_article
+from ecowatt_ops.kb.service import link_case, similar_cases
 from ecowatt_ops.support.service import scope_condition
 
 __all__ = ["router"]
@@ -268,172 +268,84 @@ async def _step(
     return await incident_detail(session=session, incident_id=incident_id, now=now)
 
 
-@router.post(
-    "/incidents/{incident_id}/respond",
-    summary="Respond: O&M has taken the incident (stops the response clock)",
-    response_model=IncidentDetail,
-)
-async def respond(
-    incident_id: str,
-    body: OptionalNote,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="respond",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
+def _step_route(action: Action, path: str, who: Any, body: type[BaseModel], summary: str) -> None:
+    """Register `POST /incidents/{incident_id}/<path>` for one workflow step."""
+
+    async def endpoint(**values: Any) -> IncidentDetail:
+        return await _step(
+            action=action,
+            incident_id=values["incident_id"],
+            text=values["body"].text,
+            request=values["request"],
+            identity=values["identity"],
+            session=values["session"],
+            runtime=values["runtime"],
+        )
+
+    parameters = [
+        ("incident_id", str),
+        ("body", body),
+        ("request", Request),
+        ("identity", who),
+        ("session", DbSession),
+        ("runtime", Runtime),
+    ]
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a) for n, a in parameters],
+        return_annotation=IncidentDetail,
     )
+    endpoint.__name__ = action
+    router.post(
+        f"/incidents/{{incident_id}}/{path}", summary=summary, response_model=IncidentDetail
+    )(endpoint)
 
 
-@router.post(
-    "/incidents/{incident_id}/workaround",
-    summary="Record a temporary workaround (service restored, cause not yet removed)",
-    response_model=IncidentDetail,
-)
-async def workaround(
-    incident_id: str,
-    body: Note,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="workaround",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/incidents/{incident_id}/root-cause",
-    summary="Record (or correct) the root cause",
-    response_model=IncidentDetail,
-)
-async def root_cause(
-    incident_id: str,
-    body: Note,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="root_cause",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/incidents/{incident_id}/resolve",
-    summary="Resolve: the fault is removed (stops the resolution clock)",
-    response_model=IncidentDetail,
-)
-async def resolve(
-    incident_id: str,
-    body: Note,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="resolve",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/incidents/{incident_id}/verify",
-    summary="Verify a resolved incident (the bureau confirms the service is back)",
-    response_model=IncidentDetail,
-)
-async def verify(
-    incident_id: str,
-    body: OptionalNote,
-    request: Request,
-    identity: Verifiers,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="verify",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/incidents/{incident_id}/reopen",
-    summary="Reopen a resolved or verified incident (the fault is back); a reason is needed",
-    response_model=IncidentDetail,
-)
-async def reopen(
-    incident_id: str,
-    body: Note,
-    request: Request,
-    identity: Editors,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="reopen",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/incidents/{incident_id}/cancel",
-    summary="Cancel an incident that was no fault (false alarm, duplicate); a reason is needed",
-    response_model=IncidentDetail,
-)
-async def cancel(
-    incident_id: str,
-    body: Note,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> IncidentDetail:
-    return await _step(
-        action="cancel",
-        incident_id=incident_id,
-        text=body.text,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
+for _action, _path, _who, _body, _summary in (
+    (
+        "respond",
+        "respond",
+        Operators,
+        OptionalNote,
+        "Respond: O&M has taken the incident (stops the response clock)",
+    ),
+    (
+        "workaround",
+        "workaround",
+        Operators,
+        Note,
+        "Record a temporary workaround (service restored, cause not yet removed)",
+    ),
+    ("root_cause", "root-cause", Operators, Note, "Record (or correct) the root cause"),
+    (
+        "resolve",
+        "resolve",
+        Operators,
+        Note,
+        "Resolve: the fault is removed (stops the resolution clock)",
+    ),
+    (
+        "verify",
+        "verify",
+        Verifiers,
+        OptionalNote,
+        "Verify a resolved incident (the bureau confirms the service is back)",
+    ),
+    (
+        "reopen",
+        "reopen",
+        Editors,
+        Note,
+        "Reopen a resolved or verified incident (the fault is back); a reason is needed",
+    ),
+    (
+        "cancel",
+        "cancel",
+        Operators,
+        Note,
+        "Cancel an incident that was no fault (false alarm, duplicate); a reason is needed",
+    ),
+):
+    _step_route(_action, _path, _who, _body, _summary)  # type: ignore[arg-type]
 
 
 @router.post(
@@ -519,33 +431,7 @@ async def link(
     session: DbSession,
     runtime: Runtime,
 ) -> IncidentDetail:
-    now = runtime.now()
-    await load_incident(session=session, incident_id=incident_id)
-    if await link_article(
-        session=session,
-        article_id=body.article_id,
-        subject_kind="incident",
-        subject_id=incident_id,
-        actor=Actor.of(identity),
-        now=now,
-    ):
-        await add_event(
-            session=session,
-            incident_id=incident_id,
-            kind="article_linked",
-            actor=Actor.of(identity),
-            at=now,
-            details={"article_id": body.article_id},
-        )
-    await session.commit()
-    await publish_audit(
-        request,
-        identity=identity,
-        action="incident.link-article",
-        resource=f"incident:{incident_id}",
-        details={"article_id": body.article_id},
-    )
-    return await incident_detail(session=session, incident_id=incident_id, now=now)
+    return await _link(incident_id, body.article_id, True, request, identity, session, runtime)
 
 
 @router.delete(
@@ -561,24 +447,34 @@ async def unlink(
     session: DbSession,
     runtime: Runtime,
 ) -> IncidentDetail:
+    return await _link(incident_id, article_id, False, request, identity, session, runtime)
+
+
+async def _link(
+    incident_id: str,
+    article_id: str,
+    linked: bool,
+    request: Request,
+    identity: Identity,
+    session: DbSession,
+    runtime: DeskRuntime,
+) -> IncidentDetail:
     now = runtime.now()
-    if not await unlink_article(
-        session=session, article_id=article_id, subject_kind="incident", subject_id=incident_id
-    ):
-        raise NotFound(f"article {article_id} is not linked to incident {incident_id}")
-    await add_event(
+    await load_incident(session=session, incident_id=incident_id)
+    await link_case(
         session=session,
-        incident_id=incident_id,
-        kind="article_unlinked",
+        subject_kind="incident",
+        subject_id=incident_id,
+        article_id=article_id,
         actor=Actor.of(identity),
-        at=now,
-        details={"article_id": article_id},
+        now=now,
+        linked=linked,
     )
     await session.commit()
     await publish_audit(
         request,
         identity=identity,
-        action="incident.unlink-article",
+        action="incident.link-article" if linked else "incident.unlink-article",
         resource=f"incident:{incident_id}",
         details={"article_id": article_id},
     )

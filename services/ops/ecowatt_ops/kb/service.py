@@ -26,8 +26,9 @@ from sqlalchemy import ColumnElement, RowMapping, Select, any_, func, literal, s
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ecowatt_ops.desk import timeline
 from ecowatt_ops.desk.access import Actor
-from ecowatt_ops.incidents.models import incident
+from ecowatt_ops.incidents.models import incident, incident_event
 from ecowatt_ops.kb.models import (
     ArticleIn,
     ArticleOut,
@@ -41,13 +42,14 @@ from ecowatt_ops.kb.models import (
     kb_link,
     kb_version,
 )
-from ecowatt_ops.support.models import support_request
+from ecowatt_ops.support.models import request_event, support_request
 
 __all__ = [
     "article_query",
     "create_article",
     "get_article",
     "link_article",
+    "link_case",
     "search_terms",
     "similar_cases",
     "unlink_article",
@@ -289,6 +291,45 @@ async def unlink_article(
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def link_case(
+    *,
+    session: AsyncSession,
+    subject_kind: str,
+    subject_id: str,
+    article_id: str,
+    actor: Actor,
+    now: datetime,
+    linked: bool,
+) -> None:
+    """Link (or unlink) an article and a case, with a timeline entry on the case (404 when
+    unlinking what is not linked)."""
+    if linked:
+        changed = await link_article(
+            session=session,
+            article_id=article_id,
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            actor=actor,
+            now=now,
+        )
+    else:
+        changed = await unlink_article(
+            session=session, article_id=article_id, subject_kind=subject_kind, subject_id=subject_id
+        )
+        if not changed:
+            raise NotFound(f"article {article_id} is not linked to {subject_kind} {subject_id}")
+    if changed:
+        await timeline.append(
+            session,
+            incident_event if subject_kind == "incident" else request_event,
+            subject_id,
+            kind="article_linked" if linked else "article_unlinked",
+            actor=actor,
+            at=now,
+            details={"article_id": article_id},
+        )
 
 
 async def similar_cases(

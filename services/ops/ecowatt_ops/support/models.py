@@ -10,34 +10,31 @@ kinds.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from ecowatt_kernel.times import LocalDateTime
 from pydantic import BaseModel, Field
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Sequence,
     Table,
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from ecowatt_ops.clocks.models import ClockState, RequestKind
 from ecowatt_ops.desk.database import metadata
+from ecowatt_ops.desk.timeline import TimelineEntry, timeline_table
 
 __all__ = [
     "OPEN_STATUSES",
     "REQUEST_STATUS_ZH",
     "RequestCreate",
     "RequestDetail",
-    "RequestEvent",
     "RequestRead",
     "RequestStatus",
     "request_event",
@@ -107,18 +104,7 @@ support_request = Table(
     ),
 )
 
-request_event = Table(
-    "request_event",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("request_id", Text, ForeignKey("support_request.id"), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", Text, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("actor_name", Text),
-    Column("text", Text, nullable=False, server_default=""),
-    Column("details", JSONB, nullable=False, server_default=text("'{}'")),
-)
+request_event = timeline_table("request_event", "request_id", "support_request")
 
 REQUEST_EVENT_ZH = {
     "submitted": "提交",
@@ -166,16 +152,6 @@ class Accept(BaseModel):
     assignee_name: str | None = Field(None, max_length=100)
 
 
-class RequestEvent(BaseModel):
-    at: datetime
-    kind: str
-    kind_name: str
-    actor: str
-    actor_name: str | None
-    text: str
-    details: dict[str, Any]
-
-
 class RequestRead(BaseModel):
     id: str
     number: str
@@ -215,5 +191,5 @@ class LinkedArticleRef(BaseModel):
 
 
 class RequestDetail(RequestRead):
-    timeline: list[RequestEvent]
+    timeline: list[TimelineEntry]
     articles: list[LinkedArticleRef]

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_ops.clocks.models import REQUEST_KIND_ZH, REQUEST_SLAS, RequestKind, clock_state
 from ecowatt_ops.clocks.service import WorkCalendar, request_deadline
+from ecowatt_ops.desk import timeline
 from ecowatt_ops.desk.access import Actor
 from ecowatt_ops.kb.models import kb_article, kb_link
 from ecowatt_ops.support.models import (
@@ -31,7 +32,6 @@ from ecowatt_ops.support.models import (
     LinkedArticleRef,
     RequestCreate,
     RequestDetail,
-    RequestEvent,
     RequestRead,
     request_event,
     request_number,
@@ -108,16 +108,15 @@ async def add_request_event(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one row to a request's timeline."""
-    await session.execute(
-        request_event.insert().values(
-            request_id=request_id,
-            at=at,
-            kind=kind,
-            actor=actor.subject,
-            actor_name=actor.name,
-            text=text,
-            details=details or {},
-        )
+    await timeline.append(
+        session,
+        request_event,
+        request_id,
+        kind=kind,
+        actor=actor,
+        at=at,
+        text=text,
+        details=details,
     )
 
 
@@ -352,13 +351,6 @@ async def request_detail(
 ) -> RequestDetail:
     """A request with its timeline and linked articles."""
     row = await load_request(session=session, request_id=request_id, scope=scope)
-    events = (
-        await session.execute(
-            select(request_event)
-            .where(request_event.c.request_id == request_id)
-            .order_by(request_event.c.at, request_event.c.id)
-        )
-    ).mappings()
     everyone_only = not scope.all and bool(scope.enterprises) and not scope.districts
     articles = select(
         kb_article.c.id, kb_article.c.title, kb_article.c.category, kb_link.c.linked_at
@@ -370,18 +362,7 @@ async def request_detail(
         articles = articles.where(kb_article.c.visibility == "everyone")
     return RequestDetail(
         **to_read(row, now=now).model_dump(),
-        timeline=[
-            RequestEvent(
-                at=e["at"],
-                kind=e["kind"],
-                kind_name=REQUEST_EVENT_ZH.get(e["kind"], e["kind"]),
-                actor=e["actor"],
-                actor_name=e["actor_name"],
-                text=e["text"],
-                details=e["details"],
-            )
-            for e in events
-        ],
+        timeline=await timeline.entries(session, request_event, request_id, REQUEST_EVENT_ZH),
         articles=[
             LinkedArticleRef.model_validate(dict(a))
             for a in (await session.execute(articles.order_by(kb_link.c.linked_at))).mappings()

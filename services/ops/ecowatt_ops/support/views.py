@@ -3,29 +3,29 @@ knowledge-base links. Every query is filtered by the caller's data scope."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import inspect
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE, Column, Sheet, xlsx_response
 from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
-from ecowatt_kernel.problems import NotFound
 from ecowatt_kernel.times import LocalDateTime
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 
 from ecowatt_ops.clocks.models import RequestKind
 from ecowatt_ops.clocks.service import load_calendar
 from ecowatt_ops.desk.access import Actor, Editors, Operators, People, Requesters, publish_audit
 from ecowatt_ops.desk.exports import EXPORT_LIMIT, local_time, safe_row
-from ecowatt_ops.desk.runtime import Runtime
+from ecowatt_ops.desk.runtime import DeskRuntime, Runtime
 from ecowatt_ops.kb.models import LinkIn, SimilarCases
-from ecowatt_ops.kb.service import link_article, similar_cases, unlink_article
+from ecowatt_ops.kb.service import link_case, similar_cases
 from ecowatt_ops.support.models import Accept, Reply, RequestCreate, RequestDetail, RequestRead
 from ecowatt_ops.support.service import (
     RequestAction,
     RequestFilters,
-    add_request_event,
     create_request,
     load_request,
     request_detail,
@@ -228,192 +228,69 @@ async def _step(
     )
 
 
-@router.post(
-    "/requests/{request_id}/accept",
-    summary="Accept (take) a request, or hand it to another engineer",
-    response_model=RequestDetail,
-)
-async def accept(
-    request_id: str,
-    body: Accept,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="accept",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-        assignee=body.assignee,
-        assignee_name=body.assignee_name,
+def _step_route(
+    action: RequestAction, path: str, who: Any, body: type[BaseModel] | None, summary: str
+) -> None:
+    """Register `POST /requests/{request_id}/<path>` for one workflow step."""
+
+    async def endpoint(**values: Any) -> RequestDetail:
+        data = values.get("body")
+        return await _step(
+            action=action,
+            request_id=values["request_id"],
+            request=values["request"],
+            identity=values["identity"],
+            session=values["session"],
+            runtime=values["runtime"],
+            text=getattr(data, "text", ""),
+            assignee=getattr(data, "assignee", None),
+            assignee_name=getattr(data, "assignee_name", None),
+        )
+
+    parameters = [
+        ("request_id", str),
+        *([("body", body)] if body is not None else []),
+        ("request", Request),
+        ("identity", who),
+        ("session", DbSession),
+        ("runtime", Runtime),
+    ]
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a) for n, a in parameters],
+        return_annotation=RequestDetail,
+    )
+    endpoint.__name__ = f"request_{action}"
+    router.post(f"/requests/{{request_id}}/{path}", summary=summary, response_model=RequestDetail)(
+        endpoint
     )
 
 
-@router.post(
-    "/requests/{request_id}/reply",
-    summary="Answer the requester (stops a question's clock)",
-    response_model=RequestDetail,
-)
-async def reply(
-    request_id: str,
-    body: Reply,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="reply",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-        text=body.text,
-    )
-
-
-@router.post(
-    "/requests/{request_id}/resolve",
-    summary="Mark a request done (stops its clock)",
-    response_model=RequestDetail,
-)
-async def resolve(
-    request_id: str,
-    body: Reply,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="resolve",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-        text=body.text,
-    )
-
-
-@router.post(
-    "/requests/{request_id}/reject",
-    summary="Reject a request that is not the supplier's to do (a reason is needed)",
-    response_model=RequestDetail,
-)
-async def reject(
-    request_id: str,
-    body: Reply,
-    request: Request,
-    identity: Operators,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="reject",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-        text=body.text,
-    )
-
-
-@router.post(
-    "/requests/{request_id}/close",
-    summary="Close an answered or resolved request (the requester confirms)",
-    response_model=RequestDetail,
-)
-async def close(
-    request_id: str,
-    request: Request,
-    identity: Requesters,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="close",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/requests/{request_id}/reopen",
-    summary="Reopen an answered, resolved or closed request (a reason is needed)",
-    response_model=RequestDetail,
-)
-async def reopen(
-    request_id: str,
-    body: Reply,
-    request: Request,
-    identity: Requesters,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="reopen",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-        text=body.text,
-    )
-
-
-@router.post(
-    "/requests/{request_id}/withdraw",
-    summary="Withdraw your own request",
-    response_model=RequestDetail,
-)
-async def withdraw(
-    request_id: str,
-    request: Request,
-    identity: Requesters,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="withdraw",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-    )
-
-
-@router.post(
-    "/requests/{request_id}/comments",
-    summary="Add a message to the request's timeline",
-    response_model=RequestDetail,
-)
-async def comment(
-    request_id: str,
-    body: Reply,
-    request: Request,
-    identity: Requesters,
-    session: DbSession,
-    runtime: Runtime,
-) -> RequestDetail:
-    return await _step(
-        action="comment",
-        request_id=request_id,
-        request=request,
-        identity=identity,
-        session=session,
-        runtime=runtime,
-        text=body.text,
+for _action, _who, _body, _summary in (
+    ("accept", Operators, Accept, "Accept (take) a request, or hand it to another engineer"),
+    ("reply", Operators, Reply, "Answer the requester (stops a question's clock)"),
+    ("resolve", Operators, Reply, "Mark a request done (stops its clock)"),
+    (
+        "reject",
+        Operators,
+        Reply,
+        "Reject a request that is not the supplier's to do (a reason is needed)",
+    ),
+    ("close", Requesters, None, "Close an answered or resolved request (the requester confirms)"),
+    (
+        "reopen",
+        Requesters,
+        Reply,
+        "Reopen an answered, resolved or closed request (a reason is needed)",
+    ),
+    ("withdraw", Requesters, None, "Withdraw your own request"),
+    ("comment", Requesters, Reply, "Add a message to the request's timeline"),
+):
+    _step_route(
+        _action,  # type: ignore[arg-type]
+        "comments" if _action == "comment" else _action,
+        _who,
+        _body,
+        _summary,
     )
 
 
@@ -452,36 +329,7 @@ async def link(
     session: DbSession,
     runtime: Runtime,
 ) -> RequestDetail:
-    now = runtime.now()
-    await load_request(session=session, request_id=request_id, scope=identity.scope)
-    actor = Actor.of(identity)
-    if await link_article(
-        session=session,
-        article_id=body.article_id,
-        subject_kind="request",
-        subject_id=request_id,
-        actor=actor,
-        now=now,
-    ):
-        await add_request_event(
-            session=session,
-            request_id=request_id,
-            kind="article_linked",
-            actor=actor,
-            at=now,
-            details={"article_id": body.article_id},
-        )
-    await session.commit()
-    await publish_audit(
-        request,
-        identity=identity,
-        action="request.link-article",
-        resource=f"request:{request_id}",
-        details={"article_id": body.article_id},
-    )
-    return await request_detail(
-        session=session, request_id=request_id, scope=identity.scope, now=now
-    )
+    return await _link(request_id, body.article_id, True, request, identity, session, runtime)
 
 
 @router.delete(
@@ -497,25 +345,34 @@ async def unlink(
     session: DbSession,
     runtime: Runtime,
 ) -> RequestDetail:
+    return await _link(request_id, article_id, False, request, identity, session, runtime)
+
+
+async def _link(
+    request_id: str,
+    article_id: str,
+    linked: bool,
+    request: Request,
+    identity: Identity,
+    session: DbSession,
+    runtime: DeskRuntime,
+) -> RequestDetail:
     now = runtime.now()
     await load_request(session=session, request_id=request_id, scope=identity.scope)
-    if not await unlink_article(
-        session=session, article_id=article_id, subject_kind="request", subject_id=request_id
-    ):
-        raise NotFound(f"article {article_id} is not linked to request {request_id}")
-    await add_request_event(
+    await link_case(
         session=session,
-        request_id=request_id,
-        kind="article_unlinked",
+        subject_kind="request",
+        subject_id=request_id,
+        article_id=article_id,
         actor=Actor.of(identity),
-        at=now,
-        details={"article_id": article_id},
+        now=now,
+        linked=linked,
     )
     await session.commit()
     await publish_audit(
         request,
         identity=identity,
-        action="request.unlink-article",
+        action="request.link-article" if linked else "request.unlink-article",
         resource=f"request:{request_id}",
         details={"article_id": article_id},
     )
