@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecowatt_kernel.settings import KernelSettings
+from ecowatt_ops.desk.settings import DeskSettings
 
 __all__ = ["DEFAULT_SERVICE_URLS", "OpsSettings"]
 
@@ -18,8 +18,8 @@ DEFAULT_SERVICE_URLS = (
 )
 
 
-class OpsSettings(KernelSettings):
-    """EcoWatt ops settings."""
+class OpsSettings(DeskSettings):
+    """EcoWatt ops settings (the status page's here, the desk's in `DeskSettings`)."""
 
     service_name: str = "ops"
     http_port: int = 8008

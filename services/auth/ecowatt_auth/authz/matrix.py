@@ -338,6 +338,81 @@ _OPS = [
     Rule("GET", "/api/ops/status", frozenset({A, CS, OM})),
 ]
 
+# The O&M desk (services/ops, docs/ops-desk.md): incidents are the platform's faults, read by
+# bureau staff, O&M and auditors, worked by O&M, verified by the city bureau; requests and
+# knowledge-base reads are open to every person, filtered by scope and visibility.
+OPS_READERS = frozenset({A, CS, DO, OM, AU})
+OPS_REPORTERS = frozenset({A, CS, DO, OM})
+OPS_OPERATORS = frozenset({A, OM})
+OPS_EDITORS = frozenset({A, CS, OM})
+OPS_REQUESTERS = frozenset({A, CS, DO, EU, OM})
+_INCIDENT = "/api/ops/incidents/{incident_id}"
+_REQUEST = "/api/ops/requests/{request_id}"
+
+_OPS = [
+    Rule("GET", "/api/ops/status", frozenset({A, CS, OM}), note="the status page"),
+    Rule("POST", "/api/ops/alertmanager", NOT_SERVED, note="service port, Alertmanager's token"),
+    Rule("GET", "/api/ops/incidents", OPS_READERS),
+    Rule("POST", "/api/ops/incidents", OPS_REPORTERS),
+    Rule("GET", "/api/ops/incidents.xlsx", OPS_READERS),
+    Rule("GET", _INCIDENT, OPS_READERS),
+    Rule("PATCH", _INCIDENT, OPS_OPERATORS),
+    Rule("POST", f"{_INCIDENT}/respond", OPS_OPERATORS),
+    Rule("POST", f"{_INCIDENT}/workaround", OPS_OPERATORS),
+    Rule("POST", f"{_INCIDENT}/root-cause", OPS_OPERATORS),
+    Rule("POST", f"{_INCIDENT}/resolve", OPS_OPERATORS),
+    Rule("POST", f"{_INCIDENT}/verify", frozenset({A, CS})),
+    Rule("POST", f"{_INCIDENT}/reopen", OPS_EDITORS),
+    Rule("POST", f"{_INCIDENT}/cancel", OPS_OPERATORS),
+    Rule("POST", f"{_INCIDENT}/comments", OPS_REPORTERS),
+    Rule("PUT", f"{_INCIDENT}/review", OPS_OPERATORS),
+    Rule("GET", f"{_INCIDENT}/similar", OPS_READERS),
+    Rule("POST", f"{_INCIDENT}/articles", OPS_EDITORS),
+    Rule("DELETE", f"{_INCIDENT}/articles/{{article_id}}", OPS_EDITORS),
+    Rule("GET", "/api/ops/requests", PEOPLE),
+    Rule("POST", "/api/ops/requests", OPS_REQUESTERS),
+    Rule("GET", "/api/ops/requests.xlsx", PEOPLE),
+    Rule("GET", _REQUEST, PEOPLE),
+    Rule("POST", f"{_REQUEST}/accept", OPS_OPERATORS),
+    Rule("POST", f"{_REQUEST}/reply", OPS_OPERATORS),
+    Rule("POST", f"{_REQUEST}/resolve", OPS_OPERATORS),
+    Rule("POST", f"{_REQUEST}/reject", OPS_OPERATORS),
+    Rule("POST", f"{_REQUEST}/close", OPS_REQUESTERS),
+    Rule("POST", f"{_REQUEST}/reopen", OPS_REQUESTERS),
+    Rule("POST", f"{_REQUEST}/withdraw", OPS_REQUESTERS),
+    Rule("POST", f"{_REQUEST}/comments", OPS_REQUESTERS),
+    Rule("GET", f"{_REQUEST}/similar", PEOPLE),
+    Rule("POST", f"{_REQUEST}/articles", OPS_EDITORS),
+    Rule("DELETE", f"{_REQUEST}/articles/{{article_id}}", OPS_EDITORS),
+    Rule("GET", "/api/ops/kb/articles", PEOPLE),
+    Rule("POST", "/api/ops/kb/articles", OPS_EDITORS),
+    Rule("GET", "/api/ops/kb/articles.xlsx", PEOPLE),
+    Rule("GET", "/api/ops/kb/articles/{article_id}", PEOPLE),
+    Rule("PATCH", "/api/ops/kb/articles/{article_id}", OPS_EDITORS),
+    Rule("GET", "/api/ops/kb/articles/{article_id}/versions", PEOPLE),
+    Rule("GET", "/api/ops/kb/categories", PEOPLE),
+    Rule("GET", "/api/ops/reports/abnormal-events", OPS_READERS),
+    Rule("GET", "/api/ops/reports/abnormal-events.xlsx", OPS_READERS),
+    Rule("GET", "/api/ops/reports/abnormal-events.pdf", OPS_READERS),
+    Rule("POST", "/api/ops/reports", OPS_EDITORS),
+    Rule("GET", "/api/ops/reports", OPS_READERS),
+    Rule("GET", "/api/ops/reports.xlsx", OPS_READERS),
+    Rule("GET", "/api/ops/reports/{report_id}", OPS_READERS),
+    Rule("GET", "/api/ops/reports/{report_id}/report.xlsx", OPS_READERS),
+    Rule("GET", "/api/ops/reports/{report_id}/report.pdf", OPS_READERS),
+    Rule("GET", "/api/ops/contacts", OPS_EDITORS),
+    Rule("POST", "/api/ops/contacts", OPS_EDITORS),
+    Rule("GET", "/api/ops/contacts.xlsx", OPS_EDITORS),
+    Rule("PATCH", "/api/ops/contacts/{contact_id}", OPS_EDITORS),
+    Rule("DELETE", "/api/ops/contacts/{contact_id}", OPS_EDITORS),
+    Rule("GET", "/api/ops/notifications", OPS_EDITORS),
+    Rule("GET", "/api/ops/notifications.xlsx", OPS_EDITORS),
+    Rule("GET", "/api/ops/sla", PEOPLE),
+    Rule("GET", "/api/ops/calendar", PEOPLE),
+    Rule("PUT", "/api/ops/calendar/days/{day}", frozenset({A, CS})),
+    Rule("DELETE", "/api/ops/calendar/days/{day}", frozenset({A, CS})),
+]
+
 MATRIX: tuple[Rule, ...] = (
     *_OPERATIONS,
     *_AUTH,

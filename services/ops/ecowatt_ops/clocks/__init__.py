@@ -1,0 +1,1 @@
+"""Fault levels, request kinds and their clocks; China's working-day calendar."""

@@ -1,0 +1,1 @@
+"""Automatic incidents: the Alertmanager webhook receiver and the platform's own signals."""
