@@ -200,7 +200,7 @@ async def test_rules_are_versioned_and_thresholds_explained(
     r = await h.client.get(
         "/rules", headers=h.headers(Role.DISTRICT_OFFICER, districts=("610113",))
     )
-    assert {x["code"] for x in r.json()} >= {"R1", "R7", "OFFLINE", "STATE"}
+    assert {x["code"] for x in r.json()["items"]} >= {"R1", "R7", "OFFLINE", "STATE"}
     r = await h.client.put(
         "/rules/R5",
         json={"params": {"confirm_min": 45}, "reason": "试行"},
@@ -232,7 +232,7 @@ async def test_rules_are_versioned_and_thresholds_explained(
     r = await h.client.get(
         "/thresholds", params={"enterprise_id": enterprise}, headers=h.headers(Role.CITY_SUPERVISOR)
     )
-    points = {p["kind"]: p for p in r.json()}
+    points = {p["kind"]: p for p in r.json()["items"]}
     production = points["production"]
     assert production["defaulted"] and "额定功率 100 kW 的 20%" in production["basis"]
     assert production["learned_rated_kw"] == pytest.approx(80, rel=0.08)
