@@ -39,7 +39,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from asgi_lifespan import LifespanManager
-from ecowatt_alarm.citygen import SyntheticCity
 from ecowatt_alarm.service import build_service
 from ecowatt_alarm.settings import AlarmSettings
 from ecowatt_kernel.app import create_app
@@ -47,6 +46,10 @@ from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import AlarmChanged, PointReading, TopicSpec, decode, encode
 from ecowatt_kernel.db import async_url, scratch_database
 from infra_env import infra
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+
+from alarm_city import SyntheticCity
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine

@@ -19,6 +19,7 @@ from ecowatt_kernel.db import scratch_database
 from ecowatt_simulator import FaultConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 from pipeline_harness import Pipeline, PipelineOptions, PipelineRun
 

@@ -70,7 +70,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ecowatt_alarm.citygen import ExpectedAlarm, score_alarms
+from alarm_city import ExpectedAlarm
+from alarm_scores import score_alarms
 from ecowatt_simulator import FaultKind, Fleet
 from ecowatt_simulator.fleet import GroupSpec
 from ecowatt_simulator.load import merge_windows

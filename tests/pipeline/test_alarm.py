@@ -5,7 +5,7 @@ enterprises, a planned outage or a power cut (issue 7). What is expected: `pipel
 from __future__ import annotations
 
 import pytest
-from ecowatt_alarm.citygen import score_states
+from alarm_scores import score_states
 from pipeline_harness import PipelineRun
 from pipeline_truth import HARMLESS, expected_alarms, facility_truth, healthy_enterprises, score
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from ecowatt_alarm.citygen import SyntheticCity
 from ecowatt_alarm.processor import AlarmProcessor
 from ecowatt_alarm.service import build_service
 from ecowatt_alarm.settings import AlarmSettings
@@ -30,6 +31,10 @@ from ecowatt_kernel.contracts import Event, encode
 from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
 from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))
+
+from alarm_city import SyntheticCity
 
 CITY_DAY = date(2026, 11, 20)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from ecowatt_alarm.citygen import SyntheticCity
+from alarm_city import SyntheticCity
 from ecowatt_alarm.engine import Effects, Engine, EnterpriseRuntime
 from ecowatt_alarm.model import Learned, ModelCache
 from ecowatt_alarm.rules import RuleSet
@@ -113,7 +113,7 @@ def test_state_score_keeps_the_recorded_order_of_simultaneous_changes() -> None:
     `since`; the scorer must take the last one recorded, not the alphabetically last."""
     from datetime import UTC, datetime, timedelta
 
-    from ecowatt_alarm.citygen import score_states
+    from alarm_scores import score_states
 
     t0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
     truth = {"F": [(t0 + timedelta(minutes=m), "running") for m in range(30)]}

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from ecowatt_alarm.citygen import score_alarms, score_states
+from alarm_scores import score_alarms, score_states
 from ecowatt_alarm.tables import state_change
 from ecowatt_kernel.db import async_url
 from ecowatt_kernel.identity import Role
