@@ -119,14 +119,14 @@ def _inside(minute: int, spans: list[tuple[int, int]]) -> bool:
 SCENARIOS: dict[str, dict[str, Any]] = {
     "healthy": {},
     "r1_pos": {
-        "ctrl_off": [(120, 240)],
-        "expected": [("R1", "G", 120, 240, False), ("R4", "G", 60, 390, False)],
+        "ctrl_off": [(120, 245)],
+        "expected": [("R1", "G", 120, 245, False), ("R4", "G", 60, 390, False)],
     },
     "r1_neg": {"ctrl_off": [(120, 130)]},
     "r1_sup": {
-        "ctrl_off": [(120, 240)],
+        "ctrl_off": [(120, 245)],
         "stop_order": (90, 300),
-        "expected": [("R1", "G", 120, 240, True), ("R4", "G", 60, 390, True)],
+        "expected": [("R1", "G", 120, 245, True), ("R4", "G", 60, 390, True)],
     },
     "r2_pos": {
         "ctrl_on": (85, 393),
@@ -192,8 +192,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "offline_sup": {
         "silent_all": [(180, 10_000)],
-        "filings": [("ALL", 150, 440)],
+        "filings": [("ALL", 150, 1440)],
         "expected": [("OFFLINE", "A", 180, 450, True), ("OFFLINE", "B", 180, 450, True)],
+    },
+    # One episode, one alarm: R1 is the alarm, the late start / early stop / the control
+    # point going offline afterwards are facets of it.
+    "r2_long": {
+        "ctrl_on": (110, 393),
+        "expected": [("R1", "G", 60, 110, False), ("R4", "G", 60, 390, False)],
+    },
+    "r3_long": {
+        "ctrl_on": (57, 340),
+        "expected": [("R1", "G", 340, 390, False), ("R4", "G", 60, 390, False)],
+    },
+    "r1_offline": {
+        "ctrl_off": [(120, 200)],
+        "silent_b": [(200, 280)],
+        "expected": [("R1", "G", 120, 280, False), ("R4", "G", 60, 390, False)],
     },
     "planned_outage": {"plant_stop": [(120, 300)], "filings": [("ALL", 110, 310)]},
     "power_cut": {

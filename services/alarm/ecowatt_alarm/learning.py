@@ -62,13 +62,12 @@ class Learning:
         return self.points.get(point_id, Learned())
 
     def collect(self, fx: Effects) -> None:
-        """Add a batch's running samples to the day's histograms (in memory until flushed)."""
-        if not fx.stats:
-            return
-        day = datetime.fromtimestamp(self.clock(), self.tz).date().isoformat()
-        for kind, subject, value in fx.stats:
+        """Add a batch's running samples to their (data-time) days' histograms, in memory
+        until flushed."""
+        for kind, subject, value, t in fx.stats:
             if value <= 0:
                 continue
+            day = datetime.fromtimestamp(t, self.tz).date().isoformat()
             entry = self._stats.setdefault((kind, subject, day), [0, 0.0, defaultdict(int)])
             entry[0] += 1
             entry[1] += value
@@ -105,14 +104,18 @@ class Learning:
                 await s.execute(stmt, rows[i : i + 1000])
 
     async def learn(self, today: date | None = None) -> int:
-        """Recompute learned rated load per point and power ratio per group (§2.2)."""
+        """Recompute learned rated load per point and power ratio per group (§2.2) from the
+        complete days before `today` (the service clock's local day): the same data learn
+        the same values however fast they arrived."""
         await self.flush()
         day = today or datetime.fromtimestamp(self.clock(), self.tz).date()
         since = day - timedelta(days=self.days)
         merged: dict[tuple[str, str], list[Any]] = {}
         async with self.db.session() as s:
             result = await s.execute(
-                select(T.point_day_stats).where(T.point_day_stats.c.day > since)
+                select(T.point_day_stats).where(
+                    T.point_day_stats.c.day > since, T.point_day_stats.c.day < day
+                )
             )
             for row in result.mappings():
                 entry = merged.setdefault(

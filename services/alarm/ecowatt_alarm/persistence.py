@@ -12,16 +12,16 @@ from ecowatt_kernel.bus import TransientError
 from ecowatt_kernel.contracts import AlarmChanged, FacilityStateChanged, encode
 from ecowatt_kernel.outbox import enqueue
 from ecowatt_kernel.registry_view import RegistryView
-from sqlalchemy import text, update
+from sqlalchemy import case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ecowatt_alarm import tables as T
-from ecowatt_alarm.engine import AlarmOp, Effects, StateChange
+from ecowatt_alarm.engine import AlarmOp, Effects, Sample, StateChange
 from ecowatt_alarm.model import EnterpriseModel
 from ecowatt_alarm.settings import AlarmSettings
 
-__all__ = ["EffectWriter", "ts"]
+__all__ = ["EffectWriter", "alarm_event", "point_evidence", "row_event", "ts"]
 
 Connection = AsyncSession | AsyncConnection
 
@@ -86,8 +86,34 @@ class EffectWriter:
                 f"alarm runtime of {', '.join(stale[:5])} was changed by another process; reloading"
             )
 
-    async def write(self, conn: Connection, fx: Effects) -> None:
-        """State changes, alarms and journal rows, and their events in the outbox."""
+    async def kept_samples(self, conn: Connection, enterprise_id: str) -> list[Sample]:
+        """The samples kept since the enterprise's checkpoint (`EventTime.replay`)."""
+        r = T.retained_sample.c
+        rows = await conn.execute(
+            select(r.t, r.point_id, r.power, r.voltage, r.interval)
+            .where(r.enterprise_id == enterprise_id)
+            .order_by(r.t, r.point_id)
+        )
+        return [Sample(*row) for row in rows]
+
+    async def write(self, conn: Connection, fx: Effects, *, now: float) -> None:
+        """Kept samples, withdrawn and new state changes, alarm operations, journal rows and
+        their events in the outbox; `now` is the service clock (discovery time)."""
+        await self._retain(conn, fx)
+        if fx.withdrawn:
+            s = T.state_change.c
+            for enterprise, subject, state, since in fx.withdrawn:
+                await conn.execute(
+                    update(T.state_change)
+                    .where(
+                        s.enterprise_id == enterprise,
+                        s.subject_id == subject,
+                        s.state == state,
+                        s.since == ts(since),
+                        s.withdrawn_at.is_(None),
+                    )
+                    .values(withdrawn_at=ts(now))
+                )
         messages = []
         if fx.states:
             await conn.execute(
@@ -107,9 +133,35 @@ class EffectWriter:
                 ],
             )
             messages.extend(self._state_event(c) for c in fx.states)
-        for op in fx.alarms:
-            messages.append(await self._write_alarm(conn, op))
+        # Retractions first: they free the (rule, subject) slot of an active alarm.
+        for op in sorted(fx.alarms, key=lambda o: o.op != "retract"):
+            message = await self._write_alarm(conn, op, now)
+            if message is not None:
+                messages.append(message)
         await enqueue(conn, T.outbox, messages)
+
+    async def _retain(self, conn: Connection, fx: Effects) -> None:
+        released = set(fx.release)
+        rows = [
+            {
+                "enterprise_id": e,
+                "t": s.t,
+                "point_id": s.point_id,
+                "power": s.power,
+                "voltage": s.voltage,
+                "interval": s.interval,
+            }
+            for e, s in fx.retain
+            if e not in released
+        ]
+        if rows:
+            await conn.execute(T.retained_sample.insert(), rows)
+        if released:
+            await conn.execute(
+                delete(T.retained_sample).where(
+                    T.retained_sample.c.enterprise_id.in_(sorted(released))
+                )
+            )
 
     def _state_event(self, c: StateChange) -> Any:
         facility_id = None
@@ -129,7 +181,18 @@ class EffectWriter:
         )
         return encode(event, topic=self.settings.alarm_states_topic)
 
-    async def _write_alarm(self, conn: Connection, op: AlarmOp) -> Any:
+    def _late(self, alarm: dict[str, Any], now: float) -> bool:
+        """Found in late data: by a re-judgement, or decided long after its data time."""
+        decided = alarm.get("decided_at")
+        return bool(alarm.get("late")) or (
+            decided is not None and now - decided > self.settings.alarm_lateness_s
+        )
+
+    async def _write_alarm(self, conn: Connection, op: AlarmOp, now: float) -> Any:
+        if op.op == "retract":
+            return await self._retract(conn, op, now)
+        if op.op == "amend":
+            return await self._amend(conn, op, now)
         a = op.alarm
         model = self.model_of(a["enterprise_id"])
         evidence = {
@@ -139,7 +202,7 @@ class EffectWriter:
             },
             "points": point_evidence(model, a.get("point_ids", [])),
         }
-        now = datetime.now(UTC)
+        late = self._late(a, now)
         if op.op == "open":
             status = "suppressed" if a.get("suppressed_by") else "open"
             await conn.execute(
@@ -169,27 +232,32 @@ class EffectWriter:
                     explanation=a["explanation"],
                     detail=a.get("detail", {}),
                     evidence=evidence,
+                    discovered_at=ts(now),
+                    late=late,
                 )
                 .on_conflict_do_nothing()
             )
-            await conn.execute(
-                T.journal.insert().values(
-                    alarm_id=a["id"],
-                    actor="system",
-                    actor_role="system",
-                    action="suppressed" if status == "suppressed" else "opened",
-                    status_after=status,
-                    text=a["explanation"],
-                )
+            await self._journal(
+                conn,
+                a["id"],
+                "suppressed" if status == "suppressed" else "opened",
+                status,
+                a["explanation"] + ("（迟到/补传数据中发现）" if late else ""),
+                {"level": a["level"], "late": late},
             )
+            if a.get("closing_explanation"):
+                await self._journal(
+                    conn, a["id"], "recovered", status, a["closing_explanation"], {"late": late}
+                )
             change = "suppressed" if status == "suppressed" else "opened"
         else:
+            # The opening explanation stays as it was; this operation's own explanation goes
+            # to the journal and the event.
             values: dict[str, Any] = {
                 "level": a["level"],
                 "last_at": ts(a["last_at"]),
-                "explanation": a["explanation"],
                 "evidence": evidence,
-                "updated_at": now,
+                "updated_at": datetime.now(UTC),
                 "active": a["active"],
                 "recovered_at": ts(a.get("recovered_at")),
             }
@@ -207,19 +275,136 @@ class EffectWriter:
             ).first()
             status = row.status if row else "open"
             if op.op in _JOURNAL_OF_OP:
-                await conn.execute(
-                    T.journal.insert().values(
-                        alarm_id=a["id"],
-                        actor="system",
-                        actor_role="system",
-                        action=_JOURNAL_OF_OP[op.op],
-                        status_after=status,
-                        text=a["explanation"],
-                        data={"level": a["level"]},
-                    )
+                await self._journal(
+                    conn,
+                    a["id"],
+                    _JOURNAL_OF_OP[op.op],
+                    status,
+                    a["explanation"],
+                    {"level": a["level"]},
                 )
             change = _CHANGE_OF_OP[op.op]
-        return encode(alarm_event(a, change, status, model), topic=self.settings.alarm_alarms_topic)
+        event = alarm_event(a, change, status, model).model_copy(
+            update={"late": late, "discovered_at": ts(now)}
+        )
+        return encode(event, topic=self.settings.alarm_alarms_topic)
+
+    async def _journal(
+        self,
+        conn: Connection,
+        alarm_id: str,
+        action: str,
+        status: str,
+        text: str,
+        data: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            T.journal.insert().values(
+                alarm_id=alarm_id,
+                actor="system",
+                actor_role="system",
+                action=action,
+                status_after=status,
+                text=text,
+                data=data,
+            )
+        )
+
+    async def _amend(self, conn: Connection, op: AlarmOp, now: float) -> Any:
+        a = op.alarm
+        row = (
+            (
+                await conn.execute(
+                    update(T.alarm)
+                    .where(T.alarm.c.id == a["id"])
+                    .values(
+                        first_at=ts(a["first_at"]),
+                        last_at=ts(a["last_at"]),
+                        recovered_at=ts(a.get("recovered_at")),
+                        active=a["active"],
+                        level=a["level"],
+                        updated_at=datetime.now(UTC),
+                    )
+                    .returning(*T.alarm.c)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        text = a["amendment"] + (f" {a['explanation']}" if a.get("explanation") else "")
+        data = {"before": a.get("before"), "late": True}
+        await self._journal(conn, a["id"], "amended", row["status"], text, data)
+        event = row_event(
+            row, change="updated", explanation=text, evidence={"amended": data["before"]}
+        ).model_copy(update={"late": True, "discovered_at": ts(now)})
+        return encode(event, topic=self.settings.alarm_alarms_topic)
+
+    async def _retract(self, conn: Connection, op: AlarmOp, now: float) -> Any:
+        a = op.alarm
+        retraction = {"reason": a["reason"], "at": ts(now).isoformat()}  # type: ignore[union-attr]
+        c = T.alarm.c
+        row = (
+            (
+                await conn.execute(
+                    update(T.alarm)
+                    .where(c.id == a["id"])
+                    .values(
+                        status=case(
+                            (c.status.in_(("open", "suppressed")), "retracted"), else_=c.status
+                        ),
+                        active=False,
+                        retracted_at=ts(now),
+                        retraction=retraction,
+                        updated_at=datetime.now(UTC),
+                    )
+                    .returning(*T.alarm.c)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        await self._journal(conn, a["id"], "retracted", row["status"], a["reason"], {})
+        event = row_event(row, change="retracted", explanation=a["reason"], evidence={}).model_copy(
+            update={"retraction": retraction, "discovered_at": row["discovered_at"]}
+        )
+        return encode(event, topic=self.settings.alarm_alarms_topic)
+
+
+def row_event(
+    row: Any, *, change: str, explanation: str | None, evidence: dict[str, Any]
+) -> AlarmChanged:
+    """The `alarms` event of a change to a stored alarm row (handling, amendments)."""
+    return AlarmChanged(
+        alarm_id=row["id"],
+        enterprise_id=row["enterprise_id"],
+        rule_code=row["rule_code"],
+        rule_version=row["rule_version"],
+        subject_id=row["subject_id"],
+        change=change,  # type: ignore[arg-type]
+        status=row["status"],
+        level=row["level"],
+        opened_at=row["first_at"],
+        changed_at=datetime.now(UTC),
+        explanation=explanation,
+        rule_name=row["rule_name"],
+        subject_kind=row["subject_kind"],
+        group_id=row["group_id"],
+        facility_ids=list(row["facility_ids"]),
+        active=row["active"],
+        first_at=row["first_at"],
+        last_at=row["last_at"],
+        recovered_at=row["recovered_at"],
+        suppressed_by=row["suppressed_by"],
+        district_code=row["district_code"],
+        evidence=evidence,
+        discovered_at=row.get("discovered_at"),
+        late=bool(row.get("late")),
+        retraction=row.get("retraction"),
+    )
 
 
 def alarm_event(

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
@@ -41,9 +41,11 @@ from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ecowatt_alarm import tables as T
-from ecowatt_alarm.engine import Effects, Engine, EnterpriseRuntime
+from ecowatt_alarm.engine import Effects, Engine, EnterpriseRuntime, Sample
+from ecowatt_alarm.engine.eventtime import Arrival, EventTime
 from ecowatt_alarm.learning import Learning
 from ecowatt_alarm.model import EnterpriseModel, ModelCache
 from ecowatt_alarm.persistence import EffectWriter, ts
@@ -55,6 +57,9 @@ __all__ = ["AlarmProcessor", "power_of", "ts"]
 
 _logger = logging.getLogger(__name__)
 FUTURE_TOLERANCE_S = 600.0
+DEFAULT_MINUTE_INTERVAL_S = 600.0
+"""HJ 212's default minute-data interval: what one minute average covers until its
+successor shows the device's own interval."""
 
 
 def power_of(reading: PointReading) -> tuple[float | None, float | None]:
@@ -123,7 +128,16 @@ class AlarmProcessor:
             group_ratio=self.learning.group_ratio.get,
             findings=self.findings_of,
         )
+        self.eventtime = EventTime(
+            self.engine,
+            lateness_s=settings.alarm_lateness_s,
+            horizon_s=settings.alarm_reopen_horizon_s,
+            gap_s=float(self.rules.state["offline_min_s"]),
+            tz=settings.timezone,
+        )
         self.runtimes: dict[str, EnterpriseRuntime] = {}
+        self._minute_last: dict[str, float] = {}
+        self.replays = 0
         self.lock = asyncio.Lock()
         self.relay = OutboxRelay(
             engine=database.engine, bus=bus, table=T.outbox, poll_interval_s=0.5
@@ -224,49 +238,75 @@ class AlarmProcessor:
             # Readings of enterprises the view does not hold yet would be dropped: wait for
             # the archive first (the partition does not advance meanwhile).
             await self.view.wait_ready(timeout_s=600)
-        by_enterprise: dict[str, list[PointReading]] = defaultdict(list)
+        by_enterprise: dict[str, list[Arrival]] = defaultdict(list)
+        now = self.clock()
         for record in records:
             try:
                 event = decode(record).data
             except ContractError as exc:
                 _logger.warning("telemetry.points: skipping undecodable record: %s", exc)
                 continue
-            if isinstance(event, PointReading) and event.valid and event.interval != "day":
-                by_enterprise[event.enterprise_id].append(event)
+            if isinstance(event, PointReading):
+                arrival = self._arrival(event, now)
+                if arrival is not None:
+                    by_enterprise[event.enterprise_id].append(arrival)
         if not by_enterprise:
             return
-        received = self.clock()
 
-        def work(rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects) -> bool:
-            applied = False
-            for reading in by_enterprise[rt.enterprise_id]:
-                power, voltage = power_of(reading)
-                if power is None:
-                    continue
-                if reading.data_time.timestamp() > received + FUTURE_TOLERANCE_S:
-                    # A device clock far ahead would drag the enterprise's clock along and
-                    # make every other point look offline; validation reports such clocks.
-                    self.readings_skipped += 1
-                    continue
-                applied |= self.engine.apply_reading(
-                    rt,
-                    model,
-                    reading.point_id,
-                    reading.data_time.timestamp(),
-                    power,
-                    voltage,
-                    received,
-                    fx,
-                )
-                self.readings_applied += 1
-            return applied
+        async def work(
+            rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects, conn: AsyncConnection
+        ) -> bool:
+            self.eventtime.offer(rt, model, by_enterprise[rt.enterprise_id], now, fx)
+            await self._replay_if_due(rt, model, fx, conn, now)
+            return True
 
         await self._run(list(by_enterprise), work)
+
+    def _arrival(self, reading: PointReading, now: float) -> Arrival | None:
+        """What the event-time layer takes from a reading: real-time and minute data (the
+        sample, if valid with a power), never hour or day aggregates."""
+        if reading.interval not in ("realtime", "minute"):
+            return None
+        t = reading.data_time.timestamp()
+        if t > now + FUTURE_TOLERANCE_S:
+            # A device clock far ahead would drag its enterprise's frontier along (and make
+            # the other points look offline); validation reports such clocks.
+            self.readings_skipped += 1
+            return None
+        self.readings_applied += 1
+        power, voltage = power_of(reading) if reading.valid else (None, None)
+        if power is None:
+            return Arrival(reading.mn, t, None)
+        interval = 0.0
+        if reading.interval == "minute":
+            previous = self._minute_last.get(reading.point_id)
+            spacing = t - previous if previous is not None else 0.0
+            interval = spacing if 0 < spacing <= 3600 else DEFAULT_MINUTE_INTERVAL_S
+            self._minute_last[reading.point_id] = t
+        return Arrival(reading.mn, t, Sample(t, reading.point_id, power, voltage, interval))
+
+    async def _replay_if_due(
+        self,
+        rt: EnterpriseRuntime,
+        model: EnterpriseModel,
+        fx: Effects,
+        conn: AsyncConnection,
+        now: float,
+    ) -> None:
+        """Re-judge from the checkpoint once late data are in (`EventTime.replay`)."""
+        if not self.eventtime.replay_due(rt, model, now):
+            return
+        kept = await self.writer.kept_samples(conn, rt.enterprise_id)
+        kept.extend(s for e, s in fx.retain if e == rt.enterprise_id)
+        self.eventtime.replay(rt, model, kept, now, fx)
+        self.replays += 1
 
     async def _run(
         self,
         enterprise_ids: list[str],
-        work: Callable[[EnterpriseRuntime, EnterpriseModel, Effects], bool],
+        work: Callable[
+            [EnterpriseRuntime, EnterpriseModel, Effects, AsyncConnection], Awaitable[bool]
+        ],
     ) -> None:
         """Apply `work` to the enterprises' runtimes and persist everything in one transaction.
 
@@ -299,13 +339,13 @@ class AlarmProcessor:
                         assert model is not None
                         touched.append(e)
                         before = len(fx.states) + len(fx.alarms)
-                        if work(rt, model, fx) and self._must_persist(
+                        if await work(rt, model, fx, conn) and self._must_persist(
                             rt, len(fx.states) + len(fx.alarms) > before
                         ):
                             rt.version += 1
                             written.append((e, rt.version, json.dumps(rt.to_dict())))
                     await self.writer.write_runtimes(conn, written)
-                    await self.writer.write(conn, fx)
+                    await self.writer.write(conn, fx, now=self.clock())
             except BaseException:
                 for e in touched:  # their in-memory copies may be ahead of the database
                     self.runtimes.pop(e, None)
@@ -429,7 +469,9 @@ class AlarmProcessor:
     # --------------------------------------------------------------------------- timers
 
     async def tick(self, now: float | None = None, enterprise_ids: list[str] | None = None) -> int:
-        """Offline sweep at wall time `now`; the number of enterprises that were due."""
+        """The timer: at service time `now`, move the frontier of enterprises whose devices
+        fell silent (silence is judged too: offline points, OFFLINE alarms) and re-judge late
+        data whose devices went quiet; the number of enterprises that were due."""
         wall = self.clock() if now is None else now
         due = []
         for e, rt in list(self.runtimes.items()):
@@ -438,16 +480,21 @@ class AlarmProcessor:
             model = self.models.get(e)
             if model is None:
                 continue
-            deadline = self.engine.next_deadline(rt, model)
-            if deadline is not None and deadline <= wall:
+            target = self.eventtime.target(rt, model, wall)
+            frontier = rt.seq["frontier"]
+            if (target is not None and (frontier is None or target > frontier)) or (
+                self.eventtime.replay_due(rt, model, wall)
+            ):
                 due.append(e)
         if not due:
             return 0
 
-        def work(rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects) -> bool:
-            before = len(fx.states) + len(fx.alarms)
-            self.engine.tick(rt, model, wall, fx)
-            return len(fx.states) + len(fx.alarms) > before
+        async def work(
+            rt: EnterpriseRuntime, model: EnterpriseModel, fx: Effects, conn: AsyncConnection
+        ) -> bool:
+            self.eventtime.advance(rt, model, wall, fx)
+            await self._replay_if_due(rt, model, fx, conn, wall)
+            return True
 
         for i in range(0, len(due), 200):
             await self._run(due[i : i + 200], work)

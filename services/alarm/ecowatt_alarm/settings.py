@@ -24,7 +24,16 @@ class AlarmSettings(KernelSettings):
     alarm_alarms_topic: str = "alarms"
     alarm_consumer_prefix: str = "alarm"
 
-    # Timers: offline sweep and day roll-over every `tick_s`; nightly learning at local time.
+    # Event time (docs/alarm-rules.md §6). A device from which nothing was received for
+    # `lateness_s` (service clock) is silent: its enterprise is judged without it. Ten
+    # minutes covers a partition or a device clock that lags by minutes, and costs at most
+    # that long before a silent device's enterprise is judged on.
+    alarm_lateness_s: float = 600.0
+    # Samples applied after a checkpoint are kept this long (data time) for re-judging late
+    # data; later back-fill is recorded but not judged again.
+    alarm_reopen_horizon_s: float = 24 * 3600.0
+
+    # Timers: silence (frontiers of silent devices) every `tick_s`; nightly learning.
     alarm_tick_s: float = 15.0
     alarm_nightly_at: str = "02:30"
     alarm_learning_days: int = 60

@@ -218,7 +218,8 @@ async def city_run(harness: Harness, city: SyntheticCity) -> CityRun:
     start = p.readings_applied
     await h.publish(readings, h.settings.alarm_points_topic)  # type: ignore[arg-type]
     await h.wait_for(lambda: p.readings_applied - start >= len(readings), limit_s=180)
-    h.clock.now = (city.end + timedelta(minutes=10)).timestamp()
+    # Past the lateness bound: devices that stopped are known to be silent.
+    h.clock.now = (city.end + timedelta(seconds=h.settings.alarm_lateness_s + 60)).timestamp()
     await p.tick()
     await p.relay.drain()
     r = await h.client.get(

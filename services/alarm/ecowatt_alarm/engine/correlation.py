@@ -123,38 +123,30 @@ class Correlation:
                         None,
                     )
                 else:
-                    self._check_r3(rt, model, g, gr, at, fx)
+                    self._check_r3(rt, model, g, gr, at, now, fx)
                     gr["run_start"], gr["ctrl_off_at"] = None, None
             else:
                 gr["ctrl_on"], gr["ctrl_since"] = on, at
                 if gr["prod_on"]:
                     if on:
                         if not gr["ctrl_started"]:
-                            self._check_r2(rt, model, g, gr, at, fx)
+                            self._check_r2(rt, model, g, gr, at, now, fx)
                         gr["ctrl_started"], gr["ctrl_off_at"] = True, None
                     elif gr["ctrl_started"]:
                         gr["ctrl_off_at"] = at
 
-        track = self.lifecycle.track
         facilities = g.production_ids + g.control_ids
         explain = self.explain
+        # Conditions begin when production runs and the control facilities are in the state
+        # the rule is about (ALL: the first of them in it; ANY: the last).
+        def since_in(states: tuple[str, ...]) -> float:
+            times = [t for s, t in ctrl if s in states]
+            at = (min(times) if g.mode == "all" else max(times)) if times else now
+            return max(gr["prod_since"] or now, at)
+
         # R1: production running, control stopped/standby.
         r1 = prod_on and ctrl_down and not ctrl_on
-        start = max(gr["prod_since"] or now, gr["ctrl_since"] or now) if r1 else None
-        track(
-            rt,
-            model,
-            "R1",
-            "group",
-            g.id,
-            g.id,
-            facilities,
-            r1,
-            start,
-            now,
-            fx,
-            lambda a: explain.r1(rt, model, g, a),
-        )
+        start = since_in(OFF) if r1 else None
         # R5: both running, control at low load or its power ratio collapsed.
         r5, r5_detail = False, {}
         r5_start = now
@@ -168,43 +160,32 @@ class Correlation:
                 median = self.group_ratio(g.id)
                 ratio = self._ratio(rt, model, g)
                 if ratio is not None:
-                    fx.stats.append(("group", g.id, ratio))
+                    fx.stats.append(("group", g.id, ratio, now))
                 if (
                     median
                     and ratio is not None
                     and ratio < float(self.rules["R5"].p("ratio_drop")) * median
                 ):
                     r5, r5_detail = True, {"ratio": ratio, "ratio_median": median}
-        track(
-            rt,
-            model,
-            "R5",
-            "group",
-            g.id,
-            g.id,
-            facilities,
-            r5,
-            r5_start if r5 else None,
-            now,
-            fx,
-            lambda a: explain.r5(rt, model, g, a, r5_detail),
-        )
         # R6: control offline while production runs.
         r6 = prod_on and ctrl_offline
-        start6 = max(gr["prod_since"] or now, gr["ctrl_since"] or now) if r6 else None
-        track(
+        start6 = since_in(("offline",)) if r6 else None
+        self.lifecycle.track_episode(
             rt,
             model,
-            "R6",
-            "group",
-            g.id,
             g.id,
             facilities,
-            r6,
-            start6,
+            {
+                "R1": (r1, start, lambda a: explain.r1(rt, model, g, a)),
+                "R5": (
+                    r5,
+                    r5_start if r5 else None,
+                    lambda a: explain.r5(rt, model, g, a, r5_detail),
+                ),
+                "R6": (r6, start6, lambda a: explain.r6(rt, model, g, a)),
+            },
             now,
             fx,
-            lambda a: explain.r6(rt, model, g, a),
         )
 
     @staticmethod
@@ -285,6 +266,7 @@ class Correlation:
         g: GroupModel,
         gr: dict[str, Any],
         at: float,
+        now: float,
         fx: Effects,
     ) -> None:
         start = gr["run_start"]
@@ -306,6 +288,9 @@ class Correlation:
             f"{fmt_time(at, self.tz)} 才开启，延迟 {delay_min:.0f} 分钟，超过允许的 "
             f"{g.start_lead_min} 分钟。"
         )
+        facilities = g.production_ids + g.control_ids
+        if self.lifecycle.attach_event(rt, model, rule, g.id, facilities, start, at, text, now, fx):
+            return
         self.lifecycle.event(
             rt,
             model,
@@ -313,12 +298,13 @@ class Correlation:
             "group",
             g.id,
             g.id,
-            g.production_ids + g.control_ids,
+            facilities,
             start,
             at,
             level,
             text,
             detail,
+            now,
             fx,
         )
 
@@ -329,6 +315,7 @@ class Correlation:
         g: GroupModel,
         gr: dict[str, Any],
         at: float,
+        now: float,
         fx: Effects,
     ) -> None:
         off = gr["ctrl_off_at"]
@@ -350,20 +337,11 @@ class Correlation:
             f"{fmt_time(at, self.tz)} 才停机，治污提前 {early_min:.0f} 分钟关闭，超过允许的 "
             f"{g.stop_lag_min} 分钟。"
         )
+        facilities = g.production_ids + g.control_ids
+        if self.lifecycle.attach_event(rt, model, rule, g.id, facilities, off, at, text, now, fx):
+            return
         self.lifecycle.event(
-            rt,
-            model,
-            rule,
-            "group",
-            g.id,
-            g.id,
-            g.production_ids + g.control_ids,
-            off,
-            at,
-            level,
-            text,
-            detail,
-            fx,
+            rt, model, rule, "group", g.id, g.id, facilities, off, at, level, text, detail, now, fx
         )
 
     def _finish_day(
@@ -410,5 +388,6 @@ class Correlation:
             min(level, 3),
             text,
             detail,
+            now,
             fx,
         )

@@ -43,9 +43,13 @@ class Explanations:
             for pid in fm.key_point_ids:
                 pm = model.points[pid]
                 pr = rt.points.get(pid, {})
-                value = fmt_kw(pr.get("last_p"))
                 if pr.get("state") == "offline":
-                    value = f"离线（最后数据 {value}，{fmt_time(pr['last_t'], self.tz)}）"
+                    last = fmt_kw(pr.get("last_p"))
+                    value = f"离线（最后数据 {last}，{fmt_time(pr['last_t'], self.tz)}）"
+                else:
+                    # The value that decided the point's state, not a later sample that may
+                    # not be confirmed yet: the sentence must not contradict itself.
+                    value = fmt_kw(pr.get("state_p", pr.get("last_p")))
                 points.append(f"{pm.name} {value}，{pm.describe_threshold()}")
             parts.append(f"{fm.name}[{STATE_ZH.get(state or '', state)}]（{'；'.join(points)}）")
         return "、".join(parts)
@@ -76,8 +80,11 @@ class Explanations:
             for pid in fm.key_point_ids if fm else []:
                 pm = model.points[pid]
                 if pm.low_load_kw is not None:
+                    pr = rt.points.get(pid, {})
+                    if pr.get("state") != "low_load":
+                        continue
                     lows.append(
-                        f"{pm.name} {fmt_kw(rt.points.get(pid, {}).get('last_p'))} < 低负荷阈值 "
+                        f"{pm.name} {fmt_kw(pr.get('state_p', pr.get('last_p')))} < 低负荷阈值 "
                         f"{pm.low_load_kw:.1f} kW（{pm.low_load_basis}）"
                     )
         why = "；".join(lows)

@@ -92,7 +92,7 @@ class PointStates:
         previous = pr["state"]
         if previous == state:
             return
-        pr["state"], pr["since"] = state, since
+        pr["state"], pr["since"], pr["state_p"] = state, since, power
         evidence: dict[str, Any] = {
             "threshold_kw": round(pm.threshold_kw, 3),
             "threshold_source": pm.threshold_source,
@@ -113,19 +113,20 @@ class PointStates:
         rt: EnterpriseRuntime,
         model: EnterpriseModel,
         now: float,
-        wall_now: float | None,
         fx: Effects,
         changed: set[str],
     ) -> None:
+        """Points without valid data for longer than `offline_after` at data time `now` go
+        offline, from one expected interval after their last sample (or the end of the
+        interval their last minute-data average covered)."""
         for pid, pm in model.points.items():
             pr = rt.points.get(pid)
             if pr is None or pr["last_t"] is None or pr["state"] == "offline":
                 continue
-            if now - pr["last_t"] <= pm.offline_after_s:
+            covered = max(pr["last_t"], pr.get("cover", 0.0))
+            if now - covered <= pm.offline_after_s:
                 continue
-            if wall_now is not None and wall_now - pr.get("last_rx", 0.0) <= pm.offline_after_s:
-                continue  # data arrived recently (a replay or a late device): not silent
-            since = pr["last_t"] + pm.expected_interval_s
+            since = covered + (pm.expected_interval_s if covered == pr["last_t"] else 0.0)
             reason = (
                 f"超过 {pm.offline_after_s / 60:g} 分钟无有效数据（最后有效数据 "
                 f"{fmt_time(pr['last_t'], self.tz)}）"

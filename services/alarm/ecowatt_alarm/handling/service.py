@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ecowatt_kernel.contracts import AlarmChanged, encode
+from ecowatt_kernel.contracts import encode
 from ecowatt_kernel.identity import Identity, Role
 from ecowatt_kernel.outbox import enqueue
 from ecowatt_kernel.problems import NotFound
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_alarm import tables as T
 from ecowatt_alarm.handling.models import ATTACHMENT_MAGIC
+from ecowatt_alarm.persistence import row_event
 
 __all__ = [
     "act",
@@ -96,28 +97,11 @@ async def act(
 async def _publish_status(
     *, session: AsyncSession, alarm: Any, status: str, values: dict[str, Any], topic: str
 ) -> None:
-    event = AlarmChanged(
-        alarm_id=alarm["id"],
-        enterprise_id=alarm["enterprise_id"],
-        rule_code=alarm["rule_code"],
-        rule_version=alarm["rule_version"],
-        subject_id=alarm["subject_id"],
+    row = {**alarm, **values, "status": status}
+    event = row_event(
+        row,
         change="closed" if status == "closed" else "updated",
-        status=status,
-        level=alarm["level"],
-        opened_at=alarm["first_at"],
-        changed_at=datetime.now(UTC),
         explanation=alarm["explanation"],
-        rule_name=alarm["rule_name"],
-        subject_kind=alarm["subject_kind"],
-        group_id=alarm["group_id"],
-        facility_ids=list(alarm["facility_ids"]),
-        active=alarm["active"],
-        first_at=alarm["first_at"],
-        last_at=alarm["last_at"],
-        recovered_at=alarm["recovered_at"],
-        suppressed_by=alarm["suppressed_by"],
-        district_code=alarm["district_code"],
         evidence={"handling": {k: str(v) for k, v in values.items()}},
     )
     await enqueue(session, T.outbox, [encode(event, topic=topic)])
