@@ -137,6 +137,7 @@ class Correlation:
 
         facilities = g.production_ids + g.control_ids
         explain = self.explain
+
         # Conditions begin when production runs and the control facilities are in the state
         # the rule is about (ALL: the first of them in it; ANY: the last).
         def since_in(states: tuple[str, ...]) -> float:
