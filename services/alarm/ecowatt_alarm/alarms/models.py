@@ -30,6 +30,7 @@ STATUS_ZH = {
     "replied": "企业已反馈",
     "verified": "已核查",
     "closed": "已销号",
+    "retracted": "已撤回",
 }
 
 SUMMARY = [
@@ -58,6 +59,10 @@ SUMMARY = [
         "dispatched_to",
         "verification",
         "explanation",
+        "discovered_at",
+        "late",
+        "retracted_at",
+        "retraction",
     )
 ]
 
@@ -75,6 +80,9 @@ EXPORT_COLUMNS = [
     Column("last_at", "最后时间", width=20),
     Column("duration_min", "持续(分钟)"),
     Column("subject_id", "对象", width=20),
+    Column("discovered_at", "发现时间", width=20),
+    Column("late_name", "迟到数据发现"),
+    Column("retraction_reason", "撤回原因", width=40),
     Column("explanation", "说明", width=80),
 ]
 
@@ -105,6 +113,12 @@ def _filters(
     level: int | None = None,
     status: Annotated[str | None, Query(description="Statuses, comma-separated")] = None,
     active: bool | None = None,
+    late: Annotated[
+        bool | None, Query(description="true: only alarms found in late or back-filled data")
+    ] = None,
+    retracted: Annotated[
+        bool | None, Query(description="false: leave out alarms withdrawn after late data")
+    ] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
 ) -> list[ColumnElement[bool]]:
@@ -126,6 +140,10 @@ def _filters(
         out.append(a.status.in_(status.split(",")))
     if active is not None:
         out.append(a.active.is_(active))
+    if late is not None:
+        out.append(a.late.is_(late))
+    if retracted is not None:
+        out.append(a.retracted_at.is_not(None) if retracted else a.retracted_at.is_(None))
     if since is not None:
         out.append(a.last_at >= since)
     if until is not None:
@@ -143,4 +161,6 @@ def summary(row: Any) -> dict[str, Any]:
     d["duration_min"] = round((end - d["first_at"]).total_seconds() / 60, 1)
     d["level_name"] = LEVEL_NAMES.get(d["level"])
     d["status_name"] = STATUS_ZH.get(d["status"], d["status"])
+    d["late_name"] = "是" if d.get("late") else ""
+    d["retraction_reason"] = (d.get("retraction") or {}).get("reason")
     return d

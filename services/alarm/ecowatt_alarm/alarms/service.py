@@ -55,8 +55,9 @@ async def export_rows(
     items = []
     for r in rows.mappings():
         d = summary(r)
-        for k in ("first_at", "last_at"):
-            d[k] = d[k].astimezone(zone)
+        for k in ("first_at", "last_at", "discovered_at"):
+            if d[k] is not None:
+                d[k] = d[k].astimezone(zone)
         items.append(d)
     return items
 

@@ -303,6 +303,16 @@ class EventTime:
         checkpoint["alarms"] = records
         checkpoint["states"] = [_state_key(c) for c in sub.states]
         seq["replay_from"] = None
+        # What this batch decided before the re-judgement about the alarms it retracts or
+        # amends is superseded (an alarm opened and retracted at once is never shown).
+        retracted = {op.alarm["id"] for op in ops if op.op == "retract"}
+        amended = {op.alarm["id"] for op in ops if op.op == "amend"}
+        fx.alarms[:] = [
+            op
+            for op in fx.alarms
+            if op.alarm["id"] not in retracted
+            and (op.alarm["id"] not in amended or op.op == "open")
+        ]
         fx.alarms.extend(ops)
         fx.states.extend(states)
         fx.withdrawn.extend(withdrawn)

@@ -38,8 +38,8 @@ async def dispatch(
     identity: CitySupervisor,
 ) -> dict[str, Any]:
     alarm = await load_alarm(session=session, alarm_id=alarm_id, identity=identity)
-    if alarm["status"] in ("closed",):
-        raise Conflict("the alarm is closed")
+    if alarm["status"] in ("closed", "retracted"):
+        raise Conflict(f"the alarm is {alarm['status']}")
     district = body.district_code or alarm["district_code"]
     await service.act(
         session=session,
@@ -147,8 +147,8 @@ async def verify(
 ) -> dict[str, Any]:
     alarm = await load_alarm(session=session, alarm_id=alarm_id, identity=identity)
     service.check_district(alarm=alarm, identity=identity)
-    if alarm["status"] == "closed":
-        raise Conflict("the alarm is closed")
+    if alarm["status"] in ("closed", "retracted"):
+        raise Conflict(f"the alarm is {alarm['status']}")
     await service.act(
         session=session,
         alarm=alarm,
@@ -180,7 +180,7 @@ async def close(
     service.check_district(alarm=alarm, identity=identity)
     if alarm["status"] == "closed":
         raise Conflict("the alarm is already closed")
-    if alarm["status"] not in ("verified", "suppressed"):
+    if alarm["status"] not in ("verified", "suppressed", "retracted"):
         raise Conflict("verify the alarm before closing it (核查后销号)")
     await service.act(
         session=session,

@@ -64,14 +64,17 @@ async def state_history(
     subject_id: str,
     since: AwareDatetime | None,
     page: PageRequest,
+    withdrawn: bool = False,
 ) -> Page[dict[str, Any]]:
-    """State changes of a point or facility of an enterprise in scope, oldest first."""
+    """State changes of a point or facility of an enterprise in scope, oldest first (those
+    a re-judgement after late data withdrew only when asked for)."""
     c = T.state_change.c
-    query = (
-        select(T.state_change)
-        .where(c.subject_id == subject_id, *([c.since >= since] if since else []))
-        .order_by(c.since, c.id)
-    )
+    where = [c.subject_id == subject_id]
+    if since:
+        where.append(c.since >= since)
+    if not withdrawn:
+        where.append(c.withdrawn_at.is_(None))
+    query = select(T.state_change).where(*where).order_by(c.since, c.id)
     rows, total = await fetch_page(session, query, page)
     items = [dict(r._mapping) for r in rows]
     if items and not _visible(view, identity, items[0]["enterprise_id"]):

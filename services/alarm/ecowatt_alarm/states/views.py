@@ -33,6 +33,9 @@ async def state_history(
     identity: CurrentIdentity,
     page: PageParams,
     since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    withdrawn: Annotated[
+        bool, Query(description="also changes withdrawn by a re-judgement after late data")
+    ] = False,
 ) -> Page[dict[str, Any]]:
     return await service.state_history(
         session=session,
@@ -41,6 +44,7 @@ async def state_history(
         subject_id=subject_id,
         since=since,
         page=page,
+        withdrawn=withdrawn,
     )
 
 
