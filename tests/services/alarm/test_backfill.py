@@ -31,7 +31,16 @@ async def _send(h: Harness, readings: list[PointReading], now: float) -> None:
 async def test_backfill_retracts_offline_and_reports_the_stop_as_a_late_finding(
     harness: Harness,
 ) -> None:
-    h, p = harness, harness.processor
+    h = harness
+    clock = h.clock.now
+    try:
+        await _outage_and_backfill(h)
+    finally:
+        h.clock.now = clock
+
+
+async def _outage_and_backfill(h: Harness) -> None:
+    p = h.processor
     city = SyntheticCity("BF", CITY_DAY + timedelta(days=1), scenarios=["r1_pos"], healthy=0)
     e = city.enterprises[0]
     await h.publish(city.registry_changes(), h.settings.alarm_registry_topic)  # type: ignore[arg-type]

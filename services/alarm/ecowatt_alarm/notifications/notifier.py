@@ -212,10 +212,11 @@ class Notifier:
                 "channel": channel,
                 "recipient": recipient,
             }
+            late_text = channel == "sms" and event.late and event.change == "opened"
             subject = (
                 f"late:{event.enterprise_id}"
-                if event.late
-                else (f"{event.rule_code}|{event.subject_id}")
+                if late_text
+                else f"{event.rule_code}|{event.subject_id}"
             )
             dedup_key = f"{channel}|{recipient}|{subject}"
             async with self.db.session() as s:
@@ -237,7 +238,7 @@ class Notifier:
                 )
             status, detail = "sent", None
             repeats = event.change not in ("recovered", "retracted")
-            if recent is not None and repeats and (event.level <= recent or event.late):
+            if recent is not None and repeats and (event.level <= recent or late_text):
                 status, detail = "deduplicated", "同一接收人同一报警对象在去重窗口内已通知"
             elif channel == "sms" and quiet and event.level < self.settings.alarm_quiet_min_level:
                 status, detail = "quiet_hours", f"免打扰时段 {self.settings.alarm_quiet_hours}"
