@@ -56,7 +56,8 @@ def _tz(request: Request) -> ZoneInfo:
 
 
 def _yesterday(request: Request) -> date:
-    return datetime.now(UTC).astimezone(_tz(request)).date() - timedelta(days=1)
+    today: date = _runtime(request).checks.today()
+    return today - timedelta(days=1)
 
 
 def _xlsx(
@@ -724,12 +725,35 @@ class RunRequest(BaseModel):
     status_code=200,
 )
 async def rerun(body: RunRequest, request: Request) -> dict[str, Any]:
-    if body.day >= datetime.now(UTC).astimezone(_tz(request)).date():
+    if body.day >= _runtime(request).checks.today():
         raise Problem(
             "only a closed (past) day can be run", status=422, type_suffix="day-not-closed"
         )
     stats = await _runtime(request).run_day(body.day, "api")
     return {"day": body.day, **stats}
+
+
+class ArchiveComplete(BaseModel):
+    enterprise_id: str
+
+
+@router.post(
+    "/archive/complete",
+    summary="Declare an enterprise's archive complete: judge it now, without the settle time",
+    dependencies=[require_roles(Role.CITY_SUPERVISOR, Role.OM_OPERATOR)],
+)
+async def archive_complete(
+    body: ArchiveComplete, request: Request, identity: CurrentIdentity
+) -> dict[str, Any]:
+    runtime = _runtime(request)
+    enterprise = runtime.view.enterprise(body.enterprise_id)
+    if enterprise is None or not identity.scope.allows(
+        district=enterprise.district_code, enterprise_id=body.enterprise_id
+    ):
+        raise NotFound(f"enterprise {body.enterprise_id} not found")
+    runtime.checks.complete(body.enterprise_id)
+    events = await runtime.checks.check_archive()
+    return {"enterprise_id": body.enterprise_id, "events": events}
 
 
 @router.get("/runs", summary="Day-close runs, newest first")
