@@ -20,7 +20,7 @@ evidence), `explain` (the Chinese explanations), `eventtime` (what may be judged
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ecowatt_alarm.engine.correlation import Correlation
@@ -81,8 +81,48 @@ class Engine:
     def apply(
         self, rt: EnterpriseRuntime, model: EnterpriseModel, sample: Sample, fx: Effects
     ) -> bool:
-        """One valid sample (data time not before the last evaluation); False when it is not
-        applied (an unknown point, or not newer than the point's last sample)."""
+        """One valid sample; False when it is not applied (see `apply_all`)."""
+        return bool(self.apply_all(rt, model, [sample], fx))
+
+    def apply_all(
+        self,
+        rt: EnterpriseRuntime,
+        model: EnterpriseModel,
+        samples: Sequence[Sample],
+        fx: Effects,
+    ) -> list[Sample]:
+        """Samples in data-time order (none before the last evaluation): the samples of one
+        moment are one observation — every point takes its sample, then the enterprise is
+        evaluated once. The samples applied (not: unknown points, or not newer than their
+        point's last sample)."""
+        applied: list[Sample] = []
+        i, n = 0, len(samples)
+        while i < n:
+            t = samples[i].t
+            if rt.clock and t > rt.clock:
+                self._grid(rt, model, t, fx, inclusive=False)
+            changed: set[str] = set()
+            took = False
+            while i < n and samples[i].t == t:
+                if self._take(rt, model, samples[i], fx, changed):
+                    applied.append(samples[i])
+                    took = True
+                i += 1
+            if took:
+                rt.clock = max(rt.clock, t)
+                self.states.power_loss(rt, model, t, fx, changed)
+                self.states.sweep_offline(rt, model, t, fx, changed)
+                self._evaluate(rt, model, t, fx, changed)
+        return applied
+
+    def _take(
+        self,
+        rt: EnterpriseRuntime,
+        model: EnterpriseModel,
+        sample: Sample,
+        fx: Effects,
+        changed: set[str],
+    ) -> bool:
         pm = model.points.get(sample.point_id)
         if pm is None:
             return False
@@ -90,8 +130,6 @@ class Engine:
         pr = rt.point(sample.point_id)
         if pr["last_t"] is not None and t <= pr["last_t"]:
             return False
-        if rt.clock and t > rt.clock:
-            self._grid(rt, model, t, fx, inclusive=False)
         previous = max(pr["last_t"] or t, pr.get("cover", 0.0))
         if pr["last_t"] is not None and t - previous > pm.offline_after_s:
             gaps = pr.setdefault("gaps", [])
@@ -105,13 +143,8 @@ class Engine:
         self.lifecycle.record_series(rt, sample.point_id, t, sample.power)
         if pr["state"] in ON and pm.kind in ("production", "control", "total"):
             fx.stats.append(("point", sample.point_id, sample.power, t))
-        rt.clock = max(rt.clock, t)
-        changed: set[str] = set()
         if pr["state"] != "power_loss":
             self.states.classify(rt, pm, pr, t, sample.power, fx, changed)
-        self.states.power_loss(rt, model, t, fx, changed)
-        self.states.sweep_offline(rt, model, t, fx, changed)
-        self._evaluate(rt, model, t, fx, changed)
         return True
 
     def advance_to(

@@ -5,7 +5,9 @@ point and facility states the state model keeps."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ecowatt_alarm.engine.explain import Explanations
 from ecowatt_alarm.engine.lifecycle import AlarmLifecycle
@@ -32,6 +34,21 @@ class Correlation:
         self.lifecycle = lifecycle
         self.explain = explain
         self.group_ratio = group_ratio
+        self._day_cache: tuple[float, float, str] = (0.0, 0.0, "")
+
+    def _day(self, t: float) -> str:
+        """The local day of `t` (cached: one conversion per day, not per evaluation)."""
+        start, end, day = self._day_cache
+        if start <= t < end:
+            return day
+        day = local_day(t, self.tz)
+        midnight = datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(self.tz))
+        self._day_cache = (
+            midnight.timestamp(),
+            (midnight + timedelta(days=1)).timestamp(),
+            day,
+        )
+        return day
 
     @staticmethod
     def _fac(rt: EnterpriseRuntime, fid: str) -> tuple[str | None, float]:
@@ -79,7 +96,7 @@ class Correlation:
             ctrl_offline = not ctrl_on and not ctrl_down and any(s == "offline" for s, _ in ctrl)
 
         # R4 accumulators (with the flags as they were up to now), split by local day.
-        day = local_day(now, self.tz)
+        day = self._day(now)
         if gr["day"] is not None and gr["day"] != day:
             self._finish_day(rt, model, g, gr, now, fx)
         if gr["day"] != day:
@@ -218,6 +235,9 @@ class Correlation:
             if pr and pr["state"] in ON and production and all(s in OFF for s in states):
                 ref = pm.reference_kw or pm.threshold_kw
                 holds = pr["last_p"] > float(self.rules["R7"].p("total_ratio")) * ref
+            key = f"R7|{pid}"
+            if not holds and key not in rt.alarms and key not in rt.conditions:
+                continue
             self.lifecycle.track(
                 rt,
                 model,
@@ -239,6 +259,9 @@ class Correlation:
         for mn, pids in model.devices.items():
             states = [rt.points.get(p, {}) for p in pids]
             holds = bool(states) and all(s.get("state") == "offline" for s in states)
+            key = f"OFFLINE|{mn}"
+            if not holds and key not in rt.alarms and key not in rt.conditions:
+                continue  # nothing holds, pends or is open: nothing to do
             start = max(s["since"] for s in states) if holds else None
             facilities = tuple(
                 sorted({f for p in pids if (f := model.points[p].facility_id) is not None})

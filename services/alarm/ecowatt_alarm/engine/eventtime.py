@@ -171,7 +171,7 @@ class EventTime:
         target = self.target(rt, model, now)
         frontier = seq["frontier"]
         if target is not None and (frontier is None or target > frontier):
-            if seq["checkpoint"] is None and frontier is not None:
+            if seq["checkpoint"] is None:
                 start = self._gap_start(rt, model, frontier, target, now)
                 if start is not None:
                     self._move(rt, model, start, fx)
@@ -187,18 +187,27 @@ class EventTime:
         self,
         rt: EnterpriseRuntime,
         model: EnterpriseModel,
-        frontier: float,
+        frontier: float | None,
         target: float,
         now: float,
     ) -> float | None:
+        """Where a checkpoint is needed before moving to `target`: the start of a gap the
+        frontier is about to pass — a silent device's last data, a device not heard of yet
+        (its first data may still come), a device whose data jumped forward."""
         seq = rt.seq
+        first = min((p[0] for p in seq["pending"]), default=target) - 1.0
+        floor = frontier if frontier is not None else first
         starts = []
         silent = set(self.silent(rt, model, now))
-        for mn, d in seq["devices"].items():
-            if mn in silent and frontier <= d["wm"] < target:
+        for mn in silent:
+            d = seq["devices"].get(mn)
+            if d is None:
+                starts.append(floor)
+            elif floor <= d["wm"] < target:
                 starts.append(d["wm"])
+        for d in seq["devices"].values():
             if d["gap"] is not None and d["gap"] < target:
-                starts.append(max(d["gap"], frontier))
+                starts.append(max(d["gap"], floor))
         return min(starts) if starts else None
 
     def _move(self, rt: EnterpriseRuntime, model: EnterpriseModel, to: float, fx: Effects) -> None:
@@ -218,9 +227,9 @@ class EventTime:
     ) -> None:
         checkpoint = rt.seq["checkpoint"]
         alarms, states = len(fx.alarms), len(fx.states)
-        for sample in samples:
-            if self.engine.apply(rt, model, sample, fx) and checkpoint is not None:
-                fx.retain.append((rt.enterprise_id, sample))
+        applied = self.engine.apply_all(rt, model, samples, fx)
+        if checkpoint is not None:
+            fx.retain.extend((rt.enterprise_id, sample) for sample in applied)
         self.engine.advance_to(rt, model, until, fx)
         if checkpoint is not None:
             _note(checkpoint, fx.alarms[alarms:], fx.states[states:])
@@ -284,8 +293,7 @@ class EventTime:
         base = EnterpriseRuntime(rt.enterprise_id, copy.deepcopy(checkpoint["runtime"]))
         unique = {(s.t, s.point_id): s for s in kept if checkpoint["at"] < s.t <= frontier}
         sub = Effects()
-        for key in sorted(unique):
-            self.engine.apply(base, model, unique[key], sub)
+        self.engine.apply_all(base, model, [unique[key] for key in sorted(unique)], sub)
         self.engine.advance_to(base, model, frontier, sub)
         reason = (
             f"依据迟到/补传数据（数据时间自 {fmt_time(late_from, self.tz)} 起）重新判定"
