@@ -16,6 +16,7 @@ from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.registry_view import RegistryView
 from fastapi import Depends, Request
 
+from ecowatt_alarm.notifications.notifier import Notifier as AlarmNotifier
 from ecowatt_alarm.processor import AlarmProcessor
 from ecowatt_alarm.settings import AlarmSettings
 
@@ -25,6 +26,7 @@ __all__ = [
     "Bureau",
     "CitySupervisor",
     "Filer",
+    "Notifier",
     "OmOperator",
     "Processor",
     "Relay",
@@ -54,6 +56,11 @@ def _settings(request: Request) -> AlarmSettings:
     return settings
 
 
+def _notifier(request: Request) -> AlarmNotifier:
+    notifier: AlarmNotifier = service_context(request).state[NOTIFIER_KEY]
+    return notifier
+
+
 def _relay(request: Request) -> OutboxRelay:
     return _processor(request).relay
 
@@ -62,6 +69,7 @@ Processor = Annotated[AlarmProcessor, Depends(_processor)]
 View = Annotated[RegistryView, Depends(_view)]
 Settings = Annotated[AlarmSettings, Depends(_settings)]
 Relay = Annotated[OutboxRelay, Depends(_relay)]
+Notifier = Annotated[AlarmNotifier, Depends(_notifier)]
 
 CitySupervisor = Annotated[Identity, require_roles(Role.CITY_SUPERVISOR)]
 Bureau = Annotated[Identity, require_roles(*BUREAU_ROLES)]

@@ -45,6 +45,7 @@ class AlarmSettings(KernelSettings):
     # Attachments of enterprise feedback: PostgreSQL (default) or a folder.
     alarm_attachments_dir: Path | None = None
     alarm_attachment_max_bytes: int = 10 * 1024 * 1024
+    alarm_attachment_max_count: int = 5
     alarm_attachment_types: tuple[str, ...] = (
         "image/jpeg",
         "image/png",
@@ -54,11 +55,18 @@ class AlarmSettings(KernelSettings):
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     )
 
+    # Excel exports of the alarm list: at most this many rows (a clear 422 beyond, stating
+    # the cap: narrow the filters); the workbook is built off the event loop.
+    alarm_export_max_rows: int = 50_000
+
     # Notifications.
     alarm_notify_enabled: bool = True
     alarm_webhook_urls: tuple[str, ...] = ()
     alarm_webhook_secret: SecretStr | None = None
     alarm_webhook_timeout_s: float = 5.0
+    # Webhooks reach public addresses only; these CIDRs or host names are allowed besides
+    # (an intranet endpoint of the bureau, say). Checked when a URL is stored and when called.
+    alarm_webhook_allowed_networks: tuple[str, ...] = ()
     alarm_sms_provider: Literal["log", "http"] = "log"
     alarm_sms_url: str | None = None
     alarm_sms_api_key: SecretStr | None = None

@@ -159,6 +159,9 @@ async def harness(
         alarm_webhook_secret=SecretStr("test-secret"),
         alarm_quiet_hours=None,
         alarm_attachment_max_bytes=64 * 1024,
+        alarm_attachment_max_count=2,
+        alarm_export_max_rows=10,
+        alarm_webhook_allowed_networks=("127.0.0.0/8",),  # the local webhook server
         alarm_tick_s=3600.0,
     )
     clock = FakeClock(city.end.timestamp())

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.pagination import Page, PageRequest, fetch_page
-from ecowatt_kernel.problems import NotFound
+from ecowatt_kernel.problems import NotFound, Problem
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,8 +16,6 @@ from ecowatt_alarm import tables as T
 from ecowatt_alarm.alarms.models import SUMMARY, alarm_scope, summary
 
 __all__ = ["alarm_detail", "export_rows", "list_alarms", "load_alarm", "statistics"]
-
-EXPORT_LIMIT = 50_000
 
 
 async def list_alarms(
@@ -43,13 +41,20 @@ async def export_rows(
     identity: Identity,
     filters: list[ColumnElement[bool]],
     timezone: str,
+    max_rows: int,
 ) -> list[dict[str, Any]]:
-    """The alarms of an export, in local time."""
+    """The alarms of an export, in local time; 422 when there are more than `max_rows`."""
+    where = and_(alarm_scope(identity.scope), *filters)
+    count = int(await session.scalar(select(func.count()).select_from(T.alarm).where(where)) or 0)
+    if count > max_rows:
+        raise Problem(
+            f"the export would hold {count} alarms; at most {max_rows} per workbook "
+            "(ECOWATT_ALARM_EXPORT_MAX_ROWS): narrow the filters (from, to, district, rule)",
+            status=422,
+            type_suffix="export-too-large",
+        )
     rows = await session.execute(
-        select(*SUMMARY)
-        .where(and_(alarm_scope(identity.scope), *filters))
-        .order_by(T.alarm.c.first_at.desc())
-        .limit(EXPORT_LIMIT)
+        select(*SUMMARY).where(where).order_by(T.alarm.c.first_at.desc()).limit(max_rows)
     )
     zone = ZoneInfo(timezone)
     items = []

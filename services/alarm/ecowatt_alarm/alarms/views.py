@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from ecowatt_kernel.app import DbSession
@@ -30,9 +31,14 @@ async def export_alarms(
     identity: CurrentIdentity, session: DbSession, filters: AlarmFilters, settings: Settings
 ) -> Response:
     items = await service.export_rows(
-        session=session, identity=identity, filters=filters, timezone=settings.timezone
+        session=session,
+        identity=identity,
+        filters=filters,
+        timezone=settings.timezone,
+        max_rows=settings.alarm_export_max_rows,
     )
-    data = rows_to_xlsx(EXPORT_COLUMNS, items, title="报警")
+    # Building a workbook is CPU work: off the event loop, which keeps serving meanwhile.
+    data = await asyncio.to_thread(rows_to_xlsx, EXPORT_COLUMNS, items, title="报警")
     return Response(
         data,
         media_type=XLSX_MEDIA_TYPE,

@@ -7,14 +7,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ecowatt_kernel.identity import Identity
+from ecowatt_kernel.identity import Identity, Role
 from ecowatt_kernel.pagination import Page, PageRequest, fetch_page
-from ecowatt_kernel.problems import Conflict, NotFound, Problem
+from ecowatt_kernel.problems import Conflict, Forbidden, NotFound, Problem
 from ecowatt_kernel.registry_view import RegistryView
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_alarm import tables as T
+from ecowatt_alarm.dependencies import BUREAU_ROLES
 from ecowatt_alarm.filings.models import FilingIn
 
 __all__ = ["decide", "file_outage", "list_filings"]
@@ -85,8 +86,10 @@ async def decide(
     note: str | None,
     identity: Identity,
     allowed_from: tuple[str, ...],
+    bureau_from: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Move a filing in scope to `status` (from one of `allowed_from`, else 409)."""
+    """Move a filing in scope to `status` (from one of `allowed_from`, else 409; from one
+    of `bureau_from` only by the bureau, else 403)."""
     f = T.filing.c
     row = (
         (
@@ -108,6 +111,10 @@ async def decide(
         raise NotFound(f"filing {filing_id} not found")
     if row["status"] not in allowed_from:
         raise Conflict(f"the filing is {row['status']}")
+    if row["status"] in bureau_from and not identity.has_any_role(Role.ADMIN, *BUREAU_ROLES):
+        raise Forbidden(
+            f"the filing is {row['status']}: only the bureau (市局/区县分局) may withdraw it"
+        )
     new = (
         (
             await session.execute(

@@ -46,6 +46,7 @@ async def _decide(
     status: str,
     note: str | None,
     allowed_from: tuple[str, ...],
+    bureau_from: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     row = await service.decide(
         session=session,
@@ -54,6 +55,7 @@ async def _decide(
         note=note,
         identity=identity,
         allowed_from=allowed_from,
+        bureau_from=bureau_from,
     )
     await session.commit()
     processor.filing_changed(row)
@@ -78,7 +80,10 @@ async def reject(
     )
 
 
-@router.post("/filings/{filing_id}/withdraw", summary="Withdraw a filing")
+@router.post(
+    "/filings/{filing_id}/withdraw",
+    summary="Withdraw a filing (an approved one: the bureau only — it suppresses alarms)",
+)
 async def withdraw(
     filing_id: str,
     body: Decision,
@@ -87,5 +92,12 @@ async def withdraw(
     identity: CurrentIdentity,
 ) -> dict[str, Any]:
     return await _decide(
-        session, processor, identity, filing_id, "withdrawn", body.note, ("pending", "approved")
+        session,
+        processor,
+        identity,
+        filing_id,
+        "withdrawn",
+        body.note,
+        ("pending", "approved"),
+        bureau_from=("approved",),
     )

@@ -5,12 +5,12 @@ outside the caller's scope answers 404 whatever the URL says."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.identity import CurrentIdentity, Role
 from ecowatt_kernel.problems import Conflict, Forbidden, Problem
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ecowatt_alarm.alarms.service import load_alarm
@@ -24,6 +24,7 @@ from ecowatt_alarm.dependencies import (
 )
 from ecowatt_alarm.handling import service
 from ecowatt_alarm.handling.models import VERIFY_RESULTS, Close, Comment, Dispatch, Verify
+from ecowatt_alarm.handling.uploads import read_feedback
 
 router = APIRouter(tags=["handling"])
 
@@ -57,38 +58,62 @@ async def dispatch(
     return {"id": alarm_id, "status": "dispatched", "dispatched_to": district}
 
 
-@router.post("/alarms/{alarm_id}/feedback", summary="Enterprise feedback, with attachments")
+FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {
+                        "text": {"type": "string", "minLength": 1, "maxLength": 5000},
+                        "cause": {"type": "string", "maxLength": 500},
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "At most ECOWATT_ALARM_ATTACHMENT_MAX_COUNT, each at "
+                            "most ECOWATT_ALARM_ATTACHMENT_MAX_BYTES",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/alarms/{alarm_id}/feedback",
+    summary="Enterprise feedback, with attachments (streamed, limited in count and size)",
+    openapi_extra=FEEDBACK_BODY,
+)
 async def feedback(
     alarm_id: str,
+    request: Request,
     session: DbSession,
     settings: Settings,
     relay: Relay,
     identity: Answerer,
-    text: Annotated[str, Form(min_length=1, max_length=5000)],
-    cause: Annotated[str | None, Form(max_length=500)] = None,
-    files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> dict[str, Any]:
     alarm = await load_alarm(session=session, alarm_id=alarm_id, identity=identity)
-    if alarm["status"] == "closed":
-        raise Conflict("the alarm is closed")
-    stored = []
-    for upload in files or []:
-        content = await upload.read(settings.alarm_attachment_max_bytes + 1)
-        if len(content) > settings.alarm_attachment_max_bytes:
+    if alarm["status"] in ("closed", "retracted"):
+        raise Conflict(f"the alarm is {alarm['status']}")
+    form = await read_feedback(
+        request,
+        max_files=settings.alarm_attachment_max_count,
+        max_bytes=settings.alarm_attachment_max_bytes,
+    )
+    for upload in form.files:
+        if upload.content_type not in settings.alarm_attachment_types or not service.sniff(
+            upload.content_type, upload.content
+        ):
             raise Problem(
-                f"attachment {upload.filename} exceeds {settings.alarm_attachment_max_bytes} bytes",
-                status=413,
-                type_suffix="attachment-too-large",
-            )
-        ctype = (upload.content_type or "").split(";")[0].strip().lower()
-        if ctype not in settings.alarm_attachment_types or not service.sniff(ctype, content):
-            raise Problem(
-                f"attachment {upload.filename}: content type {ctype!r} is not "
+                f"attachment {upload.filename}: content type {upload.content_type!r} is not "
                 "allowed or does not match the content",
                 status=415,
                 type_suffix="unsupported-attachment",
             )
-        stored.append((upload.filename or "attachment", ctype, content))
     status = "replied" if alarm["status"] in ("open", "dispatched", "replied") else None
     journal_id = await service.act(
         session=session,
@@ -96,22 +121,22 @@ async def feedback(
         identity=identity,
         action="feedback",
         status=status,
-        text=text,
+        text=form.text,
         topic=settings.alarm_alarms_topic,
-        data={"cause": cause} if cause else {},
+        data={"cause": form.cause} if form.cause else {},
     )
     ids = [
         await service.store_attachment(
             session=session,
             alarm_id=alarm_id,
             journal_id=journal_id,
-            filename=filename,
-            content_type=ctype,
-            content=content,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            content=upload.content,
             uploaded_by=identity.subject,
             folder=settings.alarm_attachments_dir,
         )
-        for filename, ctype, content in stored
+        for upload in form.files
     ]
     await session.commit()
     relay.wake()

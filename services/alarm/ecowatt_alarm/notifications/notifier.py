@@ -41,6 +41,12 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ecowatt_alarm import tables as T
+from ecowatt_alarm.notifications.webhooks import (
+    WebhookPolicy,
+    WebhookRefused,
+    check_url,
+    guarded_client,
+)
 from ecowatt_alarm.rules import LEVEL_NAMES
 from ecowatt_alarm.settings import AlarmSettings
 
@@ -104,9 +110,13 @@ class Notifier:
         view: RegistryView,
         sms: SmsGateway | None = None,
         clock: Callable[[], float] | None = None,
+        webhook_policy: WebhookPolicy | None = None,
     ) -> None:
         self.db = database
         self.settings = settings
+        self.webhook_policy = webhook_policy or WebhookPolicy.from_setting(
+            settings.alarm_webhook_allowed_networks
+        )
         self.view = view
         self.tz = ZoneInfo(settings.timezone)
         self.clock = clock or (lambda: datetime.now(UTC).timestamp())
@@ -248,6 +258,9 @@ class Notifier:
                         detail = await self.sms.send(recipient, self.text_of(event))
                     else:
                         detail = await self._webhook(recipient, event)
+                except WebhookRefused as exc:
+                    status, detail = "failed", f"refused: {exc}"[:500]
+                    _logger.warning("alarm webhook refused: %s", exc)
                 except Exception as exc:
                     status, detail = "failed", f"{type(exc).__name__}: {exc}"[:500]
                     _logger.warning("alarm notification via %s failed: %s", channel, exc)
@@ -285,7 +298,9 @@ class Notifier:
         if secret is not None:
             digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256)
             headers["X-EcoWatt-Signature"] = "sha256=" + digest.hexdigest()
-        async with httpx.AsyncClient(timeout=self.settings.alarm_webhook_timeout_s) as client:
+        await check_url(url, self.webhook_policy)
+        timeout = self.settings.alarm_webhook_timeout_s
+        async with guarded_client(self.webhook_policy, timeout) as client:
             response = await client.post(url, content=body, headers=headers)
             response.raise_for_status()
         return f"HTTP {response.status_code}"

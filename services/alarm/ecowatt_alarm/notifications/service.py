@@ -6,6 +6,7 @@ from typing import Any
 
 from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.pagination import Page, PageRequest, fetch_page
+from ecowatt_kernel.problems import Problem
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ecowatt_alarm import tables as T
 from ecowatt_alarm.alarms.models import alarm_scope
 from ecowatt_alarm.notifications.models import DistrictContact
+from ecowatt_alarm.notifications.webhooks import WebhookPolicy, WebhookRefused, check_url
 
 __all__ = ["list_contacts", "list_notifications", "put_contact"]
 
@@ -33,8 +35,16 @@ async def list_notifications(
     return Page.of([dict(r._mapping) for r in rows], total, page)
 
 
-async def put_contact(*, session: AsyncSession, body: DistrictContact) -> dict[str, Any]:
-    """Add or change one contact of a district (by district and name)."""
+async def put_contact(
+    *, session: AsyncSession, body: DistrictContact, policy: WebhookPolicy
+) -> dict[str, Any]:
+    """Add or change one contact of a district (by district and name); a webhook URL must
+    reach an address the policy allows (422 otherwise, nothing stored)."""
+    if body.webhook_url:
+        try:
+            await check_url(body.webhook_url, policy)
+        except WebhookRefused as exc:
+            raise Problem(str(exc), status=422, type_suffix="webhook-refused") from None
     values = body.model_dump()
     await session.execute(
         insert(T.district_contact)

@@ -8,7 +8,7 @@ from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.pagination import Page, PageParams
 from fastapi import APIRouter
 
-from ecowatt_alarm.dependencies import Bureau, CitySupervisor
+from ecowatt_alarm.dependencies import Bureau, CitySupervisor, Notifier
 from ecowatt_alarm.notifications import service
 from ecowatt_alarm.notifications.models import DistrictContact
 
@@ -26,9 +26,9 @@ async def notifications(
 
 @router.put("/district-contacts", summary="Add or change a district contact")
 async def put_contact(
-    body: DistrictContact, session: DbSession, identity: CitySupervisor
+    body: DistrictContact, session: DbSession, notifier: Notifier, identity: CitySupervisor
 ) -> dict[str, Any]:
-    values = await service.put_contact(session=session, body=body)
+    values = await service.put_contact(session=session, body=body, policy=notifier.webhook_policy)
     await session.commit()
     return values
 
