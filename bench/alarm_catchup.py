@@ -24,7 +24,6 @@ after its data time, the timer every minute) — the day in order. The alarms in
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import subprocess
@@ -36,7 +35,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from alarm_e2e import PASSWORD, Processes, _offsets, _ready, cpu_seconds, free_port
+from alarm_e2e import (
+    PASSWORD,
+    Processes,
+    _offsets,
+    cpu_seconds,
+    private_topics,
+    service_env,
+    start_services,
+)
 from ecowatt_alarm.engine import Effects, Engine, EnterpriseRuntime, Sample
 from ecowatt_alarm.engine.eventtime import Arrival, EventTime
 from ecowatt_alarm.model import Learned, ModelCache
@@ -44,7 +51,7 @@ from ecowatt_alarm.processor import power_of
 from ecowatt_alarm.rules import RuleSet
 from ecowatt_alarm.suppression import Suppressions
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
-from ecowatt_kernel.contracts import TOPICS, PointReading, RegistryChange, decode, encode
+from ecowatt_kernel.contracts import PointReading, RegistryChange, decode, encode
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_simulator import Fleet
@@ -57,19 +64,6 @@ FAULTS = {
     "low_load": 0.1,
     "offline": 0.1,
     "power_cut": 0.06,
-}
-NAMES = {
-    "hj212.frames": "frames",
-    "telemetry.readings": "readings",
-    "registry.changes": "registry",
-    "telemetry.points": "points",
-    "quality.findings": "findings",
-    "facility.states": "states",
-    "alarms": "alarms",
-    "control.tasks": "tasks",
-    "device.commands": "commands",
-    "device.command-results": "results",
-    "audit.events": "audit",
 }
 
 
@@ -178,16 +172,9 @@ def differences(a: set[Any], b: set[Any]) -> tuple[list[Any], list[Any]]:
 async def run(args: Any, *, bootstrap: str, db_url: str, redis_url: str) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     prefix = f"bench.catchup.{tag}"
-    topic = {short: f"{prefix}.{short}" for short in NAMES.values()}
     bus = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap))
     await bus.start()
-    await bus.ensure_topics(
-        [
-            dataclasses.replace(TOPICS[name], name=topic[short], retention_ms=None
-                                if TOPICS[name].compacted else 6 * 3_600_000)
-            for name, short in NAMES.items()
-        ]
-    )  # fmt: skip
+    topic = await private_topics(bus, prefix, 6 * 3_600_000)  # fmt: skip
     seed = 73
     fleet = Fleet.synthetic(  # what the simulator's command line builds from the same seed
         args.catchup_enterprises, circuits=(4, 5), seed=seed, city_seed=seed, password=PASSWORD
@@ -198,77 +185,35 @@ async def run(args: Any, *, bootstrap: str, db_url: str, redis_url: str) -> dict
     today = datetime.now(TZ).date()
     day_start = datetime.combine(today - timedelta(days=1), datetime.min.time(), TZ)
     day_end = day_start + timedelta(days=1)
-    common = {
-        "ECOWATT_ENVIRONMENT": "test",
-        "ECOWATT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "ECOWATT_DATABASE_URL": db_url,
-        "ECOWATT_REDIS_URL": redis_url,
-        "ECOWATT_LOG_LEVEL": "WARNING",
-    }
+    common = service_env(bootstrap, db_url, redis_url)
     procs = Processes()
     result: dict[str, Any] = {
         "enterprises": args.catchup_enterprises,
         "loggers": len(fleet.devices),
     }
     try:
-        validation_port, alarm_port = free_port(), free_port()
-        validation = procs.start(
-            ["-m", "ecowatt_validation"],
-            {
-                **common,
-                "ECOWATT_HTTP_PORT": str(validation_port),
-                "ECOWATT_READINGS_TOPIC": topic["readings"],
-                "ECOWATT_POINTS_TOPIC": topic["points"],
-                "ECOWATT_REGISTRY_TOPIC": topic["registry"],
-                "ECOWATT_FINDINGS_TOPIC": topic["findings"],
-                "ECOWATT_VALIDATION_CONSUMER_PREFIX": f"{prefix}.validation",
-            },
-        )
-        alarm = procs.start(
-            ["-m", "ecowatt_alarm"],
-            {
-                **common,
-                "ECOWATT_HTTP_PORT": str(alarm_port),
-                "ECOWATT_ALARM_POINTS_TOPIC": topic["points"],
-                "ECOWATT_ALARM_REGISTRY_TOPIC": topic["registry"],
-                "ECOWATT_ALARM_TASKS_TOPIC": topic["tasks"],
-                "ECOWATT_ALARM_FINDINGS_TOPIC": topic["findings"],
-                "ECOWATT_ALARM_STATES_TOPIC": topic["states"],
-                "ECOWATT_ALARM_ALARMS_TOPIC": topic["alarms"],
-                "ECOWATT_ALARM_CONSUMER_PREFIX": f"{prefix}.alarm",
-                "ECOWATT_ALARM_NOTIFY_ENABLED": "false",
-            },
-        )
-        ingest = procs.start(
-            ["-m", "ecowatt_ingest.tcp"],
-            {
-                **common,
-                "ECOWATT_HJ212_HOST": "127.0.0.1",
-                "ECOWATT_HJ212_PORT": "0",
-                "ECOWATT_REDIS_PREFIX": f"{prefix}.ingest",
-                "ECOWATT_INSTANCE_ID": f"bench-{tag}",
-                "ECOWATT_TOPIC_FRAMES": topic["frames"],
-                "ECOWATT_TOPIC_READINGS": topic["readings"],
-                "ECOWATT_TOPIC_COMMANDS": topic["commands"],
-                "ECOWATT_TOPIC_COMMAND_RESULTS": topic["results"],
-                "ECOWATT_TOPIC_AUDIT": topic["audit"],
-                "ECOWATT_TOPIC_REGISTRY": topic["registry"],
-                # yesterday's data, the loggers' clocks with them (as in stage c): no 1012,
-                # no wall-clock back-fill; the loggers send as fast as they are answered
+        services = await start_services(
+            procs,
+            prefix=prefix,
+            topic=topic,
+            common=common,
+            tag=tag,
+            # yesterday's data, the loggers' clocks with them (as in stage c): no 1012, no
+            # wall-clock back-fill; the loggers send as fast as they are answered
+            ingest_env={
                 "ECOWATT_MAX_CLOCK_DRIFT_S": str(30 * 86400),
                 "ECOWATT_BACKFILL_ENABLED": "false",
                 "ECOWATT_MAX_FRAMES_PER_S": "100000",
                 "ECOWATT_FRAME_BURST": "100000",
             },
-            stdout=subprocess.PIPE,
         )
-        assert ingest.stdout is not None
-        line = await asyncio.to_thread(ingest.stdout.readline)
-        if not line.startswith("ready"):
-            raise RuntimeError(f"ingest did not start: {line!r}")
-        port = int(line.split()[1])
-        await _ready(f"http://127.0.0.1:{validation_port}/readyz", validation)
-        await _ready(f"http://127.0.0.1:{alarm_port}/readyz", alarm)
+        validation, alarm, ingest, port = (
+            services.validation,
+            services.alarm,
+            services.ingest,
+            services.port,
+        )
+        alarm_port = services.alarm_port
         roles = {"ingest": ingest.pid, "validation": validation.pid, "alarm": alarm.pid}
         cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
         started = time.perf_counter()

@@ -299,38 +299,18 @@ class Correlation:
         delay_min = (at - start) / 60
         if delay_min <= g.start_lead_min:
             return
-        rule = self.rules["R2"]
-        level = rule.level_for(delay_min)
+        text = (
+            f"治理线组“{g.name}”：产污设施于 {fmt_time(start, self.tz)} 启动，治污设施直到 "
+            f"{fmt_time(at, self.tz)} 才开启，延迟 {delay_min:.0f} 分钟，超过允许的 "
+            f"{g.start_lead_min} 分钟。"
+        )
         detail = {
             "production_start": start,
             "control_start": at,
             "delay_min": delay_min,
             "start_lead_min": g.start_lead_min,
         }
-        text = (
-            f"治理线组“{g.name}”：产污设施于 {fmt_time(start, self.tz)} 启动，治污设施直到 "
-            f"{fmt_time(at, self.tz)} 才开启，延迟 {delay_min:.0f} 分钟，超过允许的 "
-            f"{g.start_lead_min} 分钟。"
-        )
-        facilities = g.production_ids + g.control_ids
-        if self.lifecycle.attach_event(rt, model, rule, g.id, facilities, start, at, text, now, fx):
-            return
-        self.lifecycle.event(
-            rt,
-            model,
-            rule,
-            "group",
-            g.id,
-            g.id,
-            facilities,
-            start,
-            at,
-            level,
-            text,
-            detail,
-            now,
-            fx,
-        )
+        self._edge(rt, model, g, "R2", start, at, delay_min, text, detail, now, fx)
 
     def _check_r3(
         self,
@@ -348,24 +328,57 @@ class Correlation:
         early_min = (at - off) / 60
         if early_min <= g.stop_lag_min:
             return
-        rule = self.rules["R3"]
-        level = rule.level_for(early_min)
+        text = (
+            f"治理线组“{g.name}”：治污设施于 {fmt_time(off, self.tz)} 关闭，产污设施运行至 "
+            f"{fmt_time(at, self.tz)} 才停机，治污提前 {early_min:.0f} 分钟关闭，超过允许的 "
+            f"{g.stop_lag_min} 分钟。"
+        )
         detail = {
             "control_stop": off,
             "production_stop": at,
             "early_min": early_min,
             "stop_lag_min": g.stop_lag_min,
         }
-        text = (
-            f"治理线组“{g.name}”：治污设施于 {fmt_time(off, self.tz)} 关闭，产污设施运行至 "
-            f"{fmt_time(at, self.tz)} 才停机，治污提前 {early_min:.0f} 分钟关闭，超过允许的 "
-            f"{g.stop_lag_min} 分钟。"
-        )
+        self._edge(rt, model, g, "R3", off, at, early_min, text, detail, now, fx)
+
+    def _edge(
+        self,
+        rt: EnterpriseRuntime,
+        model: EnterpriseModel,
+        g: GroupModel,
+        code: str,
+        first: float,
+        last: float,
+        minutes: float,
+        text: str,
+        detail: dict[str, Any],
+        now: float,
+        fx: Effects,
+    ) -> None:
+        """A late start or early stop: a facet of the group's open episode, else its own
+        alarm, levelled by its minutes."""
+        rule = self.rules[code]
         facilities = g.production_ids + g.control_ids
-        if self.lifecycle.attach_event(rt, model, rule, g.id, facilities, off, at, text, now, fx):
+        if self.lifecycle.attach_event(
+            rt, model, rule, g.id, facilities, first, last, text, now, fx
+        ):
             return
+        level = rule.level_for(minutes)
         self.lifecycle.event(
-            rt, model, rule, "group", g.id, g.id, facilities, off, at, level, text, detail, now, fx
+            rt,
+            model,
+            rule,
+            "group",
+            g.id,
+            g.id,
+            facilities,
+            first,
+            last,
+            level,
+            text,
+            detail,
+            now,
+            fx,
         )
 
     def _finish_day(
