@@ -1,9 +1,11 @@
-"""One simulated day through the whole pipeline, shared by the validation and alarm tests.
+"""One simulated day through the whole pipeline, shared by the validation and alarm tests,
+and the same day played two more ways by `test_arrival.py`.
 
-The run (`pipeline_harness.Pipeline`) takes one and a half minutes on two shared cores:
-36 enterprises (half of them with a second logger for their control facilities), 54 loggers,
-one simulated day plus 30 minutes, real Kafka, PostgreSQL and Redis. `pipeline_harness.py`
-has the wiring, `pipeline_truth.py` what the platform is expected to conclude.
+`pipeline_harness.Pipeline` starts the services (their real start-up, production settings;
+only the clock and the city's size differ) and plays the day: 24 enterprises (half of them
+with a second logger for their control facilities), 36 loggers, one simulated day plus
+30 minutes, real Kafka, PostgreSQL and Redis; `pipeline_truth.py` says what the platform is
+expected to conclude. Each run has a database and topics of its own.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ SHARES = {
 def options() -> PipelineOptions:
     return PipelineOptions(
         day=DAY,
-        enterprises=36,
+        enterprises=24,
         seed=5,
         faults=FaultConfig(shares=SHARES, offline_s=(70 * 60.0, 110 * 60.0)),
     )

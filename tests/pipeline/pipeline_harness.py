@@ -439,12 +439,19 @@ class Pipeline:
 
     async def _paced(self, sim: Simulator, outage: tuple[datetime, datetime] | None) -> None:
         down = (outage[0].timestamp(), outage[1].timestamp()) if outage else None
+        # The platform keeps running through the outage: once the loggers have been silent
+        # longer than OFFLINE's 2 hours, its timer has judged them (a timer period of wall
+        # time is many simulated minutes: wait for it once).
+        judged_at = down[0] + 2 * 3600 + self.alarm_settings.alarm_lateness_s if down else None
         t = self.clock.start
         while t < self.end.timestamp():
             t = min(t + self.options.step_s, self.end.timestamp())
             if down is not None and down[0] <= t < down[1]:
                 self._links(sim, set(sim.devices), up=False)
                 await self._advance_clock(sim, t)
+                if judged_at is not None and t >= judged_at:
+                    await self._judged(t)
+                    judged_at = None
                 continue
             if down is not None and t >= down[1]:
                 self._links(sim, set(sim.devices), up=True)
@@ -503,6 +510,16 @@ class Pipeline:
                 if all(done.get(p, 0) >= end for p, end in ends.items()):
                     break
                 await asyncio.sleep(0.02)
+
+    async def _judged(self, t: float) -> None:
+        """Wait for the alarm service's timer to judge every enterprise up to `t`."""
+        processor = self.alarm_ctx.state["processor"]
+        await _wait_for(
+            lambda: all((rt.seq["frontier"] or 0) >= t for rt in processor.runtimes.values()),
+            "the alarm service's timer",
+            limit_s=self.alarm_settings.alarm_tick_s * 4 + 60,
+        )
+        await processor.relay.drain()
 
     async def _settle_alarm(self) -> None:
         """Past the data: the clock moves on, the alarm service's own timer (every
