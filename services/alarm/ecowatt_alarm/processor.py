@@ -355,13 +355,16 @@ class AlarmProcessor:
             self.relay.wake()
 
     def _must_persist(self, rt: EnterpriseRuntime, effects: bool) -> bool:
-        """Write the runtime when it produced effects, when something material changed, or
-        when its last write is older than `alarm_runtime_persist_s` (bounds what a crash can
-        lose: last values and accumulators, never a state, a timer or an alarm)."""
+        """Write the runtime when it produced effects, when something material changed, when
+        samples wait for the frontier (their offsets are about to be committed: the runtime
+        is where they are kept), or when its last write is older than
+        `alarm_runtime_persist_s` (bounds what a crash can lose: last values and
+        accumulators, never a state, a timer, an alarm or a waiting sample)."""
         signature = rt.signature()
         now = time.monotonic()
         if (
             effects
+            or rt.seq["pending"]
             or rt.persisted is None
             or rt.persisted[0] != signature
             or now - rt.persisted[1] >= self.settings.alarm_runtime_persist_s
