@@ -255,7 +255,8 @@ class EventTime:
         if frontier - checkpoint["at"] <= self.horizon_s:
             if self.silent(rt, model, now):
                 return
-            if any(d["wm"] < frontier for d in seq["devices"].values() if d is not None):
+            devices = seq["devices"]
+            if any(mn in devices and devices[mn]["wm"] < frontier for mn in model.devices):
                 return
             since = checkpoint["at"]
             for pr in rt.points.values():
@@ -273,7 +274,12 @@ class EventTime:
             return False
         frontier = seq["frontier"]
         silent = set(self.silent(rt, model, now))
-        return all(d["wm"] >= frontier for mn, d in seq["devices"].items() if mn not in silent)
+        devices = seq["devices"]
+        return all(
+            devices[mn]["wm"] >= frontier
+            for mn in model.devices
+            if mn in devices and mn not in silent
+        )
 
     def replay(
         self,
