@@ -21,7 +21,7 @@ from conftest import play
 from pipeline_harness import TZ, PipelineRun
 from test_alarm import check_scores, describe
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
 
 def alarm_set(run: PipelineRun) -> list[tuple[str, str, datetime]]:

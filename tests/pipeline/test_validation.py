@@ -16,7 +16,7 @@ from pipeline_truth import (
     score_findings,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 
 def test_findings_precision_and_recall(pipeline_run: PipelineRun) -> None:

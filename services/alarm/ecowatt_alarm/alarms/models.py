@@ -63,6 +63,7 @@ SUMMARY = [
         "late",
         "retracted_at",
         "retraction",
+        "detail",
     )
 ]
 
@@ -74,6 +75,7 @@ EXPORT_COLUMNS = [
     Column("industry_code", "行业"),
     Column("rule_code", "规则"),
     Column("rule_name", "报警类型", width=20),
+    Column("facets_text", "同一事件另见"),
     Column("level_name", "级别"),
     Column("status_name", "状态"),
     Column("first_at", "报警时间", width=20),
@@ -163,4 +165,8 @@ def summary(row: Any) -> dict[str, Any]:
     d["status_name"] = STATUS_ZH.get(d["status"], d["status"])
     d["late_name"] = "是" if d.get("late") else ""
     d["retraction_reason"] = (d.get("retraction") or {}).get("reason")
+    # Lists show the episode's facets by rule (one event, one alarm); the detail itself is
+    # for the single alarm.
+    d["facets"] = [f["rule_code"] for f in (d.pop("detail", None) or {}).get("facets", [])]
+    d["facets_text"] = "、".join(d["facets"])
     return d
