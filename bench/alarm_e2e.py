@@ -197,6 +197,126 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+TOPIC_SHORT = {
+    "hj212.frames": "frames",
+    "telemetry.readings": "readings",
+    "registry.changes": "registry",
+    "telemetry.points": "points",
+    "quality.findings": "findings",
+    "facility.states": "states",
+    "alarms": "alarms",
+    "control.tasks": "tasks",
+    "device.commands": "commands",
+    "device.command-results": "results",
+    "audit.events": "audit",
+}
+"""Every topic of the pipeline, by the short name of its private copy."""
+
+
+async def private_topics(bus: KafkaBus, prefix: str, retention_ms: int) -> dict[str, str]:
+    """Private copies of every topic (production partitions, shorter retention)."""
+    topic = {short: f"{prefix}.{short}" for short in TOPIC_SHORT.values()}
+    await bus.ensure_topics(
+        [
+            dataclasses.replace(
+                TOPICS[name],
+                name=topic[short],
+                retention_ms=None if TOPICS[name].compacted else retention_ms,
+            )
+            for name, short in TOPIC_SHORT.items()
+        ]
+    )
+    return topic
+
+
+@dataclasses.dataclass
+class Services:
+    validation: subprocess.Popen[str]
+    validation_port: int
+    alarm: subprocess.Popen[str]
+    alarm_port: int
+    ingest: subprocess.Popen[str]
+    port: int
+    """Ingest's HJ 212 port."""
+
+
+def service_env(bootstrap: str, db_url: str, redis_url: str) -> dict[str, str]:
+    """What every service process of a stage shares."""
+    return {
+        "ECOWATT_ENVIRONMENT": "test",
+        "ECOWATT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ECOWATT_DATABASE_URL": db_url,
+        "ECOWATT_REDIS_URL": redis_url,
+        "ECOWATT_LOG_LEVEL": "WARNING",
+    }
+
+
+async def start_services(
+    procs: Processes,
+    *,
+    prefix: str,
+    topic: dict[str, str],
+    common: dict[str, str],
+    tag: str,
+    ingest_env: dict[str, str],
+) -> Services:
+    """Validation, alarm and ingest, each a process of its own on the private topics."""
+    validation_port, alarm_port = free_port(), free_port()
+    validation = procs.start(
+        ["-m", "ecowatt_validation"],
+        {
+            **common,
+            "ECOWATT_HTTP_PORT": str(validation_port),
+            "ECOWATT_READINGS_TOPIC": topic["readings"],
+            "ECOWATT_POINTS_TOPIC": topic["points"],
+            "ECOWATT_REGISTRY_TOPIC": topic["registry"],
+            "ECOWATT_FINDINGS_TOPIC": topic["findings"],
+            "ECOWATT_VALIDATION_CONSUMER_PREFIX": f"{prefix}.validation",
+        },
+    )
+    alarm = procs.start(
+        ["-m", "ecowatt_alarm"],
+        {
+            **common,
+            "ECOWATT_HTTP_PORT": str(alarm_port),
+            "ECOWATT_ALARM_POINTS_TOPIC": topic["points"],
+            "ECOWATT_ALARM_REGISTRY_TOPIC": topic["registry"],
+            "ECOWATT_ALARM_TASKS_TOPIC": topic["tasks"],
+            "ECOWATT_ALARM_FINDINGS_TOPIC": topic["findings"],
+            "ECOWATT_ALARM_STATES_TOPIC": topic["states"],
+            "ECOWATT_ALARM_ALARMS_TOPIC": topic["alarms"],
+            "ECOWATT_ALARM_CONSUMER_PREFIX": f"{prefix}.alarm",
+            "ECOWATT_ALARM_NOTIFY_ENABLED": "false",
+        },
+    )
+    ingest = procs.start(
+        ["-m", "ecowatt_ingest.tcp"],
+        {
+            **common,
+            "ECOWATT_HJ212_HOST": "127.0.0.1",
+            "ECOWATT_HJ212_PORT": "0",
+            "ECOWATT_REDIS_PREFIX": f"{prefix}.ingest",
+            "ECOWATT_INSTANCE_ID": f"bench-{tag}",
+            "ECOWATT_TOPIC_FRAMES": topic["frames"],
+            "ECOWATT_TOPIC_READINGS": topic["readings"],
+            "ECOWATT_TOPIC_COMMANDS": topic["commands"],
+            "ECOWATT_TOPIC_COMMAND_RESULTS": topic["results"],
+            "ECOWATT_TOPIC_AUDIT": topic["audit"],
+            "ECOWATT_TOPIC_REGISTRY": topic["registry"],
+            **ingest_env,
+        },
+        stdout=subprocess.PIPE,
+    )
+    assert ingest.stdout is not None
+    line = await asyncio.to_thread(ingest.stdout.readline)
+    if not line.startswith("ready"):
+        raise RuntimeError(f"ingest did not start: {line!r}")
+    port = int(line.split()[1])
+    await _ready(f"http://127.0.0.1:{validation_port}/readyz", validation)
+    await _ready(f"http://127.0.0.1:{alarm_port}/readyz", alarm)
+    return Services(validation, validation_port, alarm, alarm_port, ingest, port)
+
+
 async def _offsets(bootstrap: str, group: str, topic: str, bus: KafkaBus) -> tuple[int, int]:
     """(records on `topic`, records `group` has committed)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -218,103 +338,37 @@ async def _lag(bootstrap: str, group: str, topic: str, bus: KafkaBus) -> int:
 async def run(args: Any, *, bootstrap: str, db_url: str, redis_url: str) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     prefix = f"bench.e2e.{tag}"
-    names = {
-        "hj212.frames": "frames",
-        "telemetry.readings": "readings",
-        "registry.changes": "registry",
-        "telemetry.points": "points",
-        "quality.findings": "findings",
-        "facility.states": "states",
-        "alarms": "alarms",
-        "control.tasks": "tasks",
-        "device.commands": "commands",
-        "device.command-results": "results",
-        "audit.events": "audit",
-    }
-    topic = {short: f"{prefix}.{short}" for short in names.values()}
     bus = KafkaBus(KafkaConnection(bootstrap_servers=bootstrap))
     await bus.start()
-    await bus.ensure_topics(
-        [
-            dataclasses.replace(
-                TOPICS[name],
-                name=topic[short],
-                retention_ms=None if TOPICS[name].compacted else 3_600_000,
-            )
-            for name, short in names.items()
-        ]
-    )
+    topic = await private_topics(bus, prefix, 3_600_000)
     background = Fleet.synthetic(args.e2e_devices, circuits=3, seed=71, password=PASSWORD)
     probes_fleet = Fleet.synthetic(args.e2e_probes, circuits=3, seed=72, password=PASSWORD)
     changes = background.registry_changes() + probes_fleet.registry_changes()
     for i in range(0, len(changes), 2000):
         await bus.publish([encode(c, topic=topic["registry"]) for c in changes[i : i + 2000]])
 
-    common = {
-        "ECOWATT_ENVIRONMENT": "test",
-        "ECOWATT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "ECOWATT_DATABASE_URL": db_url,
-        "ECOWATT_REDIS_URL": redis_url,
-        "ECOWATT_LOG_LEVEL": "WARNING",
-    }
+    common = service_env(bootstrap, db_url, redis_url)
     procs = Processes()
     result: dict[str, Any] = {}
     try:
-        validation_port, alarm_port = free_port(), free_port()
-        validation = procs.start(
-            ["-m", "ecowatt_validation"],
-            {
-                **common,
-                "ECOWATT_HTTP_PORT": str(validation_port),
-                "ECOWATT_READINGS_TOPIC": topic["readings"],
-                "ECOWATT_POINTS_TOPIC": topic["points"],
-                "ECOWATT_REGISTRY_TOPIC": topic["registry"],
-                "ECOWATT_FINDINGS_TOPIC": topic["findings"],
-                "ECOWATT_VALIDATION_CONSUMER_PREFIX": f"{prefix}.validation",
-            },
-        )
-        alarm = procs.start(
-            ["-m", "ecowatt_alarm"],
-            {
-                **common,
-                "ECOWATT_HTTP_PORT": str(alarm_port),
-                "ECOWATT_ALARM_POINTS_TOPIC": topic["points"],
-                "ECOWATT_ALARM_REGISTRY_TOPIC": topic["registry"],
-                "ECOWATT_ALARM_TASKS_TOPIC": topic["tasks"],
-                "ECOWATT_ALARM_FINDINGS_TOPIC": topic["findings"],
-                "ECOWATT_ALARM_STATES_TOPIC": topic["states"],
-                "ECOWATT_ALARM_ALARMS_TOPIC": topic["alarms"],
-                "ECOWATT_ALARM_CONSUMER_PREFIX": f"{prefix}.alarm",
-                "ECOWATT_ALARM_NOTIFY_ENABLED": "false",
-            },
-        )
-        ingest = procs.start(
-            ["-m", "ecowatt_ingest.tcp"],
-            {
-                **common,
-                "ECOWATT_HJ212_HOST": "127.0.0.1",
-                "ECOWATT_HJ212_PORT": "0",
-                "ECOWATT_REDIS_PREFIX": f"{prefix}.ingest",
-                "ECOWATT_INSTANCE_ID": f"bench-{tag}",
-                "ECOWATT_TOPIC_FRAMES": topic["frames"],
-                "ECOWATT_TOPIC_READINGS": topic["readings"],
-                "ECOWATT_TOPIC_COMMANDS": topic["commands"],
-                "ECOWATT_TOPIC_COMMAND_RESULTS": topic["results"],
-                "ECOWATT_TOPIC_AUDIT": topic["audit"],
-                "ECOWATT_TOPIC_REGISTRY": topic["registry"],
-                # the background runs hours behind the wall clock: no 1012, no backfill
+        services = await start_services(
+            procs,
+            prefix=prefix,
+            topic=topic,
+            common=common,
+            tag=tag,
+            # the background runs hours behind the wall clock: no 1012, no backfill
+            ingest_env={
                 "ECOWATT_MAX_CLOCK_DRIFT_S": str(30 * 86400),
                 "ECOWATT_BACKFILL_ENABLED": "false",
             },
-            stdout=subprocess.PIPE,
         )
-        assert ingest.stdout is not None
-        line = await asyncio.to_thread(ingest.stdout.readline)
-        if not line.startswith("ready"):
-            raise RuntimeError(f"ingest did not start: {line!r}")
-        port = int(line.split()[1])
-        await _ready(f"http://127.0.0.1:{validation_port}/readyz", validation)
-        await _ready(f"http://127.0.0.1:{alarm_port}/readyz", alarm)
+        validation, alarm, ingest, port = (
+            services.validation,
+            services.alarm,
+            services.ingest,
+            services.port,
+        )
 
         states: dict[str, str] = {}
         opened: dict[str, float] = {}

@@ -1,15 +1,16 @@
-"""One simulated day through the whole pipeline, shared by the validation and alarm tests.
+"""One simulated day through the whole pipeline, shared by the validation and alarm tests,
+and the same day played two more ways by `test_arrival.py`.
 
-The run (`pipeline_harness.Pipeline`) takes one and a half minutes on two shared cores:
-36 enterprises (half of them with a second logger for their control facilities), 54 loggers,
-one simulated day plus 30 minutes, real Kafka, PostgreSQL and Redis. `pipeline_harness.py`
-has the wiring, `pipeline_truth.py` what the platform is expected to conclude.
+`pipeline_harness.Pipeline` starts the services (their real start-up, production settings;
+only the clock and the city's size differ) and plays the day: 24 enterprises (half of them
+with a second logger for their control facilities), 36 loggers, one simulated day plus
+30 minutes, real Kafka, PostgreSQL and Redis; `pipeline_truth.py` says what the platform is
+expected to conclude. Each run has a database and topics of its own.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from ecowatt_kernel.db import scratch_database
 from ecowatt_simulator import FaultConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
-from pipeline_harness import Pipeline, PipelineOptions, PipelineRun
+from pipeline_harness import Mode, Pipeline, PipelineOptions, PipelineRun
 
 DAY = date(2026, 11, 18)  # a Wednesday: every shift plan works
 SHARES = {
@@ -45,16 +47,10 @@ SHARES = {
 def options() -> PipelineOptions:
     return PipelineOptions(
         day=DAY,
-        enterprises=36,
+        enterprises=24,
         seed=5,
         faults=FaultConfig(shares=SHARES, offline_s=(70 * 60.0, 110 * 60.0)),
     )
-
-
-@pytest.fixture(scope="package")
-async def pipeline_database(database_url: str) -> AsyncIterator[str]:
-    async with scratch_database(database_url) as url:
-        yield url
 
 
 def _outage_to_file(pipeline: Pipeline) -> Any:
@@ -70,16 +66,17 @@ def _outage_to_file(pipeline: Pipeline) -> Any:
     return candidates[-1]
 
 
-@pytest.fixture(scope="package")
-async def pipeline_run(
-    kafka_bootstrap: str, redis_url: str, pipeline_database: str
-) -> AsyncIterator[PipelineRun]:
-    async with Pipeline(
-        options(),
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=pipeline_database,
-        redis_url=redis_url,
-    ) as pipeline:
+async def play(
+    kafka_bootstrap: str, redis_url: str, database_url: str, mode: Mode = "paced", **kw: Any
+) -> PipelineRun:
+    """One run of the simulated day through a fresh pipeline (its own database and topics),
+    with the same planned outage filed and approved first."""
+    async with (
+        scratch_database(database_url) as url,
+        Pipeline(
+            options(), kafka_bootstrap=kafka_bootstrap, database_url=url, redis_url=redis_url
+        ) as pipeline,
+    ):
         outage = _outage_to_file(pipeline)
         filing = await pipeline.file_outage(
             outage.enterprise_id,
@@ -87,9 +84,15 @@ async def pipeline_run(
             _utc(outage.start) - timedelta(minutes=15),
             _utc(outage.end) + timedelta(minutes=15),
         )
-        run = await pipeline.run(filings=[filing])
-        print(f"\npipeline run: {run.timings} {run.counts}")
-        yield run
+        run = await pipeline.run(filings=[filing], mode=mode, **kw)
+        print(f"\npipeline run ({mode}): {run.timings} {run.counts}")
+        return run
+
+
+@pytest.fixture(scope="package")
+async def pipeline_run(kafka_bootstrap: str, redis_url: str, database_url: str) -> PipelineRun:
+    """The day in order and paced: what the validation and alarm tests score."""
+    return await play(kafka_bootstrap, redis_url, database_url)
 
 
 def _utc(t: float) -> datetime:

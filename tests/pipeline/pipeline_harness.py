@@ -1,138 +1,96 @@
 """The whole pipeline on the real broker: simulator → ingest → validation → alarm.
 
-* **Simulator** (`ecowatt_simulator`): a synthetic fleet in which half of the enterprises
-  measure their control facilities on a second data logger (so that a control device can go
-  offline while production runs), registered on a private registry topic; a `ManualClock`
-  moved one step at a time (`Simulator.advance`), so the data of every device up to the step
-  has been sent *and answered* before any device goes further.
-* **Ingest** (`IngestServer`, in process, on a free port): the real TCP server, Kafka
-  producer, Redis session store (private prefix). The per-connection rate limit is lifted
-  (a device sends a simulated hour in well under a second), automatic backfill and clock
-  correction are off (the platform's wall clock is days away from the simulated one).
-* **Validation**: the service's own pieces (binder subscribed to the readings topic, checks,
-  finding store, outbox relay) with a clock pinned after the simulated period; the day
-  close is run explicitly (`run_day`). `data_latency` is disabled through the rule book
-  (receive times are the wall clock: an accelerated run is always "late").
-* **Alarm**: the real service app (`create_app(build_service(clock=…))`, Kafka, PostgreSQL,
-  API through ASGI), fake clock pinned after the simulated period; the offline timer is
-  not run (silence is judged in data time, the readings being a replay).
+Each service runs as in production: validation and alarm through their real start-up
+(`create_app(build_service(clock=…))`: migrations, consumers, outbox relays, timers and
+jobs, REST API), with their production settings — partition counts, batch sizes, the latency
+rule, the alarm's 15-second timer, lateness bound, archive settle time. Two things differ, as
+in any replay:
 
-Topics are private (a uuid in their names); the readings topic has one partition, so the
-binder sees the fleet's readings in arrival order and the alarm service every enterprise's
-points in data-time order (within a step), as a live deployment would.
+* **the clock**: the simulator's `ManualClock` is the platform's clock too (validation and
+  alarm read it; so does ingest when it can take one), so a simulated day runs in minutes;
+* **the city's size**: `PipelineOptions.enterprises`.
+
+Ingest runs in process (`IngestServer`: the real TCP server, Kafka producer, Redis session
+store under a private prefix) with its production settings except the per-connection rate
+limit (a device sends a simulated hour in a wall second: the clock's speed-up, not a flood).
+Until ingest can take a clock (`IngestServer(clock=…)`), it stamps frames with the wall
+clock, days after the simulated data: then, and only then, its clock checks are lifted
+(no 1012 to every device, no wall-clock back-fill requests) and validation's latency rule,
+which would judge the days between the two clocks, is switched off — the three places where
+the missing clock shows (`PipelineOptions.ingest_clock`).
+
+Topics are private (a uuid in their names) with the production partition counts. How data
+arrive is the run's choice (`run(mode=…)`):
+
+* `paced` — the fleet in step and the platform keeping up: the clock moves `step_s` at a
+  time, once every device's data up to then are answered and handled by validation and
+  alarm;
+* `unpaced` — as fast as ingest answers, `unpaced_step_min` of simulated time at a time, and
+  the loggers in `skewed` held back: each step they send their data only after every other
+  device has sent its own (an enterprise's devices arrive minutes out of step, and reconnect);
+* `outage` — paced, but every logger's link is down from `outage` start to end: they keep
+  their data and send them, oldest first, when the link is back (store-and-forward
+  back-fill; ingest asks for history too when it has a clock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import time
 import uuid
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import Any, Literal
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
-from ecowatt_alarm.service import build_service
+from ecowatt_alarm.service import build_service as alarm_service
 from ecowatt_alarm.settings import AlarmSettings
 from ecowatt_alarm.tables import state_change
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_kernel.app import create_app
-from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
-from ecowatt_kernel.contracts import TOPICS, RegistryChange, TopicSpec, encode
-from ecowatt_kernel.db import Database
+from ecowatt_kernel.bus import KafkaBus, KafkaConnection
+from ecowatt_kernel.contracts import TOPICS, encode
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
-from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.redis_client import create_redis
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_simulator import (
     DeviceSettings,
-    DeviceSpec,
     FaultConfig,
     Fleet,
     GroundTruth,
     ManualClock,
-    PointSpec,
     Simulator,
 )
 from ecowatt_validation import rules as VR
-from ecowatt_validation.binding import Binder
-from ecowatt_validation.checks import Checks, enterprise_info
-from ecowatt_validation.findings import FindingStore
-from ecowatt_validation.models import OUTBOX
-from ecowatt_validation.reference import credit_check_char
-from ecowatt_validation.rulebook import RuleBook
-from ecowatt_validation.service import SERVICE as VALIDATION
+from ecowatt_validation.service import build_service as validation_service
+from ecowatt_validation.settings import ValidationSettings
+from pipeline_fleet import PASSWORD, TZ, local_midnight, registry_changes, split_fleet
 from pydantic import SecretStr
 from sqlalchemy import select, text
 
-TZ = ZoneInfo("Asia/Shanghai")
-PASSWORD = "654321"  # one PW for the fleet: one scrypt hash registers every device
+__all__ = ["TZ", "Mode", "Pipeline", "PipelineOptions", "PipelineRun", "local_midnight"]
 
-
-def local_midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=TZ).astimezone(UTC)
-
-
-# ------------------------------------------------------------------------------- the fleet
-
-
-def split_fleet(fleet: Fleet, every: int = 2) -> Fleet:
-    """Every `every`-th enterprise measures its control facilities on a second logger.
-
-    Device B's MN is device A's with `E` turned into `F`; its circuits are renumbered from 1.
-    """
-    devices: dict[str, DeviceSpec] = {}
-    for index, (mn, device) in enumerate(sorted(fleet.devices.items())):
-        controls = [p for p in device.points if p.point_type == "control"]
-        if index % every or not controls:
-            devices[mn] = device
-            continue
-        b_mn = mn[:9] + "F" + mn[10:]
-        keep = tuple(p for p in device.points if p.point_type != "control")
-        moved = tuple(
-            replace(p, device_mn=b_mn, circuit=i) for i, p in enumerate(controls, start=1)
-        )
-        devices[mn] = replace(device, points=keep)
-        devices[b_mn] = replace(device, mn=b_mn, points=moved)
-    return Fleet(
-        devices=devices,
-        enterprises=fleet.enterprises,
-        facilities=fleet.facilities,
-        groups=fleet.groups,
-        points={},
-        city_seed=fleet.city_seed,
-        seed=fleet.seed,
-    )
-
-
-def registry_changes(fleet: Fleet) -> list[RegistryChange]:
-    """The fleet's archive, with a valid credit code and an industry class per enterprise
-    (the simulator's synthetic enterprises have neither: the archive checks would flag
-    every one)."""
-    out: list[RegistryChange] = []
-    for index, change in enumerate(fleet.registry_changes()):
-        if change.entity == "enterprise":
-            body = f"91610113MA{index:07d}"
-            snapshot = {
-                **change.snapshot,
-                "credit_code": body + credit_check_char(body),
-                "industry_code": "3011",
-                "om_company": "运维甲",
-            }
-            change = change.model_copy(update={"snapshot": snapshot})
-        out.append(change)
-    return out
-
-
-def point_of(fleet: Fleet, point_id: str) -> PointSpec:
-    return fleet.points[point_id]
+INGEST_TAKES_A_CLOCK = "clock" in inspect.signature(IngestServer.__init__).parameters
+Mode = Literal["paced", "unpaced", "outage"]
+TOPIC_NAMES = {
+    "hj212.frames": "frames",
+    "telemetry.readings": "readings",
+    "registry.changes": "registry",
+    "telemetry.points": "points",
+    "quality.findings": "findings",
+    "facility.states": "states",
+    "alarms": "alarms",
+    "control.tasks": "tasks",
+    "device.commands": "commands",
+    "device.command-results": "results",
+    "audit.events": "audit",
+}
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -149,7 +107,11 @@ class PipelineOptions:
     rtd_interval_s: int = 60
     sample_s: int = 60
     """The meters' sampling step (minute statistics come from these samples)."""
-    step_s: float = 120.0
+    step_s: float = 540.0
+    """Paced runs: how far the clock moves at a time (the fleet stays within it). Below the
+    alarm service's lateness bound (600 s): a device not heard of since the last step is
+    not taken for silent."""
+    unpaced_step_min: int = 20
     tail_min: int = 30
     """Minutes simulated past the day's end (the alarm service closes the day on them)."""
 
@@ -157,6 +119,7 @@ class PipelineOptions:
 @dataclass
 class PipelineRun:
     options: PipelineOptions
+    mode: str
     fleet: Fleet
     sim: Simulator
     truth: GroundTruth
@@ -166,6 +129,8 @@ class PipelineRun:
     finding_rows: list[Any]
     point_daily: dict[str, Any]
     alarms: list[dict[str, Any]]
+    """Every alarm in force (retracted ones are in `retracted`)."""
+    retracted: list[dict[str, Any]]
     state_changes: dict[str, list[tuple[datetime, str]]]
     filings: list[dict[str, Any]]
     timings: dict[str, float]
@@ -206,27 +171,10 @@ class Pipeline:
         self.redis_url = redis_url
         tag = uuid.uuid4().hex[:8]
         self.prefix = f"test.pipeline.{tag}"
-        self.topics = {
-            name: f"{self.prefix}.{name}"
-            for name in (
-                "registry",
-                "frames",
-                "readings",
-                "commands",
-                "results",
-                "audit",
-                "points",
-                "findings",
-                "tasks",
-                "states",
-                "alarms",
-            )
-        }
+        self.topics = {short: f"{self.prefix}.{short}" for short in TOPIC_NAMES.values()}
         self.day_start = local_midnight(options.day)
         self.day_end = local_midnight(options.day + timedelta(days=1))
         self.end = self.day_end + timedelta(minutes=options.tail_min)
-        self.after = (self.end + timedelta(minutes=10)).timestamp()
-        """What the validation and alarm clocks say: shortly after the simulated period."""
         self.signer = Signer()
         self.stack = AsyncExitStack()
         self.timings: dict[str, float] = {}
@@ -241,7 +189,10 @@ class Pipeline:
         self.fleet = split_fleet(base, options.split_every)
         self.clock = ManualClock(self.day_start)
         self.sim: Simulator | None = None
-        self.bound = 0
+
+    def now(self) -> float:
+        """The platform's clock: the simulated one."""
+        return self.clock.now()
 
     # ------------------------------------------------------------------------ set-up
 
@@ -259,7 +210,6 @@ class Pipeline:
 
     async def _start(self) -> None:
         started = time.perf_counter()
-        topics = self.topics
         bus = KafkaBus(
             KafkaConnection(bootstrap_servers=self.bootstrap, client_id="pipeline-test"),
             linger_ms=2,
@@ -267,125 +217,89 @@ class Pipeline:
         await bus.start()
         self.stack.push_async_callback(bus.stop)
         self.bus = bus
-        registry_spec = dataclasses.replace(TOPICS["registry.changes"], name=topics["registry"])
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await self.admin.start()
+        self.stack.push_async_callback(self.admin.close)
         await bus.ensure_topics(
             [
-                registry_spec,
-                TopicSpec(topics["frames"], "MN", "", partitions=2),
-                # One partition: the binder sees the readings in the order they arrived.
-                TopicSpec(topics["readings"], "MN", "", partitions=1),
-                TopicSpec(topics["commands"], "MN", "", partitions=1),
-                TopicSpec(topics["results"], "MN", "", partitions=1),
-                TopicSpec(topics["audit"], "actor", "", partitions=1),
-                TopicSpec(topics["points"], "enterprise", "", partitions=4),
-                TopicSpec(topics["findings"], "enterprise", "", partitions=2),
+                dataclasses.replace(TOPICS[name], name=self.topics[short])
+                for name, short in TOPIC_NAMES.items()
             ]
         )
         changes = registry_changes(self.fleet)
-        await bus.publish([encode(c, topic=topics["registry"]) for c in changes])
+        await bus.publish([encode(c, topic=self.topics["registry"]) for c in changes])
         self.counts["registry_changes"] = len(changes)
         await self._start_validation()
         await self._start_alarm()
         await self._start_ingest()
         self.timings["start_s"] = time.perf_counter() - started
 
+    def _kernel(self) -> dict[str, Any]:
+        return {
+            "environment": "test",
+            "bus_backend": "kafka",
+            "kafka_bootstrap_servers": self.bootstrap,
+            "database_url": SecretStr(self.database_url),
+            "redis_url": SecretStr(self.redis_url),
+        }
+
     async def _start_validation(self) -> None:
-        database = Database(self.database_url, schema="validation", pool_size=4)
-        assert VALIDATION.migrations is not None
-        await database.migrate(VALIDATION.migrations)
-        self.stack.push_async_callback(database.dispose)
-        view = RegistryView(topic=self.topics["registry"])
-        await view.attach(self.bus, group_prefix=f"{self.prefix}.validation")
-        rulebook = RuleBook()
-        async with database.transaction() as session:
-            await rulebook.load(session)
-            await rulebook.update(
-                session,
-                VR.DATA_LATENCY,
-                params=None,
-                enabled=False,
-                actor="pipeline-test",
-                reason="accelerated run: receive times are the wall clock, days after the data",
+        t = self.topics
+        settings = ValidationSettings(
+            **self._kernel(),
+            readings_topic=t["readings"],
+            points_topic=t["points"],
+            registry_topic=t["registry"],
+            findings_topic=t["findings"],
+            validation_consumer_prefix=f"{self.prefix}.validation",
+        )
+        self.validation_settings = settings
+        app = create_app(
+            validation_service(clock=lambda: datetime.fromtimestamp(self.now(), UTC)),
+            settings=settings,
+        )
+        manager = await self.stack.enter_async_context(
+            LifespanManager(app, startup_timeout=120, shutdown_timeout=60)
+        )
+        self.validation = app.state.context.state["validation"]
+        self.validation_api = await self.stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://validation"
             )
-        findings = FindingStore(
-            rules=rulebook, enterprise=enterprise_info(view), topic=self.topics["findings"]
         )
-        relay = OutboxRelay(engine=database.engine, bus=self.bus, table=OUTBOX, poll_interval_s=0.2)
-
-        def clock() -> datetime:
-            return datetime.fromtimestamp(self.after, UTC)
-
-        binder = Binder(
-            database=database,
-            bus=self.bus,
-            view=view,
-            findings=findings,
-            rules=rulebook,
-            timezone="Asia/Shanghai",
-            valid_flags=frozenset({"N"}),
-            sample_cns=frozenset({"2011", "2051"}),
-            points_topic=self.topics["points"],
-            on_committed=relay.wake,
-            clock=clock,
-        )
-        self.checks = Checks(
-            database=database,
-            view=view,
-            findings=findings,
-            rules=rulebook,
-            timezone="Asia/Shanghai",
-            clock=clock,
-            on_committed=relay.wake,
-        )
-        self.validation_db = database
-        self.validation_view = view
-        self.binder = binder
-
-        async def handle(records: Sequence[Record]) -> None:
-            await binder.handle(records)
-            self.bound += len(records)
-
-        subscription = await self.bus.subscribe(
-            group=f"{self.prefix}.validation.bind",
-            topics=[self.topics["readings"]],
-            handler=handle,
-            max_batch=2000,
-        )
-        self.stack.push_async_callback(subscription.stop)
-        await relay.start()
-        self.stack.push_async_callback(relay.stop)
-        self.stack.push_async_callback(view.subscription.stop)  # type: ignore[union-attr]
-        await view.wait_ready(timeout_s=60)
+        await self.validation.view.wait_ready(timeout_s=60)
+        if not INGEST_TAKES_A_CLOCK:
+            # Ingest stamps the wall clock, days after the data: latency would judge the two
+            # clocks (see the module's docstring). Through the API, as an administrator would.
+            r = await self.validation_api.put(
+                f"/rules/{VR.DATA_LATENCY}",
+                json={"enabled": False, "reason": "ingest runs on another clock than the data"},
+                headers=self.signer.headers(Role.ADMIN),
+            )
+            assert r.status_code == 200, r.text
 
     async def _start_alarm(self) -> None:
-        topics = self.topics
+        t = self.topics
         settings = AlarmSettings(
-            environment="test",
-            bus_backend="kafka",
-            kafka_bootstrap_servers=self.bootstrap,
-            database_url=SecretStr(self.database_url),
-            redis_url=SecretStr(self.redis_url),
-            alarm_points_topic=topics["points"],
-            alarm_registry_topic=topics["registry"],
-            alarm_tasks_topic=topics["tasks"],
-            alarm_findings_topic=topics["findings"],
-            alarm_states_topic=topics["states"],
-            alarm_alarms_topic=topics["alarms"],
+            **self._kernel(),
+            alarm_points_topic=t["points"],
+            alarm_registry_topic=t["registry"],
+            alarm_tasks_topic=t["tasks"],
+            alarm_findings_topic=t["findings"],
+            alarm_states_topic=t["states"],
+            alarm_alarms_topic=t["alarms"],
             alarm_consumer_prefix=f"{self.prefix}.alarm",
-            alarm_notify_enabled=False,
-            alarm_tick_s=24 * 3600.0,
-            alarm_stats_flush_s=3600.0,
-            log_level="WARNING",
         )
         self.alarm_settings = settings
-        app = create_app(build_service(clock=lambda: self.after), settings=settings)
+        app = create_app(alarm_service(clock=self.now), settings=settings)
         manager = await self.stack.enter_async_context(
             LifespanManager(app, startup_timeout=120, shutdown_timeout=60)
         )
         self.alarm_ctx = app.state.context
-        transport = httpx.ASGITransport(app=manager.app)
         self.alarm_api = await self.stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://alarm")
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://alarm"
+            )
         )
         processor = self.alarm_ctx.state["processor"]
         enterprises = {d.enterprise_id for d in self.fleet.devices.values()}
@@ -395,7 +309,13 @@ class Pipeline:
         )
 
     async def _start_ingest(self) -> None:
-        topics = self.topics
+        t = self.topics
+        overrides: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {}
+        if INGEST_TAKES_A_CLOCK:
+            kwargs["clock"] = self.now
+        else:
+            overrides = {"max_clock_drift_s": 10 * 365 * 86400.0, "backfill_enabled": False}
         settings = IngestSettings(
             environment="test",
             hj212_host="127.0.0.1",
@@ -403,26 +323,23 @@ class Pipeline:
             redis_prefix=f"{self.prefix}.ingest",
             instance_id=f"pipeline-{uuid.uuid4().hex[:6]}",
             raise_nofile=False,
-            topic_frames=topics["frames"],
-            topic_readings=topics["readings"],
-            topic_commands=topics["commands"],
-            topic_command_results=topics["results"],
-            topic_audit=topics["audit"],
-            topic_registry=topics["registry"],
-            # A device sends a simulated hour in a fraction of a second: no rate limit.
-            max_frames_per_s=1_000_000.0,
+            topic_frames=t["frames"],
+            topic_readings=t["readings"],
+            topic_commands=t["commands"],
+            topic_command_results=t["results"],
+            topic_audit=t["audit"],
+            topic_registry=t["registry"],
+            max_frames_per_s=1_000_000.0,  # the clock's speed-up, not a flood
             frame_burst=1_000_000,
-            # The platform's wall clock is days after the simulated one: no 1012, no backfill.
-            max_clock_drift_s=10 * 365 * 86400.0,
-            backfill_enabled=False,
+            **overrides,
         )
         redis = create_redis(self.redis_url)
         self.stack.push_async_callback(redis.aclose)
-        view = RegistryView(topic=topics["registry"])
+        view = RegistryView(topic=t["registry"])
         await view.attach(self.bus, group_prefix=f"{self.prefix}.ingest")
         self.stack.push_async_callback(view.subscription.stop)  # type: ignore[union-attr]
         await view.wait_ready(timeout_s=60)
-        server = IngestServer(settings, bus=self.bus, redis=redis, registry=view)
+        server = IngestServer(settings, bus=self.bus, redis=redis, registry=view, **kwargs)
         await server.start(wait_for_registry=False)
         self.stack.push_async_callback(server.stop)
         await asyncio.wait_for(server.serving.wait(), 10)
@@ -470,20 +387,33 @@ class Pipeline:
                 settings=DeviceSettings(
                     rtd_interval_s=self.options.rtd_interval_s,
                     sample_s=self.options.sample_s,
+                    # Real-time data only: a logger's own re-sends are the back-fill, at the
+                    # resolution of the live data (ingest's history requests find none).
+                    minute_data=False,
+                    hour_data=False,
+                    day_data=False,
+                    backoff_max_s=2.0,
                 ),
             )
         return self.sim
 
-    async def run(self, filings: list[dict[str, Any]] | None = None) -> PipelineRun:
+    async def run(
+        self,
+        filings: list[dict[str, Any]] | None = None,
+        *,
+        mode: Mode = "paced",
+        skewed: set[str] | None = None,
+        outage: tuple[datetime, datetime] | None = None,
+    ) -> PipelineRun:
         sim = self.simulator()
         wall = time.perf_counter()
         duration = self.end.timestamp() - self.clock.start
-        task = asyncio.create_task(sim.run(duration, drain_timeout=30))
-        t = self.clock.start
+        task = asyncio.create_task(sim.run(duration, drain_timeout=60))
         try:
-            while t < self.end.timestamp():
-                t = min(t + self.options.step_s, self.end.timestamp())
-                await sim.advance(t, timeout_s=120)
+            if mode == "unpaced":
+                await self._unpaced(sim, skewed or set())
+            else:
+                await self._paced(sim, outage if mode == "outage" else None)
             answered = await task
         finally:
             if not task.done():
@@ -496,10 +426,116 @@ class Pipeline:
         self.timings["validation_lag_s"] = time.perf_counter() - wall
         await self._caught_up(f"{self.prefix}.alarm.points", self.topics["points"])
         self.timings["alarm_lag_s"] = time.perf_counter() - wall
+        await self._settle_alarm()
         wall = time.perf_counter()
-        await self.checks.run_day(self.options.day, trigger="pipeline-test")
+        r = await self.validation_api.post(
+            "/runs",
+            json={"day": self.options.day.isoformat()},
+            headers=self.signer.headers(Role.CITY_SUPERVISOR),
+        )
+        assert r.status_code == 200, r.text
         self.timings["day_close_s"] = time.perf_counter() - wall
-        return await self._collect(sim, filings or [])
+        return await self._collect(sim, mode, filings or [])
+
+    async def _paced(self, sim: Simulator, outage: tuple[datetime, datetime] | None) -> None:
+        down = (outage[0].timestamp(), outage[1].timestamp()) if outage else None
+        # The platform keeps running through the outage: once the loggers have been silent
+        # longer than OFFLINE's 2 hours, its timer has judged them (a timer period of wall
+        # time is many simulated minutes: wait for it once).
+        judged_at = down[0] + 2 * 3600 + self.alarm_settings.alarm_lateness_s if down else None
+        t = self.clock.start
+        while t < self.end.timestamp():
+            t = min(t + self.options.step_s, self.end.timestamp())
+            if down is not None and down[0] <= t < down[1]:
+                self._links(sim, set(sim.devices), up=False)
+                await self._advance_clock(sim, t)
+                if judged_at is not None and t >= judged_at:
+                    await self._judged(t)
+                    judged_at = None
+                continue
+            if down is not None and t >= down[1]:
+                self._links(sim, set(sim.devices), up=True)
+                down = None
+            await sim.advance(t, timeout_s=180)
+            await self._keep_up()
+
+    async def _unpaced(self, sim: Simulator, skewed: set[str]) -> None:
+        step = 60.0 * self.options.unpaced_step_min
+        while not sim.started:  # noqa: ASYNC110 - `run()` was just created as a task
+            await asyncio.sleep(0.002)
+        t = self.clock.start
+        while t < self.end.timestamp():
+            t = min(t + step, self.end.timestamp())
+            self._links(sim, skewed, up=False)
+            await sim.advance(t, timeout_s=300)  # everyone else sends the step's data …
+            self._links(sim, skewed, up=True)
+            await sim.advance(t, timeout_s=300)  # … then the held-back loggers theirs
+
+    @staticmethod
+    def _links(sim: Simulator, mns: set[str], *, up: bool) -> None:
+        """Take the loggers' links down (they keep their data) or bring them back."""
+        for mn in mns:
+            device = sim.devices[mn]
+            if up:
+                device.online.set()
+            else:
+                device.online.clear()
+                if device.link is not None:
+                    device.link.close()
+
+    async def _advance_clock(self, sim: Simulator, t: float) -> None:
+        """Move the clock while every link is down: the loggers make their data, nobody
+        can send them (what `Simulator.advance` would wait for)."""
+        self.clock.advance(t)
+        deadline = time.monotonic() + 120
+        while True:
+            running = sum(1 for d in sim.devices.values() if not d.timeline_done.is_set())
+            if self.clock.waiting >= running:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("simulated devices did not reach the clock")
+            await asyncio.sleep(0.002)
+
+    async def _keep_up(self) -> None:
+        """Paced: the platform keeps up with its clock, as a live one does — validation and
+        alarm have handled everything sent before the clock moves on."""
+        for group, topic in (
+            (f"{self.prefix}.validation.bind", self.topics["readings"]),
+            (f"{self.prefix}.alarm.points", self.topics["points"]),
+        ):
+            while True:
+                ends = await self.bus.end_offsets(topic)
+                offsets = await self.admin.list_consumer_group_offsets(group)
+                done = {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic}
+                if all(done.get(p, 0) >= end for p, end in ends.items()):
+                    break
+                await asyncio.sleep(0.02)
+
+    async def _judged(self, t: float) -> None:
+        """Wait for the alarm service's timer to judge every enterprise up to `t`."""
+        processor = self.alarm_ctx.state["processor"]
+        await _wait_for(
+            lambda: all((rt.seq["frontier"] or 0) >= t for rt in processor.runtimes.values()),
+            "the alarm service's timer",
+            limit_s=self.alarm_settings.alarm_tick_s * 4 + 60,
+        )
+        await processor.relay.drain()
+
+    async def _settle_alarm(self) -> None:
+        """Past the data: the clock moves on, the alarm service's own timer (every
+        `alarm_tick_s`) finds the loggers silent and judges every enterprise to the end."""
+        self.clock.advance(self.end.timestamp() + self.alarm_settings.alarm_lateness_s + 120)
+        processor = self.alarm_ctx.state["processor"]
+        end = self.end.timestamp()
+        await _wait_for(
+            lambda: all(
+                (rt.seq["frontier"] or 0) > end and rt.seq["replay_from"] is None
+                for rt in processor.runtimes.values()
+            ),
+            "the alarm service's timer",
+            limit_s=self.alarm_settings.alarm_tick_s * 4 + 60,
+        )
+        await processor.relay.drain()
 
     async def _caught_up(self, group: str, topic: str, limit_s: float = 300.0) -> None:
         """Wait until `group` has committed every record of `topic`."""
@@ -520,9 +556,11 @@ class Pipeline:
         finally:
             await admin.close()
 
-    async def _collect(self, sim: Simulator, filings: list[dict[str, Any]]) -> PipelineRun:
+    async def _collect(
+        self, sim: Simulator, mode: str, filings: list[dict[str, Any]]
+    ) -> PipelineRun:
         day = self.options.day
-        async with self.validation_db.session() as session:
+        async with self.validation.database.session() as session:
             rows = list(
                 await session.execute(
                     text(
@@ -540,11 +578,20 @@ class Pipeline:
             }
         occurrences = {(r.rule_code, r.subject_id, r.day) for r in rows}
         headers = self.signer.headers(Role.CITY_SUPERVISOR)
-        r = await self.alarm_api.get("/alarms", params={"page_size": 500}, headers=headers)
-        assert r.status_code == 200, r.text
-        alarms = r.json()["items"]
+        alarms: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            r = await self.alarm_api.get(
+                "/alarms", params={"page_size": 500, "page": page}, headers=headers
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            alarms.extend(body["items"])
+            if page >= body["pages"]:
+                break
+            page += 1
         for a in alarms:
-            for k in ("first_at", "last_at", "recovered_at"):
+            for k in ("first_at", "last_at", "recovered_at", "discovered_at"):
                 if a[k]:
                     a[k] = datetime.fromisoformat(a[k])
         changes: dict[str, list[tuple[datetime, str]]] = {}
@@ -553,12 +600,22 @@ class Pipeline:
             result = await connection.execute(
                 select(state_change.c.subject_id, state_change.c.since, state_change.c.state)
                 .where(state_change.c.subject_kind == "facility")
+                .where(state_change.c.withdrawn_at.is_(None))
                 .order_by(state_change.c.id)
             )
             for subject, since, state in result:
                 changes.setdefault(subject, []).append((since, state))
+        processor = self.alarm_ctx.state["processor"]
+        self.counts["alarm_replays"] = processor.replays
+        self.counts["late_dropped"] = sum(
+            rt.seq["late_dropped"] for rt in processor.runtimes.values()
+        )
+        self.counts["late_unjudged"] = sum(
+            rt.seq["late_unjudged"] for rt in processor.runtimes.values()
+        )
         return PipelineRun(
             options=self.options,
+            mode=mode,
             fleet=self.fleet,
             sim=sim,
             truth=sim.ground_truth,
@@ -567,7 +624,8 @@ class Pipeline:
             findings=occurrences,
             finding_rows=rows,
             point_daily=daily,
-            alarms=alarms,
+            alarms=[a for a in alarms if a["retracted_at"] is None],
+            retracted=[a for a in alarms if a["retracted_at"] is not None],
             state_changes=changes,
             filings=filings,
             timings=dict(self.timings),

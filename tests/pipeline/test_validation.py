@@ -1,14 +1,22 @@
 """Validation on a simulated day with injected faults: findings for the injected faults and
-none for healthy devices, precision and recall ≥ 0.95 (issue 6). The fault → finding mapping
-is in `pipeline_truth.py`."""
+none for healthy devices, strict precision and recall ≥ 0.95, every rule the simulator can
+make fail covered, tolerated findings listed by cause and bounded (issue 6, issue 17). The
+fault → finding mapping is in `pipeline_truth.py`."""
 
 from __future__ import annotations
 
 import pytest
 from pipeline_harness import PipelineRun
-from pipeline_truth import HARMLESS, expected_findings, healthy_enterprises, score_findings
+from pipeline_truth import (
+    HARMLESS,
+    INJECTABLE_RULES,
+    TOLERATED_SHARE,
+    expected_findings,
+    healthy_enterprises,
+    score_findings,
+)
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 
 def test_findings_precision_and_recall(pipeline_run: PipelineRun) -> None:
@@ -16,14 +24,19 @@ def test_findings_precision_and_recall(pipeline_run: PipelineRun) -> None:
     score = score_findings(pipeline_run, truth)
     print(
         f"\nvalidation: expected {score['expected']}, found {score['found']}, "
-        f"precision {score['precision']:.3f}, recall {score['recall']:.3f}, "
-        f"tolerated {score['tolerated']}"
+        f"precision {score['precision']:.3f} (tolerated {score['precision_tolerated']:.3f}), "
+        f"recall {score['recall']:.3f}, tolerated by cause {score['tolerated_by_cause']}"
     )
-    kinds = {e.kind for e in pipeline_run.truth.events}
-    assert {"negative_energy", "meter_reset", "constant_power", "offline"} <= kinds
+    injected = {e.kind for e in pipeline_run.truth.events}
+    covered = {
+        rule for kind, rules in INJECTABLE_RULES.items() if kind in injected for rule in rules
+    }
+    assert covered == set().union(*INJECTABLE_RULES.values()), "every injectable rule injected"
+    assert covered <= {rule for rule, _, _ in truth.must}
     assert score["expected"] >= 10, score
-    assert score["precision"] >= 0.95, score["false_positives"]
+    assert score["precision"] >= 0.95, score["false_positives"] + score["tolerated"]
     assert score["recall"] >= 0.95, score["missed"]
+    assert score["tolerated_share"] <= TOLERATED_SHARE, score["tolerated_by_cause"]
 
 
 def test_healthy_devices_have_no_finding(pipeline_run: PipelineRun) -> None:

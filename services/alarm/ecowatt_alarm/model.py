@@ -286,10 +286,18 @@ class ModelCache:
                 GroupModel(
                     id=snap.id,
                     name=snap.name or snap.id,
+                    # Only what is metered is judged: a facility without a point is an
+                    # archive finding of validation (…_facility_unmonitored), not a violation.
                     production_ids=tuple(
-                        f for f in snap.production_facility_ids if f in facilities
+                        f
+                        for f in snap.production_facility_ids
+                        if f in facilities and facilities[f].point_ids
                     ),
-                    control_ids=tuple(f for f in snap.control_facility_ids if f in facilities),
+                    control_ids=tuple(
+                        f
+                        for f in snap.control_facility_ids
+                        if f in facilities and facilities[f].point_ids
+                    ),
                     mode=snap.required_mode,
                     start_lead_min=snap.start_lead_min,
                     stop_lag_min=snap.stop_lag_min,

@@ -23,7 +23,7 @@ from ecowatt_kernel.contracts import TOPICS, TopicSpec
 from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_alarm.api import router
-from ecowatt_alarm.notify import Notifier, SmsGateway
+from ecowatt_alarm.notifications.notifier import Notifier, SmsGateway
 from ecowatt_alarm.processor import AlarmProcessor
 from ecowatt_alarm.settings import AlarmSettings
 

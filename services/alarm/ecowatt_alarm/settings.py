@@ -24,7 +24,16 @@ class AlarmSettings(KernelSettings):
     alarm_alarms_topic: str = "alarms"
     alarm_consumer_prefix: str = "alarm"
 
-    # Timers: offline sweep and day roll-over every `tick_s`; nightly learning at local time.
+    # Event time (docs/alarm-rules.md §6). A device from which nothing was received for
+    # `lateness_s` (service clock) is silent: its enterprise is judged without it. Ten
+    # minutes covers a partition or a device clock that lags by minutes, and costs at most
+    # that long before a silent device's enterprise is judged on.
+    alarm_lateness_s: float = 600.0
+    # Samples applied after a checkpoint are kept this long (data time) for re-judging late
+    # data; later back-fill is recorded but not judged again.
+    alarm_reopen_horizon_s: float = 24 * 3600.0
+
+    # Timers: silence (frontiers of silent devices) every `tick_s`; nightly learning.
     alarm_tick_s: float = 15.0
     alarm_nightly_at: str = "02:30"
     alarm_learning_days: int = 60
@@ -36,6 +45,7 @@ class AlarmSettings(KernelSettings):
     # Attachments of enterprise feedback: PostgreSQL (default) or a folder.
     alarm_attachments_dir: Path | None = None
     alarm_attachment_max_bytes: int = 10 * 1024 * 1024
+    alarm_attachment_max_count: int = 5
     alarm_attachment_types: tuple[str, ...] = (
         "image/jpeg",
         "image/png",
@@ -45,11 +55,18 @@ class AlarmSettings(KernelSettings):
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     )
 
+    # Excel exports of the alarm list: at most this many rows (a clear 422 beyond, stating
+    # the cap: narrow the filters); the workbook is built off the event loop.
+    alarm_export_max_rows: int = 50_000
+
     # Notifications.
     alarm_notify_enabled: bool = True
     alarm_webhook_urls: tuple[str, ...] = ()
     alarm_webhook_secret: SecretStr | None = None
     alarm_webhook_timeout_s: float = 5.0
+    # Webhooks reach public addresses only; these CIDRs or host names are allowed besides
+    # (an intranet endpoint of the bureau, say). Checked when a URL is stored and when called.
+    alarm_webhook_allowed_networks: tuple[str, ...] = ()
     alarm_sms_provider: Literal["log", "http"] = "log"
     alarm_sms_url: str | None = None
     alarm_sms_api_key: SecretStr | None = None

@@ -74,6 +74,8 @@ state_change = Table(
     Column("reason", Text),
     Column("evidence", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when a re-judgement after late data no longer holds this change (migration 0003).
+    Column("withdrawn_at", DateTime(timezone=True)),
     Index("ix_state_change_subject", "subject_id", "since"),
     Index("ix_state_change_enterprise", "enterprise_id", "since"),
 )
@@ -110,6 +112,12 @@ alarm = Table(
     Column("evidence", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Migration 0003: when the platform found it (first_at is when the violation began),
+    # whether it was found in late or back-filled data, and a withdrawal after late data.
+    Column("discovered_at", DateTime(timezone=True)),
+    Column("late", Boolean, nullable=False, server_default=text("false")),
+    Column("retracted_at", DateTime(timezone=True)),
+    Column("retraction", JSONB),
     Index("ix_alarm_first_at", "first_at"),
     Index("ix_alarm_enterprise", "enterprise_id", "first_at"),
     Index("ix_alarm_district", "district_code", "first_at"),
@@ -252,6 +260,21 @@ notification = Table(
     Index("ix_notification_dedup", "dedup_key", "created_at"),
     Index("ix_notification_alarm", "alarm_id"),
     UniqueConstraint("alarm_id", "change", "level", "channel", "recipient", name="uq_notification"),
+)
+
+retained_sample = Table(
+    "retained_sample",
+    metadata,
+    # Samples applied after an enterprise's checkpoint, kept to judge late data again
+    # (engine.eventtime); deleted when the checkpoint is released (migration 0003).
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("enterprise_id", Text, nullable=False),
+    Column("t", Float, nullable=False),
+    Column("point_id", Text, nullable=False),
+    Column("power", Float, nullable=False),
+    Column("voltage", Float),
+    Column("interval", Float, nullable=False, server_default=text("0")),
+    Index("ix_retained_sample_enterprise", "enterprise_id", "t"),
 )
 
 outbox = outbox_table(metadata)

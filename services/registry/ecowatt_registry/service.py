@@ -11,6 +11,7 @@ from ecowatt_kernel.app import ServiceContext, ServiceSpec
 from ecowatt_kernel.outbox import OutboxRelay
 
 from ecowatt_registry.archive import republish_all
+from ecowatt_registry.bulk.views import router as bulk
 from ecowatt_registry.control_groups.views import router as control_groups
 from ecowatt_registry.devices.views import router as devices
 from ecowatt_registry.enterprises.views import router as enterprises
@@ -93,6 +94,7 @@ SERVICE = ServiceSpec(
     on_startup=on_startup,
     on_shutdown=on_shutdown,
     routers=[
+        bulk,  # before enterprises: /enterprises/bulk is not an enterprise id
         enterprises,
         production_lines,
         facilities,

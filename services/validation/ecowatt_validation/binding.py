@@ -18,6 +18,12 @@ transaction writes the state, the aggregates, unbound counts and any streaming f
 their outbox events; then the bus commits the offsets. The state row carries a revision; if
 another consumer wrote it meanwhile (a rebalance), the cache is dropped and the batch retried
 from the database, so a redelivered batch is harmless.
+
+Why one module of ~1,300 lines: it is one hot loop (every reading of the platform passes
+through `process`), and its pieces — binding plans, the counter chain, the day aggregates,
+the staged writes, the byte-for-byte `telemetry.points` envelopes — are tuned together
+(`make bench-validation`); a split along them (plan, state, writes, envelopes) should keep
+the per-reading path free of indirection.
 """
 
 from __future__ import annotations
@@ -357,8 +363,9 @@ class Binder:
                 if reading.cn in sample_cns:
                     midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
                     seconds = int((local - midnight).total_seconds())
-                    latency = (reading.received_at - reading.data_time).total_seconds()
-                    grade = latency_grade(max(latency, 0.0), params.latency["grade_bounds_h"])
+                    if not reading.history:  # back-filled data are late by design: not judged
+                        latency = (reading.received_at - reading.data_time).total_seconds()
+                        grade = latency_grade(max(latency, 0.0), params.latency["grade_bounds_h"])
                 texts = _reading_json(reading)
                 for item in items:
                     touched.add(item.point.id)
@@ -631,9 +638,10 @@ class Binder:
                 agg.p_max = top if agg.p_max is None else max(agg.p_max, top)
                 low = min(power, values.get("active_power_kw:min", power))
                 agg.p_min = low if agg.p_min is None else min(agg.p_min, low)
-            agg.latency_grades[min(grade, 5) - 1] += 1
-            agg.latency_max_s = max(agg.latency_max_s, latency)
-            if grade >= params.latency["finding_min_grade"]:
+            if grade:
+                agg.latency_grades[min(grade, 5) - 1] += 1
+                agg.latency_max_s = max(agg.latency_max_s, latency)
+            if grade and grade >= params.latency["finding_min_grade"]:
                 self._fire(
                     result,
                     R.DATA_LATENCY,
@@ -1281,14 +1289,16 @@ def _trace_json(trace: str) -> tuple[bytes, Headers]:
 
 def _reading_json(reading: TelemetryReading) -> tuple[bytes, bytes, bytes]:
     """`<mn>,"cn":<cn>`, `<interval>,"data_time":<time>,"values":` and
-    `,"source_key":<key>}}`."""
+    `,"source_key":<key>,"history":<bool>}}`."""
     return (
         to_json(reading.mn) + b',"cn":' + to_json(reading.cn),
         to_json(INTERVALS.get(reading.cn, "other"))
         + b',"data_time":'
         + to_json(reading.data_time)
         + b',"values":',
-        b',"source_key":' + to_json(reading.idempotency_key) + b"}}",
+        b',"source_key":'
+        + to_json(reading.idempotency_key)
+        + (b',"history":true}}' if reading.history else b',"history":false}}'),
     )
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from ecowatt_validation.rulebook import RuleBook
 from ecowatt_validation.settings import ValidationSettings
 
 STATE_KEY = "validation"
+CLOCK_KEY = "clock"
 
 
 @dataclass
@@ -76,8 +78,13 @@ async def freeze_archive(view: RegistryView) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
     """Wire the service's pieces (not started)."""
+    clock: Callable[[], datetime] = ctx.state.get(CLOCK_KEY) or _wall_clock
     database = ctx.database
     view = RegistryView(topic=settings.registry_topic)
     rulebook = RuleBook()
@@ -97,6 +104,7 @@ def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
         points_topic=settings.points_topic,
         publish_points=settings.publish_points,
         on_committed=relay.wake,
+        clock=clock,
     )
     checks = Checks(
         database=database,
@@ -105,6 +113,8 @@ def build_runtime(ctx: ServiceContext, settings: ValidationSettings) -> Runtime:
         rules=rulebook,
         timezone=settings.timezone,
         on_committed=relay.wake,
+        clock=clock,
+        settle_s=settings.archive_settle_s,
     )
     return Runtime(settings, database, view, rulebook, findings, binder, checks, relay, [])
 
@@ -147,7 +157,18 @@ async def on_startup(ctx: ServiceContext) -> None:
         leader=AdvisoryLeader(engine, "validation.archive"),
         initial_delay_s=settings.archive_debounce_s,
     )
-    runtime.view.on_change(lambda *_: archive_job.wake())
+    loop = asyncio.get_running_loop()
+    later: list[asyncio.TimerHandle] = []
+
+    def archive_changed(*_: object) -> None:
+        # Now (other archives may have settled) and once this change has settled.
+        archive_job.wake()
+        if settings.archive_settle_s > 0:
+            for handle in later:
+                handle.cancel()
+            later[:] = [loop.call_later(settings.archive_settle_s + 1.0, archive_job.wake)]
+
+    runtime.view.on_change(archive_changed)
     runtime.jobs = [
         archive_job,
         PeriodicJob(
@@ -165,6 +186,7 @@ async def on_startup(ctx: ServiceContext) -> None:
             last_done=runtime.checks.last_completed_day,
             catch_up_days=settings.day_close_catch_up_days,
             leader=AdvisoryLeader(engine, "validation.day-close"),
+            clock=runtime.checks.clock,
         ),
     ]
     await runtime.relay.start()
@@ -185,6 +207,27 @@ async def on_shutdown(ctx: ServiceContext) -> None:
     if runtime.view.subscription is not None and runtime.view.subscription.running:
         await runtime.view.subscription.stop()
     await runtime.relay.stop()
+
+
+def build_service(*, clock: Callable[[], datetime] | None = None) -> ServiceSpec:
+    """The service spec; tests and replays pass a clock (settle times, day close, sweep)."""
+
+    async def startup(ctx: ServiceContext) -> None:
+        if clock is not None:
+            ctx.state[CLOCK_KEY] = clock
+        await on_startup(ctx)
+
+    return ServiceSpec(
+        name="validation",
+        title=SERVICE.title,
+        description=SERVICE.description,
+        settings_class=ValidationSettings,
+        schema="validation",
+        migrations=SERVICE.migrations,
+        routers=[router],
+        on_startup=startup,
+        on_shutdown=on_shutdown,
+    )
 
 
 SERVICE = ServiceSpec(

@@ -37,6 +37,10 @@ class ValidationSettings(KernelSettings):
     # Live offline sweep and debounce of archive checks after registry changes.
     sweep_interval_s: float = 60.0
     archive_debounce_s: float = 5.0
+    # An enterprise's archive is judged once it has been quiet this long (or after an
+    # explicit POST /archive/complete): an archive entered piece by piece through the API is
+    # not judged half-built. Ten minutes covers a person entering one enterprise's points.
+    archive_settle_s: float = 600.0
 
     @property
     def valid_flag_set(self) -> frozenset[str]:

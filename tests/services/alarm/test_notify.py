@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from ecowatt_alarm.notify import Notifier, in_quiet_hours
+from ecowatt_alarm.notifications.notifier import Notifier, in_quiet_hours
 from ecowatt_kernel.contracts import AlarmChanged
 from ecowatt_kernel.identity import Role
 
@@ -75,7 +75,7 @@ async def test_quiet_hours_and_dedup(city_run: CityRun, harness: Harness) -> Non
     suppressed = _event("N-5", enterprise, level=3).model_copy(update={"status": "suppressed"})
     await notifier.notify(suppressed)
     r = await h.client.get(
-        "/notifications", params={"limit": 1000}, headers=h.headers(Role.CITY_SUPERVISOR)
+        "/notifications", params={"page_size": 500}, headers=h.headers(Role.CITY_SUPERVISOR)
     )
     assert r.status_code == 200
     statuses = {}
@@ -96,7 +96,7 @@ async def test_http_sms_provider_posts_with_the_api_key() -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from ecowatt_alarm.notify import HttpSmsGateway
+    from ecowatt_alarm.notifications.notifier import HttpSmsGateway
 
     seen: list[tuple[dict[str, str], str | None]] = []
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from ecowatt_alarm.citygen import score_alarms, score_states
+from alarm_scores import score_alarms, score_states
 from ecowatt_alarm.tables import state_change
 from ecowatt_kernel.db import async_url
 from ecowatt_kernel.identity import Role
@@ -129,7 +129,7 @@ async def test_events_reach_the_bus_and_notifications_go_out(
     assert all(w["signature"].startswith("sha256=") for w in harness.webhook)
     assert harness.sms.sent, "enterprise contacts get an SMS"
     r = await harness.client.get("/notifications", headers=harness.headers(Role.CITY_SUPERVISOR))
-    log = r.json()
+    log = r.json()["items"]
     assert {n["channel"] for n in log} == {"sms", "webhook"}
     assert {n["status"] for n in log} <= {"sent", "deduplicated"}
 
@@ -213,7 +213,7 @@ async def test_quality_findings_are_kept_and_resolved(city_run: CityRun, harness
     p = harness.processor
     await harness.publish([finding], harness.settings.alarm_findings_topic)
     await harness.wait_for(lambda: p.findings.get(enterprise))
-    assert p._findings_of(enterprise, [point])[0]["rule_code"] == "constant_power"
+    assert p.findings_of(enterprise, [point])[0]["rule_code"] == "constant_power"
     resolved = finding.model_copy(update={"status": "resolved"})
     await harness.publish([resolved], harness.settings.alarm_findings_topic)
     await harness.wait_for(lambda: not p.findings.get(enterprise))

@@ -73,6 +73,7 @@ def reading(
     *,
     cn: str = "2011",
     received_at: datetime | None = None,
+    history: bool = False,
 ) -> TelemetryReading:
     return TelemetryReading(
         idempotency_key=f"{mn}|{cn}|{t.isoformat()}",
@@ -82,6 +83,7 @@ def reading(
         data_time=t,
         received_at=received_at or t + timedelta(seconds=3),
         items=items,
+        history=history,
     )
 
 

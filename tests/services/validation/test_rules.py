@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from ecowatt_validation import rules as R
-from ecowatt_validation.checks import ALSO_USED_BY_MAX
+from ecowatt_validation.checks import ALSO_USED_BY_MAX, Checks
 from harness import (
     DAY,
     Harness,
@@ -60,6 +60,37 @@ async def test_archive_completeness_rules(harness: Harness) -> None:
     ]
     assert row.evidence["problem"] == "facility_without_point"
     assert row.evidence["facilities"] == [{"id": "NOTOT-F1", "name": "NOTOT-F1"}]
+
+
+async def test_an_archive_is_judged_once_it_has_settled(harness: Harness) -> None:
+    """An enterprise entered piece by piece is judged after `settle_s` of quiet (or when
+    declared complete): nothing opens and resolves while it is half-built."""
+    h = harness
+    checks = Checks(
+        database=h.database,
+        view=h.view,
+        findings=h.findings,
+        rules=h.rulebook,
+        timezone=h.settings.timezone,
+        clock=lambda: h.now[0],
+        settle_s=600,
+    )
+    await h.archive([enterprise("HALF")])
+    assert await checks.check_archive(DAY) == 0, "changed just now: not judged yet"
+    h.now[0] += timedelta(minutes=5)
+    # facilities, device, points come later; another enterprise is entered meanwhile
+    await h.archive([*complete_enterprise("HALF")[1:], enterprise("DECLARED")])
+    h.now[0] += timedelta(minutes=9)
+    await checks.check_archive(DAY)
+    assert await h.subjects(R.NO_MONITORING_POINT) == set(), "HALF changed 9 minutes ago"
+    checks.complete("DECLARED")
+    await checks.check_archive(DAY)
+    assert await h.subjects(R.NO_MONITORING_POINT) == {"DECLARED"}, "declared complete: judged"
+    h.now[0] += timedelta(minutes=2)
+    await checks.check_archive(DAY)
+    assert await h.subjects(R.NO_MONITORING_POINT) == {"DECLARED"}, "HALF settled: complete"
+    events = [f for f in h.published_findings() if f.subject_id == "HALF"]
+    assert events == [], "the half-built archive never opened (or resolved) a finding"
 
 
 async def test_threshold_rules(harness: Harness) -> None:
@@ -402,6 +433,29 @@ async def test_data_latency(harness: Harness) -> None:
     await harness.run_day()
     [late] = await harness.findings_of(R.DATA_LATENCY)
     assert late.evidence["grades"][1] == 1
+
+
+async def test_history_is_not_judged_for_latency(harness: Harness) -> None:
+    """Back-filled or re-sent data (`history`) are late by design: no latency finding, no
+    latency grade; the point reading says it is history."""
+    await harness.archive([s for e in ("BACKFILL",) for s in one_point(e, e)])
+    t = local(DAY, 11)
+    await harness.send(
+        [
+            reading(
+                "MN-BACKFILL",
+                t + timedelta(minutes=m),
+                meter(1, 5, None),
+                received_at=t + timedelta(hours=5),
+                history=True,
+            )
+            for m in range(3)
+        ]
+    )
+    assert await harness.subjects(R.DATA_LATENCY) == {"LATE"} - {"LATE"}
+    assert (await harness.daily_row("BACKFILL")).latency_grades == [0, 0, 0, 0, 0]
+    points = [p for p in harness.published_points() if p.point_id == "BACKFILL"]
+    assert len(points) == 3 and all(p.history for p in points)
 
 
 async def test_device_offline_daily_and_live(harness: Harness) -> None:

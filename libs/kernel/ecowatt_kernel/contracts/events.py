@@ -186,6 +186,11 @@ class PointReading(Event):
     )
     valid: bool = Field(True, description="False when the reading must not drive analyses.")
     source_key: str | None = Field(None, description="Idempotency key of the source reading.")
+    history: bool = Field(
+        False,
+        description="The source reading's `TelemetryReading.history`: back-filled or re-sent "
+        "data, late by design.",
+    )
 
     def partition_key(self) -> str:
         return self.enterprise_id
@@ -247,7 +252,12 @@ class AlarmChanged(Event):
     rule_code: str
     rule_version: int
     subject_id: str = Field(description="Control group, point or device the alarm is about.")
-    change: Literal["opened", "updated", "escalated", "suppressed", "recovered", "closed"]
+    change: Literal[
+        "opened", "updated", "escalated", "suppressed", "recovered", "closed", "retracted"
+    ] = Field(
+        description="`retracted`: late data showed that in-order data would not have raised "
+        "it (`retraction` says why); the alarm is kept."
+    )
     status: str
     level: int = 1
     opened_at: AwareDatetime
@@ -268,6 +278,18 @@ class AlarmChanged(Event):
         None, description="Why it is suppressed: power loss, a planned-outage filing, a plan."
     )
     district_code: str | None = None
+    discovered_at: AwareDatetime | None = Field(
+        None,
+        description="When the platform found it (`first_at` is when the violation began): "
+        "later than the violation's confirmation for findings in late or back-filled data.",
+    )
+    late: bool = Field(
+        False,
+        description="Found in late or back-filled data: notified as a late finding, not as news.",
+    )
+    retraction: dict[str, Any] | None = Field(
+        None, description="Why and when a `retracted` alarm was withdrawn."
+    )
 
     def partition_key(self) -> str:
         return self.enterprise_id

@@ -261,6 +261,7 @@ _VALIDATION = [
     Rule("GET", "/api/validation/unbound", PEOPLE),
     Rule("POST", "/api/validation/runs", frozenset({A, CS})),
     Rule("GET", "/api/validation/runs", PEOPLE),
+    Rule("POST", "/api/validation/archive/complete", frozenset({A, CS, OM})),
 ]
 
 _ALARM = [

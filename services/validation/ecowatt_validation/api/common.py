@@ -4,7 +4,7 @@ deployment's day, and Excel downloads within the kernel's cap."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,9 @@ def deployment_tz(request: Request) -> ZoneInfo:
 
 
 def yesterday(request: Request) -> date:
-    return datetime.now(UTC).astimezone(deployment_tz(request)).date() - timedelta(days=1)
+    """The last closed day on the service's clock (an injected clock in tests)."""
+    today: date = runtime(request).checks.today()
+    return today - timedelta(days=1)
 
 
 async def xlsx_download(

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import Column
 from ecowatt_kernel.identity import CurrentIdentity, CurrentScope, Role, require_roles
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
-from ecowatt_kernel.problems import Problem
+from ecowatt_kernel.problems import NotFound, Problem
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, and_, select
 
 from ecowatt_validation.api.common import (
     Format,
-    deployment_tz,
     export_rows,
     runtime,
     scoped,
@@ -81,12 +80,35 @@ class RunRequest(BaseModel):
     status_code=200,
 )
 async def rerun(body: RunRequest, request: Request) -> dict[str, Any]:
-    if body.day >= datetime.now(UTC).astimezone(deployment_tz(request)).date():
+    if body.day >= runtime(request).checks.today():
         raise Problem(
             "only a closed (past) day can be run", status=422, type_suffix="day-not-closed"
         )
     stats = await runtime(request).run_day(body.day, "api")
     return {"day": body.day, **stats}
+
+
+class ArchiveComplete(BaseModel):
+    enterprise_id: str
+
+
+@router.post(
+    "/archive/complete",
+    summary="Declare an enterprise's archive complete: judge it now, without the settle time",
+    dependencies=[require_roles(Role.CITY_SUPERVISOR, Role.OM_OPERATOR)],
+)
+async def archive_complete(
+    body: ArchiveComplete, request: Request, identity: CurrentIdentity
+) -> dict[str, Any]:
+    validation = runtime(request)
+    enterprise = validation.view.enterprise(body.enterprise_id)
+    if enterprise is None or not identity.scope.allows(
+        district=enterprise.district_code, enterprise_id=body.enterprise_id
+    ):
+        raise NotFound(f"enterprise {body.enterprise_id} not found")
+    validation.checks.complete(body.enterprise_id)
+    events = await validation.checks.check_archive()
+    return {"enterprise_id": body.enterprise_id, "events": events}
 
 
 @router.get("/runs", summary="Day-close runs, newest first")

@@ -1,4 +1,6 @@
-"""A small synthetic city with injected faults and ground truth, for tests and the benchmark.
+"""A small synthetic city with injected faults and ground truth, for the alarm tests, the
+worked-example charts of docs/alarm-rules.md and `make bench-alarm` (kept out of the alarm
+package: the code that states what is true does not live in the code it judges).
 
 This is the alarm service's own stand-in for the device simulator + ingest + validation
 pipeline: it produces the registry snapshots and the `PointReading` stream that pipeline
@@ -45,7 +47,7 @@ from ecowatt_kernel.contracts import (
     Snapshot,
 )
 
-__all__ = ["CitySource", "ExpectedAlarm", "Filing", "SyntheticCity", "score_alarms", "score_states"]
+__all__ = ["CitySource", "ExpectedAlarm", "Filing", "SyntheticCity"]
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -117,14 +119,14 @@ def _inside(minute: int, spans: list[tuple[int, int]]) -> bool:
 SCENARIOS: dict[str, dict[str, Any]] = {
     "healthy": {},
     "r1_pos": {
-        "ctrl_off": [(120, 240)],
-        "expected": [("R1", "G", 120, 240, False), ("R4", "G", 60, 390, False)],
+        "ctrl_off": [(120, 245)],
+        "expected": [("R1", "G", 120, 245, False), ("R4", "G", 60, 390, False)],
     },
     "r1_neg": {"ctrl_off": [(120, 130)]},
     "r1_sup": {
-        "ctrl_off": [(120, 240)],
+        "ctrl_off": [(120, 245)],
         "stop_order": (90, 300),
-        "expected": [("R1", "G", 120, 240, True), ("R4", "G", 60, 390, True)],
+        "expected": [("R1", "G", 120, 245, True), ("R4", "G", 60, 390, True)],
     },
     "r2_pos": {
         "ctrl_on": (85, 393),
@@ -190,8 +192,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "offline_sup": {
         "silent_all": [(180, 10_000)],
-        "filings": [("ALL", 150, 440)],
+        "filings": [("ALL", 150, 1440)],
         "expected": [("OFFLINE", "A", 180, 450, True), ("OFFLINE", "B", 180, 450, True)],
+    },
+    # One episode, one alarm: R1 is the alarm, the late start / early stop / the control
+    # point going offline afterwards are facets of it.
+    "r2_long": {
+        "ctrl_on": (110, 393),
+        "expected": [("R1", "G", 60, 110, False), ("R4", "G", 60, 390, False)],
+    },
+    "r3_long": {
+        "ctrl_on": (57, 340),
+        "expected": [("R1", "G", 340, 390, False), ("R4", "G", 60, 390, False)],
+    },
+    "r1_offline": {
+        "ctrl_off": [(120, 200)],
+        "silent_b": [(200, 280)],
+        "expected": [("R1", "G", 120, 280, False), ("R4", "G", 60, 390, False)],
     },
     "planned_outage": {"plant_stop": [(120, 300)], "filings": [("ALL", 110, 310)]},
     "power_cut": {
@@ -484,94 +501,3 @@ class SyntheticCity:
             yield reading(f"{e.id}-C", f"{e.id}-B", 1, c)
         if not silent_a:
             yield reading(f"{e.id}-T", f"{e.id}-A", 1, total)
-
-
-# ------------------------------------------------------------------------------- scoring
-
-
-def _overlaps(a0: datetime, a1: datetime, b0: datetime, b1: datetime, slack: timedelta) -> bool:
-    return a0 <= b1 + slack and b0 <= a1 + slack
-
-
-def score_alarms(
-    expected: list[ExpectedAlarm], fired: list[dict[str, Any]], slack_min: int = 20
-) -> dict[str, Any]:
-    """Match fired alarms ({rule_code, subject_id, group_id, first_at, last_at, recovered_at,
-    status}) to the truth: precision over fired, recall over expected, both split into live
-    and suppressed."""
-    slack = timedelta(minutes=slack_min)
-    unmatched_fired = list(range(len(fired)))
-    matched, missing = [], []
-    for exp in expected:
-        hit = None
-        for i in unmatched_fired:
-            f = fired[i]
-            subject = f["group_id"] if f["rule_code"] == "R4" else f["subject_id"]
-            end = f.get("recovered_at") or f["last_at"]
-            if (
-                f["rule_code"] == exp.rule_code
-                and subject == exp.subject_id
-                and (f["status"] == "suppressed") == exp.suppressed
-                and _overlaps(f["first_at"], end, exp.start, exp.end, slack)
-            ):
-                hit = i
-                break
-        if hit is None:
-            missing.append(exp)
-        else:
-            unmatched_fired.remove(hit)
-            matched.append(exp)
-    extra = [fired[i] for i in unmatched_fired]
-    return {
-        "expected": len(expected),
-        "fired": len(fired),
-        "matched": len(matched),
-        "precision": len(matched) / len(fired) if fired else 1.0,
-        "recall": len(matched) / len(expected) if expected else 1.0,
-        "missing": missing,
-        "extra": extra,
-    }
-
-
-def score_states(
-    truth: dict[str, list[tuple[datetime, str]]],
-    changes: dict[str, list[tuple[datetime, str]]],
-    margin_min: int = 6,
-) -> dict[str, Any]:
-    """Minute-by-minute facility states against the truth, skipping `margin_min` after each
-    true change (confirmation and offline detection need that long). `changes` are each
-    facility's (since, state) in the order they were recorded. Precision and recall are
-    macro-averaged over the states that occur."""
-    tp: dict[str, int] = {}
-    predicted: dict[str, int] = {}
-    actual: dict[str, int] = {}
-    for fid, series in truth.items():
-        # By time only: changes with the same `since` keep the order they were recorded in
-        # (a power-loss restoration records "stopped" then "running" at the same instant).
-        history = sorted(changes.get(fid, []), key=lambda change: change[0])
-        last_change = None
-        previous = None
-        j, current = 0, None
-        for t, state in series:
-            if state != previous:
-                last_change, previous = t, state
-            while j < len(history) and history[j][0] <= t:
-                current = history[j][1]
-                j += 1
-            if last_change is not None and t - last_change < timedelta(minutes=margin_min):
-                continue
-            actual[state] = actual.get(state, 0) + 1
-            if current is not None:
-                predicted[current] = predicted.get(current, 0) + 1
-                if current == state:
-                    tp[state] = tp.get(state, 0) + 1
-    states = sorted(set(actual) | set(predicted))
-    precision = {s: tp.get(s, 0) / predicted[s] for s in states if predicted.get(s)}
-    recall = {s: tp.get(s, 0) / actual[s] for s in states if actual.get(s)}
-    return {
-        "precision": sum(precision.values()) / len(precision) if precision else 0.0,
-        "recall": sum(recall.values()) / len(recall) if recall else 0.0,
-        "per_state_precision": precision,
-        "per_state_recall": recall,
-        "minutes": sum(actual.values()),
-    }

@@ -10,7 +10,11 @@ the district's contacts (`alarm.district_contact`: SMS and/or a webhook) and the
 webhooks (`ECOWATT_ALARM_WEBHOOK_URLS`). Rules:
 
 - opened and escalated alarms notify; suppressed ones never do; recovered and closed ones
-  go to webhooks only;
+  go to webhooks only; a retraction reaches the webhooks and whoever was texted about the
+  alarm;
+- late findings (found in back-filled or late data, `AlarmChanged.late`) reach the webhooks
+  one by one, and by text once per enterprise and de-duplication window (a pointer to the
+  list, not a storm); they are never escalated by text;
 - quiet hours (`ECOWATT_ALARM_QUIET_HOURS`, local time) hold SMS below
   `ECOWATT_ALARM_QUIET_MIN_LEVEL` (logged as `quiet_hours`);
 - de-duplication: the same recipient is not told about the same (rule, subject) twice within
@@ -37,6 +41,12 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ecowatt_alarm import tables as T
+from ecowatt_alarm.notifications.webhooks import (
+    WebhookPolicy,
+    WebhookRefused,
+    check_url,
+    guarded_client,
+)
 from ecowatt_alarm.rules import LEVEL_NAMES
 from ecowatt_alarm.settings import AlarmSettings
 
@@ -100,9 +110,13 @@ class Notifier:
         view: RegistryView,
         sms: SmsGateway | None = None,
         clock: Callable[[], float] | None = None,
+        webhook_policy: WebhookPolicy | None = None,
     ) -> None:
         self.db = database
         self.settings = settings
+        self.webhook_policy = webhook_policy or WebhookPolicy.from_setting(
+            settings.alarm_webhook_allowed_networks
+        )
         self.view = view
         self.tz = ZoneInfo(settings.timezone)
         self.clock = clock or (lambda: datetime.now(UTC).timestamp())
@@ -133,10 +147,25 @@ class Notifier:
     def text_of(self, event: AlarmChanged) -> str:
         enterprise = self.view.enterprise(event.enterprise_id)
         name = enterprise.name if enterprise else event.enterprise_id
+        sign = self.settings.alarm_sms_sign
+        if event.change == "retracted":
+            reason = (event.retraction or {}).get("reason", "")
+            return f"【{sign}】{name} {event.rule_name or event.rule_code} 报警已撤回：{reason}"[
+                :500
+            ]
+        if event.late:
+            first = (
+                event.first_at.astimezone(self.tz).strftime("%m-%d %H:%M") if event.first_at else ""
+            )
+            return (
+                f"【{sign}】{name} 补传/迟到数据中发现历史报警（"
+                f"{event.rule_name or event.rule_code}，违规始于 {first}），"
+                "同一企业的其他历史报警不再逐条短信通知，请登录平台查看。"
+            )[:500]
         verb = {"opened": "报警", "escalated": "升级"}.get(event.change, event.change)
         text = event.explanation or ""
         level = LEVEL_NAMES.get(event.level, str(event.level))
-        return f"【{self.settings.alarm_sms_sign}】{name} {verb}（{level}）：{text}"[:500]
+        return f"【{sign}】{name} {verb}（{level}）：{text}"[:500]
 
     async def recipients(self, event: AlarmChanged) -> list[tuple[str, str, int]]:
         """(channel, recipient, min level) for this alarm."""
@@ -169,15 +198,23 @@ class Notifier:
     async def notify(self, event: AlarmChanged) -> None:
         if event.status == "suppressed" or event.change in ("suppressed", "updated"):
             return
-        sms_allowed = event.change in ("opened", "escalated")
+        # SMS: news only — an opening, an escalation, a withdrawal of what was texted. A late
+        # finding (found in back-filled data) is texted once per enterprise and window, as a
+        # pointer to the list, never escalated by text: a backlog is not a storm.
+        sms_allowed = event.change in ("opened", "escalated", "retracted") and not (
+            event.late and event.change == "escalated"
+        )
         if event.level < self.settings.alarm_notify_min_level:
             return
         now = self.clock()
         local = datetime.fromtimestamp(now, self.tz)
         quiet = in_quiet_hours(self.settings.alarm_quiet_hours, local)
+        texted = await self._texted(event.alarm_id) if event.change == "retracted" else set()
         for channel, recipient, min_level in await self.recipients(event):
             if event.level < min_level or (channel == "sms" and not sms_allowed):
                 continue
+            if channel == "sms" and event.change == "retracted" and recipient not in texted:
+                continue  # only those who were told about it hear that it is withdrawn
             key = {
                 "alarm_id": event.alarm_id,
                 "change": event.change,
@@ -185,7 +222,13 @@ class Notifier:
                 "channel": channel,
                 "recipient": recipient,
             }
-            dedup_key = f"{channel}|{recipient}|{event.rule_code}|{event.subject_id}"
+            late_text = channel == "sms" and event.late and event.change == "opened"
+            subject = (
+                f"late:{event.enterprise_id}"
+                if late_text
+                else f"{event.rule_code}|{event.subject_id}"
+            )
+            dedup_key = f"{channel}|{recipient}|{subject}"
             async with self.db.session() as s:
                 done = await s.scalar(
                     select(func.count())
@@ -204,7 +247,8 @@ class Notifier:
                     )
                 )
             status, detail = "sent", None
-            if recent is not None and event.level <= recent and event.change != "recovered":
+            repeats = event.change not in ("recovered", "retracted")
+            if recent is not None and repeats and (event.level <= recent or late_text):
                 status, detail = "deduplicated", "同一接收人同一报警对象在去重窗口内已通知"
             elif channel == "sms" and quiet and event.level < self.settings.alarm_quiet_min_level:
                 status, detail = "quiet_hours", f"免打扰时段 {self.settings.alarm_quiet_hours}"
@@ -214,6 +258,9 @@ class Notifier:
                         detail = await self.sms.send(recipient, self.text_of(event))
                     else:
                         detail = await self._webhook(recipient, event)
+                except WebhookRefused as exc:
+                    status, detail = "failed", f"refused: {exc}"[:500]
+                    _logger.warning("alarm webhook refused: %s", exc)
                 except Exception as exc:
                     status, detail = "failed", f"{type(exc).__name__}: {exc}"[:500]
                     _logger.warning("alarm notification via %s failed: %s", channel, exc)
@@ -230,6 +277,17 @@ class Notifier:
                     .on_conflict_do_nothing()
                 )
 
+    async def _texted(self, alarm_id: str) -> set[str]:
+        """Who was sent a text about the alarm."""
+        n = T.notification.c
+        async with self.db.session() as s:
+            rows = await s.execute(
+                select(n.recipient).where(
+                    n.alarm_id == alarm_id, n.channel == "sms", n.status == "sent"
+                )
+            )
+            return {r[0] for r in rows}
+
     async def _webhook(self, url: str, event: AlarmChanged) -> str:
         body = json.dumps(
             {"type": "alarm", "data": event.model_dump(mode="json"), "text": self.text_of(event)},
@@ -240,7 +298,9 @@ class Notifier:
         if secret is not None:
             digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256)
             headers["X-EcoWatt-Signature"] = "sha256=" + digest.hexdigest()
-        async with httpx.AsyncClient(timeout=self.settings.alarm_webhook_timeout_s) as client:
+        await check_url(url, self.webhook_policy)
+        timeout = self.settings.alarm_webhook_timeout_s
+        async with guarded_client(self.webhook_policy, timeout) as client:
             response = await client.post(url, content=body, headers=headers)
             response.raise_for_status()
         return f"HTTP {response.status_code}"

@@ -1,0 +1,1 @@
+"""One enterprise with its whole archive in one request (one transaction)."""
