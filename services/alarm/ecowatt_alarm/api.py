@@ -856,6 +856,78 @@ async def states(enterprise_id: str, request: Request, identity: CurrentIdentity
     }
 
 
+@router.get("/overview", summary="Every enterprise in scope with its facility states and open alarms")
+async def overview(
+    request: Request,
+    identity: CurrentIdentity,
+    session: DbSession,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 500,
+) -> dict[str, Any]:
+    """The web application's city overview (一张图): position, facility kinds and current
+    states, and the open alarms of each enterprise; live changes follow on the gateway's
+    `/api/live/stream`."""
+    ctx = _ctx(request)
+    view = ctx.state["view"]
+    processor = ctx.state["processor"]
+    enterprises = sorted(
+        (
+            e
+            for e in view.all("enterprise")
+            if identity.scope.allows(district=e.district_code, enterprise_id=e.id)
+        ),
+        key=lambda e: e.id,
+    )
+    chosen = enterprises[(page - 1) * page_size : page * page_size]
+    ids = [e.id for e in chosen]
+    alarms: dict[str, list[dict[str, Any]]] = {}
+    if ids:
+        a = T.alarm.c
+        rows = await session.execute(
+            select(a.id, a.enterprise_id, a.rule_code, a.level, a.status, a.active).where(
+                a.enterprise_id.in_(ids), a.status.notin_(("closed", "suppressed"))
+            )
+        )
+        for r in rows.mappings():
+            alarms.setdefault(r["enterprise_id"], []).append(
+                {k: r[k] for k in ("id", "rule_code", "level", "status", "active")}
+            )
+    facilities: dict[str, list[Any]] = {}
+    wanted = set(ids)
+    for f in view.all("facility"):
+        if f.enterprise_id in wanted:
+            facilities.setdefault(f.enterprise_id, []).append(f)
+    items = []
+    for e in chosen:
+        rt = processor.runtimes.get(e.id)
+        states = rt.facilities if rt else {}
+        items.append(
+            {
+                "id": e.id,
+                "name": e.name,
+                "district_code": e.district_code,
+                "district_name": e.district_name,
+                "industry_name": e.industry_name,
+                "longitude": e.longitude,
+                "latitude": e.latitude,
+                "production_status": e.production_status,
+                "facilities": {
+                    f.id: {"kind": f.kind, "state": states.get(f.id, {}).get("state")}
+                    for f in facilities.get(e.id, [])
+                },
+                "alarms": alarms.get(e.id, []),
+            }
+        )
+    total = len(enterprises)
+    return {
+        "items": items,
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "pages": (total + page_size - 1) // page_size,
+    }
+
+
 @router.get("/states/history", summary="State changes of a point or facility")
 async def state_history(
     subject_id: str,

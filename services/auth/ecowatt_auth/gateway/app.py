@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecowatt_auth.authz.matrix import Matcher, Rule
 from ecowatt_auth.gateway.forward import Forwarder, Headers, send_problem
+from ecowatt_auth.gateway.live import LiveForwarder
 from ecowatt_auth.gateway.openapi import merge_openapi
 from ecowatt_auth.gateway.principal import UNSAFE, Principal, Refusal
 from ecowatt_auth.runtime import AuthRuntime
@@ -185,6 +186,8 @@ class Gateway:
         client_ip = self.client_ip(scope)
         runtime = self.runtime
         forwarder = self.forwarders.get(service)
+        if service == "live" and runtime is not None and runtime.live is not None:
+            forwarder = LiveForwarder(runtime.live, runtime.verifier)
         state: dict[str, Any] = {"status": 500, "bytes": 0, "audited": False}
 
         async def refuse(status: int, type_suffix: str, detail: str, **extra: Any) -> None:
