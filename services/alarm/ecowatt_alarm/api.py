@@ -856,7 +856,9 @@ async def states(enterprise_id: str, request: Request, identity: CurrentIdentity
     }
 
 
-@router.get("/overview", summary="Every enterprise in scope with its facility states and open alarms")
+@router.get(
+    "/overview", summary="Every enterprise in scope with its facility states and open alarms"
+)
 async def overview(
     request: Request,
     identity: CurrentIdentity,

@@ -59,7 +59,7 @@ export default {
   findingStatus: { open: 'Open', resolved: 'Resolved', reopened: 'Reopened', all: 'All' },
   severity: { critical: 'Critical', major: 'Major', minor: 'Minor', info: 'Info' },
   enterprise: {
-    name: 'Enterprise', grade: 'Grade', district: 'District', zone: 'Zone', industry: 'Industry', address: 'Address', position: 'Lon, lat',
+    ungraded: 'not graded', name: 'Enterprise', grade: 'Grade', district: 'District', zone: 'Zone', industry: 'Industry', address: 'Address', position: 'Lon, lat',
     creditCode: 'Credit code', keyIndustry: 'Key industry', controlType: 'Control type', productionStatus: 'Production status', omCompany: 'O&M company',
     counts: 'Size', countsText: '{p} production · {c} control facilities · {pts} points · {d} devices', contacts: 'Contacts', contactName: 'Name',
     contactRole: 'Position', phone: 'Phone', notify: 'Notified', points: 'Points', devices: 'Devices', powerLoss: 'Power loss',

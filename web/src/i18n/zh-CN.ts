@@ -59,7 +59,7 @@ export default {
   findingStatus: { open: '未解决', resolved: '已解决', reopened: '重新出现', all: '全部' },
   severity: { critical: '严重', major: '重要', minor: '一般', info: '提示' },
   enterprise: {
-    name: '企业名称', grade: '绩效分级', district: '区县', zone: '片区', industry: '行业', address: '地址', position: '经纬度',
+    ungraded: '未分级', name: '企业名称', grade: '绩效分级', district: '区县', zone: '片区', industry: '行业', address: '地址', position: '经纬度',
     creditCode: '统一社会信用代码', keyIndustry: '重点行业', controlType: '管控类型', productionStatus: '生产状态', omCompany: '运维单位',
     counts: '规模', countsText: '产污设施 {p} · 治污设施 {c} · 点位 {pts} · 数采仪 {d}', contacts: '联系人', contactName: '姓名',
     contactRole: '职务', phone: '电话', notify: '接收通知', points: '点位', devices: '设备', powerLoss: '全厂停电',

@@ -194,9 +194,7 @@ class LiveForwarder:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def _stream(
-        self, send: Send, listener: _Listener, disconnected: asyncio.Event
-    ) -> None:
+    async def _stream(self, send: Send, listener: _Listener, disconnected: asyncio.Event) -> None:
         async def emit(chunk: str) -> None:
             await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
 
