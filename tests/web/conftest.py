@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 INITIAL_ADMIN_PASSWORD = "Web-Test!Start-2026"
-ADMIN_PASSWORD = "Web-Test!Admin-2026"
+ADMIN_PASSWORD = "Web-Test!Root-2026x"
 START_LIMIT_S = 180.0
 
 
@@ -74,6 +74,49 @@ class Platform:
         )
         assert answer.status_code == 200, answer.text
         self.token = answer.json()["access_token"]
+
+    def user_token(self, username: str, initial: str, password: str) -> str:
+        """A bearer token of a new account, after its forced first password change."""
+        changed = httpx.post(
+            f"{self.base_url}/api/auth/password",
+            json={"username": username, "password": initial, "new_password": password},
+            timeout=30,
+        )
+        assert changed.status_code == 204, changed.text
+        answer = httpx.post(
+            f"{self.base_url}/api/auth/token",
+            json={"username": username, "password": password},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def shorten_r1(self) -> None:
+        """R1 confirms after one minute instead of 30 (a new rule version, as the rule page
+        makes it), so the simulator's showcase faults become alarms quickly."""
+        with self.api() as client:
+            rules = {r["code"]: r for r in client.get("/api/alarm/rules").json()}
+            if rules["R1"]["params"]["confirm_min"] != 1:
+                answer = client.put(
+                    "/api/alarm/rules/R1",
+                    json={"params": {"confirm_min": 1}, "reason": "browser tests"},
+                )
+                assert answer.status_code == 200, answer.text
+
+    def wait_for_r1(self, limit_s: float = 420.0) -> dict[str, Any]:
+        """The first open R1 alarm (the simulator's showcase faults under a short R1)."""
+        started = time.monotonic()
+        with self.api() as client:
+            while time.monotonic() - started < limit_s:
+                answer = client.get(
+                    "/api/alarm/alarms", params={"rule": "R1", "status": "open", "page_size": 50}
+                )
+                assert answer.status_code == 200, answer.text
+                items = answer.json()["items"]
+                if items:
+                    return dict(items[0])
+                time.sleep(3)
+        raise AssertionError(f"no R1 alarm within {limit_s:.0f} s of shortening its period")
 
     def create_user(self, username: str, role: str, scope: dict[str, Any], password: str) -> str:
         with self.api() as client:

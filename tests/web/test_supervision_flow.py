@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import struct
-import time
 import uuid
 import zlib
 from pathlib import Path
@@ -25,8 +24,6 @@ import pytest
 from tests.web.conftest import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ALARM_LIMIT_S = 420.0
 
 
 def tiny_png() -> bytes:
@@ -67,22 +64,6 @@ def login(page: Any, platform: Platform, username: str, password: str, new_passw
     page.fill("input[data-test=password]", new_password)
     page.click("[data-test=login]")
     page.wait_for_selector("[data-test=user-menu]")
-
-
-def wait_for_r1(platform: Platform) -> dict[str, Any]:
-    """The first open R1 alarm (the simulator's showcase faults under R1's new parameters)."""
-    started = time.monotonic()
-    with platform.api() as client:
-        while time.monotonic() - started < ALARM_LIMIT_S:
-            answer = client.get(
-                "/api/alarm/alarms", params={"rule": "R1", "status": "open", "page_size": 50}
-            )
-            assert answer.status_code == 200, answer.text
-            items = answer.json()["items"]
-            if items:
-                return dict(items[0])
-            time.sleep(3)
-    raise AssertionError(f"no R1 alarm within {ALARM_LIMIT_S:.0f} s of shortening its period")
 
 
 def alarm_status(platform: Platform, alarm_id: str) -> dict[str, Any]:
@@ -142,7 +123,7 @@ def test_supervisor_enterprise_and_district_officer(
     supervisor.wait_for_selector("text=confirm_min=1")
     shoot(supervisor, platform, "rules")
 
-    alarm = wait_for_r1(platform)
+    alarm = platform.wait_for_r1()
     enterprise_id, district = alarm["enterprise_id"], alarm["district_code"]
 
     # --- the overview counts it live; the supervisor drills into the enterprise

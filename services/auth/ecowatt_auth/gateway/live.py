@@ -94,7 +94,11 @@ class LiveBoard:
         for record in records:
             if record.timestamp_ms and record.timestamp_ms < self.started_ms - 5000:
                 continue  # history from before this process: the snapshot APIs have it
-            item = self._item(record)
+            try:
+                item = self._item(record)
+            except Exception:  # a live view never holds up the partition (or dead-letters)
+                _logger.exception("live stream: cannot read %s@%d", record.topic, record.offset)
+                continue
             if item is None:
                 continue
             district = item.pop("district_code", None)
@@ -105,7 +109,7 @@ class LiveBoard:
     @staticmethod
     def _item(record: Record) -> dict[str, Any] | None:
         try:
-            event = decode(record).event
+            event = decode(record).data
         except ContractError:
             return None
         if isinstance(event, FacilityStateChanged):
