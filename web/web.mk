@@ -6,7 +6,7 @@ WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.ht
 	web/vite.config.ts web/tsconfig.json web/package.json web/package-lock.json
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: web web-if-possible web-test web-typecheck chromium bench-web
+.PHONY: web web-if-possible web-test web-typecheck chromium bench-web ui-screenshots
 
 web/node_modules/.installed: web/package-lock.json web/package.json
 	@command -v npm >/dev/null 2>&1 || { echo "The web application needs Node.js 20+ and npm (e.g. apt-get install nodejs npm)."; exit 1; }
@@ -44,3 +44,6 @@ chromium: ## Debian's Chromium for the browser tests (installed with apt-get whe
 
 bench-web: install web chromium ## Web: first-load bundle (gzip), overview time to interactive (200 and 3,000 enterprises), frames on live updates
 	$(PY) bench/bench_web.py
+
+ui-screenshots: install web chromium ## Photograph every main page into docs/ui/ (runs the browser tests)
+	ECOWATT_SCREENSHOTS_DIR=$(CURDIR)/docs/ui $(UV) run --frozen pytest tests/web -q -p no:cacheprovider

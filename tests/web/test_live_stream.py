@@ -60,6 +60,7 @@ class Listener:
         self._stop.set()
 
 
+@pytest.mark.timeout(900)  # waits for the first R1 alarm of a fresh platform
 def test_alarm_changes_reach_only_the_streams_whose_scope_holds_them(platform: Platform) -> None:
     platform.shorten_r1()
     alarm = platform.wait_for_r1()

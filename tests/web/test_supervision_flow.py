@@ -85,6 +85,7 @@ def status_tag(page: Any) -> str:
     return str(page.inner_text(".page-header [data-test=alarm-status]")).strip()
 
 
+@pytest.mark.timeout(1200)  # the platform's start and the first R1 alarm take minutes
 def test_supervisor_enterprise_and_district_officer(
     platform: Platform, browser_context_factory: Any
 ) -> None:
