@@ -25,7 +25,8 @@ web-if-possible:
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
 	else echo "note: Node.js/npm not found: serving without the web application (install Node.js 20+ and run make web)"; fi
 
-web-test: web/node_modules/.installed ## The web application's unit tests (vitest: stores, formatters, catalogues)
+web-test: web/node_modules/.installed ## The web application's type check (vue-tsc) and unit tests (vitest)
+	cd web && npx vue-tsc --noEmit -p tsconfig.json
 	cd web && npx vitest run
 
 web-typecheck: web/node_modules/.installed ## vue-tsc over the web application
