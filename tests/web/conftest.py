@@ -63,14 +63,14 @@ class Platform:
         return httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.token}"},
-            timeout=30,
+            timeout=120,
         )
 
     def login_token(self) -> None:
         answer = httpx.post(
             f"{self.base_url}/api/auth/token",
             json={"username": "admin", "password": self.admin_password},
-            timeout=30,
+            timeout=120,
         )
         assert answer.status_code == 200, answer.text
         self.token = answer.json()["access_token"]
@@ -80,13 +80,13 @@ class Platform:
         changed = httpx.post(
             f"{self.base_url}/api/auth/password",
             json={"username": username, "password": initial, "new_password": password},
-            timeout=30,
+            timeout=120,
         )
         assert changed.status_code == 204, changed.text
         answer = httpx.post(
             f"{self.base_url}/api/auth/token",
             json={"username": username, "password": password},
-            timeout=30,
+            timeout=120,
         )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["access_token"])
@@ -209,7 +209,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                 "password": INITIAL_ADMIN_PASSWORD,
                 "new_password": ADMIN_PASSWORD,
             },
-            timeout=30,
+            timeout=120,
         )
         assert changed.status_code == 204, changed.text
         platform.login_token()
