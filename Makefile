@@ -32,7 +32,7 @@ help: ## List the targets
 
 install: .venv/.installed ## Create .venv from the lock file
 
-run: install ## Run the whole platform in one process (http://127.0.0.1:8000)
+run: install web-if-possible ## Run the whole platform in one process (http://127.0.0.1:8000)
 	$(PY) -m ecowatt_standalone
 
 run-distributed: install infra-up ## Every service in its own process on infra-up's servers, auth as the gateway on :8000 (Ctrl-C stops all)
@@ -64,7 +64,7 @@ contracts-docs: install ## Regenerate docs/contracts.md from the event models
 pytest: install ## Run pytest only (infrastructure must be up)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
-test: install infra-up deploy-tools lint typecheck pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
+test: install infra-up deploy-tools lint typecheck web-test web chromium pytest ## Everything CI checks, against real Kafka/PostgreSQL/Redis
 
 bench-bus: install infra-up ## Bus throughput: real Kafka broker and in-process backend
 	$(PY) bench/bench_bus.py
@@ -77,4 +77,4 @@ clean-data: ## Delete standalone data (.data/)
 	rm -rf .data
 
 # Targets contributed by libraries and services (fuzz-hj212, bench-codec, bench-registry, …).
--include libs/hj212/hj212.mk simulator/simulator.mk deploy/deploy.mk $(wildcard services/*/service.mk)
+-include libs/hj212/hj212.mk simulator/simulator.mk deploy/deploy.mk $(wildcard services/*/service.mk) web/web.mk

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from ecowatt_auth.accounts.policy import PasswordPolicy
 from ecowatt_auth.crypto import DataCipher
 from ecowatt_auth.gateway.audit import AuditEmitter
+from ecowatt_auth.gateway.live import LiveBoard
 from ecowatt_auth.gateway.principal import Authenticator
 from ecowatt_auth.sessions.store import SessionStore
 from ecowatt_auth.settings import AuthSettings
@@ -39,6 +40,8 @@ class AuthRuntime:
     authenticator: Authenticator
     audit: AuditEmitter
     view: RegistryView | None
+    live: LiveBoard | None = None
+    """Facility and alarm events for the web application's live stream (`/api/live`)."""
 
 
 def _runtime(request: Request) -> AuthRuntime:

@@ -32,6 +32,7 @@ from ecowatt_auth.audit.views import router as audit
 from ecowatt_auth.authz.views import router as keys_and_permissions
 from ecowatt_auth.crypto import DataCipher
 from ecowatt_auth.gateway.audit import AuditEmitter
+from ecowatt_auth.gateway.live import LiveBoard
 from ecowatt_auth.gateway.principal import Authenticator
 from ecowatt_auth.monitoring.service import Monitor
 from ecowatt_auth.monitoring.views import router as monitoring
@@ -123,8 +124,11 @@ async def on_startup(context: ServiceContext) -> None:
         ),
         audit=emitter,
         view=view,
+        live=LiveBoard(view),
     )
     context.state[RUNTIME_KEY] = runtime
+    assert runtime.live is not None
+    await runtime.live.attach(context.bus)
 
     async def store_audit(records):  # type: ignore[no-untyped-def]
         events = decode_audit(records)

@@ -126,3 +126,63 @@ def thresholds(
         )
     start = page.offset
     return Page.of(out[start : start + page.page_size], len(out), page)
+
+
+async def overview(
+    *,
+    session: AsyncSession,
+    processor: AlarmProcessor,
+    view: RegistryView,
+    identity: Identity,
+    page: PageRequest,
+) -> Page[dict[str, Any]]:
+    """Every enterprise in scope with position, facility kinds and states, and open alarms."""
+    enterprises = sorted(
+        (
+            e
+            for e in view.all("enterprise")
+            if identity.scope.allows(district=e.district_code, enterprise_id=e.id)
+        ),
+        key=lambda e: e.id,
+    )
+    chosen = enterprises[page.offset : page.offset + page.page_size]
+    ids = [e.id for e in chosen]
+    alarms: dict[str, list[dict[str, Any]]] = {}
+    if ids:
+        a = T.alarm.c
+        rows = await session.execute(
+            select(a.id, a.enterprise_id, a.rule_code, a.level, a.status, a.active).where(
+                a.enterprise_id.in_(ids), a.status.notin_(("closed", "suppressed", "retracted"))
+            )
+        )
+        for r in rows.mappings():
+            alarms.setdefault(r["enterprise_id"], []).append(
+                {k: r[k] for k in ("id", "rule_code", "level", "status", "active")}
+            )
+    facilities: dict[str, list[Any]] = {}
+    wanted = set(ids)
+    for f in view.all("facility"):
+        if f.enterprise_id in wanted:
+            facilities.setdefault(f.enterprise_id, []).append(f)
+    items = []
+    for e in chosen:
+        rt = processor.runtimes.get(e.id)
+        states = rt.facilities if rt else {}
+        items.append(
+            {
+                "id": e.id,
+                "name": e.name,
+                "district_code": e.district_code,
+                "district_name": e.district_name,
+                "industry_name": e.industry_name,
+                "longitude": e.longitude,
+                "latitude": e.latitude,
+                "production_status": e.production_status,
+                "facilities": {
+                    f.id: {"kind": f.kind, "state": states.get(f.id, {}).get("state")}
+                    for f in facilities.get(e.id, [])
+                },
+                "alarms": alarms.get(e.id, []),
+            }
+        )
+    return Page.of(items, len(enterprises), page)

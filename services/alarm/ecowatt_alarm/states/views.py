@@ -25,6 +25,23 @@ async def states(
     )
 
 
+@router.get(
+    "/overview", summary="Every enterprise in scope with its facility states and open alarms"
+)
+async def overview(
+    session: DbSession,
+    processor: Processor,
+    view: View,
+    identity: CurrentIdentity,
+    page: PageParams,
+) -> Page[dict[str, Any]]:
+    """The web application's city overview (一张图); live changes follow on the gateway's
+    `/api/live/stream`."""
+    return await service.overview(
+        session=session, processor=processor, view=view, identity=identity, page=page
+    )
+
+
 @router.get("/states/history", summary="State changes of a point or facility")
 async def state_history(
     subject_id: str,

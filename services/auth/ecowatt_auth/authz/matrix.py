@@ -281,6 +281,7 @@ _ALARM = [
     Rule("POST", "/api/alarm/filings/{filing_id}/reject", HANDLERS),
     Rule("POST", "/api/alarm/filings/{filing_id}/withdraw", PEOPLE),
     Rule("GET", "/api/alarm/states", PEOPLE, "states"),
+    Rule("GET", "/api/alarm/overview", PEOPLE, "states"),
     Rule("GET", "/api/alarm/states/history", PEOPLE, "states"),
     Rule("GET", "/api/alarm/thresholds", PEOPLE),
     Rule("POST", "/api/alarm/learning/run", frozenset({A, OM})),

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecowatt_auth.authz.matrix import Matcher, Rule
 from ecowatt_auth.gateway.forward import Forwarder, Headers, send_problem
+from ecowatt_auth.gateway.live import LiveForwarder
 from ecowatt_auth.gateway.openapi import merge_openapi
 from ecowatt_auth.gateway.principal import UNSAFE, Principal, Refusal
 from ecowatt_auth.runtime import AuthRuntime
@@ -185,6 +186,8 @@ class Gateway:
         client_ip = self.client_ip(scope)
         runtime = self.runtime
         forwarder = self.forwarders.get(service)
+        if service == "live" and runtime is not None and runtime.live is not None:
+            forwarder = LiveForwarder(runtime.live, runtime.verifier)
         state: dict[str, Any] = {"status": 500, "bytes": 0, "audited": False}
 
         async def refuse(status: int, type_suffix: str, detail: str, **extra: Any) -> None:
@@ -466,24 +469,23 @@ class Gateway:
         await send_problem(send, 404, "not-found", f"no page {path}", trace_id=trace)
 
     async def _spa(self, scope: Scope, send: Send, path: str) -> None:
-        """A file of the SPA build, else its index.html (client-side routes)."""
+        """A file of the SPA build, else its index.html (client-side routes); the build's
+        precompressed `<file>.gz` to browsers that accept gzip."""
         assert self.web_dir is not None
         root = self.web_dir.resolve()
         candidate = (root / path.lstrip("/")).resolve()
         if candidate.is_relative_to(root) and candidate.is_file():
             kind = (mimetypes.guess_type(candidate.name)[0] or "application/octet-stream").encode()
             cache = b"public, max-age=31536000, immutable" if "/assets/" in path else b"no-cache"
-            await _respond(
-                send, 200, candidate.read_bytes(), kind, extra=[(b"cache-control", cache)]
-            )
-            return
-        await _respond(
-            send,
-            200,
-            (root / "index.html").read_bytes(),
-            b"text/html; charset=utf-8",
-            extra=[(b"cache-control", b"no-cache")],
-        )
+        else:
+            candidate, kind, cache = root / "index.html", b"text/html; charset=utf-8", b"no-cache"
+        extra: Headers = [(b"cache-control", cache), (b"vary", b"accept-encoding")]
+        compressed = candidate.with_name(candidate.name + ".gz")
+        accepted = _header(scope, b"accept-encoding") or b""
+        if b"gzip" in accepted and compressed.is_file():
+            extra.append((b"content-encoding", b"gzip"))
+            candidate = compressed
+        await _respond(send, 200, candidate.read_bytes(), kind, extra=extra)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
