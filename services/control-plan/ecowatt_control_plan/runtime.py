@@ -70,6 +70,7 @@ class Runtime:
     async def commit(self, session: AsyncSession) -> None:
         """Commit the request's transaction, then have the relay publish its events at once."""
         await session.commit()
+        audit.mark_committed(session)
         self.relay.wake()
 
 

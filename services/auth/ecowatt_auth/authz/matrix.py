@@ -228,6 +228,7 @@ _AUTH = [
 
 _REGISTRY = [
     *_crud("registry", "enterprises", "archive", EDITORS),
+    Rule("POST", "/api/registry/enterprises/bulk", EDITORS),
     Rule("GET", "/api/registry/enterprises/{key}/grades", PEOPLE, "archive"),
     Rule("GET", "/api/registry/enterprises/{key}/archive", PEOPLE, "archive"),
     *_crud("registry", "production-lines", "archive", EDITORS),
@@ -298,11 +299,15 @@ _INGEST = [
     Rule("GET", "/api/ingest-hj212/unregistered", frozenset({A, CS, OM})),
     Rule("POST", "/api/ingest-hj212/devices/{mn}/commands", frozenset({A, OM})),
     Rule("GET", "/api/ingest-hj212/commands/{command_id}", PEOPLE),
-]
-
-_CONTROL_PLAN = [
-    # Reads of the heavy-pollution-weather plans; its writes get their own rows as they come.
-    Rule("GET", "/api/control-plan/**", PEOPLE, "control"),
+    # The raw-frame archive: frames in scope for everyone; replays are O&M's (they re-publish).
+    Rule("GET", "/api/ingest-hj212/archive/frames", PEOPLE),
+    Rule("GET", "/api/ingest-hj212/archive/frames.txt", PEOPLE),
+    Rule("GET", "/api/ingest-hj212/archive/frames/{frame_id}", PEOPLE),
+    Rule("GET", "/api/ingest-hj212/archive/frames/{frame_id}/raw", PEOPLE),
+    Rule("POST", "/api/ingest-hj212/archive/replays", frozenset({A, OM})),
+    Rule("GET", "/api/ingest-hj212/archive/replays", frozenset({A, OM})),
+    Rule("GET", "/api/ingest-hj212/archive/replays/{job_id}", frozenset({A, OM})),
+    Rule("POST", "/api/ingest-hj212/archive/replays/{job_id}/cancel", frozenset({A, OM})),
 ]
 
 READERS = frozenset({A, CS, DO, EU, OM})
@@ -311,6 +316,37 @@ BUREAU = frozenset({A, CS, DO})
 """Bureau staff: reports and subscriptions (reporting `BUREAU`)."""
 INTERNAL = frozenset({A, CS, DO, OM})
 """People who read reporting's datasets without a key (reporting `INTERNAL_ROLES`)."""
+
+_CONTROL_PLAN = [
+    # Reads of the heavy-pollution-weather plans (lists, orders, tasks, compliance, reports).
+    Rule("GET", "/api/control-plan/**", PEOPLE, "control"),
+    # The reduction list: the bureau edits it (districts within their scope).
+    Rule("POST", "/api/control-plan/measures", BUREAU),
+    Rule("POST", "/api/control-plan/measures/import", BUREAU),
+    Rule("PATCH", "/api/control-plan/measures/{measure_id}", BUREAU),
+    Rule("DELETE", "/api/control-plan/measures/{measure_id}", BUREAU),
+    # Alert orders: proposed and approved by city supervisors (four eyes, two people).
+    Rule("POST", "/api/control-plan/alerts", frozenset({A, CS})),
+    Rule("POST", "/api/control-plan/alerts/{alert_id}/amend", frozenset({A, CS})),
+    Rule("POST", "/api/control-plan/alerts/{alert_id}/lift", frozenset({A, CS})),
+    *(
+        Rule(
+            "POST",
+            f"/api/control-plan/alerts/{{alert_id}}/changes/{{change_id}}/{step}",
+            frozenset({A, CS}),
+        )
+        for step in ("approve", "reject", "withdraw")
+    ),
+    Rule("POST", "/api/control-plan/compliance/run", frozenset({A, CS, OM})),
+    Rule("PUT", "/api/control-plan/holidays/{day}", frozenset({A, CS})),
+    Rule("DELETE", "/api/control-plan/holidays/{day}", frozenset({A, CS})),
+    # Supervision issues: the enterprise, its district or O&M answer; the bureau verifies.
+    Rule("POST", "/api/control-plan/issues/{issue_id}/feedback", READERS),
+    Rule("POST", "/api/control-plan/issues/{issue_id}/verify", BUREAU),
+    Rule("POST", "/api/control-plan/issues/{issue_id}/close", BUREAU),
+    Rule("POST", "/api/control-plan/issues/{issue_id}/comments", PEOPLE),
+    Rule("POST", "/api/control-plan/admin/synthetic-list", ADMINS),
+]
 
 _REPORTING = [
     Rule("GET", "/api/reporting/series/{subject_kind}/{subject_id}", READERS),

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from ecowatt_control_plan import access
+from ecowatt_control_plan import access, audit
 from ecowatt_control_plan.compliance.models import (
     STATUSES,
     EnterpriseHourRead,
@@ -208,6 +208,7 @@ async def run_now(
             details=result.model_dump(),
             request=request,
         )
+    audit.mark_committed(session)
     runtime.relay.wake()
     return result
 

@@ -137,7 +137,12 @@ def notifier_from_settings(settings: DeskSettings) -> Notifier:
     key = settings.ops_sms_api_key.get_secret_value() if settings.ops_sms_api_key else None
     secret = settings.ops_webhook_secret
     return Notifier(
-        sms=sms_gateway(settings.ops_sms_url, key, settings.ops_sms_sign),
+        sms=sms_gateway(
+            provider="http" if settings.ops_sms_url else "log",
+            url=settings.ops_sms_url,
+            api_key=key,
+            sign=settings.ops_sms_sign,
+        ),
         webhook_urls=settings.ops_webhook_urls,
         webhook_secret=secret.get_secret_value() if secret else None,
         timeout_s=settings.ops_notify_timeout_s,
