@@ -122,10 +122,13 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, enterprises: int) -> 
         )
         online = httpx.get(
             f"{url}/api/ingest-hj212/devices",
-            params={"status": "online", "limit": 1, "page_size": 1},
+            params={"status": "online", "page_size": 1},
             headers=headers,
             timeout=60,
         )
+        # Unknown query parameters are refused (422): say so instead of waiting 30 minutes.
+        overview.raise_for_status()
+        online.raise_for_status()
         if overview.json().get("total") == enterprises and online.json().get("total", 0) > 0:
             return str(token)
         time.sleep(5)
