@@ -219,7 +219,7 @@ async def test_the_archive_keeps_the_exact_bytes_with_verdict_and_reason(service
     stranger = await DeviceClient.connect(running.server.port)
     unknown = hj212.encode(upload(mns["unknown"]))
     await stranger.send(unknown)
-    await stranger.expect("9014")
+    await stranger.expect("9011")  # strict: an unknown MN is refused (QnRtn=4), and archived
 
     page = await running.archived(7, mn=mns["E1"])
     items = page["items"]
@@ -282,10 +282,10 @@ async def test_the_archive_keeps_the_exact_bytes_with_verdict_and_reason(service
 
 async def test_scope_decides_which_frames_a_caller_sees(service) -> None:
     running, mns = service
-    for mn in mns.values():
+    for name, mn in mns.items():
         client = await DeviceClient.connect(running.server.port)
         await client.send(upload(mn))
-        await client.expect("9014")
+        await client.expect("9011" if name == "unknown" else "9014")  # strict refuses, archives
         await client.close()
     city = await running.archived(3)
     ids = {i["mn"]: i["frame_id"] for i in city["items"]}
