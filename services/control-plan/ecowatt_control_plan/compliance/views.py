@@ -215,7 +215,9 @@ async def run_now(
 
 @router.get("/holidays", summary="Days left out of baselines (the bureau's holiday calendar)")
 async def list_holidays(
-    db_session: DbSession, _: CurrentIdentity, year: int | None = None
+    db_session: DbSession,
+    _: CurrentIdentity,
+    year: Annotated[int | None, Query(ge=2000, le=2100, description="calendar year")] = None,
 ) -> list[HolidayRead]:
     query = select(holiday).order_by(holiday.c.day)
     if year:
