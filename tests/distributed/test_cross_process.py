@@ -62,6 +62,7 @@ CONTROL_OFF_FROM = 10  # R1 confirms after 30 min off: opens at minute 40
 KILL_AFTER = 20  # minutes sent before validation is killed
 PASSWORD = "246810"  # the loggers' HJ 212 password
 ADMIN_PASSWORD = "Distributed!Admin-2026"  # the first administrator's (auth, first start)
+NEW_PASSWORD = "Distributed!Changed-2027"  # after the forced change at the first login
 
 
 def load(path: Path, name: str) -> ModuleType:
@@ -87,8 +88,14 @@ def free_port() -> int:
 async def log_in(gateway: str) -> dict[str, str]:
     """A real login at the gateway (the administrator auth created at its first start)."""
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as client:
+        # The first administrator's password is an initial one: it must be changed first.
+        changed = await client.post(
+            "/api/auth/password",
+            json={"username": "admin", "password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD},
+        )
+        assert changed.status_code in (200, 204), changed.text
         response = await client.post(
-            "/api/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}
+            "/api/auth/token", json={"username": "admin", "password": NEW_PASSWORD}
         )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
