@@ -76,6 +76,10 @@ def start(enterprises: int, data: Path) -> tuple[subprocess.Popen[bytes], str]:
     http = free_port()
     env = {
         **os.environ,
+        # The platform `make run` starts: development seeds the synthetic city and runs its
+        # simulator (bench-* targets export `test`, where neither happens).
+        "ECOWATT_ENVIRONMENT": "development",
+        "ECOWATT_SIMULATOR_ENABLED": "true",
         "ECOWATT_DATA_DIR": str(data),
         "ECOWATT_HTTP_PORT": str(http),
         "ECOWATT_OPERATIONS_PORT": str(free_port()),
@@ -87,11 +91,12 @@ def start(enterprises: int, data: Path) -> tuple[subprocess.Popen[bytes], str]:
         "ECOWATT_REGISTRY_SEED_ENTERPRISES": str(enterprises),
         "ECOWATT_LOG_LEVEL": "WARNING",
     }
+    log = (data / "platform.log").open("wb")  # read it when a city is not ready in time
     process = subprocess.Popen(
         [sys.executable, "-m", "ecowatt_standalone"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     return process, f"http://127.0.0.1:{http}"
 
@@ -254,7 +259,12 @@ def main() -> None:
             process, url = start(size, Path(data))
             try:
                 started = time.monotonic()
-                wait_ready(process, url, size)
+                try:
+                    wait_ready(process, url, size)
+                except (SystemExit, AssertionError, httpx.HTTPError):
+                    tail = (Path(data) / "platform.log").read_bytes()[-4000:]
+                    print(tail.decode(errors="replace"), file=sys.stderr)
+                    raise
                 ready_s = round(time.monotonic() - started)
                 figures = measure(url, args.loads, args.watch, args.replay)
                 results[f"city_{size}"] = {"ready_after_s": ready_s, **figures}
