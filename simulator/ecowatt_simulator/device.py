@@ -21,21 +21,22 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands, swap_bytes
 
 from ecowatt_simulator import wire
-from ecowatt_simulator.faults import FaultKind
+from ecowatt_simulator.faults import FaultPlan
 from ecowatt_simulator.fleet import DeviceSpec, PointSpec
-from ecowatt_simulator.load import Sample
+from ecowatt_simulator.kinds import FaultKind
+from ecowatt_simulator.load import LoadModel, Sample
+from ecowatt_simulator.log import SentLog
+from ecowatt_simulator.orders import OrderBook
 from ecowatt_simulator.rand import Stream, key_of
+from ecowatt_simulator.timebase import LocalTime, SimClock
 
-if TYPE_CHECKING:
-    from ecowatt_simulator.simulator import Simulator
-
-__all__ = ["DeviceSettings", "SimDevice"]
+__all__ = ["DeviceHost", "DeviceSettings", "SimDevice"]
 
 _logger = logging.getLogger("ecowatt.simulator")
 
@@ -282,6 +283,26 @@ class _Link(asyncio.Protocol):
             self.transport.close()
 
 
+class DeviceHost(Protocol):
+    """What a device reads from the fleet that runs it (`simulator.Simulator`): the shared
+    clock, models and logs, and where to connect. The device needs nothing more."""
+
+    host: str
+    port: int
+    seed: int
+    settings: DeviceSettings
+    clock: SimClock
+    local: LocalTime
+    model: LoadModel
+    plan: FaultPlan
+    orders: OrderBook | None
+    log: SentLog
+    finishing: bool
+
+    async def connect_permit(self) -> None:
+        """Wait for the fleet's pacing of new connections."""
+
+
 class SimDevice:
     """One data logger of the fleet."""
 
@@ -337,7 +358,7 @@ class SimDevice:
         "version_bits",
     )
 
-    def __init__(self, sim: Simulator, spec: DeviceSpec) -> None:
+    def __init__(self, sim: DeviceHost, spec: DeviceSpec) -> None:
         self.sim = sim
         self.spec = spec
         self.settings = sim.settings
