@@ -11,7 +11,8 @@ import pytest
 from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import PointReading, TelemetryReading, decode, encode
 from ecowatt_kernel.contracts.envelope import Envelope
-from ecowatt_validation.binding import INTERVALS, _array_text, point_message
+from ecowatt_validation.binding import INTERVALS, point_message
+from ecowatt_validation.binding.state import _array_text
 from harness import point
 
 
