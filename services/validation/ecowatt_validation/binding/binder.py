@@ -31,13 +31,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ecowatt_kernel.bus import Bus, Message, Record
-from ecowatt_kernel.bus.types import Headers
 from ecowatt_kernel.contracts import ContractError, TelemetryReading, decode
 from ecowatt_kernel.contracts.registry import PointSnapshot
 from ecowatt_kernel.db import Database
+from ecowatt_kernel.ids import new_uuid_texts
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.tracing import current_trace_id, new_trace_id
 from prometheus_client import Counter
+from pydantic_core import to_json
 
 from ecowatt_validation import rules as R
 from ecowatt_validation.binding.messages import point_message, reading_pieces, trace_pieces
@@ -88,6 +89,70 @@ class BatchResult:
     messages: list[Message] = field(default_factory=list)  # telemetry.points
     hits: list[Hit] = field(default_factory=list)
     unbound: dict[tuple[str, date, str, str], list[Any]] = field(default_factory=dict)
+
+
+class _Reading:
+    """One reading's values shared by all its points, computed once."""
+
+    __slots__ = (
+        "_iso",
+        "day",
+        "grade",
+        "hour_start",
+        "latency",
+        "local",
+        "reading",
+        "seconds",
+        "t",
+        "texts",
+    )
+
+    def __init__(
+        self,
+        reading: TelemetryReading,
+        local: datetime,
+        *,
+        sample: bool,
+        latency_bounds_h: Sequence[float],
+    ) -> None:
+        self.reading = reading
+        self.t = reading.data_time
+        self.local = local
+        day = self.day = local.date()
+        self.seconds = 0  # since local midnight, for sample slots
+        self.grade = 0
+        self.latency = 0.0
+        if sample:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=local.tzinfo)
+            self.seconds = int((local - midnight).total_seconds())
+            if not reading.history:  # back-filled data are late by design: not judged
+                self.latency = (reading.received_at - reading.data_time).total_seconds()
+                self.grade = latency_grade(max(self.latency, 0.0), latency_bounds_h)
+        self.hour_start = local.replace(minute=0, second=0, microsecond=0)
+        self.texts = reading_pieces(reading)
+        self._iso: str | None = None
+
+    @property
+    def iso(self) -> str:
+        """`data_time` in ISO 8601 (evidence, run starts), written once."""
+        text = self._iso
+        if text is None:
+            text = self._iso = self.t.isoformat()
+        return text
+
+
+class _Batch:
+    """What every point of a batch shares: results, rule parameters, trace, message pieces."""
+
+    __slots__ = ("ids", "params", "produced_json", "result", "trace", "trace_json")
+
+    def __init__(self, params: _Params, trace: str | None, ids: list[str]) -> None:
+        self.result = BatchResult()
+        self.params = params
+        self.trace = trace
+        self.trace_json = trace_pieces(trace) if trace is not None else None
+        self.produced_json = to_json(datetime.now(UTC))  # the batch is produced at once
+        self.ids = ids  # event ids, one taken per message (`new_uuid_texts`: one syscall)
 
 
 class Binder:
@@ -164,11 +229,14 @@ class Binder:
             bind = self.planner.bind
             bound = [(r, bind(r), r.data_time.astimezone(tz)) for r in readings]
             await self._load(bound)
-            result = BatchResult()
             params = _Params(self.rules)
-            trace = current_trace_id()
-            trace_json = trace_pieces(trace) if trace is not None else None
+            latency_bounds = params.latency["grade_bounds_h"]
+            size = sum(len(outcome[0]) for _r, outcome, _l in bound if not isinstance(outcome, str))
+            batch = _Batch(params, current_trace_id(), new_uuid_texts(size))
+            result = batch.result
             sample_cns = self.sample_cns
+            apply = self._apply
+            messages = result.messages
             for reading, outcome, local in bound:
                 if isinstance(outcome, str):
                     self._count_unbound(result, reading, outcome, "", None)
@@ -181,35 +249,13 @@ class Binder:
                     )
                 if not items:
                     continue
-                day = local.date()
-                seconds = 0
-                grade = 0
-                latency = 0.0
-                if reading.cn in sample_cns:
-                    midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-                    seconds = int((local - midnight).total_seconds())
-                    if not reading.history:  # back-filled data are late by design: not judged
-                        latency = (reading.received_at - reading.data_time).total_seconds()
-                        grade = latency_grade(max(latency, 0.0), params.latency["grade_bounds_h"])
-                texts = reading_pieces(reading)
+                sample = reading.cn in sample_cns
+                shared = _Reading(reading, local, sample=sample, latency_bounds_h=latency_bounds)
                 for item in items:
                     touched.add(item.point.id)
-                    message = self._apply(
-                        reading,
-                        item,
-                        result,
-                        local,
-                        day,
-                        seconds,
-                        latency,
-                        grade,
-                        params,
-                        trace,
-                        texts,
-                        trace_json,
-                    )
+                    message = apply(item, shared, sample, batch)
                     if message is not None:
-                        result.messages.append(message)
+                        messages.append(message)
             publishing = None
             if self.publish_points and result.messages:
                 publishing = asyncio.ensure_future(self.bus.publish(result.messages))
@@ -304,44 +350,32 @@ class Binder:
             Hit(rule, "point", point.id, point.enterprise_id, day, evidence, point.name)
         )
 
-    def _apply(
-        self,
-        reading: TelemetryReading,
-        item: Bound,
-        result: BatchResult,
-        local: datetime,
-        day: date,
-        seconds: int,
-        latency: float,
-        grade: int,
-        params: _Params,
-        trace: str | None,
-        texts: tuple[bytes, bytes, bytes],
-        trace_json: tuple[bytes, Headers] | None,
-    ) -> Message | None:
+    def _apply(self, item: Bound, shared: _Reading, sample: bool, batch: _Batch) -> Message | None:
         """Apply one point's values of a reading; its `telemetry.points` message, or None for
-        a duplicate. `local`, `day`, `seconds` (since local midnight), `latency`, `grade` and
-        `texts` (its JSON pieces) are the reading's, computed once for all its points."""
+        a duplicate. `shared` holds what the reading's points have in common."""
         point = item.point
         state = self.cache[point.id]
-        t = reading.data_time
+        reading = shared.reading
+        t = shared.t
+        day = shared.day
+        result = batch.result
+        params = batch.params
         agg = state.days[day]
         in_order = state.last_time is None or t > state.last_time
         cn = reading.cn
-        sample = cn in self.sample_cns
         values, quality, flag_ok = item.values, item.quality, item.flag_ok
         slot = 0
         if sample:
-            slot = seconds // agg.interval_s
+            slot = shared.seconds // agg.interval_s
             if agg.slots[slot >> 3] & (1 << (slot & 7)):
                 READINGS.labels("duplicate").inc()
                 return None
         else:
             last = state.runs.get("cn:" + cn)
-            if last is not None and t.isoformat() <= last:
+            if last is not None and shared.iso <= last:
                 READINGS.labels("duplicate").inc()
                 return None
-            state.runs["cn:" + cn] = t.isoformat()
+            state.runs["cn:" + cn] = shared.iso
 
         interval_energy = values.get("energy_interval_kwh")
         if interval_energy is not None and flag_ok.get("energy_interval_kwh", False):
@@ -356,7 +390,7 @@ class Binder:
                     {
                         "kind": "negative_interval_energy",
                         "energy_kwh": interval_energy,
-                        "data_time": t.isoformat(),
+                        "data_time": shared.iso,
                     },
                 )
             else:
@@ -364,8 +398,8 @@ class Binder:
 
         if sample:
             if item.raw_counter is not None:
-                self._counter(state, agg, item, t, local, in_order, result, params)
-            self._power(state, agg, item, t, in_order, result, params)
+                self._counter(state, agg, item, shared, in_order, result, params)
+            self._power(state, agg, item, shared, in_order, result, params)
         valid = True
         for ok in flag_ok.values():
             if not ok:
@@ -391,7 +425,9 @@ class Binder:
                 agg.p_max = top if agg.p_max is None else max(agg.p_max, top)
                 low = min(power, values.get("active_power_kw:min", power))
                 agg.p_min = low if agg.p_min is None else min(agg.p_min, low)
+            grade = shared.grade
             if grade:
+                latency = shared.latency
                 agg.latency_grades[min(grade, 5) - 1] += 1
                 agg.latency_max_s = max(agg.latency_max_s, latency)
             if grade and grade >= params.latency["finding_min_grade"]:
@@ -403,7 +439,7 @@ class Binder:
                     {
                         "grade": grade,
                         "latency_s": round(latency, 1),
-                        "data_time": t.isoformat(),
+                        "data_time": shared.iso,
                         "received_at": reading.received_at.isoformat(),
                     },
                 )
@@ -425,10 +461,12 @@ class Binder:
             values,
             {k: v for k, v in quality.items() if v} if quality else quality,
             valid,
-            trace or new_trace_id(),
+            batch.trace or new_trace_id(),
+            event_id=batch.ids.pop(),
+            produced_json=batch.produced_json,
             point_json=item.point_json,
-            reading_json=texts,
-            trace_json=trace_json,
+            reading_json=shared.texts,
+            trace_json=batch.trace_json,
         )
 
     def _counter(
@@ -436,8 +474,7 @@ class Binder:
         state: PointState,
         agg: DayAgg,
         item: Bound,
-        t: datetime,
-        local: datetime,
+        shared: _Reading,
         in_order: bool,
         result: BatchResult,
         params: _Params,
@@ -453,6 +490,7 @@ class Binder:
         ):
             return
         point = item.point
+        t = shared.t
         previous, previous_time = state.counter_kwh, state.counter_time
         state.counter_kwh, state.counter_time = value, t
         if previous is None or previous_time is None or t <= previous_time:
@@ -486,7 +524,7 @@ class Binder:
                         "current_kwh": round(value, 4),
                         "delta_kwh": round(value - previous, 4),
                         "previous_time": previous_time.isoformat(),
-                        "data_time": t.isoformat(),
+                        "data_time": shared.iso,
                     },
                 )
                 return
@@ -496,23 +534,24 @@ class Binder:
         values["energy_delta_kwh"] = delta
         agg.energy_kwh += delta
         agg.deltas += 1
-        before = previous_time.astimezone(self.tz)
-        if before.hour == local.hour and before.date() == local.date():
+        local = shared.local
+        if previous_time >= shared.hour_start:  # the same local hour (and previous < t)
             agg.hourly_kwh[local.hour] += delta
         else:  # spread over the hours it was used in (a gap is not one hour's energy)
-            _spread_hourly(agg.hourly_kwh, before, local, delta)
+            _spread_hourly(agg.hourly_kwh, previous_time.astimezone(self.tz), local, delta)
 
     def _power(
         self,
         state: PointState,
         agg: DayAgg,
         item: Bound,
-        t: datetime,
+        shared: _Reading,
         in_order: bool,
         result: BatchResult,
         params: _Params,
     ) -> None:
         point = item.point
+        t = shared.t
         values, flag_ok = item.values, item.flag_ok
         rated = point.rated_kw or 0.0
         power = values.get("active_power_kw")
@@ -535,7 +574,7 @@ class Binder:
                                 "consecutive": state.neg_run,
                                 "power_kw": power,
                                 "limit_kw": -limit,
-                                "data_time": t.isoformat(),
+                                "data_time": shared.iso,
                             },
                         )
             elif in_order:
@@ -573,7 +612,7 @@ class Binder:
                 else:
                     run = None
             if run is None:
-                run = [t.isoformat(), value, value, 1]
+                run = [shared.iso, value, value, 1]
                 runs[key] = run
                 hours = 0.0  # the run starts at t: fromisoformat(t.isoformat()) == t
             else:
