@@ -65,6 +65,25 @@ async def test_duplicates_do_not_double_count(harness: Harness) -> None:
     assert len([p for p in harness.published_points() if p.point_id == "E1-PT"]) == 5
 
 
+async def test_day_rows_store_exactly_the_floats_summed_in_memory(harness: Harness) -> None:
+    # Arrays travel to PostgreSQL as text: exponent forms (1e+17) and 17-digit fractions must
+    # read back as the same float8, or a re-loaded day would drift from the one in memory.
+    await harness.archive(complete_enterprise())
+    t0 = local(DAY, 10, 59)
+    counters = [100.0, 100.01, 1e17 + 100.03, 1e17 + 100.07]
+    await harness.send(
+        [
+            reading("MNE1", t0 + timedelta(minutes=i), meter(1, 10.0, counter))
+            for i, counter in enumerate(counters)
+        ]
+    )
+    in_memory = harness.binder.cache["E1-PT"].days[DAY]
+    row = await harness.daily_row("E1-PT")
+    assert any("e+" in repr(v) for v in in_memory.hourly_kwh), "an exponent form is stored"
+    assert list(row.hourly_kwh) == in_memory.hourly_kwh
+    assert row.energy_kwh == in_memory.energy_kwh and row.deltas == 3
+
+
 async def test_counter_reset_and_rollover(harness: Harness) -> None:
     await harness.archive(complete_enterprise())
     t0 = local(DAY, 10)
