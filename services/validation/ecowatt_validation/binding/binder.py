@@ -128,7 +128,8 @@ class _Reading:
             if not reading.history:  # back-filled data are late by design: not judged
                 self.latency = (reading.received_at - reading.data_time).total_seconds()
                 self.grade = latency_grade(max(self.latency, 0.0), latency_bounds_h)
-        self.hour_start = local.replace(minute=0, second=0, microsecond=0)
+        # compared with stored UTC times: in UTC, so no comparison asks the zone for offsets
+        self.hour_start = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
         self.texts = reading_pieces(reading)
         self._iso: str | None = None
 
