@@ -16,6 +16,10 @@ Kinds (the effects and ground-truth records are tabled in `simulator/README.md`)
 * on the device: `offline`, `modbus_crc`, `lowercase_crc`, `frames_2005`, `garbage`,
   `split_packets`, `wrong_password`, `clock_drift`;
 * on the device's enterprise (every circuit of all its devices): `power_cut`.
+
+Why one module of ~640 lines: the assignment of faults to devices and the windows in which
+each is active are read together by the load model, the devices and the ground truth
+(`events`), and each window is computed from the assignment's own seeded draws.
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ per facility; meters then read it (a meter fault changes the reading, not the co
   facilities follow after their restart delay.
 * Voltages (per enterprise, 220–232 V with small per-phase offsets), power factor (lower at
   light load) and phase currents (I = P / (PF · ΣU), with a few % imbalance) follow power.
+
+Why one module of ~640 lines: every quantity above is a pure function of the same per-unit
+windows and constants (`_Unit`, the cached shift and run windows), and the fault plan and
+the orders read those windows back (`FaultSchedule`, `OrderSchedule` are what the model asks
+of them in turn, so neither module is imported here).
 """
 
 from __future__ import annotations
