@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from ecowatt_kernel.bus import Bus
 from ecowatt_validation import rules as R
+from ecowatt_validation.binding import StateConflict
 from harness import (
     DAY,
     Harness,
@@ -18,6 +19,7 @@ from harness import (
     point,
     reading,
 )
+from sqlalchemy import text
 
 
 async def test_ct_pt_profile_and_energy_deltas(harness: Harness) -> None:
@@ -82,6 +84,27 @@ async def test_day_rows_store_exactly_the_floats_summed_in_memory(harness: Harne
     assert any("e+" in repr(v) for v in in_memory.hourly_kwh), "an exponent form is stored"
     assert list(row.hourly_kwh) == in_memory.hourly_kwh
     assert row.energy_kwh == in_memory.energy_kwh and row.deltas == 3
+
+
+async def test_a_state_moved_on_by_another_consumer_fails_the_batch_and_changes_nothing(
+    harness: Harness,
+) -> None:
+    await harness.archive(complete_enterprise())
+    t0 = local(DAY, 9)
+    await harness.send([reading("MNE1", t0, meter(1, 10.0, 100.0))])
+    async with harness.database.transaction() as session:  # another consumer wrote it
+        await session.execute(
+            text("UPDATE validation.point_state SET rev = rev + 1 WHERE point_id = 'E1-PT'")
+        )
+    second = reading("MNE1", t0 + timedelta(minutes=1), meter(1, 11.0, 101.0))
+    with pytest.raises(StateConflict):
+        await harness.binder.process([second])
+    row = await harness.daily_row("E1-PT")
+    assert row.samples == 1 and row.energy_kwh == 0.0, "the day rows were rolled back too"
+    assert "E1-PT" not in harness.binder.cache, "the stale state is dropped"
+    await harness.binder.process([second])  # the retry reloads the state and goes through
+    row = await harness.daily_row("E1-PT")
+    assert row.samples == 2 and row.energy_kwh == pytest.approx(1.0)
 
 
 async def test_counter_reset_and_rollover(harness: Harness) -> None:

@@ -217,21 +217,22 @@ class StateStore:
         try:
             async with self.database.transaction() as session:
                 driver = await _driver(session, begin=True)
-                if (states or days) and driver not in self._staged:
+                if states and driver not in self._staged:
                     await driver.execute(_STAGING_TABLES)
                     self._staged.add(driver)
-                if states:
+                if states:  # every dirty day belongs to a dirty state
                     await driver.copy_records_to_table(
                         _STATE_STAGE, records=_state_rows(states), schema_name="pg_temp"
                     )
-                    updated = await driver.fetchval(_STATE_MERGE)
+                    if days:
+                        await driver.copy_records_to_table(
+                            _DAILY_STAGE,
+                            records=[_daily_row(a) for a in days],
+                            schema_name="pg_temp",
+                        )
+                    updated = await driver.fetchval(_MERGE)
                     if updated != len(states):
                         raise StateConflict("point state changed under this consumer; reloading")
-                if days:
-                    await driver.copy_records_to_table(
-                        _DAILY_STAGE, records=[_daily_row(a) for a in days], schema_name="pg_temp"
-                    )
-                    await driver.execute(_DAILY_MERGE)
                 if unbound:
                     await driver.executemany(
                         _UNBOUND_UPSERT,
@@ -341,7 +342,11 @@ CREATE TEMP TABLE IF NOT EXISTS {_DAILY_STAGE} (
   first_time timestamptz, last_time timestamptz
 ) ON COMMIT DELETE ROWS
 """
-_STATE_MERGE = f"""
+_DAILY_CASTS = {"hourly_kwh": "hourly_kwh::float8[]", "latency_grades": "latency_grades::int[]"}
+# Both merges in one statement (one round trip per batch): a data-modifying WITH runs to
+# completion whether or not the outer query reads it. The count is of the state rows written:
+# fewer than staged means another consumer moved a revision on (`StateConflict`).
+_MERGE = f"""
 WITH merged AS (
   INSERT INTO validation.point_state AS s ({", ".join(_STATE_COLUMNS)})
   SELECT {", ".join("runs::jsonb" if c == "runs" else c for c in _STATE_COLUMNS)}
@@ -350,16 +355,14 @@ WITH merged AS (
     {", ".join(f"{c} = EXCLUDED.{c}" for c in _STATE_COLUMNS[1:])}
   WHERE s.rev = EXCLUDED.rev - 1
   RETURNING 1
+), daily AS (
+  INSERT INTO validation.point_daily ({", ".join(_DAILY_COLUMNS)})
+  SELECT {", ".join(_DAILY_CASTS.get(c, c) for c in _DAILY_COLUMNS)}
+  FROM pg_temp.{_DAILY_STAGE}
+  ON CONFLICT (point_id, day) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _DAILY_COLUMNS[2:])}
 )
 SELECT count(*) FROM merged
-"""  # noqa: S608
-_DAILY_CASTS = {"hourly_kwh": "hourly_kwh::float8[]", "latency_grades": "latency_grades::int[]"}
-_DAILY_MERGE = f"""
-INSERT INTO validation.point_daily ({", ".join(_DAILY_COLUMNS)})
-SELECT {", ".join(_DAILY_CASTS.get(c, c) for c in _DAILY_COLUMNS)}
-FROM pg_temp.{_DAILY_STAGE}
-ON CONFLICT (point_id, day) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in _DAILY_COLUMNS[2:])}
 """  # noqa: S608
 
 _UNBOUND_UPSERT = """
