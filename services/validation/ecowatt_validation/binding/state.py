@@ -256,9 +256,9 @@ class StateStore:
         for state in states:
             state.rev += 1
             state.dirty = False
-            stale = sorted(state.days)[:-3]
-            for old in stale:  # keep the last three days in memory
-                del state.days[old]
+            if len(state.days) > 3:  # keep the last three days in memory
+                for old in sorted(state.days)[:-3]:
+                    del state.days[old]
         for agg in days:
             agg.dirty = False
 
