@@ -14,6 +14,14 @@ Binding is measured in two stages, each from the first handler call to the last:
   the database and created (what a freshly started or rebalanced binder does once);
 * steady: the remaining frames, with the binder's caches warm (the normal running state).
 
+Then the binder's own CPU per reading, without the broker and the database: `process` on
+readings already decoded, caches warm, with PostgreSQL replaced by a stand-in that takes the
+staged rows without encoding or sending them and `telemetry.points` built but not published —
+in batches of 5,000 (bulk) and of 100 (live), best of BENCH_CPU_REPEATS (5) passes of one new
+frame per device each. On a machine shared with other work this is the steadiest figure (the
+least of several passes, no other process's work in it); what it leaves out (row encoding in
+asyncpg, Kafka production, envelope decoding) the stages above include.
+
 Then `run_day` runs every daily and archive rule for the day over all points (and once more,
 as a re-run of the same day). Uses a fresh database on DATABASE_URL.
 
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import gc
+import math
 import os
 import pstats
 import statistics
@@ -47,6 +56,7 @@ sys.path.insert(0, str(ROOT / "tests" / "services" / "validation"))
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record  # noqa: E402
 from ecowatt_kernel.contracts import Snapshot, TelemetryReading  # noqa: E402
 from ecowatt_kernel.db import scratch_database  # noqa: E402
+from ecowatt_kernel.tracing import new_trace_id, trace_context  # noqa: E402
 from ecowatt_validation.reference import credit_check_char  # noqa: E402
 from ecowatt_validation.service import freeze_archive  # noqa: E402
 from ecowatt_validation.settings import ValidationSettings  # noqa: E402
@@ -62,6 +72,75 @@ CONCURRENT_PARTITIONS = CONCURRENT not in ("", "0")
 SHARED_CREDIT_CODE = os.environ.get("BENCH_SHARED_CREDIT_CODE", "") not in ("", "0")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 DUPLICATE_CODE_EVERY = 100  # every 100th enterprise reuses its neighbour's credit code
+
+
+CPU_REPEATS = int(os.environ.get("BENCH_CPU_REPEATS", "5"))
+
+
+class _NoDatabase:
+    """Takes a batch's statements and staged rows and does nothing with them (`cpu_stage`)."""
+
+    def __init__(self) -> None:
+        self.staged = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_NoDatabase]:
+        yield self
+
+    session = transaction
+
+    async def connection(self) -> _NoDatabase:
+        return self
+
+    async def exec_driver_sql(self, *args: Any) -> None:
+        return None
+
+    async def get_raw_connection(self) -> _NoDatabase:
+        return self
+
+    @property
+    def driver_connection(self) -> _NoDatabase:
+        return self
+
+    async def execute(self, *args: Any) -> None:
+        return None
+
+    async def executemany(self, *args: Any) -> None:
+        return None
+
+    async def copy_records_to_table(self, table: str, *, records: Any, **_: Any) -> None:
+        rows = list(records)
+        if "state" in table:
+            self.staged = len(rows)
+
+    async def fetchval(self, *args: Any) -> int:
+        return self.staged  # every staged state row "written": no revision conflict
+
+
+async def cpu_stage(harness: Harness, first_round: int) -> None:
+    """The binder's CPU per reading without I/O (see the module's docstring)."""
+    binder = harness.binder
+    owner = getattr(binder, "store", binder)  # the state's storage (the binder itself before)
+    database, binder.publish_points = owner.database, False
+    owner.database = _NoDatabase()
+    try:
+        for name, size in (("bulk", 5000), ("live", 100)):
+            best = math.inf
+            for repeat in range(CPU_REPEATS):
+                readings = frames(range(first_round + repeat, first_round + repeat + 1))
+                gc.collect()
+                started = time.process_time()
+                for start in range(0, len(readings), size):
+                    with trace_context(new_trace_id()):  # as the bus restores a batch's trace
+                        await binder.process(readings[start : start + size])
+                best = min(best, (time.process_time() - started) / len(readings))
+            first_round += CPU_REPEATS
+            print(
+                f"binding CPU without I/O, batches of {size} ({name}): {1e6 * best:.1f} us per "
+                f"reading (best of {CPU_REPEATS} passes of {DEVICES} readings)"
+            )
+    finally:
+        owner.database, binder.publish_points = database, True
 
 
 def credit_code(i: int) -> str:
@@ -217,6 +296,7 @@ async def bench(db_url: str) -> None:
             f"binding all: {total} readings in {cold_s + steady_s:.2f}s = "
             f"{total / (cold_s + steady_s):,.0f} readings/s"
         )
+        await cpu_stage(harness, max(READINGS_PER_DEVICE, 1))
 
         for run in ("day close", "day close re-run"):
             async with profiled(run.replace(" ", "-")):

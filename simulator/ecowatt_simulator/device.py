@@ -8,34 +8,45 @@ uploads to the platform. Uploads that ask for an answer stay in `unacked` until 
 (9013 for 1013) comes; after `ack_timeout_s` they are sent again, unchanged; after `recount`
 resends the link counts as dead and is reopened, and everything unanswered is sent again on
 the new connection. Nothing is dropped.
+
+The connection and its queue items live in `link.py`, the code groups of the uploads in
+`groups.py`. Why `SimDevice` is still one class of ~800 lines: its timeline, send queue,
+connection loop and command handlers are one state machine over the same fields (the
+unacked uploads, the device clock and its drift, the history buffer, the offline window), and
+each handler changes several of them at once — a command answer is queued and paced like an
+upload, a backfill reads the history the timeline writes, a reconnect resends what the ack
+timer holds. Splitting them would pass that state between objects on every frame of a
+20,000-device fleet; the sections below (lifecycle, clocks, timeline, encoding, sending,
+connection, from server) are the seams if it grows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
-import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands, swap_bytes
 
 from ecowatt_simulator import wire
-from ecowatt_simulator.faults import FaultKind
+from ecowatt_simulator.faults import FaultPlan
 from ecowatt_simulator.fleet import DeviceSpec, PointSpec
-from ecowatt_simulator.load import Sample
+from ecowatt_simulator.groups import Acc, circuit_keys, interval_groups, sample_groups
+from ecowatt_simulator.kinds import FaultKind
+from ecowatt_simulator.link import Flag, Link, Outgoing
+from ecowatt_simulator.load import LoadModel, Sample
+from ecowatt_simulator.log import SentLog
+from ecowatt_simulator.orders import OrderBook
 from ecowatt_simulator.rand import Stream, key_of
+from ecowatt_simulator.timebase import LocalTime, SimClock
 
-if TYPE_CHECKING:
-    from ecowatt_simulator.simulator import Simulator
-
-__all__ = ["DeviceSettings", "SimDevice"]
+__all__ = ["DeviceHost", "DeviceSettings", "SimDevice"]
 
 _logger = logging.getLogger("ecowatt.simulator")
 
@@ -52,36 +63,6 @@ _JUNK = (
     b"HEARTBEAT\r\n",
     b"\xff\xfe\xfd",
 )
-
-
-class Flag:
-    """A lighter `asyncio.Event` (a device holds three; idle fleets hold 20,000 devices)."""
-
-    __slots__ = ("_set", "_waiter")
-
-    def __init__(self, value: bool) -> None:
-        self._set = value
-        self._waiter: asyncio.Future[None] | None = None
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        self._set = True
-        if self._waiter is not None:
-            if not self._waiter.done():
-                self._waiter.set_result(None)
-            self._waiter = None
-
-    def clear(self) -> None:
-        self._set = False
-
-    async def wait(self) -> None:
-        if self._set:
-            return
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._waiter)
 
 
 @dataclass
@@ -137,149 +118,24 @@ class DeviceSettings:
             raise ValueError("rtd_interval_s must be within 1..3600")
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """A frame to send; uploads that ask for an answer wait in `unacked` until answered."""
+class DeviceHost(Protocol):
+    """What a device reads from the fleet that runs it (`simulator.Simulator`): the shared
+    clock, models and logs, and where to connect. The device needs nothing more."""
 
-    data: bytes
-    cn: str
-    kind: str
-    qn: str | None
-    needs_ack: bool
-    data_time: str | None = None
-    attempts: int = 0
-    link_attempts: int = 0
-    sent_at: float = 0.0
-    done: asyncio.Future[None] | None = None
+    host: str
+    port: int
+    seed: int
+    settings: DeviceSettings
+    clock: SimClock
+    local: LocalTime
+    model: LoadModel
+    plan: FaultPlan
+    orders: OrderBook | None
+    log: SentLog
+    finishing: bool
 
-
-@dataclass(slots=True)
-class _Acc:
-    """Statistics of one point over an interval: power, PF, currents, voltages, counter."""
-
-    n: int = 0
-    p_sum: float = 0.0
-    p_min: float = math.inf
-    p_max: float = -math.inf
-    pf_sum: float = 0.0
-    i_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    i_min: list[float] = field(default_factory=lambda: [math.inf] * 3)
-    i_max: list[float] = field(default_factory=lambda: [-math.inf] * 3)
-    u_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    u_min: list[float] = field(default_factory=lambda: [math.inf] * 3)
-    u_max: list[float] = field(default_factory=lambda: [-math.inf] * 3)
-    e_start: float | None = None
-
-    def add(self, s: Sample, energy: float) -> None:
-        if self.e_start is None:
-            self.e_start = energy
-        self.n += 1
-        p = s.power
-        self.p_sum += p
-        if p < self.p_min:
-            self.p_min = p
-        if p > self.p_max:
-            self.p_max = p
-        self.pf_sum += s.pf
-        for k, value in enumerate((s.ia, s.ib, s.ic)):
-            self.i_sum[k] += value
-            if value < self.i_min[k]:
-                self.i_min[k] = value
-            if value > self.i_max[k]:
-                self.i_max[k] = value
-        for k, value in enumerate((s.ua, s.ub, s.uc)):
-            self.u_sum[k] += value
-            if value < self.u_min[k]:
-                self.u_min[k] = value
-            if value > self.u_max[k]:
-                self.u_max[k] = value
-
-    def merge(self, other: _Acc) -> None:
-        if other.n == 0:
-            return
-        if self.e_start is None:
-            self.e_start = other.e_start
-        self.n += other.n
-        self.p_sum += other.p_sum
-        self.p_min = min(self.p_min, other.p_min)
-        self.p_max = max(self.p_max, other.p_max)
-        self.pf_sum += other.pf_sum
-        for k in range(3):
-            self.i_sum[k] += other.i_sum[k]
-            self.i_min[k] = min(self.i_min[k], other.i_min[k])
-            self.i_max[k] = max(self.i_max[k], other.i_max[k])
-            self.u_sum[k] += other.u_sum[k]
-            self.u_min[k] = min(self.u_min[k], other.u_min[k])
-            self.u_max[k] = max(self.u_max[k], other.u_max[k])
-
-
-class _Link(asyncio.Protocol):
-    """One TCP connection of a device."""
-
-    def __init__(self, device: SimDevice) -> None:
-        self.device = device
-        self.framer = hj212.StreamFramer(max_segment_size=8192)
-        self.transport: asyncio.Transport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.paused = False
-        self.acked_any = False
-        self.backlog: deque[list[bytes]] = deque()
-        self.writer_task: asyncio.Task[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        for event in self.framer.feed(data):
-            if isinstance(event, hj212.RawFrame):
-                self.device.on_frame(event.data, self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.writer_task is not None:
-            self.writer_task.cancel()
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        self.device.pump()
-
-    def write(self, data: bytes, pieces: int = 1) -> None:
-        """Write `data`, in `pieces` TCP writes 1 ms apart when asked (split_packets)."""
-        if self.transport is None:
-            return
-        if pieces <= 1 and self.writer_task is None:
-            self.transport.write(data)
-            return
-        size = max(1, math.ceil(len(data) / max(1, pieces)))
-        self.backlog.append([data[i : i + size] for i in range(0, len(data), size)])
-        if self.writer_task is None:
-            self.writer_task = asyncio.get_running_loop().create_task(self._writer())
-
-    async def _writer(self) -> None:
-        try:
-            while self.backlog:
-                pieces = self.backlog.popleft()
-                for n, piece in enumerate(pieces):
-                    if self.transport is None:
-                        return
-                    if n:
-                        await asyncio.sleep(0.001)
-                    self.transport.write(piece)
-        finally:
-            self.writer_task = None
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    async def connect_permit(self) -> None:
+        """Wait for the fleet's pacing of new connections."""
 
 
 class SimDevice:
@@ -337,7 +193,7 @@ class SimDevice:
         "version_bits",
     )
 
-    def __init__(self, sim: Simulator, spec: DeviceSpec) -> None:
+    def __init__(self, sim: DeviceHost, spec: DeviceSpec) -> None:
         self.sim = sim
         self.spec = spec
         self.settings = sim.settings
@@ -382,19 +238,19 @@ class SimDevice:
         self.cursor = sim.clock.start
         self.energy: dict[str, float] = {}
         self.reset_done: set[str] = set()
-        self.acc_minute: dict[str, _Acc] = {}
-        self.acc_hour: dict[str, _Acc] = {}
-        self.acc_day: dict[str, _Acc] = {}
+        self.acc_minute: dict[str, Acc] = {}
+        self.acc_hour: dict[str, Acc] = {}
+        self.acc_day: dict[str, Acc] = {}
         self.first_local: float | None = None
         self.reached: float | None = None
         self.calibration_pending = False
         self.history: dict[str, deque[tuple[float, str, tuple[str, ...]]]] = {}
-        self._keys = {p.id: _circuit_keys(p.circuit) for p in spec.points}
+        self._keys = {p.id: circuit_keys(p.circuit) for p in spec.points}
         # sending state
         self.pending: deque[Outgoing] = deque()
         self.urgent: deque[Outgoing] = deque()
         self.unacked: dict[str, Outgoing] = {}
-        self.link: _Link | None = None
+        self.link: Link | None = None
         self.qn_last_ms = 0
         self.online = Flag(True)
         self.room = Flag(True)
@@ -418,7 +274,7 @@ class SimDevice:
     def update_spec(self, spec: DeviceSpec) -> None:
         """The archive changed (points added, moved, re-rated): measure the new points."""
         self.spec = spec
-        self._keys = {p.id: _circuit_keys(p.circuit) for p in spec.points}
+        self._keys = {p.id: circuit_keys(p.circuit) for p in spec.points}
         current = set(self._keys)
         for accs in (self.acc_minute, self.acc_hour, self.acc_day):
             for point_id in list(accs):
@@ -532,7 +388,7 @@ class SimDevice:
         for point, sample in zip(points, samples, strict=True):
             acc = self.acc_minute.get(point.id)
             if acc is None:
-                acc = self.acc_minute[point.id] = _Acc()
+                acc = self.acc_minute[point.id] = Acc()
             acc.add(sample, energy[point.id])
             energy[point.id] += sample.power * step / 3600.0
 
@@ -600,39 +456,15 @@ class SimDevice:
                 if acc is None:
                     continue
                 if parent is not None:
-                    parent.setdefault(point.id, _Acc()).merge(acc)
+                    parent.setdefault(point.id, Acc()).merge(acc)
                 if complete and acc.n:
                     groups.extend(self._acc_groups(point, acc))
             if groups:
                 self._emit_history(cn, t, label_local - offset, tuple(groups), send)
 
-    def _acc_groups(self, point: PointSpec, acc: _Acc) -> list[str]:
+    def _acc_groups(self, point: PointSpec, acc: Acc) -> list[str]:
         """Code groups of one circuit's interval statistics."""
-        keys = self._keys[point.id]
-        energy_end = self.energy[point.id]
-        energy_start = acc.e_start if acc.e_start is not None else energy_end
-        n = acc.n
-        groups: list[str] = []
-        groups.append(
-            f"{keys.p_avg}={acc.p_sum / n:.2f},{keys.p_min}={acc.p_min:.2f},"
-            f"{keys.p_max}={acc.p_max:.2f},{keys.p_flag}=N"
-        )
-        groups.append(
-            f"{keys.e_cou}={energy_end - energy_start:.3f},{keys.e_min}={energy_start:.2f},"
-            f"{keys.e_max}={energy_end:.2f},{keys.e_flag}=N"
-        )
-        groups.append(f"{keys.pf_avg}={acc.pf_sum / n:.2f}")
-        for k in range(3):
-            groups.append(
-                f"{keys.i_avg[k]}={acc.i_sum[k] / n:.1f},{keys.i_min[k]}={acc.i_min[k]:.1f},"
-                f"{keys.i_max[k]}={acc.i_max[k]:.1f}"
-            )
-        for k in range(3):
-            groups.append(
-                f"{keys.u_avg[k]}={acc.u_sum[k] / n:.1f},{keys.u_min[k]}={acc.u_min[k]:.1f},"
-                f"{keys.u_max[k]}={acc.u_max[k]:.1f}"
-            )
-        return groups
+        return interval_groups(self._keys[point.id], acc, self.energy[point.id])
 
     def _emit_history(
         self, cn: str, t: float, label_utc: float, groups: tuple[str, ...], send: bool
@@ -666,20 +498,7 @@ class SimDevice:
             e = energy.get(point.id)
             if e is None:
                 e = energy[point.id] = self._initial_energy(point, self.now())
-            groups.extend(
-                (
-                    f"{k.p_rtd}={s.power:.2f},{k.p_flag}=N",
-                    f"{k.e_rtd}={e:.2f},{k.e_flag}=N",
-                    f"{k.pf_rtd}={s.pf:.2f}",
-                    f"{k.sw_rtd}={s.switch}",
-                    f"{k.i_rtd[0]}={s.ia:.1f}",
-                    f"{k.i_rtd[1]}={s.ib:.1f}",
-                    f"{k.i_rtd[2]}={s.ic:.1f}",
-                    f"{k.u_rtd[0]}={s.ua:.1f}",
-                    f"{k.u_rtd[1]}={s.ub:.1f}",
-                    f"{k.u_rtd[2]}={s.uc:.1f}",
-                )
-            )
+            groups.extend(sample_groups(k, s, e))
         return tuple(groups)
 
     # -------------------------------------------------------------------------- encoding
@@ -800,7 +619,7 @@ class SimDevice:
         ):
             self.room.set()
 
-    def _transmit(self, out: Outgoing, link: _Link) -> None:
+    def _transmit(self, out: Outgoing, link: Link) -> None:
         data = out.data
         if self.garbage and self.rng.random() < self.sim.plan.config.garbage_probability:
             junk = self._junk()
@@ -860,7 +679,7 @@ class SimDevice:
             self._transmit(out, link)
         self._arm_ack_timer()
 
-    def _on_connected(self, link: _Link) -> None:
+    def _on_connected(self, link: Link) -> None:
         self.link = link
         resend = list(self.unacked.values())
         for out in resend:
@@ -911,7 +730,7 @@ class SimDevice:
             await self.sim.connect_permit()
             try:
                 _, link = await asyncio.wait_for(
-                    loop.create_connection(lambda: _Link(self), self.sim.host, self.sim.port),
+                    loop.create_connection(lambda: Link(self), self.sim.host, self.sim.port),
                     settings.connect_timeout_s,
                 )
             except (OSError, TimeoutError) as exc:
@@ -953,7 +772,7 @@ class SimDevice:
 
     # ----------------------------------------------------------------------- from server
 
-    def on_frame(self, raw: bytes, link: _Link) -> None:
+    def on_frame(self, raw: bytes, link: Link) -> None:
         try:
             frame = hj212.decode(raw)
         except hj212.DecodeError:
@@ -988,7 +807,7 @@ class SimDevice:
         self._command_tasks.add(task)
         task.add_done_callback(self._command_tasks.discard)
 
-    def _on_answer(self, frame: hj212.Frame, link: _Link) -> None:
+    def _on_answer(self, frame: hj212.Frame, link: Link) -> None:
         qn = frame.qn
         if qn is None:
             return
@@ -1128,61 +947,3 @@ class SimDevice:
                 if part.done is not None:
                     await part.done
         self.send_now(commands.execution_answer(frame, 1))
-
-
-@dataclass(frozen=True, slots=True)
-class _Keys:
-    p_rtd: str
-    p_avg: str
-    p_min: str
-    p_max: str
-    p_flag: str
-    e_rtd: str
-    e_cou: str
-    e_min: str
-    e_max: str
-    e_flag: str
-    pf_rtd: str
-    pf_avg: str
-    sw_rtd: str
-    i_rtd: tuple[str, str, str]
-    i_avg: tuple[str, str, str]
-    i_min: tuple[str, str, str]
-    i_max: tuple[str, str, str]
-    u_rtd: tuple[str, str, str]
-    u_avg: tuple[str, str, str]
-    u_min: tuple[str, str, str]
-    u_max: tuple[str, str, str]
-
-
-@functools.lru_cache(maxsize=128)
-def _circuit_keys(circuit: int) -> _Keys:
-    """CP keys of one circuit in the `ecowatt-default` profile (xe + quantity + circuit)."""
-    c = f"{circuit:02d}"
-
-    def phases(q: str, suffix: str) -> tuple[str, str, str]:
-        return (f"xe{q}1{c}-{suffix}", f"xe{q}2{c}-{suffix}", f"xe{q}3{c}-{suffix}")
-
-    return _Keys(
-        p_rtd=f"xe01{c}-Rtd",
-        p_avg=f"xe01{c}-Avg",
-        p_min=f"xe01{c}-Min",
-        p_max=f"xe01{c}-Max",
-        p_flag=f"xe01{c}-Flag",
-        e_rtd=f"xe02{c}-Rtd",
-        e_cou=f"xe02{c}-Cou",
-        e_min=f"xe02{c}-Min",
-        e_max=f"xe02{c}-Max",
-        e_flag=f"xe02{c}-Flag",
-        pf_rtd=f"xe03{c}-Rtd",
-        pf_avg=f"xe03{c}-Avg",
-        sw_rtd=f"xe04{c}-Rtd",
-        i_rtd=phases("1", "Rtd"),
-        i_avg=phases("1", "Avg"),
-        i_min=phases("1", "Min"),
-        i_max=phases("1", "Max"),
-        u_rtd=phases("2", "Rtd"),
-        u_avg=phases("2", "Avg"),
-        u_min=phases("2", "Min"),
-        u_max=phases("2", "Max"),
-    )

@@ -16,6 +16,10 @@ Kinds (the effects and ground-truth records are tabled in `simulator/README.md`)
 * on the device: `offline`, `modbus_crc`, `lowercase_crc`, `frames_2005`, `garbage`,
   `split_packets`, `wrong_password`, `clock_drift`;
 * on the device's enterprise (every circuit of all its devices): `power_cut`.
+
+Why one module of ~640 lines: the assignment of faults to devices and the windows in which
+each is active are read together by the load model, the devices and the ground truth
+(`events`), and each window is computed from the assignment's own seeded draws.
 """
 
 from __future__ import annotations
@@ -27,37 +31,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ecowatt_simulator.fleet import DeviceSpec, Fleet, PointSpec
+from ecowatt_simulator.kinds import FaultKind
+from ecowatt_simulator.load import LoadModel
 from ecowatt_simulator.rand import key_of, uniform, unit
-
-if TYPE_CHECKING:
-    from ecowatt_simulator.load import LoadModel
-    from ecowatt_simulator.timebase import LocalTime
+from ecowatt_simulator.timebase import LocalTime
 
 __all__ = ["FaultConfig", "FaultEvent", "FaultKind", "FaultPlan", "GroundTruth"]
-
-
-class FaultKind(StrEnum):
-    CONTROL_OFF = "control_off"
-    LATE_START = "late_start"
-    EARLY_STOP = "early_stop"
-    LOW_LOAD = "low_load"
-    NEGATIVE_ENERGY = "negative_energy"
-    METER_RESET = "meter_reset"
-    CONSTANT_POWER = "constant_power"
-    OFFLINE = "offline"
-    MODBUS_CRC = "modbus_crc"
-    LOWERCASE_CRC = "lowercase_crc"
-    FRAMES_2005 = "frames_2005"
-    GARBAGE = "garbage"
-    SPLIT_PACKETS = "split_packets"
-    WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a fault name, not a password
-    CLOCK_DRIFT = "clock_drift"
-    POWER_CUT = "power_cut"
 
 
 CONTROL_FAULTS = frozenset(
@@ -308,8 +291,6 @@ class FaultPlan:
         at = self.config.showcase_from
         if at is None:
             return None
-        from ecowatt_simulator.load import LoadModel  # the model imports this module
-
         model = LoadModel(self.fleet, seed=self._model_seed, local=self._local)
         day = model.local.day_index(at)
         return {

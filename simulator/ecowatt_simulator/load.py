@@ -23,21 +23,65 @@ per facility; meters then read it (a meter fault changes the reading, not the co
   facilities follow after their restart delay.
 * Voltages (per enterprise, 220–232 V with small per-phase offsets), power factor (lower at
   light load) and phase currents (I = P / (PF · ΣU), with a few % imbalance) follow power.
+
+Why one module of ~640 lines: every quantity above is a pure function of the same per-unit
+windows and constants (`_Unit`, the cached shift and run windows), and the fault plan and
+the orders read those windows back (`FaultSchedule`, `OrderSchedule` are what the model asks
+of them in turn, so neither module is imported here).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
-from ecowatt_simulator.faults import FaultKind, FaultPlan
 from ecowatt_simulator.fleet import Fleet, PointSpec
-from ecowatt_simulator.orders import OrderBook
+from ecowatt_simulator.kinds import FaultKind
 from ecowatt_simulator.rand import key_of, mix, uniform, unit
 from ecowatt_simulator.timebase import LocalTime
 
-__all__ = ["LoadModel", "Sample", "merge_windows"]
+__all__ = ["FaultSchedule", "LoadModel", "OrderSchedule", "Sample", "merge_windows"]
+
+
+class FaultSchedule(Protocol):
+    """What the model asks of the fault plan (`faults.FaultPlan`), which reasons about the
+    model's windows in turn: the model depends on this, not on the plan's module."""
+
+    def start_delay(self, control_id: str, production_start: float) -> float | None: ...
+
+    def stop_advance(self, control_id: str, production_stop: float) -> float | None: ...
+
+    def control_factor(self, control_id: str, t: float, model: LoadModel) -> float | None: ...
+
+    def power_cut(
+        self, enterprise_id: str, t: float, model: LoadModel
+    ) -> tuple[float, float, float] | None: ...
+
+    def powered(self, enterprise_id: str, t: float, model: LoadModel) -> bool: ...
+
+    def meter_fault(
+        self, point_id: str, t: float, model: LoadModel
+    ) -> tuple[FaultKind, float] | None: ...
+
+
+class OrderSchedule(Protocol):
+    """What the model asks of the enterprises' responses to control orders
+    (`orders.OrderBook`, which compares runs of the model in turn)."""
+
+    def control_off(self, control_id: str, enterprise_id: str, t: float) -> bool: ...
+
+    def production(
+        self,
+        facility_id: str,
+        enterprise_id: str,
+        t: float,
+        *,
+        power: float,
+        standby: float,
+        rated: float,
+    ) -> float: ...
+
 
 Window = tuple[float, float]
 ShiftKind = Literal["continuous", "two_shift", "day_shift"]
@@ -116,8 +160,8 @@ class LoadModel:
         *,
         seed: int,
         local: LocalTime | None = None,
-        faults: FaultPlan | None = None,
-        orders: OrderBook | None = None,
+        faults: FaultSchedule | None = None,
+        orders: OrderSchedule | None = None,
     ) -> None:
         self.fleet = fleet
         self.seed = seed

@@ -33,16 +33,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ecowatt_kernel.bus import Bus, Record, Subscription
 from ecowatt_kernel.contracts import ContractError, ControlTaskChanged, decode
 
 from ecowatt_simulator.fleet import Fleet
+from ecowatt_simulator.load import LoadModel
 from ecowatt_simulator.timebase import LocalTime
-
-if TYPE_CHECKING:
-    from ecowatt_simulator.load import LoadModel
 
 __all__ = ["Behaviour", "HourTruth", "OrderBook", "OrderConfig"]
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from ecowatt_kernel.bus import Bus
 from ecowatt_validation import rules as R
+from ecowatt_validation.binding import StateConflict
 from harness import (
     DAY,
     Harness,
@@ -18,6 +19,7 @@ from harness import (
     point,
     reading,
 )
+from sqlalchemy import text
 
 
 async def test_ct_pt_profile_and_energy_deltas(harness: Harness) -> None:
@@ -63,6 +65,46 @@ async def test_duplicates_do_not_double_count(harness: Harness) -> None:
     row = await harness.daily_row("E1-PT")
     assert row.samples == 5 and row.energy_kwh == pytest.approx(4.0)
     assert len([p for p in harness.published_points() if p.point_id == "E1-PT"]) == 5
+
+
+async def test_day_rows_store_exactly_the_floats_summed_in_memory(harness: Harness) -> None:
+    # Arrays travel to PostgreSQL as text: exponent forms (1e+17) and 17-digit fractions must
+    # read back as the same float8, or a re-loaded day would drift from the one in memory.
+    await harness.archive(complete_enterprise())
+    t0 = local(DAY, 10, 59)
+    counters = [100.0, 100.01, 1e17 + 100.03, 1e17 + 100.07]
+    await harness.send(
+        [
+            reading("MNE1", t0 + timedelta(minutes=i), meter(1, 10.0, counter))
+            for i, counter in enumerate(counters)
+        ]
+    )
+    in_memory = harness.binder.cache["E1-PT"].days[DAY]
+    row = await harness.daily_row("E1-PT")
+    assert any("e+" in repr(v) for v in in_memory.hourly_kwh), "an exponent form is stored"
+    assert list(row.hourly_kwh) == in_memory.hourly_kwh
+    assert row.energy_kwh == in_memory.energy_kwh and row.deltas == 3
+
+
+async def test_a_state_moved_on_by_another_consumer_fails_the_batch_and_changes_nothing(
+    harness: Harness,
+) -> None:
+    await harness.archive(complete_enterprise())
+    t0 = local(DAY, 9)
+    await harness.send([reading("MNE1", t0, meter(1, 10.0, 100.0))])
+    async with harness.database.transaction() as session:  # another consumer wrote it
+        await session.execute(
+            text("UPDATE validation.point_state SET rev = rev + 1 WHERE point_id = 'E1-PT'")
+        )
+    second = reading("MNE1", t0 + timedelta(minutes=1), meter(1, 11.0, 101.0))
+    with pytest.raises(StateConflict):
+        await harness.binder.process([second])
+    row = await harness.daily_row("E1-PT")
+    assert row.samples == 1 and row.energy_kwh == 0.0, "the day rows were rolled back too"
+    assert "E1-PT" not in harness.binder.cache, "the stale state is dropped"
+    await harness.binder.process([second])  # the retry reloads the state and goes through
+    row = await harness.daily_row("E1-PT")
+    assert row.samples == 2 and row.energy_kwh == pytest.approx(1.0)
 
 
 async def test_counter_reset_and_rollover(harness: Harness) -> None:

@@ -11,7 +11,8 @@ import pytest
 from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import PointReading, TelemetryReading, decode, encode
 from ecowatt_kernel.contracts.envelope import Envelope
-from ecowatt_validation.binding import INTERVALS, _array_text, point_message
+from ecowatt_validation.binding import INTERVALS, point_message
+from ecowatt_validation.binding.state import _array_text
 from harness import point
 
 
@@ -103,8 +104,11 @@ def test_envelope_ids_are_the_kernels_uuid7() -> None:
 
 
 def test_array_text_reads_back_exactly() -> None:
-    assert _array_text([0.0, 1.5, 1e-05, 0.1 + 0.2]) == "{0.0, 1.5, 1e-05, 0.30000000000000004}"
-    assert _array_text([1, 0, 3]) == "{1, 0, 3}"
+    floats = [0.0, 1.5, 1e-05, 1e-7, 1e20, 0.1 + 0.2, -0.0, 123456.789, 2.0**-40]
+    text = _array_text(floats)
+    assert text[0] == "{" and text[-1] == "}"
+    assert [float(part) for part in text[1:-1].split(",")] == floats
+    assert _array_text([1, 0, 3]) == "{1,0,3}"  # int[] input takes no decimal point
 
 
 def test_point_message_escapes_like_encode() -> None:

@@ -22,6 +22,11 @@ that spans a gap (a logger offline for two hours) lands in the bucket where it w
 
 Readings dated before the raw retention or too far in the future are refused and counted in
 `history_reject` (reason `too_old` / `future`).
+
+Why one module of ~630 lines: the writer, the maintenance (partitions, retention) and
+`recompute` (the check that rollups equal the raw rows) share the SQL of the rollups
+(`_CONTRIBUTIONS`, `_ROLLUP_*`, `ROLLUP_15M_PARTS`): the check must read what the writer
+writes, from the same statements.
 """
 
 from __future__ import annotations
