@@ -21,4 +21,9 @@ export {
   Upload,
   Connection,
   SwitchButton,
+  Service,
+  FirstAidKit,
+  Headset,
+  Reading,
+  DocumentChecked,
 } from '@element-plus/icons-vue'
