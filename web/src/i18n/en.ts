@@ -12,7 +12,7 @@ export default {
     quality: 'Data quality', devices: 'Devices', plans: 'Control plans', reports: 'Reports', administration: 'Administration',
     users: 'Accounts', apiKeys: 'API keys', audit: 'Audit log', security: 'Security alerts', rules: 'Rule parameters', status: 'System status',
     desk: 'O&M desk', incidents: 'Incidents', incident: 'Incident', requests: 'Support requests', request: 'Support request',
-    knowledge: 'Knowledge base', article: 'Article', abnormal: 'Abnormal-event reports',
+    knowledge: 'Knowledge base', article: 'Article', abnormal: 'Abnormal events',
     home: 'Home', login: 'Log in', enterprise: 'Enterprise', alarm: 'Alarm', account: 'My account', notFound: 'Not found',
   },
   roles: {
