@@ -14,6 +14,7 @@ page is photographed on the way (docs/ui.md).
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,17 @@ def api_post(platform: Platform, path: str, body: dict[str, Any]) -> Any:
     return answer.json()
 
 
+def seeded_enterprises(platform: Platform, limit_s: float = 240.0) -> list[dict[str, Any]]:
+    """Two enterprises of the synthetic city (a fresh platform seeds it after it starts)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        items = api_get(platform, "/api/registry/enterprises", page_size=2)["items"]
+        if len(items) == 2:
+            return list(items)
+        time.sleep(2)
+    raise AssertionError(f"the synthetic city was not seeded within {limit_s:.0f} s")
+
+
 def act(page: Any, action: str, text: str | None = None) -> None:
     page.click(f"[data-test=action-{action}]")
     page.wait_for_selector(f"[data-test=form-{action}]")
@@ -61,7 +73,7 @@ def test_request_and_incident_through_the_desk(
     platform: Platform, browser_context_factory: Any
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    enterprises = api_get(platform, "/api/registry/enterprises", page_size=2)["items"]
+    enterprises = seeded_enterprises(platform)
     own, other = enterprises[0]["id"], enterprises[1]["id"]
     # Set-up through the API: another enterprise's request, an incident, an article.
     foreign = api_post(

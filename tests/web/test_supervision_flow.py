@@ -264,6 +264,7 @@ def test_supervisor_enterprise_and_district_officer(
         ("security", "/admin/security", "[data-test=table]"),
         ("status", "/admin/status", ".page-header"),
         ("account", "/account", "[data-test=password-form]"),
+        ("desk-duty", "/desk/duty", "[data-test=table]"),
     ],
 )
 def test_every_main_page_opens_for_the_administrator(

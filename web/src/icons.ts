@@ -26,4 +26,5 @@ export {
   Headset,
   Reading,
   DocumentChecked,
+  Phone,
 } from '@element-plus/icons-vue'

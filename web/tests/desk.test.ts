@@ -110,9 +110,12 @@ describe('the desk in the menu follows the permission matrix', () => {
     expect(mayOpen('enterprise_user', 'abnormal')).toBe(false)
   })
 
-  it('shows bureau, O&M and auditors every desk page', () => {
-    for (const role of ['city_supervisor', 'district_officer', 'om_operator', 'auditor', 'admin'] as const)
+  it('shows bureau, O&M and auditors the cases and the report; contacts to city and O&M', () => {
+    for (const role of ['city_supervisor', 'om_operator', 'admin'] as const)
+      expect(names(role)).toEqual(['incidents', 'requests', 'knowledge', 'abnormal', 'duty'])
+    for (const role of ['district_officer', 'auditor'] as const)
       expect(names(role)).toEqual(['incidents', 'requests', 'knowledge', 'abnormal'])
+    expect(mayOpen('district_officer', 'duty')).toBe(false)
   })
 })
 

@@ -12,7 +12,7 @@ export default {
     quality: 'Data quality', devices: 'Devices', plans: 'Control plans', reports: 'Reports', administration: 'Administration',
     users: 'Accounts', apiKeys: 'API keys', audit: 'Audit log', security: 'Security alerts', rules: 'Rule parameters', status: 'System status',
     desk: 'O&M desk', incidents: 'Incidents', incident: 'Incident', requests: 'Support requests', request: 'Support request',
-    knowledge: 'Knowledge base', article: 'Article', abnormal: 'Abnormal events',
+    duty: 'Duty and calendar', knowledge: 'Knowledge base', article: 'Article', abnormal: 'Abnormal events',
     home: 'Home', login: 'Log in', enterprise: 'Enterprise', alarm: 'Alarm', account: 'My account', notFound: 'Not found',
   },
   roles: {
@@ -260,5 +260,18 @@ export default {
     resolutionMet: 'Resolution met', resolutionMissed: 'Resolution missed', totalDuration: 'Total duration', received: 'Received', onTime: 'On time',
     late: 'Late', running: 'Running',
     kinds: { monthly: 'Monthly', on_demand: 'On demand' },
+  },
+  duty: {
+    contacts: 'Duty contacts', log: 'Notification log', calendar: 'Working calendar', add: 'Add a contact', editContact: 'Change the contact', remove: 'Remove',
+    removeConfirm: 'Remove the duty contact {name}?', name: 'Name', phone: 'Mobile', webhook: 'Webhook URL', levels: 'Incident levels', events: 'Told of',
+    levelsHint: 'none ticked: every level', active: 'Active', note: 'Note', noContacts: 'No duty contact yet: warnings are only logged',
+    event: 'Event', outcome: 'Outcome', channel: 'Channel', recipient: 'Recipient', message: 'Message', detail: 'Detail', noLog: 'No notification sent yet',
+    eventNames: { incident_opened: 'New incident', request_submitted: 'New request', warning: 'Deadline near', breached: 'Deadline missed', report: 'Monthly report' },
+    outcomes: { sent: 'Sent', logged: 'Logged only', failed: 'Failed' },
+    known: 'Holidays published', unknown: 'Holidays not published yet', workdays: '{n} working days (chinesecalendar {version})',
+    unknownHint: 'This year\'s holidays are not published yet: deadlines count Monday to Friday. Once the State Council publishes them, enter the holidays and make-up working days here; open requests are recomputed at once.',
+    day: 'Day', kind: 'Kind', dayName: 'Name (e.g. Spring Festival, make-up day)', source: 'Source', holiday: 'Day off', workday: 'Working day',
+    setDay: 'Set', clearDay: 'Clear', daySet: 'Set; open requests\' deadlines recomputed', noSpecial: 'No special day in this year',
+    sources: { override: 'Set on the desk', package: 'Official calendar', weekdays: 'Monday–Friday assumed' },
   },
 }

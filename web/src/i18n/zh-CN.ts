@@ -12,7 +12,7 @@ export default {
     quality: '数据质量', devices: '设备管理', plans: '应急管控', reports: '统计报表', administration: '系统管理',
     users: '账号管理', apiKeys: 'API 密钥', audit: '审计日志', security: '安全告警', rules: '规则参数', status: '系统状态',
     desk: '运维服务台', incidents: '运维工单', incident: '工单详情', requests: '服务请求', request: '请求详情',
-    knowledge: '维护知识库', article: '知识条目', abnormal: '异常事件报送',
+    duty: '值班与日历', knowledge: '维护知识库', article: '知识条目', abnormal: '异常事件报送',
     home: '首页', login: '登录', enterprise: '企业档案', alarm: '报警详情', account: '个人中心', notFound: '页面不存在',
   },
   roles: {
@@ -260,5 +260,18 @@ export default {
     resolutionMet: '解决达标', resolutionMissed: '解决超时', totalDuration: '累计时长', received: '收到', onTime: '按时',
     late: '超时', running: '计时中',
     kinds: { monthly: '月报', on_demand: '按需' },
+  },
+  duty: {
+    contacts: '值班联系人', log: '通知记录', calendar: '工作日历', add: '添加联系人', editContact: '修改联系人', remove: '删除',
+    removeConfirm: '删除值班联系人 {name}？', name: '姓名', phone: '手机号', webhook: 'Webhook 地址', levels: '故障级别', events: '通知事项',
+    levelsHint: '不选即全部级别', active: '启用', note: '备注', noContacts: '还没有值班联系人：超时提醒只写入日志',
+    event: '事项', outcome: '结果', channel: '渠道', recipient: '接收方', message: '内容', detail: '说明', noLog: '还没有发出通知',
+    eventNames: { incident_opened: '新故障', request_submitted: '新服务请求', warning: '即将超时', breached: '已超时', report: '月度报告' },
+    outcomes: { sent: '已发送', logged: '仅记录日志', failed: '失败' },
+    known: '已公布放假安排', unknown: '尚未公布放假安排', workdays: '全年工作日 {n} 天（chinesecalendar {version}）',
+    unknownHint: '该年放假安排尚未公布：时限暂按周一至周五计算。国务院公布后请在此录入节假日和调休上班日，未结请求的时限将立即重算。',
+    day: '日期', kind: '类型', dayName: '名称（如 春节、国庆节调休）', source: '来源', holiday: '休息日', workday: '工作日',
+    setDay: '设置', clearDay: '取消设置', daySet: '已设置，未结请求的时限已重算', noSpecial: '该年没有特殊日期',
+    sources: { override: '本台设置', package: '国家法定日历', weekdays: '按周一至周五' },
   },
 }

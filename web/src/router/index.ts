@@ -34,6 +34,7 @@ const routes: RouteRecordRaw[] = [
       { path: 'desk/kb', name: 'knowledge', component: () => import('../views/desk/KnowledgeView.vue') },
       { path: 'desk/kb/:id', name: 'article', component: () => import('../views/desk/ArticleView.vue'), props: true },
       { path: 'desk/abnormal-events', name: 'abnormal', component: () => import('../views/desk/AbnormalReportsView.vue') },
+      { path: 'desk/duty', name: 'duty', component: () => import('../views/desk/DutyView.vue') },
       { path: 'account', name: 'account', component: () => import('../views/AccountView.vue') },
       { path: 'admin/users', name: 'users', component: () => import('../views/admin/UsersView.vue') },
       { path: 'admin/api-keys', name: 'apiKeys', component: () => import('../views/admin/ApiKeysView.vue') },

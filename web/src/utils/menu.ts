@@ -67,6 +67,9 @@ export const MENU: MenuItem[] = [
   { name: 'requests', path: '/desk/requests', icon: 'Headset', roles: PEOPLE, group: 'desk' },
   { name: 'knowledge', path: '/desk/kb', icon: 'Reading', roles: PEOPLE, group: 'desk' },
   { name: 'abnormal', path: '/desk/abnormal-events', icon: 'DocumentChecked', roles: BUSINESS, group: 'desk' },
+  // Duty contacts and the notification log: city and O&M (OPS_EDITORS); the calendar's
+  // overrides are the city's (the page shows them read-only to O&M).
+  { name: 'duty', path: '/desk/duty', icon: 'Phone', roles: ['admin', 'city_supervisor', 'om_operator'], group: 'desk' },
   { name: 'users', path: '/admin/users', icon: 'User', roles: ['admin'], group: 'admin' },
   { name: 'apiKeys', path: '/admin/api-keys', icon: 'Key', roles: ['admin'], group: 'admin' },
   { name: 'audit', path: '/admin/audit', icon: 'Tickets', roles: ['admin', 'auditor'], group: 'admin' },
