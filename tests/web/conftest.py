@@ -214,6 +214,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "ECOWATT_HJ212_PORT": str(free_port()),
         "ECOWATT_ADMIN_PASSWORD": INITIAL_ADMIN_PASSWORD,
         "ECOWATT_GATEWAY_WEB_DIR": str(WEB_DIST),
+        # The platform `make run` serves: the synthetic city seeded, its devices simulated,
+        # the reduction list generated. Under pytest ECOWATT_ENVIRONMENT is `test`, which
+        # (services fail closed) turns all three off and would leave the pages empty.
+        "ECOWATT_ENVIRONMENT": "development",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "ecowatt_standalone"],
