@@ -9,6 +9,10 @@ resolves it (both clocks met), links the similar knowledge-base article the page
 the knowledge base finds that article by a Chinese fragment; the abnormal-event report of
 the month counts the incidents as the API does and downloads as Excel and PDF. Every desk
 page is photographed on the way (docs/ui.md).
+
+The file's name sorts after the asynchronous tests of this folder on purpose: the
+session's synchronous Playwright keeps an event loop running once it starts, and
+pytest-asyncio cannot run a test inside it.
 """
 
 from __future__ import annotations
