@@ -95,7 +95,8 @@ class Platform:
         """R1 confirms after one minute instead of 30 (a new rule version, as the rule page
         makes it), so the simulator's showcase faults become alarms quickly."""
         with self.api() as client:
-            rules = {r["code"]: r for r in client.get("/api/alarm/rules").json()}
+            catalogue = client.get("/api/alarm/rules", params={"page_size": 100}).json()
+            rules = {r["code"]: r for r in catalogue["items"]}
             if rules["R1"]["params"]["confirm_min"] != 1:
                 answer = client.put(
                     "/api/alarm/rules/R1",
