@@ -95,7 +95,8 @@ class Platform:
         """R1 confirms after one minute instead of 30 (a new rule version, as the rule page
         makes it), so the simulator's showcase faults become alarms quickly."""
         with self.api() as client:
-            rules = {r["code"]: r for r in client.get("/api/alarm/rules").json()}
+            catalogue = client.get("/api/alarm/rules", params={"page_size": 100}).json()
+            rules = {r["code"]: r for r in catalogue["items"]}
             if rules["R1"]["params"]["confirm_min"] != 1:
                 answer = client.put(
                     "/api/alarm/rules/R1",
@@ -132,6 +133,30 @@ class Platform:
             )
         assert answer.status_code == 201, answer.text
         return str(answer.json()["id"])
+
+
+def shoot(page: Any, platform: Platform, name: str) -> None:
+    """Photograph the page into the screenshots folder (docs/ui/ with make ui-screenshots)."""
+    platform.shots.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(600)  # let charts finish their first paint
+    page.screenshot(path=str(platform.shots / f"{name}.png"))
+
+
+def login(page: Any, platform: Platform, username: str, password: str, new_password: str) -> None:
+    """Log in; the first login asks for a new password (accounts start with an initial one)."""
+    page.goto(f"{platform.base_url}/login")
+    page.fill("input[data-test=username]", username)
+    page.fill("input[data-test=password]", password)
+    page.click("[data-test=login]")
+    page.wait_for_selector("[data-test=password-form]")
+    page.fill("input[data-test=current-password]", password)
+    page.fill("input[data-test=new-password]", new_password)
+    page.fill("input[data-test=repeat-password]", new_password)
+    page.click("[data-test=change-password]")
+    page.wait_for_selector("[data-test=login-form]")
+    page.fill("input[data-test=password]", new_password)
+    page.click("[data-test=login]")
+    page.wait_for_selector("[data-test=user-menu]")
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str) -> None:
@@ -190,6 +215,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "ECOWATT_HJ212_PORT": str(free_port()),
         "ECOWATT_ADMIN_PASSWORD": INITIAL_ADMIN_PASSWORD,
         "ECOWATT_GATEWAY_WEB_DIR": str(WEB_DIST),
+        # The platform `make run` serves: the synthetic city seeded, its devices simulated,
+        # the reduction list generated. Under pytest ECOWATT_ENVIRONMENT is `test`, which
+        # (services fail closed) turns all three off and would leave the pages empty.
+        "ECOWATT_ENVIRONMENT": "development",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "ecowatt_standalone"],

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import Platform
+from tests.web.conftest import Platform, login, shoot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,29 +41,6 @@ def tiny_png() -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
-
-
-def shoot(page: Any, platform: Platform, name: str) -> None:
-    platform.shots.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(600)  # let charts finish their first paint
-    page.screenshot(path=str(platform.shots / f"{name}.png"))
-
-
-def login(page: Any, platform: Platform, username: str, password: str, new_password: str) -> None:
-    """Log in; the first login asks for a new password (accounts start with an initial one)."""
-    page.goto(f"{platform.base_url}/login")
-    page.fill("input[data-test=username]", username)
-    page.fill("input[data-test=password]", password)
-    page.click("[data-test=login]")
-    page.wait_for_selector("[data-test=password-form]")
-    page.fill("input[data-test=current-password]", password)
-    page.fill("input[data-test=new-password]", new_password)
-    page.fill("input[data-test=repeat-password]", new_password)
-    page.click("[data-test=change-password]")
-    page.wait_for_selector("[data-test=login-form]")
-    page.fill("input[data-test=password]", new_password)
-    page.click("[data-test=login]")
-    page.wait_for_selector("[data-test=user-menu]")
 
 
 def alarm_status(platform: Platform, alarm_id: str) -> dict[str, Any]:
@@ -287,6 +264,7 @@ def test_supervisor_enterprise_and_district_officer(
         ("security", "/admin/security", "[data-test=table]"),
         ("status", "/admin/status", ".page-header"),
         ("account", "/account", "[data-test=password-form]"),
+        ("desk-duty", "/desk/duty", "[data-test=table]"),
     ],
 )
 def test_every_main_page_opens_for_the_administrator(

@@ -21,4 +21,10 @@ export {
   Upload,
   Connection,
   SwitchButton,
+  Service,
+  FirstAidKit,
+  Headset,
+  Reading,
+  DocumentChecked,
+  Phone,
 } from '@element-plus/icons-vue'

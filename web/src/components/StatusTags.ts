@@ -32,3 +32,40 @@ export function facilityStateType(state: string | null | undefined): 'success' |
       return 'info'
   }
 }
+
+/** O&M desk: incident levels (非常严重 … 一般). */
+export function incidentLevelType(level: string): 'danger' | 'warning' | 'primary' | 'info' {
+  return level === 'critical' ? 'danger' : level === 'major' ? 'warning' : level === 'moderate' ? 'primary' : 'info'
+}
+
+export function incidentStatusType(status: string): 'danger' | 'warning' | 'success' | 'info' | 'primary' {
+  switch (status) {
+    case 'open':
+      return 'danger'
+    case 'responded':
+    case 'mitigated':
+      return 'warning'
+    case 'resolved':
+      return 'primary'
+    case 'verified':
+      return 'success'
+    default:
+      return 'info'
+  }
+}
+
+export function requestStatusType(status: string): 'danger' | 'warning' | 'success' | 'info' | 'primary' {
+  switch (status) {
+    case 'submitted':
+      return 'danger'
+    case 'accepted':
+      return 'warning'
+    case 'answered':
+    case 'resolved':
+      return 'primary'
+    case 'closed':
+      return 'success'
+    default:
+      return 'info'
+  }
+}

@@ -13,6 +13,8 @@ export type Role =
 
 export const BUREAU: Role[] = ['admin', 'city_supervisor', 'district_officer']
 const BUSINESS: Role[] = ['admin', 'city_supervisor', 'district_officer', 'om_operator', 'auditor']
+/** Every person with an account (the matrix's PEOPLE): the ops desk filters by scope. */
+const PEOPLE: Role[] = ['admin', 'city_supervisor', 'district_officer', 'enterprise_user', 'om_operator', 'auditor']
 
 export interface MenuItem {
   /** Route name, also the i18n key `menu.<name>`. */
@@ -20,7 +22,8 @@ export interface MenuItem {
   path: string
   icon: string
   roles: Role[]
-  group?: 'admin'
+  /** A sub-menu: the O&M desk (运维服务台) or administration. */
+  group?: 'desk' | 'admin'
 }
 
 export const MENU: MenuItem[] = [
@@ -58,6 +61,15 @@ export const MENU: MenuItem[] = [
     icon: 'Document',
     roles: ['admin', 'city_supervisor', 'district_officer', 'enterprise_user', 'om_operator'],
   },
+  // The O&M desk (docs/ops-desk.md): incidents and their report are read by bureau, O&M and
+  // auditors (OPS_READERS); requests and the knowledge base by every person, scoped.
+  { name: 'incidents', path: '/desk/incidents', icon: 'FirstAidKit', roles: BUSINESS, group: 'desk' },
+  { name: 'requests', path: '/desk/requests', icon: 'Headset', roles: PEOPLE, group: 'desk' },
+  { name: 'knowledge', path: '/desk/kb', icon: 'Reading', roles: PEOPLE, group: 'desk' },
+  { name: 'abnormal', path: '/desk/abnormal-events', icon: 'DocumentChecked', roles: BUSINESS, group: 'desk' },
+  // Duty contacts and the notification log: city and O&M (OPS_EDITORS); the calendar's
+  // overrides are the city's (the page shows them read-only to O&M).
+  { name: 'duty', path: '/desk/duty', icon: 'Phone', roles: ['admin', 'city_supervisor', 'om_operator'], group: 'desk' },
   { name: 'users', path: '/admin/users', icon: 'User', roles: ['admin'], group: 'admin' },
   { name: 'apiKeys', path: '/admin/api-keys', icon: 'Key', roles: ['admin'], group: 'admin' },
   { name: 'audit', path: '/admin/audit', icon: 'Tickets', roles: ['admin', 'auditor'], group: 'admin' },
