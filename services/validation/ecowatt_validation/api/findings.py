@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, func, literal, select
 
 from ecowatt_validation.api.common import (
-    ARCHIVE_CODES,
     Format,
     deployment_tz,
     district_filter,
@@ -175,21 +174,25 @@ async def list_findings(
 def finding_frames(
     *, finding: FindingOut, view: RegistryView, tz: ZoneInfo
 ) -> list[dict[str, Any]]:
-    """Per device behind the finding's subject (a point's device, the device, an enterprise's
-    devices), the archive query of the frames of the last local day it occurred on. Archive
-    findings judge the registry, not frames: none."""
-    if finding.rule_code in ARCHIVE_CODES:
+    """Per device behind the finding's subject (a point's or a facility's devices, the
+    device, an enterprise's devices), the archive query of the frames of the last local day
+    it occurred on. Rules run on archive changes judge the registry, not frames: none."""
+    rule = RULES_BY_CODE.get(finding.rule_code)
+    if rule is None or "archive" in rule.triggers:
         return []
     devices: dict[str, set[str]] = {}
-    if finding.subject_kind == "device":
-        devices[finding.subject_id] = set()
-    elif finding.subject_kind == "point":
-        point = view.point(finding.subject_id)
-        if point is not None and point.device_mn:
-            devices[point.device_mn] = {point.id}
-    elif finding.subject_kind == "enterprise":
-        for device in view.of_enterprise("device", finding.subject_id):
-            devices[device.id] = {p.id for p in view.points_of_device(device.id)}
+    kind, subject = finding.subject_kind, finding.subject_id
+    if kind == "device":
+        devices[subject] = {p.id for p in view.points_of_device(subject)}
+    elif kind in ("point", "facility", "enterprise"):
+        for point in view.of_enterprise("point", finding.enterprise_id):
+            mn = getattr(point, "device_mn", None)
+            if mn and (
+                kind == "enterprise"
+                or (kind == "point" and point.id == subject)
+                or (kind == "facility" and getattr(point, "facility_id", None) == subject)
+            ):
+                devices.setdefault(mn, set()).add(point.id)
     start = datetime.combine(finding.last_day, time(), tzinfo=tz)
     end = datetime.combine(finding.last_day + timedelta(days=1), time(), tzinfo=tz)
     return frame_links(devices, start=start, end=end - timedelta(microseconds=1))
