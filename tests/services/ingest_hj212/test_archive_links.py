@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from pydantic import SecretStr
 
 from .conftest import Topics
 from .test_archive import CITY, bearer, ingest_service
+from .test_archive_replay import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -46,17 +47,6 @@ TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 local: production runs
 GATEWAY_PREFIX = "/api/ingest-hj212"
 STRANGER = bearer(Role.ENTERPRISE_USER, scope=DataScope(enterprises=frozenset({"nobody"})))
-
-
-async def eventually(check: Callable[[], Any], what: str, limit_s: float = 180.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
 
 
 @asynccontextmanager
@@ -174,7 +164,7 @@ async def test_alarm_and_finding_link_to_the_frames_that_produced_them(
                 page = (await alarms.get("/alarms", params={"rule": "R1"}, headers=CITY)).json()
                 return page["items"][0] if page.get("items") else None
 
-            listed = await eventually(an_r1_alarm, "an R1 alarm")
+            listed = await eventually(an_r1_alarm, "an R1 alarm", limit_s=180)
             await asyncio.sleep(3.0)  # (let its evidence grow a little more)
             alarm = (await alarms.get(f"/alarms/{listed['id']}", headers=CITY)).json()
             links = alarm["frames"]
@@ -222,7 +212,7 @@ async def test_alarm_and_finding_link_to_the_frames_that_produced_them(
                 ).json()
                 return page["items"][0] if page.get("items") else None
 
-            listed = await eventually(a_point_finding, "a finding about a point")
+            listed = await eventually(a_point_finding, "a finding about a point", limit_s=180)
             finding = (await quality.get(f"/findings/{listed['id']}", headers=CITY)).json()
             mn = device_of[finding["subject_id"]]
             assert [(f["mn"], f["point_ids"]) for f in finding["frames"]] == [
