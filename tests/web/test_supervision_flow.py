@@ -134,6 +134,16 @@ def test_supervisor_enterprise_and_district_officer(
     assert alarm_status(platform, alarm_id)["rule_code"] == "R1"
     assert "产污" in supervisor.inner_text("[data-test=explanation]")
     supervisor.wait_for_selector("[data-test=alarm] canvas")  # the evidence curves
+    # the raw frames (原始报文) behind the curves, through the gateway and the archive
+    detail = alarm_status(platform, alarm_id)
+    mn = detail["frames"][0]["mn"]
+    supervisor.click(f"[data-test=frames-link]:has-text('{mn}')")
+    supervisor.wait_for_selector("[data-test=frames-dialog] [data-test=frame-text]")
+    assert supervisor.inner_text("[data-test=frames-dialog] [data-test=frames-mn]") == mn
+    assert f"MN={mn}" in supervisor.inner_text("[data-test=frames-dialog] [data-test=frame-text]")
+    shoot(supervisor, platform, "alarm-frames")
+    supervisor.keyboard.press("Escape")
+    supervisor.wait_for_selector("[data-test=frames-dialog]", state="hidden")
     assert supervisor.is_visible("[data-test=action-dispatch]")
     assert not supervisor.is_visible("[data-test=action-feedback]")
 

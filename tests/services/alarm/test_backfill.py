@@ -7,7 +7,7 @@ the offline states the outage suggested are withdrawn from the state history."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from alarm_city import SyntheticCity
@@ -86,6 +86,16 @@ async def _outage_and_backfill(h: Harness) -> None:
         await h.client.get(f"/alarms/{offline[0]['id']}", headers=h.headers(Role.CITY_SUPERVISOR))
     ).json()
     assert [j["action"] for j in detail["journal"]][-1] == "retracted"
+    # the raw frames of its device, over its evidence window (even retracted: the evidence)
+    (link,) = detail["frames"]
+    assert link["mn"] == detail["subject_id"] and detail["subject_kind"] == "device"
+    at = datetime.fromisoformat
+    end = at(detail["recovered_at"] or detail["last_at"])
+    assert (at(link["from"]), at(link["to"])) == (
+        at(detail["first_at"]) - timedelta(minutes=30),
+        end,
+    )
+    assert link["url"].startswith(f"/api/ingest-hj212/archive/frames?mn={link['mn']}&")
 
     r = await h.client.get(
         "/alarms",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -181,6 +181,17 @@ async def test_api_filters_scope_and_exports(
     assert one["days"] and one["enterprise_id"] == "E2"
     other = [f for f in everything["items"] if f["enterprise_id"] == "E1"][0]  # noqa: RUF015
     assert (await client.get(f"/findings/{other['id']}", headers=ENTERPRISE)).status_code == 404
+    # links back to the raw frames: the point's device on the finding's last (local) day;
+    # an archive rule judges the registry, not frames
+    (negative,) = [f for f in everything["items"] if f["rule_code"] == R.NEGATIVE_ENERGY]
+    detail = (await client.get(f"/findings/{negative['id']}", headers=ADMIN)).json()
+    (link,) = detail["frames"]
+    assert (link["mn"], link["point_ids"]) == ("MNE1", ["E1-PT"])
+    day = date.fromisoformat(detail["last_day"])
+    assert datetime.fromisoformat(link["from"]) == local(day, 0)
+    assert datetime.fromisoformat(link["to"]) == local(day, 0) + timedelta(days=1, microseconds=-1)
+    assert link["url"].startswith("/api/ingest-hj212/archive/frames?mn=MNE1&data_from=")
+    assert (await client.get(f"/findings/{one['id']}", headers=ENTERPRISE)).json()["frames"] == []
 
     issues = (
         await client.get(

@@ -105,6 +105,17 @@ export default {
     onlineRate: 'Online rate', archiveCompleteness: 'Archive completeness', openFindings: 'Open findings', rerun: 'Re-run the day',
     running: 'Running, {s} s…', rerunDone: '{day} re-run ({s} s)',
   },
+  frames: {
+    title: 'Raw frames', open: 'Raw frames', device: 'Device MN', window: 'Data time', receivedAt: 'Received', cn: 'CN', dataTime: 'Data time',
+    verdict: 'Verdict', reason: 'Reason', size: 'Bytes', text: 'Frame', download: 'Download frames (.txt)', links: 'Raw frames (per device)',
+    noDevices: 'No data logger behind it', points: '{n} points',
+    note: "The device's frames whose DataTime lies in the evidence window; frames are kept 90 days, and only devices in your scope are shown.",
+    verdicts: { accepted: 'Accepted', rejected: 'Rejected', unregistered: 'Unregistered', duplicate: 'Duplicate' },
+  },
+  finding: {
+    title: 'Finding', lastDay: 'Last day', occurrences: 'Days occurred', evidence: 'Evidence', days: 'Days', day: 'Day', count: 'Count',
+    ruleVersion: 'Rule version', archiveOnly: 'An archive finding: no raw frames behind it',
+  },
   devices: {
     registered: 'Data loggers', unregistered: 'Unregistered', name: 'Name', protocol: 'Protocol', online: 'Online', onlineYes: 'Online', onlineNo: 'Offline',
     lastSeen: 'Last seen', frames: 'Frames', rejected: 'Rejected', peer: 'Peer', reason: 'Reason', device: 'Device', identity: 'Identity',

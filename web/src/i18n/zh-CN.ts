@@ -105,6 +105,17 @@ export default {
     onlineRate: '在线率', archiveCompleteness: '档案完整度', openFindings: '未解决问题', rerun: '重新核查该日',
     running: '核查进行中，已 {s} 秒…', rerunDone: '{day} 已重新核查（{s} 秒）',
   },
+  frames: {
+    title: '原始报文', open: '原始报文', device: '设备MN', window: '数据时间', receivedAt: '接收时间', cn: '命令', dataTime: '数据时间',
+    verdict: '结论', reason: '原因', size: '字节', text: '报文', download: '下载报文 (.txt)', links: '原始报文（按设备）',
+    noDevices: '没有关联的数采仪', points: '{n} 个监测点',
+    note: '按数据时间（DataTime）列出该设备在证据时段内的报文；报文保存 90 天，仅显示您权限范围内的设备。',
+    verdicts: { accepted: '接收', rejected: '拒收', unregistered: '未登记', duplicate: '重复' },
+  },
+  finding: {
+    title: '问题详情', lastDay: '最近发生日', occurrences: '发生天数', evidence: '证据', days: '发生日期', day: '日期', count: '次数',
+    ruleVersion: '规则版本', archiveOnly: '档案类问题，没有对应的原始报文',
+  },
   devices: {
     registered: '数采仪', unregistered: '未登记设备', name: '名称', protocol: '协议', online: '在线', onlineYes: '在线', onlineNo: '离线',
     lastSeen: '最后通信', frames: '报文', rejected: '拒收', peer: '来源地址', reason: '原因', device: '设备', identity: '身份校验',

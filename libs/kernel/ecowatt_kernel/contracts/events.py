@@ -99,7 +99,11 @@ class TelemetryReading(Event):
         description="Values by code, then by suffix, as sent: {'e70101': {'Rtd': '12.5', "
         "'Flag': 'N'}}."
     )
-    frame_id: uuid.UUID | None = None
+    frame_id: uuid.UUID | None = Field(
+        None,
+        description="The FrameReceived this reading was decoded from: the raw frame in "
+        "ingest's archive is GET /api/ingest-hj212/archive/frames/{frame_id}?received_at=…",
+    )
     history: bool = Field(
         False,
         description="True when the data are history, not live: the frame answers a history "
@@ -185,7 +189,12 @@ class PointReading(Event):
         "other than N appear as `flag:<X>`.",
     )
     valid: bool = Field(True, description="False when the reading must not drive analyses.")
-    source_key: str | None = Field(None, description="Idempotency key of the source reading.")
+    source_key: str | None = Field(
+        None,
+        description="Idempotency key of the source reading (MN|CN|DataTime); its raw frames "
+        "(every arrival, re-sends included) are GET /api/ingest-hj212/archive/frames"
+        "?source_key=…",
+    )
     history: bool = Field(
         False,
         description="The source reading's `TelemetryReading.history`: back-filled or re-sent "

@@ -3,19 +3,34 @@ filtered by the caller's data scope; an alarm outside it is not found."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ecowatt_kernel.frame_links import frame_links
 from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.pagination import Page, PageRequest, fetch_page
 from ecowatt_kernel.problems import NotFound, Problem
+from ecowatt_kernel.registry_view import RegistryView
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_alarm import tables as T
 from ecowatt_alarm.alarms.models import SUMMARY, alarm_scope, summary
 
-__all__ = ["alarm_detail", "export_rows", "list_alarms", "load_alarm", "statistics"]
+__all__ = [
+    "EVIDENCE_LEAD",
+    "alarm_detail",
+    "alarm_frames",
+    "export_rows",
+    "list_alarms",
+    "load_alarm",
+    "statistics",
+]
+
+EVIDENCE_LEAD = timedelta(minutes=30)
+"""The evidence series starts this long before `first_at` (`engine/lifecycle`): so do the
+links to its frames."""
 
 
 async def list_alarms(
@@ -83,10 +98,26 @@ async def load_alarm(*, session: AsyncSession, alarm_id: str, identity: Identity
     return row
 
 
+def alarm_frames(*, row: Any, view: RegistryView) -> list[dict[str, Any]]:
+    """Per device behind the alarm's points (and its subject, a device for OFFLINE), the
+    archive query of the frames of its evidence window: first_at − 30 min … recovered_at or
+    last_at."""
+    devices: dict[str, set[str]] = {}
+    if row["subject_kind"] == "device":
+        devices[row["subject_id"]] = set()
+    point_ids = set(row["point_ids"] or ()) | set(((row["evidence"] or {}).get("points")) or ())
+    for point_id in point_ids:
+        point = view.point(point_id)
+        if point is not None and point.device_mn:
+            devices.setdefault(point.device_mn, set()).add(point_id)
+    end = row["recovered_at"] or row["last_at"]
+    return frame_links(devices, start=row["first_at"] - EVIDENCE_LEAD, end=end)
+
+
 async def alarm_detail(
-    *, session: AsyncSession, alarm_id: str, identity: Identity
+    *, session: AsyncSession, alarm_id: str, identity: Identity, view: RegistryView
 ) -> dict[str, Any]:
-    """One alarm with its evidence, journal and attachments."""
+    """One alarm with its evidence, journal, attachments and links to its raw frames."""
     row = await load_alarm(session=session, alarm_id=alarm_id, identity=identity)
     journal = await session.execute(
         select(T.journal).where(T.journal.c.alarm_id == alarm_id).order_by(T.journal.c.id)
@@ -113,6 +144,7 @@ async def alarm_detail(
         evidence=row["evidence"],
         journal=[dict(j) for j in journal.mappings()],
         attachments=[dict(f) for f in files.mappings()],
+        frames=alarm_frames(row=row, view=view),
     )
     return out
 

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from ecowatt_alarm.alarms import service
 from ecowatt_alarm.alarms.models import EXPORT_COLUMNS, AlarmFilters
-from ecowatt_alarm.dependencies import Settings
+from ecowatt_alarm.dependencies import Settings, View
 
 router = APIRouter(tags=["alarms"])
 
@@ -46,9 +46,16 @@ async def export_alarms(
     )
 
 
-@router.get("/alarms/{alarm_id}", summary="One alarm with its evidence series and journal")
-async def get_alarm(alarm_id: str, identity: CurrentIdentity, session: DbSession) -> dict[str, Any]:
-    return await service.alarm_detail(session=session, alarm_id=alarm_id, identity=identity)
+@router.get(
+    "/alarms/{alarm_id}",
+    summary="One alarm with its evidence series, journal and links to its raw frames",
+)
+async def get_alarm(
+    alarm_id: str, identity: CurrentIdentity, session: DbSession, view: View
+) -> dict[str, Any]:
+    return await service.alarm_detail(
+        session=session, alarm_id=alarm_id, identity=identity, view=view
+    )
 
 
 @router.get("/statistics", summary="Alarm counts by rule, district, industry or day")

@@ -1,24 +1,29 @@
-"""Findings: the filtered, paginated list (and its export), one finding with its days,
-and the day's issue list per district or O&M company."""
+"""Findings: the filtered, paginated list (and its export), one finding with its days and
+links to the raw frames behind it, and the day's issue list per district or O&M company."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import Column
+from ecowatt_kernel.frame_links import frame_links
 from ecowatt_kernel.identity import CurrentScope
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
 from ecowatt_kernel.problems import NotFound
+from ecowatt_kernel.registry_view import RegistryView
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, func, literal, select
 
 from ecowatt_validation.api.common import (
     Format,
+    deployment_tz,
     district_filter,
     export_rows,
+    runtime,
     scoped,
     xlsx_download,
     yesterday,
@@ -166,8 +171,40 @@ async def list_findings(
     return Page.of([_finding_out(r, now) for r in rows], total, page)
 
 
-@router.get("/findings/{finding_id}", summary="One finding with the days it occurred")
-async def get_finding(finding_id: str, scope: CurrentScope, session: DbSession) -> dict[str, Any]:
+def finding_frames(
+    *, finding: FindingOut, view: RegistryView, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    """Per device behind the finding's subject (a point's or a facility's devices, the
+    device, an enterprise's devices), the archive query of the frames of the last local day
+    it occurred on. Rules run on archive changes judge the registry, not frames: none."""
+    rule = RULES_BY_CODE.get(finding.rule_code)
+    if rule is None or "archive" in rule.triggers:
+        return []
+    devices: dict[str, set[str]] = {}
+    kind, subject = finding.subject_kind, finding.subject_id
+    if kind == "device":
+        devices[subject] = {p.id for p in view.points_of_device(subject)}
+    elif kind in ("point", "facility", "enterprise"):
+        for point in view.of_enterprise("point", finding.enterprise_id):
+            mn = getattr(point, "device_mn", None)
+            if mn and (
+                kind == "enterprise"
+                or (kind == "point" and point.id == subject)
+                or (kind == "facility" and getattr(point, "facility_id", None) == subject)
+            ):
+                devices.setdefault(mn, set()).add(point.id)
+    start = datetime.combine(finding.last_day, time(), tzinfo=tz)
+    end = datetime.combine(finding.last_day + timedelta(days=1), time(), tzinfo=tz)
+    return frame_links(devices, start=start, end=end - timedelta(microseconds=1))
+
+
+@router.get(
+    "/findings/{finding_id}",
+    summary="One finding with the days it occurred and links to its raw frames",
+)
+async def get_finding(
+    finding_id: str, request: Request, scope: CurrentScope, session: DbSession
+) -> dict[str, Any]:
     f = FINDINGS.c
     row = (
         await session.execute(
@@ -183,8 +220,12 @@ async def get_finding(finding_id: str, scope: CurrentScope, session: DbSession) 
         .where(FINDING_DAYS.c.finding_id == finding_id)
         .order_by(FINDING_DAYS.c.day.desc())
     )
+    finding = _finding_out(row, datetime.now(UTC))
     return {
-        **_finding_out(row, datetime.now(UTC)).model_dump(),
+        **finding.model_dump(),
+        "frames": finding_frames(
+            finding=finding, view=runtime(request).view, tz=deployment_tz(request)
+        ),
         "days": [
             {"day": d.day, "count": d.count, "rule_version": d.rule_version, "evidence": d.evidence}
             for d in days
