@@ -74,6 +74,8 @@ class Dispatcher:
         self.holding: set[DeviceConnection] = set()
         self.reassembler = hj212.Reassembler(timeout=settings.split_timeout_s)
         self._recent: dict[tuple[str, str, int], Entry] = {}
+        self._utc_times: dict[str, str] = {}
+        """DataTime text → its UTC ISO text (bounded; cleared when full)."""
 
     # ------------------------------------------------------------------ connection hooks
     def on_connection_made(self, conn: DeviceConnection) -> None:
@@ -311,6 +313,14 @@ class Dispatcher:
             return []
         history = self.timekeeper.is_history(session, cn, moment)
         stamp = utc_iso(wall)
+        data_time = text.strip()
+        utc_times = self._utc_times
+        data_time_utc = utc_times.get(data_time)
+        if data_time_utc is None:  # devices report the same minutes: convert each once
+            if len(utc_times) >= 4096:
+                utc_times.clear()
+            data_time_utc = moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat()
+            utc_times[data_time] = data_time_utc
         return [
             reading_message(
                 self.settings.topic_readings,
@@ -318,8 +328,8 @@ class Dispatcher:
                 cn=cn,
                 st=frame.st,
                 qn=frame.qn,
-                data_time=text.strip(),
-                data_time_utc=moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat(),
+                data_time=data_time,
+                data_time_utc=data_time_utc,
                 received_at=stamp,
                 protocol_version=frame.version.value,
                 registered=True,
