@@ -32,7 +32,9 @@ members, each with one frame id (a device's re-send is recorded as `duplicate`; 
 retried after a broker failure may store a record twice with the same frame id, counted
 as `republished`), and no `rejected` record; and the readings topic, read whole, holds one
 `telemetry.reading` for every accepted data upload (2011/2021/2031/2041/2051/2061) and
-nothing else (the same (MN, QN) with one frame id, a republished copy aside).
+nothing else: the set of idempotency keys (MN|CN|DataTime) of the readings equals that of
+the accepted data uploads (the parts of a split upload give one reading together), each
+with one frame id (a republished copy aside).
 
 `--workers N` runs the server as N worker processes on one port (`ECOWATT_INGEST_WORKERS`);
 the ingest CPU figures then add up the supervisor and every worker.
@@ -47,11 +49,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +94,8 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 PW = "123456"
 UPLOAD_ANSWERS = ("9011", "9012", "9013", "9014")
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
+_DATA_TIME = re.compile(rb"DataTime=([^;,&]*)")
 
 
 def load_average() -> str:
@@ -322,8 +328,8 @@ class TopicCount:
     records: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verdict, kind)
     uploads: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     """(MN, QN) of accepted uploads -> their frame ids (one id: processed once)."""
-    data_uploads: set[tuple[str, str]] = field(default_factory=set)
-    """(MN, QN) of the accepted uploads that carry data (each must give one reading)."""
+    data_keys: set[str] = field(default_factory=set)
+    """MN|CN|DataTime of the accepted uploads that carry data (one reading each)."""
 
     @property
     def republished(self) -> int:
@@ -363,7 +369,10 @@ async def read_topic(bootstrap: str, topic: str) -> TopicCount:
                         key = (data["mn"], data["qn"])
                         count.uploads.setdefault(key, set()).add(data["frame_id"])
                         if data["cn"] in DATA_CNS:
-                            count.data_uploads.add(key)
+                            raw = base64.b64decode(data["raw"])
+                            found = _DATA_TIME.search(raw)
+                            moment = found.group(1).decode() if found else ""
+                            count.data_keys.add(f"{data['mn']}|{data['cn']}|{moment}")
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
@@ -371,8 +380,8 @@ async def read_topic(bootstrap: str, topic: str) -> TopicCount:
     return count
 
 
-async def read_readings(bootstrap: str, topic: str) -> dict[tuple[str, str], list[str]]:
-    """(MN, QN) of every `telemetry.reading` on the topic -> the frame id of each copy."""
+async def read_readings(bootstrap: str, topic: str) -> dict[str, list[str]]:
+    """Idempotency key of every `telemetry.reading` on the topic -> each copy's frame id."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -380,7 +389,7 @@ async def read_readings(bootstrap: str, topic: str) -> dict[tuple[str, str], lis
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
-    readings: dict[tuple[str, str], list[str]] = {}
+    readings: dict[str, list[str]] = {}
     try:
         await consumer._client.force_metadata_update()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -393,7 +402,8 @@ async def read_readings(bootstrap: str, topic: str) -> dict[tuple[str, str], lis
             for tp, records in batches.items():
                 for record in records:
                     data = json.loads(record.value)["data"]
-                    readings.setdefault((data["mn"], data["qn"]), []).append(data["frame_id"])
+                    key = data["idempotency_key"]
+                    readings.setdefault(key, []).append(data["frame_id"])
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
@@ -430,12 +440,12 @@ async def check_loss(
     )
     if readings_topic is not None:
         readings = await read_readings(bootstrap, readings_topic)
-        result["data_uploads"] = len(count.data_uploads)
+        result["data_keys"] = len(count.data_keys)
         result["readings"] = sum(map(len, readings.values()))
-        result["readings_missing"] = len(count.data_uploads - readings.keys())
-        result["readings_unexpected"] = len(readings.keys() - count.data_uploads)
+        result["readings_missing"] = len(count.data_keys - readings.keys())
+        result["readings_unexpected"] = len(readings.keys() - count.data_keys)
         result["readings_twice"] = sum(1 for ids in readings.values() if len(set(ids)) > 1)
-        ok = ok and readings.keys() == count.data_uploads and result["readings_twice"] == 0
+        ok = ok and readings.keys() == count.data_keys and result["readings_twice"] == 0
     result["zero_loss"] = ok
     if not ok:
         raise SystemExit(f"LOSS CHECK FAILED: {result}")
@@ -443,9 +453,10 @@ async def check_loss(
 
 
 def start_profiler(pid: int, out: Path, seconds: int = 15) -> subprocess.Popen[bytes]:
-    """py-spy (installed with `uv pip install py-spy`, not in the lock): raw stacks of every
-    thread of `pid` for `seconds`, 250 samples/s."""
-    command = ["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
+    """py-spy (the dev group's): raw stacks of every thread of `pid` and, with several
+    workers, of its worker processes (`--subprocesses`) for `seconds`, 250 samples/s."""
+    command = [PY_SPY, "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
+    command += ["--subprocesses"]
     command += ["-f", "raw", "-o", str(out), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
@@ -471,7 +482,7 @@ async def throughput(args: argparse.Namespace, env: dict[str, str], scratch: Pat
         cpu0, began = ingest.cpu_s(), time.monotonic()
         run = SimRun(ingest.port, args.devices, args.shards, args.city_seed, options, scratch)
         run.start()
-        if args.profile and mode == "throughput" and shutil.which("py-spy"):
+        if args.profile and mode == "throughput" and shutil.which(PY_SPY):
             await asyncio.sleep(5.0)  # past the start (connections, the one PW check)
             profiler = start_profiler(ingest.pid, scratch / "ingest-profile.txt")
         run.wait()

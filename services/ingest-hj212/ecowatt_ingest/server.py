@@ -232,6 +232,7 @@ class IngestServer:
             if task.get_name() == "ingest:verify":
                 task.cancel()
         await self.publisher.close(timeout_s=10.0)
+        self.recorder.tally.flush()
         self.commands.stop()
         await self.commands.flush()
         for task in self._tasks:
@@ -335,6 +336,7 @@ class IngestServer:
         while True:
             await asyncio.sleep(tick)
             try:
+                self.recorder.tally.flush()
                 now = time.monotonic()
                 for conn in list(dispatcher.holding):
                     framer = conn.framer

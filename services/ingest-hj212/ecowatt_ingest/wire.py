@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
+import math
 import os
 from datetime import UTC, datetime
 
@@ -66,18 +67,29 @@ def new_trace_id() -> str:
     return f"{_TRACE_PREFIX}{next(_traces) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
-_last_stamp: list[tuple[float, str]] = [(-1.0, "")]
+_last_second: list[tuple[int, str]] = [(-1, "")]
 
 
 def utc_iso(timestamp: float) -> str:
-    """ISO 8601 UTC text of a POSIX time (the last one remembered: the frames of one read
-    share their receive time, and each frame needs it twice)."""
-    last = _last_stamp[0]
-    if last[0] == timestamp:
-        return last[1]
-    text = datetime.fromtimestamp(timestamp, UTC).isoformat()
-    _last_stamp[0] = (timestamp, text)
-    return text
+    """ISO 8601 UTC text of a POSIX time, as `datetime.fromtimestamp(t, UTC).isoformat()`
+    writes it (microseconds rounded half to even), with the text of the whole second
+    remembered: frames arriving within a second share it."""
+    fraction, whole = math.modf(timestamp)
+    second = int(whole)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        second += 1
+        micro -= 1_000_000
+    elif micro < 0:  # (times before 1970)
+        second -= 1
+        micro += 1_000_000
+    last = _last_second[0]
+    if last[0] != second:
+        last = (second, datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat())
+        _last_second[0] = last
+    if micro:
+        return f"{last[1]}.{micro:06d}+00:00"
+    return f"{last[1]}+00:00"
 
 
 def frame_message(

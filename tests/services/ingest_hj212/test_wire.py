@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_ingest.service import SERVICE
 from ecowatt_ingest.settings import IngestSettings
-from ecowatt_ingest.wire import data_answer, frame_message, new_id, reading_message
+from ecowatt_ingest.wire import data_answer, frame_message, new_id, reading_message, utc_iso
 from ecowatt_kernel.app import Infrastructure, create_app
 from ecowatt_kernel.bus import InProcessBus, Record
 from ecowatt_kernel.contracts import FrameReceived, TelemetryReading, decode, encode
@@ -226,6 +226,13 @@ def test_fast_frame_bytes_decode_to_the_pydantic_model(
     )
     assert event == model
     assert message.key == model.partition_key().encode()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=-1e9, max_value=4e9, allow_nan=False) | st.integers(0, 2**32))
+def test_receive_stamp_text_equals_datetime_isoformat(timestamp: float) -> None:
+    assert utc_iso(timestamp) == datetime.fromtimestamp(timestamp, UTC).isoformat()
+    assert utc_iso(timestamp + 0.25) == datetime.fromtimestamp(timestamp + 0.25, UTC).isoformat()
 
 
 @pytest.mark.parametrize("flag", [4, 5, 7, 9, None])
