@@ -64,6 +64,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -342,7 +343,8 @@ class TopicCount:
         return sum(1 for ids in self.uploads.values() if len(ids) > 1)
 
 
-async def read_topic(bootstrap: str, topic: str) -> TopicCount:
+async def read_whole(bootstrap: str, topic: str) -> AsyncIterator[dict[str, Any]]:
+    """The `data` of every envelope on `topic`, from the start to its end now."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -350,7 +352,6 @@ async def read_topic(bootstrap: str, topic: str) -> TopicCount:
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
-    count = TopicCount()
     try:
         await consumer._client.force_metadata_update()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -362,52 +363,33 @@ async def read_topic(bootstrap: str, topic: str) -> TopicCount:
             batches = await consumer.getmany(timeout_ms=1000, max_records=20000)
             for tp, records in batches.items():
                 for record in records:
-                    data = json.loads(record.value)["data"]
-                    kind = "answer" if data["cn"] in UPLOAD_ANSWERS else "upload"
-                    count.records[(data["verdict"], kind)] += 1
-                    if kind == "upload" and data["verdict"] == "accepted":
-                        key = (data["mn"], data["qn"])
-                        count.uploads.setdefault(key, set()).add(data["frame_id"])
-                        if data["cn"] in DATA_CNS:
-                            raw = base64.b64decode(data["raw"])
-                            found = _DATA_TIME.search(raw)
-                            moment = found.group(1).decode() if found else ""
-                            count.data_keys.add(f"{data['mn']}|{data['cn']}|{moment}")
+                    yield json.loads(record.value)["data"]
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> TopicCount:
+    count = TopicCount()
+    async for data in read_whole(bootstrap, topic):
+        kind = "answer" if data["cn"] in UPLOAD_ANSWERS else "upload"
+        count.records[(data["verdict"], kind)] += 1
+        if kind == "upload" and data["verdict"] == "accepted":
+            key = (data["mn"], data["qn"])
+            count.uploads.setdefault(key, set()).add(data["frame_id"])
+            if data["cn"] in DATA_CNS:
+                found = _DATA_TIME.search(base64.b64decode(data["raw"]))
+                moment = found.group(1).decode() if found else ""
+                count.data_keys.add(f"{data['mn']}|{data['cn']}|{moment}")
     return count
 
 
 async def read_readings(bootstrap: str, topic: str) -> dict[str, list[str]]:
     """Idempotency key of every `telemetry.reading` on the topic -> each copy's frame id."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
     readings: dict[str, list[str]] = {}
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=20000)
-            for tp, records in batches.items():
-                for record in records:
-                    data = json.loads(record.value)["data"]
-                    key = data["idempotency_key"]
-                    readings.setdefault(key, []).append(data["frame_id"])
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    async for data in read_whole(bootstrap, topic):
+        readings.setdefault(data["idempotency_key"], []).append(data["frame_id"])
     return readings
 
 

@@ -101,7 +101,7 @@ class Dispatcher:
         self.sessions.on_connection_lost(conn, exc)
 
     def received_bytes(self, conn: DeviceConnection, size: int) -> None:
-        metrics.BYTES.inc(size)
+        self.recorder.tally.received += size
         session = conn.session
         if session is not None:
             session.bytes += size

@@ -126,11 +126,13 @@ class HotPathTally:
     histogram's `observe` walks its buckets in Python — a few µs per frame, which a batch
     of frames shares this way."""
 
-    __slots__ = ("_ack_buckets", "_ack_sum", "_bounds", "frames")
+    __slots__ = ("_ack_buckets", "_ack_sum", "_bounds", "frames", "received")
 
     def __init__(self) -> None:
         self.frames: dict[tuple[str | None, str], int] = {}
         """(CN, verdict) -> frames since the last flush."""
+        self.received = 0
+        """Bytes from devices since the last flush."""
         self._bounds: list[float] = list(ACK_SECONDS._upper_bounds)
         self._ack_buckets = [0] * len(self._bounds)
         self._ack_sum = 0.0
@@ -141,6 +143,9 @@ class HotPathTally:
         self._ack_sum += seconds
 
     def flush(self) -> None:
+        if self.received:
+            BYTES.inc(self.received)
+            self.received = 0
         frames, self.frames = self.frames, {}
         for (cn, verdict), count in frames.items():
             FRAMES.labels(cn_label(cn), verdict).inc(count)
