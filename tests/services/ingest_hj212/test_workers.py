@@ -19,7 +19,6 @@ import ecowatt_hj212 as hj212
 import pytest
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_kernel.contracts import (
-    DeviceCommandResult,
     FrameReceived,
     TelemetryReading,
     TopicSpec,
@@ -36,20 +35,13 @@ from .conftest import (
     local_now,
     new_mn,
     registry_with,
+    statuses,
     upload,
 )
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def statuses(events: list, command_id: str) -> list[str]:
-    return [
-        e.status
-        for e in events
-        if isinstance(e, DeviceCommandResult) and e.command_id == command_id
-    ]
 
 
 async def eventually(condition, what: str, limit_s: float = 15.0) -> None:
