@@ -30,10 +30,17 @@ the frames topic, read whole, holds every upload the devices sent as `accepted`,
 once: the set of (MN, QN) of accepted upload records has exactly acked = ack_requested
 members, each with one frame id (a device's re-send is recorded as `duplicate`; a publish
 retried after a broker failure may store a record twice with the same frame id, counted
-as `republished`), and no `rejected` record.
+as `republished`), and no `rejected` record; and the readings topic, read whole, holds one
+`telemetry.reading` for every accepted data upload (2011/2021/2031/2041/2051/2061) and
+nothing else: the set of idempotency keys (MN|CN|DataTime) of the readings equals that of
+the accepted data uploads (the parts of a split upload give one reading together), each
+with one frame id (a republished copy aside).
+
+`--workers N` runs the server as N worker processes on one port (`ECOWATT_INGEST_WORKERS`);
+the ingest CPU figures then add up the supervisor and every worker.
 
     uv run python bench/bench_ingest.py [--only throughput,paced,idle,outage,standalone,archive]
-        [--profile]
+        [--profile] [--workers N]
 
 Needs the servers of `make infra-up` (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL or .infra/env).
 """
@@ -42,11 +49,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -55,6 +64,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,6 +80,7 @@ from ecowatt_ingest.archive.service import (
     iter_frames,
     list_frames,
 )
+from ecowatt_ingest.dispatch import DATA_CNS
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.wire import frame_message, new_trace_id
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
@@ -84,6 +95,8 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 PW = "123456"
 UPLOAD_ANSWERS = ("9011", "9012", "9013", "9014")
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
+_DATA_TIME = re.compile(rb"DataTime=([^;,&]*)")
 
 
 def load_average() -> str:
@@ -193,8 +206,18 @@ class Ingest:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds of the server and its worker processes (when it supervises some)."""
+        stats: dict[int, list[str]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        tree, ticks = {self.pid}, 0
+        for pid, fields in stats.items():  # the workers are the server's children
+            if pid == self.pid or int(fields[1]) in tree:
+                tree.add(pid)
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -306,6 +329,8 @@ class TopicCount:
     records: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verdict, kind)
     uploads: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     """(MN, QN) of accepted uploads -> their frame ids (one id: processed once)."""
+    data_keys: set[str] = field(default_factory=set)
+    """MN|CN|DataTime of the accepted uploads that carry data (one reading each)."""
 
     @property
     def republished(self) -> int:
@@ -318,7 +343,8 @@ class TopicCount:
         return sum(1 for ids in self.uploads.values() if len(ids) > 1)
 
 
-async def read_topic(bootstrap: str, topic: str) -> TopicCount:
+async def read_whole(bootstrap: str, topic: str) -> AsyncIterator[dict[str, Any]]:
+    """The `data` of every envelope on `topic`, from the start to its end now."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -326,7 +352,6 @@ async def read_topic(bootstrap: str, topic: str) -> TopicCount:
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
-    count = TopicCount()
     try:
         await consumer._client.force_metadata_update()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -338,20 +363,39 @@ async def read_topic(bootstrap: str, topic: str) -> TopicCount:
             batches = await consumer.getmany(timeout_ms=1000, max_records=20000)
             for tp, records in batches.items():
                 for record in records:
-                    data = json.loads(record.value)["data"]
-                    kind = "answer" if data["cn"] in UPLOAD_ANSWERS else "upload"
-                    count.records[(data["verdict"], kind)] += 1
-                    if kind == "upload" and data["verdict"] == "accepted":
-                        key = (data["mn"], data["qn"])
-                        count.uploads.setdefault(key, set()).add(data["frame_id"])
+                    yield json.loads(record.value)["data"]
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> TopicCount:
+    count = TopicCount()
+    async for data in read_whole(bootstrap, topic):
+        kind = "answer" if data["cn"] in UPLOAD_ANSWERS else "upload"
+        count.records[(data["verdict"], kind)] += 1
+        if kind == "upload" and data["verdict"] == "accepted":
+            key = (data["mn"], data["qn"])
+            count.uploads.setdefault(key, set()).add(data["frame_id"])
+            if data["cn"] in DATA_CNS:
+                found = _DATA_TIME.search(base64.b64decode(data["raw"]))
+                moment = found.group(1).decode() if found else ""
+                count.data_keys.add(f"{data['mn']}|{data['cn']}|{moment}")
     return count
 
 
-async def check_loss(bootstrap: str, topic: str, run: SimRun) -> dict[str, Any]:
+async def read_readings(bootstrap: str, topic: str) -> dict[str, list[str]]:
+    """Idempotency key of every `telemetry.reading` on the topic -> each copy's frame id."""
+    readings: dict[str, list[str]] = {}
+    async for data in read_whole(bootstrap, topic):
+        readings.setdefault(data["idempotency_key"], []).append(data["frame_id"])
+    return readings
+
+
+async def check_loss(
+    bootstrap: str, topic: str, run: SimRun, readings_topic: str | None = None
+) -> dict[str, Any]:
     """The exact zero-loss check (module docstring); raises when it fails."""
     count = await read_topic(bootstrap, topic)
     requested, acked = run.total("ack_requested"), run.total("acked")
@@ -376,6 +420,14 @@ async def check_loss(bootstrap: str, topic: str, run: SimRun) -> dict[str, Any]:
         and count.processed_twice == 0
         and rejected == 0
     )
+    if readings_topic is not None:
+        readings = await read_readings(bootstrap, readings_topic)
+        result["data_keys"] = len(count.data_keys)
+        result["readings"] = sum(map(len, readings.values()))
+        result["readings_missing"] = len(count.data_keys - readings.keys())
+        result["readings_unexpected"] = len(readings.keys() - count.data_keys)
+        result["readings_twice"] = sum(1 for ids in readings.values() if len(set(ids)) > 1)
+        ok = ok and readings.keys() == count.data_keys and result["readings_twice"] == 0
     result["zero_loss"] = ok
     if not ok:
         raise SystemExit(f"LOSS CHECK FAILED: {result}")
@@ -383,9 +435,10 @@ async def check_loss(bootstrap: str, topic: str, run: SimRun) -> dict[str, Any]:
 
 
 def start_profiler(pid: int, out: Path, seconds: int = 15) -> subprocess.Popen[bytes]:
-    """py-spy (installed with `uv pip install py-spy`, not in the lock): raw stacks of every
-    thread of `pid` for `seconds`, 250 samples/s."""
-    command = ["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
+    """py-spy (the dev group's): raw stacks of every thread of `pid` and, with several
+    workers, of its worker processes (`--subprocesses`) for `seconds`, 250 samples/s."""
+    command = [PY_SPY, "record", "-p", str(pid), "-d", str(seconds), "-r", "250"]
+    command += ["--subprocesses"]
     command += ["-f", "raw", "-o", str(out), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
@@ -396,7 +449,9 @@ async def throughput(args: argparse.Namespace, env: dict[str, str], scratch: Pat
     for mode in [m for m in ("throughput", "paced") if m in args.only]:
         names = Names()
         await prepare(bootstrap, names, args.devices, args.city_seed)
-        ingest = Ingest(bootstrap, redis_url, names).start()
+        ingest = Ingest(
+            bootstrap, redis_url, names, ECOWATT_INGEST_WORKERS=str(args.workers)
+        ).start()
         profiler = None
         if mode == "throughput":
             options = ["--fast", "--duration", args.fast_duration, "--window", str(args.window)]
@@ -409,7 +464,7 @@ async def throughput(args: argparse.Namespace, env: dict[str, str], scratch: Pat
         cpu0, began = ingest.cpu_s(), time.monotonic()
         run = SimRun(ingest.port, args.devices, args.shards, args.city_seed, options, scratch)
         run.start()
-        if args.profile and mode == "throughput" and shutil.which("py-spy"):
+        if args.profile and mode == "throughput" and shutil.which(PY_SPY):
             await asyncio.sleep(5.0)  # past the start (connections, the one PW check)
             profiler = start_profiler(ingest.pid, scratch / "ingest-profile.txt")
         run.wait()
@@ -421,7 +476,9 @@ async def throughput(args: argparse.Namespace, env: dict[str, str], scratch: Pat
             log(f"  profile (py-spy raw stacks): {scratch / 'ingest-profile.txt'}")
         rate, window = run.steady_rate()
         lat = run.latency()
-        loss = await check_loss(bootstrap, names.topic("frames"), run)
+        loss = await check_loss(
+            bootstrap, names.topic("frames"), run, readings_topic=names.topic("readings")
+        )
         ms = [lat.quantile(q) or math.nan for q in (0.5, 0.9, 0.99)]
         label = "closed loop" if offered is None else f"paced at {offered:,} frames/s offered"
         log(
@@ -433,8 +490,10 @@ async def throughput(args: argparse.Namespace, env: dict[str, str], scratch: Pat
             f" frames/s over {window:.0f} s; ack latency p50 {ms[0] * 1e3:.1f} ms,"
             f" p90 {ms[1] * 1e3:.1f} ms, p99 {ms[2] * 1e3:.1f} ms ({lat.count:,} answers)"
         )
+        per_frame = cpu / max(run.total("acked"), 1) * 1e6
         log(
-            f"  ingest CPU {cpu / wall:.0%} of one core; load average {load_average()};"
+            f"  ingest CPU {cpu / wall:.0%} of one core ({args.workers} worker(s)),"
+            f" {per_frame:.0f} µs CPU per acked frame; load average {load_average()};"
             f" zero loss: {loss['zero_loss']} {json.dumps(loss)}"
         )
 
@@ -510,7 +569,9 @@ async def outage(args: argparse.Namespace, env: dict[str, str], scratch: Path) -
         wall = time.monotonic() - began
         ingest.stop()
         during = sum(_at(s, restart_at) - _at(s, killed_at + 1.0) for s in run.stats)
-        loss = await check_loss(broker.bootstrap, names.topic("frames"), run)
+        loss = await check_loss(
+            broker.bootstrap, names.topic("frames"), run, readings_topic=names.topic("readings")
+        )
         lat = run.latency()
         log(
             f"outage: {args.devices} devices paced at {args.outage_rate:,} frames/s; broker"
@@ -737,6 +798,7 @@ def main() -> None:
     parser.add_argument("--outage-rate", type=int, default=2000, help="offered frames/s")
     parser.add_argument("--city-seed", type=int, default=212)
     parser.add_argument("--profile", action="store_true", help="py-spy the ingest process")
+    parser.add_argument("--workers", type=int, default=1, help="ingest worker processes")
     parser.add_argument("--archive-mns", type=int, default=200, help="devices in the archive day")
     parser.add_argument("--archive-queries", type=int, default=20)
     args = parser.parse_args()

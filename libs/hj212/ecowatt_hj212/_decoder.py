@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+from itertools import repeat
+from operator import contains
 
 from ._crc import (
     HJ212_POSSIBLE_LOW_BYTES,
@@ -332,9 +333,6 @@ def _small_int(
     return None
 
 
-_PAIR = re.compile(r"([^;,=]+)=([^;,=]*)")
-
-
 def _parse_cp(
     body: str,
     params: dict[str, str],
@@ -345,25 +343,31 @@ def _parse_cp(
     if not body:
         return []
     if "//" not in body and " " not in body and "\t" not in body and "--" not in body:
-        # fast path for well-formed CP: one regex pass; any doubt falls through to the
-        # careful path below, which also writes the notes
-        pairs: list[tuple[str, str]] = _PAIR.findall(body)
-        count = len(pairs)
-        if count == body.count("=") and count == body.count(";") + body.count(",") + 1:
-            for key, value in pairs:
-                code, dash, suffix = key.partition("-")
-                if dash:
-                    group = codes.get(code)
-                    if group is None:
-                        codes[code] = {suffix: value}
+        # fast path for well-formed CP (every ';'/','-separated token holds exactly one
+        # '=' and a key): string splits in C instead of a regex; any doubt falls through
+        # to the careful path below, which also writes the notes
+        norm = body.replace(",", ";") if "," in body else body
+        tokens = norm.split(";")
+        count = len(tokens)
+        if body.count("=") == count and all(map(contains, tokens, repeat("="))):
+            flat = norm.replace("=", ";").split(";")
+            keys = flat[0::2]
+            if "" not in keys:
+                values = flat[1::2]
+                for key, value in zip(keys, values, strict=True):
+                    code, dash, suffix = key.partition("-")
+                    if dash:
+                        group = codes.get(code)
+                        if group is None:
+                            codes[code] = {suffix: value}
+                        else:
+                            group[suffix] = value
                     else:
-                        group[suffix] = value
-                else:
-                    params[key] = value
-            if len(params) + sum(map(len, codes.values())) == count:
-                return pairs
-            params.clear()  # a repeated key: redo carefully to note it
-            codes.clear()
+                        params[key] = value
+                if len(params) + sum(map(len, codes.values())) == count:
+                    return list(zip(keys, values, strict=True))
+                params.clear()  # a repeated key: redo carefully to note it
+                codes.clear()
     items: list[tuple[str, str]] = []
     if "//" in body:
         pairs = _split_protected(body, notes)

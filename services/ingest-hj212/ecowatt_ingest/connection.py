@@ -108,6 +108,7 @@ class Session:
         "rejects",
         "session_id",
         "st",
+        "stored",
         "version",
     )
 
@@ -135,6 +136,8 @@ class Session:
         self.flushed: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
         self.rejects: list[str] | None = None
         self.dirty = True
+        self.stored = False
+        """The binding is in Redis (later writes are conditional on it)."""
         # clock judgement (see timekeeping): the current window's newest QN and its receive
         # time, the previous window's offset, when the current window began
         self.clock_best: tuple[str, float] | None = None

@@ -8,12 +8,19 @@ a duplicate, data), builds the `hj212.frames` record and, for data, the
 It keeps the per-connection frame rate, the duplicate cache and split-set reassembly, and
 triggers the time duties (`timekeeping.Timekeeper`). It is every connection's
 `ConnectionHost`.
+
+Duplicates are recognised by (MN, QN, CRC-32 of the data segment). With several workers
+(`shared_uploads`) a device may re-send an upload to another worker than the one that took
+it: every durable upload is then noted in Redis before it is answered (`share_uploads`, one
+call per publish batch), and a connection's first frames wait until its device's recent
+uploads are loaded from there (`load_uploads`, called by the door before binding).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import Callable
 from datetime import UTC
 
@@ -36,6 +43,7 @@ from ecowatt_ingest.recorder import (
 )
 from ecowatt_ingest.sessions import SessionTable
 from ecowatt_ingest.settings import IngestSettings
+from ecowatt_ingest.state import SessionStore
 from ecowatt_ingest.timebase import TimeBase
 from ecowatt_ingest.timekeeping import Timekeeper
 from ecowatt_ingest.wire import new_id, new_trace_id, reading_message, utc_iso
@@ -43,6 +51,10 @@ from ecowatt_ingest.wire import new_id, new_trace_id, reading_message, utc_iso
 __all__ = ["DATA_CNS", "Dispatcher"]
 
 _logger = logging.getLogger(__name__)
+
+_DURABLE = Entry((), None, None)
+_DURABLE.done = True
+"""Stands for an upload another worker made durable (known from Redis)."""
 
 DATA_CNS = frozenset({"2011", "2021", "2031", "2041", "2051", "2061"})
 
@@ -60,8 +72,11 @@ class Dispatcher:
         commands: CommandManager,
         timekeeper: Timekeeper,
         time_base: TimeBase,
+        store: SessionStore | None = None,
     ) -> None:
         self.settings = settings
+        self.store = store
+        """Set when uploads are shared with other workers through Redis."""
         self.directory = directory
         self.sessions = sessions
         self.recorder = recorder
@@ -74,6 +89,8 @@ class Dispatcher:
         self.holding: set[DeviceConnection] = set()
         self.reassembler = hj212.Reassembler(timeout=settings.split_timeout_s)
         self._recent: dict[tuple[str, str, int], Entry] = {}
+        self._utc_times: dict[str, str] = {}
+        """DataTime text → its UTC ISO text (bounded; cleared when full)."""
 
     # ------------------------------------------------------------------ connection hooks
     def on_connection_made(self, conn: DeviceConnection) -> None:
@@ -84,7 +101,7 @@ class Dispatcher:
         self.sessions.on_connection_lost(conn, exc)
 
     def received_bytes(self, conn: DeviceConnection, size: int) -> None:
-        metrics.BYTES.inc(size)
+        self.recorder.tally.received += size
         session = conn.session
         if session is not None:
             session.bytes += size
@@ -230,7 +247,7 @@ class Dispatcher:
         original: Entry | None = None
         dedupe_key = None
         if frame.qn is not None:
-            dedupe_key = (mn, frame.qn, hash(frame.segment))
+            dedupe_key = (mn, frame.qn, zlib.crc32(frame.segment))
             original = self._recent.get(dedupe_key)
         if original is not None:
             session.duplicates += 1
@@ -269,12 +286,35 @@ class Dispatcher:
             trace=trace,
         )
         if dedupe_key is not None:
+            if self.store is not None:
+                entry.shared = (mn, f"{dedupe_key[1]}|{dedupe_key[2]}")
             recent = self._recent
             recent[dedupe_key] = entry
             if len(recent) > self.settings.duplicate_cache_size:
                 del recent[next(iter(recent))]
         if not session.backfill_checked:
             self.timekeeper.maybe_backfill(session)
+
+    # ------------------------------------------------------------------ several workers
+    async def share_uploads(self, entries: list[Entry]) -> None:
+        """Note a publish call's durable uploads in Redis (before they are answered)."""
+        assert self.store is not None
+        uploads = [entry.shared for entry in entries if entry.shared is not None]
+        settings = self.settings
+        await self.store.remember_qns(
+            uploads, keep=settings.shared_uploads_per_device, ttl_s=settings.shared_uploads_ttl_s
+        )
+
+    async def load_uploads(self, mn: str) -> None:
+        """Learn the device's recent uploads taken by any worker (before it binds here)."""
+        assert self.store is not None
+        recent = self._recent
+        for member in await self.store.recent_qns(mn):
+            qn, _, crc = member.rpartition("|")
+            if qn and crc.isdigit():
+                recent.setdefault((mn, qn, int(crc)), _DURABLE)
+        while len(recent) > self.settings.duplicate_cache_size:
+            del recent[next(iter(recent))]
 
     # ------------------------------------------------------------------ readings
     def _readings(
@@ -311,6 +351,14 @@ class Dispatcher:
             return []
         history = self.timekeeper.is_history(session, cn, moment)
         stamp = utc_iso(wall)
+        data_time = text.strip()
+        utc_times = self._utc_times
+        data_time_utc = utc_times.get(data_time)
+        if data_time_utc is None:  # devices report the same minutes: convert each once
+            if len(utc_times) >= 4096:
+                utc_times.clear()
+            data_time_utc = moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat()
+            utc_times[data_time] = data_time_utc
         return [
             reading_message(
                 self.settings.topic_readings,
@@ -318,8 +366,8 @@ class Dispatcher:
                 cn=cn,
                 st=frame.st,
                 qn=frame.qn,
-                data_time=text.strip(),
-                data_time_utc=moment.replace(tzinfo=self.time.tz).astimezone(UTC).isoformat(),
+                data_time=data_time,
+                data_time_utc=data_time_utc,
                 received_at=stamp,
                 protocol_version=frame.version.value,
                 registered=True,

@@ -22,12 +22,18 @@ others one scrypt in a worker thread while the connection's later frames wait in
   answer is written), and while the address is blocked its frames
   pass only with an identity already known to be right: the rest are recorded as
   `rejected` / `peer_blocked`, unchecked and unanswered, and their connection is closed.
+
+With `before_bind` (several workers), a verified frame on a connection without a session
+waits, like a frame whose PW is checked, until the hook ran for its MN (the dispatcher
+loads the device's recent uploads from Redis, so that a re-send to this worker of an upload
+another worker took is a duplicate).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import ecowatt_hj212 as hj212
@@ -95,8 +101,10 @@ class Door:
         guard: PeerGuard,
         spawn: Callable[..., None],
         on_verified: Verified,
+        before_bind: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        self.before_bind = before_bind
         self.directory = directory
         self.sessions = sessions
         self.recorder = recorder
@@ -117,8 +125,10 @@ class Door:
         if session is not None and identity == session.identity == OK:  # the common case
             self.on_verified(conn, session, frame, conn.rx_wall, conn.rx_perf)
             return
-        if identity is None:
-            if self.guard.blocked(self.guard.key(conn.address, mn)):
+        if identity is None or (
+            session is None and self.before_bind is not None and self._verified(identity)
+        ):
+            if identity is None and self.guard.blocked(self.guard.key(conn.address, mn)):
                 self._refuse_blocked(conn, frame, conn.rx_wall)
                 return
             conn.waiting = [(frame, conn.rx_wall, conn.rx_perf)]
@@ -128,6 +138,7 @@ class Door:
         self._decide(conn, frame, mn, identity, conn.rx_wall, conn.rx_perf)
 
     async def _verify(self, conn: DeviceConnection) -> None:
+        prepared: set[str] = set()
         try:
             while conn.waiting:
                 frame, wall, perf = conn.waiting[0]
@@ -140,6 +151,20 @@ class Door:
                         continue
                     await self.directory.verify(mn, frame.pw)
                     continue
+                if (
+                    conn.session is None
+                    and self.before_bind is not None
+                    and mn not in prepared
+                    and self._verified(identity)
+                ):
+                    prepared.add(mn)
+                    try:
+                        await asyncio.wait_for(self.before_bind(mn), 2.0)
+                    except Exception as exc:  # Redis away: bind anyway, duplicates less sure
+                        _logger.warning(
+                            "recent uploads not loaded", extra={"mn": mn, "error": repr(exc)}
+                        )
+                    continue
                 conn.waiting.pop(0)
                 self._decide(conn, frame, mn, identity, wall, perf)
         except Exception:
@@ -147,6 +172,9 @@ class Door:
         finally:
             conn.waiting = None
             conn.resume(AUTH)
+
+    def _verified(self, identity: str) -> bool:
+        return identity == OK or (identity == PW_NOT_PROVISIONED and self.lenient)
 
     def _decide(
         self,
@@ -157,8 +185,7 @@ class Door:
         wall: float,
         perf: float,
     ) -> None:
-        verified = identity == OK or (identity == PW_NOT_PROVISIONED and self.lenient)
-        if not verified:
+        if not self._verified(identity):
             if self.guard.blocked(self.guard.key(conn.address, mn)):
                 self._refuse_blocked(conn, frame, wall)
             else:

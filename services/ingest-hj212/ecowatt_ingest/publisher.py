@@ -10,6 +10,11 @@ order they were submitted even with several calls in flight. A callback runs onl
 the bus acknowledged every message of its entry (KafkaBus: acks=all), so an answer is
 never written before the frame is durable.
 
+With `before_complete` (several workers), the entries of a call are handed to that hook once
+the bus acknowledged them and before any callback runs — ingest notes the call's uploads in
+Redis there, in one round trip, so that every answered upload is known to every worker. The
+hook failing delays nothing: it is logged and the callbacks run.
+
 A failed publish is retried with back-off until it succeeds: the entries stay pending, their
 devices get no answer meanwhile and re-send; nothing is dropped. The number of messages
 queued or in flight is bounded: above `high_watermark` the `on_pressure(True)` hook tells the
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ecowatt_kernel.bus import Bus, Message
 
@@ -43,13 +48,15 @@ Callback = Callable[[], None]
 class Entry:
     """The messages of one submission; `done` once the bus acknowledged all of them."""
 
-    __slots__ = ("callbacks", "done", "key", "messages")
+    __slots__ = ("callbacks", "done", "key", "messages", "shared")
 
     def __init__(self, messages: Sequence[Message], callback: Callback | None, key: object) -> None:
         self.messages = messages
         self.key = key
         self.callbacks: list[Callback] | None = [callback] if callback is not None else None
         self.done = False
+        self.shared: tuple[str, str] | None = None
+        """What `before_complete` shares about the entry (ingest: MN and upload)."""
 
     def then(self, callback: Callback) -> None:
         """Run `callback` once the entry is durable (now, if it already is)."""
@@ -86,8 +93,10 @@ class BatchPublisher:
         low_watermark: int = 10_000,
         retry_max_s: float = 5.0,
         on_pressure: Callable[[bool], None] | None = None,
+        before_complete: Callable[[list[Entry]], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
+        self.before_complete = before_complete
         self.batch_max = batch_max
         self.linger_s = linger_s
         self.concurrency = concurrency
@@ -207,6 +216,11 @@ class BatchPublisher:
                     backoff = min(backoff * 2, self.retry_max_s)
             PUBLISH_SECONDS.observe(time.perf_counter() - started)
             self.published += count
+            if self.before_complete is not None:
+                try:
+                    await asyncio.wait_for(self.before_complete(entries), 2.0)
+                except Exception as exc:
+                    _logger.warning("after-publish hook failed", extra={"error": repr(exc)})
             for entry in entries:
                 entry._complete()
         finally:

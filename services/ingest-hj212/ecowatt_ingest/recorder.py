@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 import ecowatt_hj212 as hj212
 from ecowatt_hj212 import commands as hj212_commands
@@ -61,7 +60,8 @@ class FrameRecorder:
         self.directory = directory
         self.time = time_base
         self.stats = {"frames": 0, "acks": 0, "rejected": 0}
-        self._counters: dict[tuple[str | None, str], Any] = {}
+        self.tally = metrics.HotPathTally()
+        """Frames and ack latencies, added to Prometheus by the server's sweep."""
 
     def data_answer(self, frame: hj212.Frame) -> bytes | None:
         """The 9014 a frame asks for (None when it asks for none, or for another answer)."""
@@ -171,13 +171,10 @@ class FrameRecorder:
         self._submit(conn, [message], None, 0.0, None)
 
     def _count(self, cn: str | None, verdict: str) -> None:
-        """`ecowatt_ingest_frames_total{cn,verdict}`, its children cached (a dict lookup)."""
+        """`ecowatt_ingest_frames_total{cn,verdict}` (through the tally)."""
+        frames = self.tally.frames
         key = (cn, verdict)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = metrics.FRAMES.labels(metrics.cn_label(cn), verdict)
-            self._counters[key] = counter
-        counter.inc()
+        frames[key] = frames.get(key, 0) + 1
 
     def _submit(
         self,
@@ -193,12 +190,13 @@ class FrameRecorder:
             conn.pause(UNACKED)
             metrics.THROTTLED.labels("unacked").inc()
         stats = self.stats
+        ack = self.tally.ack
 
         def done() -> None:
             conn.unacked -= 1
             if answer and not conn.closed:
                 conn.transport.write(answer)  # type: ignore[union-attr]
-                metrics.ACK_SECONDS.observe(time.perf_counter() - perf)
+                ack(time.perf_counter() - perf)
                 stats["acks"] += 1
             if conn.paused & UNACKED and conn.unacked <= limit // 2:
                 conn.resume(UNACKED)

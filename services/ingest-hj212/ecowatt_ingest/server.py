@@ -17,6 +17,11 @@ module of its own:
 * `statewriter.StateWriter` — session state (and refused MNs, capped) to Redis;
 * `commands.CommandManager` — reverse commands, through the table's `SessionLink`;
 * `publisher.BatchPublisher`, `devices.DeviceDirectory`, `state.SessionStore` below them.
+
+As one of several workers (`ECOWATT_INGEST_WORKERS` > 1, `workers.WorkerPool`) the server
+binds its port with SO_REUSEPORT, notes durable uploads in Redis and loads a device's before
+binding it (the duplicate check across workers), announces new bindings and closes its own
+connection of a device another worker just bound (`_takeover_loop`).
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ class IngestServer:
     ) -> None:
         self.settings = settings
         self.bus = bus
-        self.instance = instance or settings.instance_id
+        self.instance = instance or settings.worker_instance
         self.time = TimeBase(settings.timezone, clock)
         self.directory = DeviceDirectory(registry)
         self.registry = registry
@@ -86,8 +91,14 @@ class IngestServer:
             on_pressure=self._on_pressure,
         )
         live: dict[str, Session] = {}
+        shared = settings.shares_state
         self.writer = StateWriter(
-            settings, store=self.store, directory=self.directory, instance=self.instance, live=live
+            settings,
+            store=self.store,
+            directory=self.directory,
+            instance=self.instance,
+            live=live,
+            announce=shared,
         )
         self.table = SessionTable(settings, writer=self.writer, now=clock, sessions=live)
         self.commands = CommandManager(
@@ -115,7 +126,10 @@ class IngestServer:
             commands=self.commands,
             timekeeper=self.timekeeper,
             time_base=self.time,
+            store=self.store if shared else None,
         )
+        if shared:
+            self.publisher.before_complete = self.dispatcher.share_uploads
         self.guard = PeerGuard(
             max_failures=settings.pw_failures_max,
             window_s=settings.pw_failure_window_s,
@@ -132,6 +146,7 @@ class IngestServer:
             guard=self.guard,
             spawn=self.spawn,
             on_verified=self.dispatcher.dispatch,
+            before_bind=self.dispatcher.load_uploads if shared else None,
         )
         self.table.on_session_end = self.commands.on_disconnect
         self.writer.on_previous_seen = self.timekeeper.maybe_backfill
@@ -172,6 +187,7 @@ class IngestServer:
             port=self.settings.hj212_port,
             backlog=self.settings.hj212_backlog,
             reuse_address=True,
+            reuse_port=self.settings.shares_state or None,
             start_serving=False,
         )
         sockets = self._server.sockets
@@ -182,6 +198,8 @@ class IngestServer:
             loop.create_task(self.writer.bind_loop(), name="ingest:bind"),
             loop.create_task(self._serve_when_ready(wait_for_registry), name="ingest:serve"),
         ]
+        if self.settings.shares_state:
+            self._tasks.append(loop.create_task(self._takeover_loop(), name="ingest:takeover"))
         _logger.info(
             "HJ 212 server bound", extra={"host": self.settings.hj212_host, "port": self.port}
         )
@@ -214,6 +232,7 @@ class IngestServer:
             if task.get_name() == "ingest:verify":
                 task.cancel()
         await self.publisher.close(timeout_s=10.0)
+        self.recorder.tally.flush()
         self.commands.stop()
         await self.commands.flush()
         for task in self._tasks:
@@ -270,6 +289,44 @@ class IngestServer:
             )
 
     # ------------------------------------------------------------------ loops
+    async def _takeover_loop(self) -> None:
+        """Close this worker's connection of a device that another worker just bound."""
+        channel = self.store.bound_channel
+        while True:
+            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if not isinstance(data, bytes):
+                        continue
+                    instance, *lines = data.decode().split("\n")
+                    if instance != self.instance:
+                        self._taken_over(lines)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _logger.warning("binding announcements lost", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _taken_over(self, lines: list[str]) -> None:
+        """Sessions bound elsewhere ("MN connected_at" each): close ours if older."""
+        for line in lines:
+            mn, _, at = line.rpartition(" ")
+            session = self.table.owns(mn)
+            if session is None or session.conn is None:
+                continue
+            try:
+                newer = float(at) > session.connected_at
+            except ValueError:
+                continue
+            if newer:
+                _logger.info("device reconnected to another worker", extra={"mn": mn})
+                self.table.close_connection(session.conn, "replaced")
+
     async def _sweep_loop(self) -> None:
         """Flush idle framers, time out partial frames and idle connections, expire splits."""
         settings = self.settings
@@ -279,6 +336,7 @@ class IngestServer:
         while True:
             await asyncio.sleep(tick)
             try:
+                self.recorder.tally.flush()
                 now = time.monotonic()
                 for conn in list(dispatcher.holding):
                     framer = conn.framer

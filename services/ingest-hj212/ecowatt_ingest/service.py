@@ -4,7 +4,9 @@
 and subscribes the command consumer; the server starts accepting devices once the registry
 view has caught up. `on_shutdown` stops accepting, answers what is durable and retires this
 instance's sessions in Redis. So `make run` (standalone) and `python -m ecowatt_ingest`
-(distributed) both serve port 9212.
+(distributed) both serve port 9212. With `ECOWATT_INGEST_WORKERS` > 1 (Kafka bus only) this
+process is worker 0 and starts the others as TCP-only processes on the same port
+(`workers.WorkerPool`); the API reads their sessions from Redis like any instance's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ecowatt_ingest.archive.views import router as archive_router
 from ecowatt_ingest.archive.views import start_archive, stop_archive
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
+from ecowatt_ingest.workers import WorkerPool
 
 __all__ = ["SERVICE", "on_shutdown", "on_startup"]
 
@@ -32,11 +35,14 @@ async def on_startup(context: ServiceContext) -> None:
     view = RegistryView(topic=settings.topic_registry)
     await view.attach(context.bus, group_prefix=settings.service_name)
     context.subscriptions.append(view.subscription)  # type: ignore[arg-type]
-    server = IngestServer(
-        settings, bus=context.bus, redis=context.redis, registry=view, instance=settings.instance_id
-    )
+    server = IngestServer(settings, bus=context.bus, redis=context.redis, registry=view)
     await server.start()
     context.state["ingest"] = server
+    if settings.workers > 1 and settings.ingest_worker_index is None:
+        assert server.port is not None
+        pool = WorkerPool(range(1, settings.workers), port=server.port)
+        await pool.start()
+        context.state["ingest_workers"] = pool
     context.state["registry_view"] = view
     await start_archive(context)
     if settings.commands_enabled:
@@ -49,6 +55,9 @@ async def on_startup(context: ServiceContext) -> None:
 
 async def on_shutdown(context: ServiceContext) -> None:
     await stop_archive(context)
+    pool = context.state.pop("ingest_workers", None)
+    if isinstance(pool, WorkerPool):
+        await pool.stop()
     server = context.state.pop("ingest", None)
     if isinstance(server, IngestServer):
         await server.stop()

@@ -7,9 +7,9 @@ here; the README has the table.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ecowatt_ingest.archive.models import ArchiveSettings
 
@@ -31,6 +31,18 @@ class IngestSettings(ArchiveSettings):  # (ArchiveSettings: the archive's own, o
     """Raise RLIMIT_NOFILE towards max_connections + slack at start-up (when allowed)."""
     wait_for_registry_s: float = 120.0
     """Start serving TCP once the registry view caught up (or after this long)."""
+    ingest_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    """Processes serving the HJ 212 port together (SO_REUSEPORT: the kernel spreads new
+    connections over them). 1 (default): one process. Above 1, each worker is an instance
+    of its own (`<instance_id>-w<k>`) and they share sessions, the duplicate check and
+    reverse commands through Redis. Needs the Kafka bus: with standalone's in-process bus
+    (memory, disk) there is always one process."""
+    ingest_worker_index: int | None = None
+    """Set by the supervisor for the worker processes it starts (not for operators)."""
+    shared_uploads_per_device: int = 64
+    """With several workers: recent uploads per device noted in Redis for the duplicate
+    check across workers (a logger re-sends what was not answered, i.e. its last few)."""
+    shared_uploads_ttl_s: int = 3600
 
     # ------------------------------------------------------------------ device policy
     device_policy: Literal["strict", "lenient"] = "strict"
@@ -133,6 +145,23 @@ class IngestSettings(ArchiveSettings):  # (ArchiveSettings: the archive's own, o
     unverified_ttl_s: float = 7 * 86400.0
     """An MN refused at the door is forgotten in Redis after this long without a frame."""
     redis_prefix: str = "ingest"
+
+    @property
+    def workers(self) -> int:
+        """Worker processes in effect: one unless the bus is shared between processes."""
+        return self.ingest_workers if self.bus_backend == "kafka" else 1
+
+    @property
+    def shares_state(self) -> bool:
+        """This process is one of several workers: duplicates and bindings go via Redis."""
+        return self.workers > 1 or self.ingest_worker_index is not None
+
+    @property
+    def worker_instance(self) -> str:
+        """This process's instance id (a worker's carries its number)."""
+        if self.ingest_worker_index is None and self.workers == 1:
+            return self.instance_id
+        return f"{self.instance_id}-w{self.ingest_worker_index or 0}"
 
     @field_validator("pw_failures_per_mn_from")
     @classmethod

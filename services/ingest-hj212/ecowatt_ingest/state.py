@@ -14,6 +14,15 @@ Keys (prefix `ingest` by default):
 | `ingest:sessions:{id}` | set | MNs with a session on instance `id` |
 | `ingest:cmd:{command_id}` | hash | a command's request and latest result |
 | `ingest:cmdclaim:{command_id}` | string, TTL | the instance that took a command |
+| `ingest:qns:{mn}` | list, capped, TTL | `QN|CRC-32` of a device's recent durable uploads |
+| `ingest:bound` | pub/sub channel | "instance\nMN connected_at\n…": sessions just bound |
+
+The last two serve several workers only: the duplicate check across workers, and the
+announcement that makes the worker holding an older connection of a device close it.
+
+Once a session is bound (`bind`, unconditional: the newest connection wins), later writes of
+its fields are conditional on the hash still naming its session id, so an instance whose
+connection of the device was taken over by another never writes over the new session.
 
 A device is online when its hash says so *and* the instance holding it is alive (its
 heartbeat key exists);
@@ -68,6 +77,28 @@ end
 return 0
 """
 
+# Write a session's fields only while the hash still belongs to it (ARGV[1]: its id).
+_UPDATE_SESSION = """
+if redis.call('HGET', KEYS[1], 'session_id') == ARGV[1] then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  return 1
+end
+return 0
+"""
+
+# Remember durable uploads: ARGV = prefix, keep, ttl, then (MN, member) pairs. One call per
+# publish batch, whatever the number of devices in it.
+_REMEMBER_QNS = """
+local prefix, keep, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+  local key = prefix .. ARGV[i]
+  redis.call('LPUSH', key, ARGV[i + 1])
+  redis.call('LTRIM', key, 0, keep - 1)
+  redis.call('EXPIRE', key, ttl)
+end
+return 0
+"""
+
 
 class SessionStore:
     """Redis access for sessions, devices and command status."""
@@ -76,6 +107,7 @@ class SessionStore:
         self.redis = redis
         self.prefix = prefix
         self.instance = instance
+        self._remember_qns = redis.register_script(_REMEMBER_QNS)
 
     # ------------------------------------------------------------------------ keys
     def dev(self, mn: str) -> str:
@@ -111,6 +143,13 @@ class SessionStore:
     def claim_key(self, command_id: str) -> str:
         return f"{self.prefix}:cmdclaim:{command_id}"
 
+    def qns(self, mn: str) -> str:
+        return f"{self.prefix}:qns:{mn}"
+
+    @property
+    def bound_channel(self) -> str:
+        return f"{self.prefix}:bound"
+
     # ----------------------------------------------------------------- instance
     async def heartbeat(self, ttl_s: int) -> None:
         await self.redis.set(self.instance_key(self.instance), str(time.time()), ex=ttl_s)
@@ -123,13 +162,22 @@ class SessionStore:
         await self.redis.delete(self.instance_key(self.instance), self.sessions_key(self.instance))
 
     # ------------------------------------------------------------------ sessions
-    async def bind(self, sessions: list[tuple[str, Mapping[str, Any]]]) -> list[float | None]:
-        """Write new sessions (one pipeline) and return each device's previous last seen."""
+    async def bind(
+        self, sessions: list[tuple[str, Mapping[str, Any]]], *, announce: bool = False
+    ) -> list[float | None]:
+        """Write new sessions (one pipeline) and return each device's previous last seen.
+
+        With `announce`, the MNs are published on `bound_channel` so that another instance
+        (another worker) still holding one of these devices closes its older connection.
+        """
         pipe = self.redis.pipeline(transaction=False)
         for mn, fields in sessions:
             pipe.hget(self.dev(mn), "last_seen")
             pipe.hset(self.dev(mn), mapping={k: _text(v) for k, v in fields.items()})
         pipe.sadd(self.sessions_key(self.instance), *(mn for mn, _ in sessions))
+        if announce:
+            lines = [f"{mn} {fields['connected_at']}" for mn, fields in sessions]
+            pipe.publish(self.bound_channel, "\n".join([self.instance, *lines]))
         results = await pipe.execute()
         previous: list[float | None] = []
         for value in results[0 : 2 * len(sessions) : 2]:
@@ -148,8 +196,10 @@ class SessionStore:
     ) -> None:
         """One pipeline: session fields, indexes, rejects, offline marks.
 
-        `updates` holds (mn, fields, registered) per changed session; the indexes are
-        written with one command each for all sessions.
+        `updates` holds (mn, fields, registered) per changed session; a session's fields are
+        written only while the device's hash still names its `session_id` (another
+        instance may hold the device now). The indexes are written with one command each
+        for all sessions.
         """
         pipe = self.redis.pipeline(transaction=False)
         sessions = self.sessions_key(self.instance)
@@ -157,7 +207,10 @@ class SessionStore:
         registered: list[str] = []
         online: list[str] = []
         for mn, fields, is_registered in updates:
-            pipe.hset(self.dev(mn), mapping={k: _text(v) for k, v in fields.items()})
+            flat: list[str] = []
+            for name, value in fields.items():
+                flat += (name, _text(value))
+            pipe.eval(_UPDATE_SESSION, 1, self.dev(mn), str(fields["session_id"]), *flat)
             last_seen = fields.get("last_seen")
             if last_seen is not None:
                 seen[mn] = float(last_seen)
@@ -226,6 +279,22 @@ class SessionStore:
             pipe.delete(*(self.unverified_key(mn) for mn in chunk))
             pipe.zrem(self.unregistered, *chunk)
         await pipe.execute()
+
+    # ------------------------------------------------------------------ uploads
+    async def remember_qns(
+        self, uploads: Sequence[tuple[str, str]], *, keep: int, ttl_s: int
+    ) -> None:
+        """Note durable uploads as (MN, "QN|content CRC"), newest first, `keep` per device."""
+        if not uploads:
+            return
+        args: list[str | int] = [f"{self.prefix}:qns:", keep, ttl_s]
+        for mn, member in uploads:
+            args += (mn, member)
+        await self._remember_qns(keys=[], args=args)
+
+    async def recent_qns(self, mn: str) -> list[str]:
+        """The device's recent durable uploads ("QN|content CRC"), newest first."""
+        return [_s(m) for m in await self.redis.lrange(self.qns(mn), 0, -1)]
 
     async def device_state(self, mn: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.dev(mn))

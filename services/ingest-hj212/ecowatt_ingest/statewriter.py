@@ -4,7 +4,11 @@ The session table tells the writer when a session is bound (`bound`) or ends (`e
 writer turns that, and the counters the dispatcher keeps on each session, into pipelines of
 `SessionStore` writes. New sessions are written every 50 ms (a reconnect storm is one
 pipeline per tick) and the writer learns each device's previous last-seen time from the
-same round trip, for the automatic backfill (`on_previous_seen`). Nothing here is
+same round trip, for the automatic backfill (`on_previous_seen`). A session's later writes
+wait until its binding is stored, and are conditional on the device's hash still naming the
+session (`SessionStore.write`): with several instances or workers the newest connection's
+session owns the hash, and with `announce` (several workers) the binding is published so
+that the instance holding an older connection of the device closes it. Nothing here is
 authoritative: the state is rebuilt from live connections.
 
 Frames refused at the door (`unverified`) are noted per MN between flushes — at most
@@ -45,8 +49,10 @@ class StateWriter:
         directory: DeviceDirectory,
         instance: str,
         live: Mapping[str, Session],
+        announce: bool = False,
     ) -> None:
         self.settings = settings
+        self.announce = announce
         self.store = store
         self.directory = directory
         self.instance = instance
@@ -119,6 +125,8 @@ class StateWriter:
         sessions: Iterable[Session] = [*self.live.values(), *self._unflushed]
         self._unflushed.clear()
         for session in sessions:
+            if not session.stored:  # its binding is not in Redis yet: written next time
+                continue
             counters = (
                 session.frames,
                 session.accepted,
@@ -178,14 +186,20 @@ class StateWriter:
             if not sessions:
                 continue
             try:
-                previous = await self.store.bind([(s.mn, self.fields(s)) for s in sessions])
+                previous = await self.store.bind(
+                    [(s.mn, self.fields(s)) for s in sessions], announce=self.announce
+                )
             except Exception as exc:
                 _logger.warning(
                     "new sessions not written to Redis",
                     extra={"sessions": len(sessions), "error": repr(exc)},
                 )
+                # tried again on the next binding or within a second
+                self._new[:0] = [s for s in sessions if s.conn is not None]
+                asyncio.get_running_loop().call_later(1.0, self._wakeup.set)
                 continue
             for session, seen in zip(sessions, previous, strict=True):
+                session.stored = True
                 session.previous_seen = seen
                 if session.conn is not None:
                     self.on_previous_seen(session)

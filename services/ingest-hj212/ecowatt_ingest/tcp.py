@@ -4,6 +4,10 @@ For benchmarks and end-to-end tests that start the server in a process of its ow
 the same settings (`ECOWATT_*`), the bus from `ECOWATT_BUS_BACKEND` (Kafka by default),
 Redis, the registry view of `ECOWATT_TOPIC_REGISTRY`, and the command consumer. It prints
 `ready <port>` on stdout once it accepts devices, and stops cleanly on SIGTERM or SIGINT.
+
+With `ECOWATT_INGEST_WORKERS` > 1 (and the Kafka bus) this process is the supervisor: it
+starts that many workers on the port (`workers.WorkerPool`, SO_REUSEPORT), prints `ready
+<port>` once all of them accept devices, and stops them on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
+from ecowatt_ingest.workers import WorkerPool, reserve_port
 
 __all__ = ["main", "run"]
 
@@ -31,6 +36,9 @@ async def run(settings: IngestSettings, stop: asyncio.Event | None = None) -> No
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if settings.workers > 1 and settings.ingest_worker_index is None:
+        await supervise(settings, stop)
+        return
     bus = make_bus(settings)
     redis = create_redis(settings.redis_url.get_secret_value())
     view = RegistryView(topic=settings.topic_registry)
@@ -52,6 +60,21 @@ async def run(settings: IngestSettings, stop: asyncio.Event | None = None) -> No
         await server.stop()
         await bus.stop()
         await redis.aclose()
+
+
+async def supervise(settings: IngestSettings, stop: asyncio.Event) -> None:
+    """Run `settings.workers` worker processes on one port until `stop` is set."""
+    held = reserve_port(settings.hj212_host, settings.hj212_port)
+    port = held.getsockname()[1]
+    pool = WorkerPool(range(settings.workers), port=port)
+    try:
+        await pool.start()
+        held.close()
+        print(f"ready {port}", flush=True)
+        await stop.wait()
+    finally:
+        held.close()
+        await pool.stop()
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
 """Bus messages of the hot path, built without pydantic.
 
-`FrameReceived` and `TelemetryReading` envelopes are written with one `json.dumps` of a plain
-dict each: the same JSON the kernel's `encode` produces (a test decodes them with the
-kernel's `decode`), at a fraction of the cost of building and dumping pydantic models for
-every frame.
+`FrameReceived` and `TelemetryReading` envelopes are written with one `orjson.dumps` of a
+plain dict each, straight to bytes (one encoding per envelope). The pydantic contracts stay
+the single source of truth: a property test decodes these bytes with the kernel's `decode`
+and compares them with the models built from the same fields. orjson writes compact UTF-8
+JSON like the standard library's encoder with `ensure_ascii=False`, at a fraction of its
+cost — at ≈ 1,000 bytes of envelope per frame, JSON was a third of ingest's CPU.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
-import json
+import math
 import os
 from datetime import UTC, datetime
 
 import ecowatt_hj212 as hj212
+import orjson
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_hj212 import frame_bytes
 from ecowatt_kernel.bus import Message
@@ -25,7 +28,7 @@ from ecowatt_kernel.tracing import TRACE_HEADER
 
 __all__ = ["data_answer", "frame_message", "new_id", "new_trace_id", "reading_message", "utc_iso"]
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = orjson.dumps
 _FRAME_TYPE = FrameReceived.event_type
 _FRAME_VERSION = FrameReceived.event_version
 _READING_TYPE = TelemetryReading.event_type
@@ -64,9 +67,29 @@ def new_trace_id() -> str:
     return f"{_TRACE_PREFIX}{next(_traces) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
+_last_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def utc_iso(timestamp: float) -> str:
-    """ISO 8601 UTC text of a POSIX time."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    """ISO 8601 UTC text of a POSIX time, as `datetime.fromtimestamp(t, UTC).isoformat()`
+    writes it (microseconds rounded half to even), with the text of the whole second
+    remembered: frames arriving within a second share it."""
+    fraction, whole = math.modf(timestamp)
+    second = int(whole)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        second += 1
+        micro -= 1_000_000
+    elif micro < 0:  # (times before 1970)
+        second -= 1
+        micro += 1_000_000
+    last = _last_second[0]
+    if last[0] != second:
+        last = (second, datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat())
+        _last_second[0] = last
+    if micro:
+        return f"{last[1]}.{micro:06d}+00:00"
+    return f"{last[1]}+00:00"
 
 
 def frame_message(
@@ -113,7 +136,7 @@ def frame_message(
     return Message(
         topic,
         key.encode(),
-        _dumps(envelope).encode(),
+        _dumps(envelope),
         (*_FRAME_HEADERS, (TRACE_HEADER, trace_id.encode())),
     )
 
@@ -166,7 +189,7 @@ def reading_message(
     return Message(
         topic,
         mn.encode(),
-        _dumps(envelope).encode(),
+        _dumps(envelope),
         (*_READING_HEADERS, (TRACE_HEADER, trace_id.encode())),
     )
 

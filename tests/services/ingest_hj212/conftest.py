@@ -26,6 +26,7 @@ from ecowatt_kernel.app import Infrastructure, ServiceContext, ServiceSpec, crea
 from ecowatt_kernel.bus import Bus, KafkaBus, KafkaConnection, Record
 from ecowatt_kernel.contracts import (
     DeviceCommand,
+    DeviceCommandResult,
     DeviceSnapshot,
     RegistryChange,
     TopicSpec,
@@ -180,6 +181,15 @@ class DeviceClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+def statuses(events: list[Any], command_id: str) -> list[str]:
+    """The statuses reported for one command, in order."""
+    return [
+        e.status
+        for e in events
+        if isinstance(e, DeviceCommandResult) and e.command_id == command_id
+    ]
 
 
 @dataclass

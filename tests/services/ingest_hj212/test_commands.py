@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import ecowatt_hj212 as hj212
 import pytest
 from ecowatt_hj212 import commands as hj212_commands
-from ecowatt_kernel.contracts import DeviceCommandResult, encode
+from ecowatt_kernel.contracts import encode
 
 from .conftest import (
     DeviceClient,
@@ -24,18 +24,11 @@ from .conftest import (
     local_now,
     new_mn,
     registry_with,
+    statuses,
     upload,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def statuses(events: list, command_id: str) -> list[str]:
-    return [
-        e.status
-        for e in events
-        if isinstance(e, DeviceCommandResult) and e.command_id == command_id
-    ]
 
 
 async def online(device: DeviceClient, mn: str) -> None:

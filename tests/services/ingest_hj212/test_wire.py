@@ -14,12 +14,14 @@ from asgi_lifespan import LifespanManager
 from ecowatt_hj212 import commands as hj212_commands
 from ecowatt_ingest.service import SERVICE
 from ecowatt_ingest.settings import IngestSettings
-from ecowatt_ingest.wire import data_answer, frame_message, new_id, reading_message
+from ecowatt_ingest.wire import data_answer, frame_message, new_id, reading_message, utc_iso
 from ecowatt_kernel.app import Infrastructure, create_app
 from ecowatt_kernel.bus import InProcessBus, Record
-from ecowatt_kernel.contracts import FrameReceived, TelemetryReading, decode
+from ecowatt_kernel.contracts import FrameReceived, TelemetryReading, decode, encode
 from ecowatt_kernel.identity import verifier_from_settings
 from ecowatt_kernel.redis_client import create_redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .conftest import DeviceClient, new_mn, upload
 
@@ -70,6 +72,167 @@ def test_frame_and_reading_messages_decode_with_the_kernel() -> None:
     assert event.data_time == datetime(2026, 11, 26, 0, 45, tzinfo=UTC)
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(uuid.UUID(i).version == 4 for i in ids)
+
+
+# Text as devices and the codec produce it: any Unicode but lone surrogates (the codec's
+# decoded text never holds one: UTF-8, GB18030 or replacement characters).
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=24)
+_optional = st.none() | _text
+_moments = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+)
+_items = st.dictionaries(_text, st.dictionaries(_text, _text, max_size=4), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mn=_text.filter(bool),
+    cn=st.sampled_from(["2011", "2021", "2031", "2041", "2051", "2061"]),
+    st_=_optional,
+    qn=_optional,
+    data_time=_text,
+    moment=_moments,
+    received=_moments,
+    protocol_version=st.none() | st.sampled_from(["2005", "2017", "2025"]),
+    registered=st.booleans(),
+    history=st.booleans(),
+    items=_items,
+    frame_id=st.none() | st.uuids(version=4),
+    key_suffix=st.sampled_from(["", "|partial:1,2/3"]),
+)
+def test_fast_reading_bytes_decode_to_the_pydantic_model(
+    mn,
+    cn,
+    st_,
+    qn,
+    data_time,
+    moment,
+    received,
+    protocol_version,
+    registered,
+    history,
+    items,
+    frame_id,
+    key_suffix,
+) -> None:
+    """The hot path's orjson bytes are the contract: the kernel decodes them to exactly the
+    model built from the same fields, and to what the kernel's own `encode` gives."""
+    trace = "ef" * 16
+    message = reading_message(
+        "telemetry.readings",
+        mn=mn,
+        cn=cn,
+        st=st_,
+        qn=qn,
+        data_time=data_time,
+        data_time_utc=moment.isoformat(),
+        received_at=received.isoformat(),
+        protocol_version=protocol_version,
+        registered=registered,
+        items=items,
+        frame_id=None if frame_id is None else str(frame_id),
+        trace_id=trace,
+        produced_at=received.isoformat(),
+        key_suffix=key_suffix,
+        history=history,
+    )
+    model = TelemetryReading(
+        idempotency_key=f"{mn}|{cn}|{data_time}{key_suffix}",
+        mn=mn,
+        cn=cn,
+        st=st_,
+        qn=qn,
+        data_time=moment,
+        received_at=received,
+        protocol_version=protocol_version,
+        registered=registered,
+        items=items,
+        frame_id=frame_id,
+        history=history,
+    )
+    envelope = decode(as_record(message))
+    assert envelope.data == model
+    assert envelope.trace_id == trace and envelope.produced_at == received
+    assert message.key == mn.encode() and dict(message.headers) == dict(
+        encode(model, trace_id=trace).headers
+    )
+    assert decode(as_record(encode(model, trace_id=trace))).data == envelope.data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.binary(max_size=200),
+    peer=_text,
+    received=_moments,
+    verdict=st.sampled_from(["accepted", "rejected", "unregistered", "duplicate"]),
+    frame_id=st.none() | st.uuids(version=4),
+    mn=_optional,
+    cn=_optional,
+    qn=_optional,
+    reason_code=_optional,
+    reason=_optional,
+    session_id=_optional,
+    instance=_optional,
+)
+def test_fast_frame_bytes_decode_to_the_pydantic_model(
+    raw,
+    peer,
+    received,
+    verdict,
+    frame_id,
+    mn,
+    cn,
+    qn,
+    reason_code,
+    reason,
+    session_id,
+    instance,
+) -> None:
+    trace = "ab" * 16
+    message = frame_message(
+        "hj212.frames",
+        raw=raw,
+        peer=peer,
+        received_at=received.isoformat(),
+        verdict=verdict,
+        trace_id=trace,
+        produced_at=received.isoformat(),
+        frame_id=None if frame_id is None else str(frame_id),
+        mn=mn,
+        cn=cn,
+        qn=qn,
+        reason_code=reason_code,
+        reason=reason,
+        session_id=session_id,
+        instance=instance,
+    )
+    event = decode(as_record(message)).data
+    assert isinstance(event, FrameReceived)
+    if frame_id is not None:
+        assert event.frame_id == frame_id
+    model = FrameReceived(
+        frame_id=event.frame_id,  # a fresh id when none was given: any one is right
+        raw=raw,
+        peer=peer,
+        received_at=received,
+        mn=mn,
+        cn=cn,
+        qn=qn,
+        verdict=verdict,
+        reason_code=reason_code,
+        reason=reason,
+        session_id=session_id,
+        ingest_instance=instance,
+    )
+    assert event == model
+    assert message.key == model.partition_key().encode()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=-1e9, max_value=4e9, allow_nan=False) | st.integers(0, 2**32))
+def test_receive_stamp_text_equals_datetime_isoformat(timestamp: float) -> None:
+    assert utc_iso(timestamp) == datetime.fromtimestamp(timestamp, UTC).isoformat()
+    assert utc_iso(timestamp + 0.25) == datetime.fromtimestamp(timestamp + 0.25, UTC).isoformat()
 
 
 @pytest.mark.parametrize("flag", [4, 5, 7, 9, None])
