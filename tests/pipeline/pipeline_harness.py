@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -76,7 +75,12 @@ from sqlalchemy import select, text
 
 __all__ = ["TZ", "Mode", "Pipeline", "PipelineOptions", "PipelineRun", "local_midnight"]
 
-INGEST_TAKES_A_CLOCK = "clock" in inspect.signature(IngestServer.__init__).parameters
+INGEST_TAKES_A_CLOCK = False
+"""Ingest can take the simulated clock (`IngestServer(clock=…)`, since the device-door work),
+but with it this pipeline loses validation's `device_offline` findings for loggers that go
+offline and back-fill on ingest's request (3 of 12 on 2026-11-18 in the paced day): an open
+defect, to be found before this is switched on. Until then ingest stamps the wall clock and
+the documented exceptions below apply."""
 Mode = Literal["paced", "unpaced", "outage"]
 TOPIC_NAMES = {
     "hj212.frames": "frames",
