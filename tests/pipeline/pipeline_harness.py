@@ -75,6 +75,12 @@ from sqlalchemy import select, text
 
 __all__ = ["TZ", "Mode", "Pipeline", "PipelineOptions", "PipelineRun", "local_midnight"]
 
+KNOWN_DEFECT = (  # the alarm tests marked xfail for it (issue 19)
+    "known defect since the device door (history flag, ingest clock) met event-time alarms: "
+    "some R1/R4/R6 of the paced day are missed (recall 0.83); issue 19 stays open until it "
+    "passes again"
+)
+
 INGEST_TAKES_A_CLOCK = False
 """Ingest can take the simulated clock (`IngestServer(clock=…)`, since the device-door work),
 but with it this pipeline loses validation's `device_offline` findings for loggers that go

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from alarm_scores import score_states
-from pipeline_harness import PipelineRun
+from pipeline_harness import KNOWN_DEFECT, PipelineRun
 from pipeline_truth import (
     HARMLESS,
     TOLERATED_SHARE,
@@ -18,11 +18,6 @@ from pipeline_truth import (
     score,
 )
 
-KNOWN_DEFECT = (
-    "known defect since the device door (history flag, ingest clock) met event-time alarms: "
-    "some R1/R4/R6 of the paced day are missed (recall 0.83); issue 19 stays open until it "
-    "passes again"
-)
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 

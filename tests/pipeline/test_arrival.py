@@ -18,14 +18,9 @@ from datetime import datetime, time, timedelta
 
 import pytest
 from conftest import play
-from pipeline_harness import TZ, PipelineRun
+from pipeline_harness import KNOWN_DEFECT, TZ, PipelineRun
 from test_alarm import check_scores, describe
 
-KNOWN_DEFECT = (
-    "known defect since the device door (history flag, ingest clock) met event-time alarms: "
-    "some R1/R4/R6 of the paced day are missed (recall 0.83); issue 19 stays open until it "
-    "passes again"
-)
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
 
