@@ -5,7 +5,8 @@ The registry publishes the full current state of an entity after every change; c
 archive from the compacted topic alone. `parse_snapshot` validates a change's snapshot into
 the model for its `entity`. Like events, snapshots grow by adding optional fields.
 
-Field meanings follow `../shared/domain/supervision.md` §1 (its proposals are the default).
+Field meanings follow the supervision domain reference, §1 (the archive's fields; its
+proposals are the default), summarised in `docs/contracts.md`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The reference tables (GB/T 2260 Shaanxi, GB/T 4754-2017, Xi'an zones), loaded once.
 
-The CSV files in `data/` are copies of `../shared/data/` (provenance: `SOURCES.md` there);
-lines starting with `#` are comments.
+The CSV files in `data/` come with their provenance in `data/SOURCES.md`; lines starting
+with `#` are comments.
 """
 
 from __future__ import annotations
