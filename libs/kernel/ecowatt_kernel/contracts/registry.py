@@ -6,7 +6,7 @@ archive from the compacted topic alone. `parse_snapshot` validates a change's sn
 the model for its `entity`. Like events, snapshots grow by adding optional fields.
 
 Field meanings follow the supervision domain reference, §1 (the archive's fields; its
-proposals are the default), summarised in `docs/contracts.md`.
+proposals are the default); each field's description says what it means.
 """
 
 from __future__ import annotations
