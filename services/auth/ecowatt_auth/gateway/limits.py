@@ -1,5 +1,10 @@
-"""Rate limits and daily quotas in Redis: fixed one-minute windows per identity, per API
+"""Rate limits and daily quotas in Redis: a sliding one-minute window per identity, per API
 key and per address (public endpoints); a daily request quota per API key (local days).
+
+The sliding window is the usual two-counter estimate: this minute's count plus last
+minute's, weighted by how much of last minute still lies inside the past sixty seconds. A
+fixed window would let a caller send twice its limit across a minute boundary, and would
+forget a burst the moment the clock turns a minute.
 
 Counters are added to the pipeline that also looks up the caller, so a request costs one
 Redis round trip.
@@ -7,6 +12,7 @@ Redis round trip.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,18 +29,29 @@ class RateLimited(Problem):
 
 
 def add_rate(pipe: Pipeline, who: str, now: float | None = None) -> None:
-    """Count one request of `who` in this minute (two pipeline results: count, expire)."""
+    """Count one request of `who` (three pipeline results: this minute's count, the expire,
+    last minute's count), to be judged by `rate_exceeded`."""
     minute = int((time.time() if now is None else now) // 60)
     key = f"auth:rl:{who}:{minute}"
     pipe.incr(key)
     pipe.expire(key, 120)
+    pipe.get(f"auth:rl:{who}:{minute - 1}")
 
 
-def rate_exceeded(count: int, limit: int, now: float | None = None) -> RateLimited | None:
-    if count <= limit:
-        return None
+def rate_exceeded(
+    current: int, previous: int, limit: int, now: float | None = None
+) -> RateLimited | None:
+    """A 429 when the requests of the past sixty seconds, this one included, exceed `limit`."""
     now = time.time() if now is None else now
-    retry = 60 - int(now % 60)
+    elapsed = (now % 60) / 60
+    if current + previous * (1 - elapsed) <= limit:
+        return None
+    if current < limit and previous:
+        # last minute's share fades until this one request fits again
+        retry = math.ceil((1 - (limit - current) / previous - elapsed) * 60)
+    else:
+        retry = 60 - int(now % 60)
+    retry = min(60, max(1, retry))
     return RateLimited(
         f"请求过于频繁，请 {retry} 秒后再试 "
         f"(more than {limit} requests per minute; retry in {retry} s)",

@@ -11,7 +11,7 @@ import hmac
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.identity import (
@@ -47,9 +47,11 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _TOUCH_AFTER_S = 30.0
 
 
-def _check_rate(count: int, limit: int, now: float, identity: Identity | None) -> None:
-    """429 with Retry-After when `count` requests this minute exceed `limit`."""
-    limited = rate_exceeded(count, limit, now)
+def _check_rate(
+    current: Any, previous: Any, limit: int, now: float, identity: Identity | None
+) -> None:
+    """429 with Retry-After when the past minute's requests exceed `limit`."""
+    limited = rate_exceeded(int(current), int(previous or 0), limit, now)
     if limited is not None:
         retry = int(limited.extensions["retry_after"])
         raise Refusal(429, "rate-limited", limited.detail, retry_after=retry, identity=identity)
@@ -175,8 +177,8 @@ class Authenticator:
     async def _anonymous(self, client_ip: str, now: float) -> Principal:
         async with self.redis.pipeline(transaction=False) as pipe:
             add_rate(pipe, f"ip:{client_ip}", now)
-            count, _ = await pipe.execute()
-        _check_rate(int(count), self.settings.auth_rate_anonymous_per_minute, now, None)
+            current, _, previous = await pipe.execute()
+        _check_rate(current, previous, self.settings.auth_rate_anonymous_per_minute, now, None)
         return Principal(kind="anonymous")
 
     async def _bearer(self, token: str, now: float) -> Principal:
@@ -189,11 +191,11 @@ class Authenticator:
             pipe.exists(PREFIX + "deny:" + (identity.token_id or "-"))
             pipe.get(PREFIX + "nb:" + identity.subject)
             add_rate(pipe, f"user:{identity.subject}", now)
-            denied, not_before, count, _ = await pipe.execute()
+            denied, not_before, current, _, previous = await pipe.execute()
         reason = token_revoked(claims, bool(denied), int(not_before) if not_before else None)
         if reason is not None:
             raise Refusal(401, "unauthorized", f"invalid token: {reason}")
-        _check_rate(int(count), self.settings.auth_rate_user_per_minute, now, identity)
+        _check_rate(current, previous, self.settings.auth_rate_user_per_minute, now, identity)
         return Principal(kind="bearer", identity=identity, token=token)
 
     async def _session(
@@ -213,8 +215,8 @@ class Authenticator:
         identity = identity_from_stored(data.identity)
         async with self.redis.pipeline(transaction=False) as pipe:
             add_rate(pipe, f"user:{data.user_id}", now)
-            count, _ = await pipe.execute()
-        _check_rate(int(count), self.settings.auth_rate_user_per_minute, now, identity)
+            current, _, previous = await pipe.execute()
+        _check_rate(current, previous, self.settings.auth_rate_user_per_minute, now, identity)
         if method in UNSAFE:
             sent = headers.get(b"x-csrf-token", b"").decode("latin-1")
             if not sent or not hmac.compare_digest(sent, data.csrf):
@@ -240,7 +242,7 @@ class Authenticator:
             pipe.get(f"auth:apikey:{key_id}")
             add_rate(pipe, f"key:{key_id}", now)
             add_quota(pipe, key_id, zone, now)
-            cached, count, _, used, _ = await pipe.execute()
+            cached, current, _, previous, used, _ = await pipe.execute()
         if cached == b"-":
             record = None
         elif cached:
@@ -261,7 +263,7 @@ class Authenticator:
                 "their datasets (GET /api/auth/datasets)",
                 identity=identity,
             )
-        _check_rate(int(count), record.rate_per_minute, now, identity)
+        _check_rate(current, previous, record.rate_per_minute, now, identity)
         if int(used) > record.quota_per_day:
             raise Refusal(
                 429,
