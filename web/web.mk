@@ -44,7 +44,7 @@ chromium: ## Debian's Chromium for the browser tests (installed with apt-get whe
 	fi
 
 bench-web: install web chromium ## Web: first-load bundle (gzip), overview time to interactive (200 and 3,000 enterprises), frames on live updates
-	$(PY) bench/bench_web.py
+	$(PY) bench/bench_web.py $(WEB_BENCH_ARGS)
 
 ui-screenshots: install web chromium ## Photograph every main page into docs/ui/ (runs the browser tests)
 	ECOWATT_SCREENSHOTS_DIR=$(CURDIR)/docs/ui $(UV) run --frozen pytest tests/web -q -p no:cacheprovider
