@@ -117,6 +117,30 @@ def test_supervisor_enterprise_and_district_officer(
     )
     assert enterprises_total >= 200
     shoot(supervisor, platform, "overview")
+    # a live batch moves an enterprise's point between the states' series, and the districts
+    # (drawn once) stay: the map is patched, not redrawn
+    quiet = supervisor.evaluate(
+        """() => {
+          const live = window.__ecowattLive
+          const quiet = [...live.enterprises.values()].find(
+            (e) => !e.alarms.length && e.longitude != null && e.latitude != null)
+          live.apply([{ type: 'alarm', enterprise_id: quiet.id, alarm_id: 'browser-check',
+                        rule_code: 'R1', status: 'open', level: 1, active: true }])
+          return quiet.id
+        }"""
+    )
+    in_violating = """([id, wanted]) => {
+        const option = window.__ecowattOverviewMap()
+        return option && option.geo.length === 1
+          && option.series[0].data.some((p) => p.id === id) === wanted
+      }"""
+    supervisor.wait_for_function(in_violating, arg=[quiet, True], timeout=10_000)
+    supervisor.evaluate(
+        """(id) => window.__ecowattLive.apply([{ type: 'alarm', enterprise_id: id,
+             alarm_id: 'browser-check', rule_code: 'R1', status: 'closed', level: 1 }])""",
+        quiet,
+    )
+    supervisor.wait_for_function(in_violating, arg=[quiet, False], timeout=10_000)
 
     supervisor.click("[data-test=menu-alarms]")
     supervisor.wait_for_selector(f"tr:has-text('{alarm['enterprise_name']}')")
