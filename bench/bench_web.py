@@ -191,6 +191,16 @@ FRAMES_JS = """async ([watchMs, replayMs]) => {
 }"""
 
 
+def overview_ready(page: Any, console: list[str]) -> None:
+    """Wait for the overview; if it never comes, print what the page showed and said."""
+    try:
+        page.wait_for_function("window.__ecowattOverviewReady", timeout=120_000)
+    except Exception:
+        print(json.dumps({"not_ready_at": page.url, "console": console[-20:]}), flush=True)
+        print(page.inner_text("body")[:2000], flush=True)
+        raise
+
+
 def measure(url: str, loads: int, watch_s: float, replay_s: float) -> dict[str, Any]:
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -210,16 +220,20 @@ def measure(url: str, loads: int, watch_s: float, replay_s: float) -> dict[str, 
                 fetched[path] = gz_size(DIST / path.lstrip("/"))
 
         page.on("response", record)
+        # what the page said, printed if it never becomes ready
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
         page.goto(f"{url}/login")
         page.fill("input[data-test=username]", "admin")
         page.fill("input[data-test=password]", PASSWORD)
         page.click("[data-test=login]")
-        page.wait_for_function("window.__ecowattOverviewReady", timeout=120_000)
+        overview_ready(page, console)
         first_load = {"files": len(fetched), "gzip_bytes": sum(fetched.values())}
         times = []
         for _ in range(loads):
             page.goto(f"{url}/overview")
-            page.wait_for_function("window.__ecowattOverviewReady", timeout=120_000)
+            overview_ready(page, console)
             times.append(page.evaluate("window.__ecowattOverviewReady"))
         enterprises = page.evaluate("window.__ecowattLive.enterprises.size")
         frames = page.evaluate(FRAMES_JS, [watch_s * 1000, replay_s * 1000])
