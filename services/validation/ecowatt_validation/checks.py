@@ -472,7 +472,8 @@ class Checks:
             result = await session.execute(
                 text(
                     "SELECT point_id, interval_s, energy_kwh, reported_kwh, deltas, p_max, p_n, samples,"  # noqa: E501
-                    " valid_samples, slots, hourly_kwh, neg_energy_events, resets, rollovers,"
+                    " valid_samples, slots, live_slots, hourly_kwh, neg_energy_events, resets,"
+                    " rollovers,"
                     " neg_power_samples, neg_power_run_max, const_max_h, latency_grades, latency_max_s"  # noqa: E501
                     " FROM validation.point_daily WHERE day = :day"
                 ),
@@ -823,14 +824,19 @@ class Checks:
             combined = 0
             for p in pts:
                 row = daily.get(p.id)
-                if row is None or not row.slots:
+                # live samples only: back-filled (history) data complete the day, but the
+                # device was silent when they were due (NULL: a row from before live slots)
+                if row is None:
                     continue
-                bits = int.from_bytes(row.slots, "little")
+                live = row.slots if row.live_slots is None else row.live_slots
+                if not live:
+                    continue
+                bits = int.from_bytes(live, "little")
                 if p.expected_interval_s == interval:
                     combined |= bits
                 else:
                     ratio = p.expected_interval_s / interval
-                    for slot in range(len(row.slots) * 8):
+                    for slot in range(len(live) * 8):
                         if bits >> slot & 1:
                             combined |= 1 << int(slot * ratio)
             first_slot = int((first - start).total_seconds()) // interval

@@ -96,6 +96,7 @@ POINT_DAILY = Table(
     Column("valid_samples", Integer, nullable=False, server_default=text("0")),
     Column("slots", LargeBinary, nullable=False),
     Column("valid_slots", LargeBinary, nullable=False),
+    Column("live_slots", LargeBinary),  # NULL: written before 0004, every slot taken live
     Column("hourly_kwh", ARRAY(Float), nullable=False),
     Column("neg_energy_events", Integer, nullable=False, server_default=text("0")),
     Column("resets", Integer, nullable=False, server_default=text("0")),

@@ -6,7 +6,7 @@ the bus, runs the checks, and asserts exactly which subjects were found.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from ecowatt_validation import rules as R
@@ -510,6 +510,40 @@ async def test_device_offline_daily_and_live(harness: Harness) -> None:
     }
     [ok] = await harness.findings_of(R.DEVICE_OFFLINE, status="resolved")
     assert ok.subject_id == "MN-OK"
+
+
+async def test_back_filled_samples_complete_the_day_but_not_the_devices_presence(
+    harness: Harness,
+) -> None:
+    """A device silent for 70 minutes that back-fills them (history: the answer to ingest's
+    history request) was offline all the same; the same samples arriving late but live
+    (a slow link, no history flag) close the gap. Both days are complete."""
+    kw = {"expected_interval_s": 600}
+    await harness.archive([s for e in ("BACKFILLED", "SLOW") for s in one_point(e, e, **kw)])
+    back = local(DAY, 12)
+    rows = []
+    for name in ("BACKFILLED", "SLOW"):
+        for i in range(144):
+            t = local(DAY) + timedelta(minutes=10 * i)
+            silent = 61 <= i <= 66  # 10:10–11:00: a 70-minute silence
+            rows.append(
+                reading(
+                    f"MN-{name}",
+                    t,
+                    meter(1, 5.0 + i % 7, None),
+                    received_at=back if silent else None,
+                    history=silent and name == "BACKFILLED",
+                )
+            )
+    await harness.send(rows)
+    await harness.run_day()
+    assert await harness.subjects(R.DEVICE_OFFLINE) == {"MN-BACKFILLED"}
+    [finding] = await harness.findings_of(R.DEVICE_OFFLINE)
+    assert datetime.fromisoformat(finding.evidence["from"]) == local(DAY, 10, 10)
+    assert finding.evidence["hours"] == pytest.approx(1.0)  # six 10-minute slots
+    for name in ("BACKFILLED", "SLOW"):
+        row = await harness.daily_row(name)
+        assert row.samples == 144 and row.completeness == 1.0
 
 
 async def test_rule_parameters_are_versioned_and_used(harness: Harness) -> None:

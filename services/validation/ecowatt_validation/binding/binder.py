@@ -418,6 +418,8 @@ class Binder:
             agg.slots[slot >> 3] |= bit
             if valid:
                 agg.valid_slots[slot >> 3] |= bit
+            if not reading.history:  # a back-filled sample: the device was not reachable then
+                agg.live_slots[slot >> 3] |= bit
             agg.samples += 1
             if valid:
                 agg.valid_samples += 1

@@ -52,6 +52,9 @@ class DayAgg:
     valid_samples: int = 0
     slots: bytearray = field(default_factory=bytearray)
     valid_slots: bytearray = field(default_factory=bytearray)
+    live_slots: bytearray = field(default_factory=bytearray)
+    """Slots taken by live samples (not `history`): what the daily device-offline check
+    reads — back-filled data complete the day but do not make the device reachable then."""
     hourly_kwh: list[float] = field(default_factory=lambda: [0.0] * HOURS)
     neg_energy_events: int = 0
     resets: int = 0
@@ -71,14 +74,18 @@ class DayAgg:
             self.slots.extend(bytes(size - len(self.slots)))
         if len(self.valid_slots) < size:
             self.valid_slots.extend(bytes(size - len(self.valid_slots)))
+        if len(self.live_slots) < size:
+            self.live_slots.extend(bytes(size - len(self.live_slots)))
 
     def slot_taken(self, slot: int) -> bool:
         return bool(self.slots[slot >> 3] & (1 << (slot & 7)))
 
-    def take(self, slot: int, valid: bool) -> None:
+    def take(self, slot: int, valid: bool, live: bool = True) -> None:
         self.slots[slot >> 3] |= 1 << (slot & 7)
         if valid:
             self.valid_slots[slot >> 3] |= 1 << (slot & 7)
+        if live:
+            self.live_slots[slot >> 3] |= 1 << (slot & 7)
 
 
 @dataclass
@@ -187,6 +194,10 @@ class StateStore:
                             valid_samples=row["valid_samples"],
                             slots=bytearray(row["slots"]),
                             valid_slots=bytearray(row["valid_slots"]),
+                            # rows written before live slots were kept: all taken live
+                            live_slots=bytearray(
+                                row["slots"] if row["live_slots"] is None else row["live_slots"]
+                            ),
                             hourly_kwh=list(row["hourly_kwh"]),
                             neg_energy_events=row["neg_energy_events"],
                             resets=row["resets"],
@@ -309,6 +320,7 @@ _DAILY_COLUMNS = (
     "valid_samples",
     "slots",
     "valid_slots",
+    "live_slots",
     "hourly_kwh",
     "neg_energy_events",
     "resets",
@@ -336,7 +348,8 @@ CREATE TEMP TABLE IF NOT EXISTS {_STATE_STAGE} (
 CREATE TEMP TABLE IF NOT EXISTS {_DAILY_STAGE} (
   point_id text, day date, enterprise_id text, mn text, interval_s int, energy_kwh float8,
   reported_kwh float8, deltas int, p_max float8, p_min float8, p_sum float8, p_n int,
-  samples int, valid_samples int, slots bytea, valid_slots bytea, hourly_kwh text,
+  samples int, valid_samples int, slots bytea, valid_slots bytea, live_slots bytea,
+  hourly_kwh text,
   neg_energy_events int, resets int, rollovers int, neg_power_samples int,
   neg_power_run_max int, const_max_h float8, latency_max_s float8, latency_grades text,
   first_time timestamptz, last_time timestamptz
@@ -418,6 +431,7 @@ def _daily_row(a: DayAgg) -> tuple[Any, ...]:
         a.valid_samples,
         bytes(a.slots),
         bytes(a.valid_slots),
+        bytes(a.live_slots),
         _array_text(a.hourly_kwh),
         a.neg_energy_events,
         a.resets,
