@@ -49,9 +49,7 @@ async def point_counts(session: AsyncSession, ids: list[str]) -> dict[str, dict[
     )
     # `IN` matches no NULL facility; the test only narrows the nullable column's type.
     return {
-        facility: {"point_count": count}
-        for facility, count in rows.all()
-        if facility is not None
+        facility: {"point_count": count} for facility, count in rows.all() if facility is not None
     }
 
 
