@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.bus import BatchHandler
 from ecowatt_kernel.contracts import TOPICS, TopicSpec
 from ecowatt_kernel.registry_view import RegistryView
 
@@ -99,12 +100,9 @@ async def on_startup(ctx: ServiceContext) -> None:
     await processor.load()
     prefix = settings.alarm_consumer_prefix
 
-    async def subscribe(name: str, topic: str, handler: object, max_batch: int = 500) -> None:
+    async def subscribe(name: str, topic: str, handler: BatchHandler, max_batch: int = 500) -> None:
         subscription = await ctx.bus.subscribe(
-            group=f"{prefix}.{name}",
-            topics=[topic],
-            handler=handler,
-            max_batch=max_batch,  # type: ignore[arg-type]
+            group=f"{prefix}.{name}", topics=[topic], handler=handler, max_batch=max_batch
         )
         ctx.subscriptions.append(subscription)
 
