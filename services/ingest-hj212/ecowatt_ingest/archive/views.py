@@ -300,7 +300,7 @@ async def frames(
 ) -> Any:
     visible = _visible(archive, scope)
     if format == "xlsx":
-        rows = []
+        exported: list[dict[str, Any]] = []
         async for row in iter_frames(
             db=archive.context.database, filters=filters, visible=visible, limit=MAX_EXPORT_ROWS
         ):
@@ -308,9 +308,9 @@ async def frames(
             local = values["received_at"].astimezone(ZoneInfo(archive.settings.timezone))
             values["received_at"] = local.replace(tzinfo=None)
             values["verdict"] = VERDICT_NAMES.get(values["verdict"], values["verdict"])
-            rows.append(values)
+            exported.append(values)
         return Response(
-            rows_to_xlsx(EXPORT_COLUMNS, rows, title="原始报文"),
+            rows_to_xlsx(EXPORT_COLUMNS, exported, title="原始报文"),
             media_type=XLSX_MEDIA_TYPE,
             headers={"Content-Disposition": 'attachment; filename="frames.xlsx"'},
         )
