@@ -159,6 +159,12 @@ class StateKey(Generic[T]):
             )
         return value
 
+    def pop(self, ctx: ServiceContext) -> T | None:
+        """Remove and return the stored value (shutdown), or None."""
+        value = self.find(ctx)
+        ctx.state.pop(self.name, None)
+        return value
+
     def get(self, ctx: ServiceContext) -> T:
         """The stored value; RuntimeError before start-up stored it."""
         value = self.find(ctx)

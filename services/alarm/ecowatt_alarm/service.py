@@ -24,6 +24,7 @@ from ecowatt_kernel.contracts import TOPICS, TopicSpec
 from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_alarm.api import router
+from ecowatt_alarm.dependencies import NOTIFIER, PROCESSOR, VIEW
 from ecowatt_alarm.notifications.notifier import Notifier, SmsGateway
 from ecowatt_alarm.processor import AlarmProcessor
 from ecowatt_alarm.settings import AlarmSettings
@@ -96,7 +97,9 @@ async def on_startup(ctx: ServiceContext) -> None:
         sms=ctx.state.get("sms"),
         clock=ctx.state.get("clock"),
     )
-    ctx.state.update(view=view, processor=processor, notifier=notifier)
+    VIEW.set(ctx, view)
+    PROCESSOR.set(ctx, processor)
+    NOTIFIER.set(ctx, notifier)
     await processor.load()
     prefix = settings.alarm_consumer_prefix
 
@@ -114,7 +117,7 @@ async def on_startup(ctx: ServiceContext) -> None:
 
 
 async def on_shutdown(ctx: ServiceContext) -> None:
-    processor = ctx.state.get("processor")
+    processor = PROCESSOR.find(ctx)
     if processor is not None:
         await processor.stop()
 

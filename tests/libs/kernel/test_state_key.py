@@ -44,6 +44,8 @@ def test_a_stored_value_is_read_back_with_its_type() -> None:
     KEY.set(ctx, runtime)
     assert KEY.get(ctx) is runtime
     assert ctx.state["probe"] is runtime, "the entry lives in the context's state"
+    assert KEY.pop(ctx) is runtime
+    assert KEY.find(ctx) is None and "probe" not in ctx.state
 
 
 def test_reading_before_start_up_says_so() -> None:
