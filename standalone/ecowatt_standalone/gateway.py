@@ -30,10 +30,11 @@ import httpx
 from ecowatt_alarm.service import SERVICE as ALARM
 from ecowatt_auth.gateway.app import Gateway
 from ecowatt_auth.gateway.forward import LocalForwarder
-from ecowatt_auth.runtime import RUNTIME_KEY, AuthRuntime
+from ecowatt_auth.runtime import RUNTIME, AuthRuntime
 from ecowatt_auth.service import SERVICE as AUTH
 from ecowatt_auth.settings import AuthSettings
 from ecowatt_control_plan.service import SERVICE as CONTROL_PLAN
+from ecowatt_ingest.api import SERVER
 from ecowatt_ingest.service import SERVICE as INGEST
 from ecowatt_kernel.app import Infrastructure, ServiceSpec, create_app
 from ecowatt_kernel.bus import make_bus
@@ -176,11 +177,15 @@ class DeviceFleet:
 
     async def _run(self) -> None:
         ingest_context = self._context(INGEST.name)
-        server = ingest_context.state.get("ingest") if ingest_context else None
+        server = SERVER.find(ingest_context) if ingest_context else None
         if server is None:
             _logger.info("simulator not started: ingest's HJ 212 server is off")
             return
         await server.serving.wait()
+        port = server.port
+        if port is None:  # (not once serving: `start` binds the port before it serves)
+            _logger.warning("simulator not started: ingest's HJ 212 server has no port")
+            return
         seed = await self.city_seed()
         share = self.settings.simulator_fault_share
         faults = FaultConfig(
@@ -195,14 +200,14 @@ class DeviceFleet:
                 " %d of them with faults",
                 len(sim.fleet.devices),
                 seed,
-                server.port,
+                port,
                 len(sim.plan.assignments()),
             )
 
         await run_against_platform(
             self._context(INGEST.name).bus,
             "127.0.0.1",
-            server.port,
+            port,
             seed,
             topic=server.settings.topic_registry,
             speed=self.settings.simulator_speed,
@@ -316,8 +321,7 @@ def auth_runtime(apps: dict[str, FastAPI]) -> AuthRuntime | None:
     context = getattr(apps[AUTH.name].state, "context", None)
     if context is None:
         return None
-    runtime: AuthRuntime | None = context.state.get(RUNTIME_KEY)
-    return runtime
+    return RUNTIME.find(context)
 
 
 def build_gateway(

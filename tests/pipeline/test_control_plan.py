@@ -290,7 +290,7 @@ async def orange_run(kafka_bootstrap: str, redis_url: str, plan_database: str) -
 async def _record_baseline_days(p: ControlPlanPipeline, sim: Simulator, days: int = 5) -> None:
     """The days before D, minute by minute from the load model (primary kW, as validation
     publishes them), through the control-plan's own recorder."""
-    recorder = p.plan_ctx.state["runtime"].state["recorder"]
+    recorder = p.plan_ctx.state["runtime"].recorder
     start = local_midnight(DAY - timedelta(days=days)).timestamp()
     points = [pt for pt in sim.fleet.points.values() if pt.device_mn in sim.fleet.devices]
     for hour in range(24 * days):

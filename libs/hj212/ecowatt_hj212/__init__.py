@@ -38,27 +38,22 @@ from ._codes import CodeInfo, code_from_2005, lookup_code
 from ._crc import CrcVariant, hj212_crc, modbus_crc, swap_bytes
 from ._decoder import decode
 from ._encoder import encode, encode_split, frame_bytes
-from ._errors import (
-    CRCError,
-    DecodeError,
-    EncodeError,
-    FrameSyntaxError,
-    HJ212Error,
-    LengthError,
-    ProfileError,
-    ReassemblyError,
-    VerificationError,
-)
+from ._errors import EncodeError, HJ212Error, ProfileError, ReassemblyError
 from ._framer import FramerEvent, RawFrame, RejectedSpan, StreamFramer
 from ._model import (
+    CRCError,
     CrcPolicy,
+    DecodeError,
     Frame,
+    FrameSyntaxError,
+    LengthError,
     Message,
     Note,
     ProtocolVersion,
     Trailer,
     Verdict,
     Verification,
+    VerificationError,
 )
 from ._profiles import Binding, Profile, Quantity, Reading, get_profile, profile_names
 from ._reasons import Reason

@@ -13,11 +13,11 @@ from ._crc import (
     modbus_crc,
     swap_bytes,
 )
-from ._errors import FrameSyntaxError
 from ._model import (
     DEFAULT_CRC_POLICY,
     CrcPolicy,
     Frame,
+    FrameSyntaxError,
     Note,
     ProtocolVersion,
     Trailer,

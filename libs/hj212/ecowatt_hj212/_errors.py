@@ -1,13 +1,14 @@
-"""The library's single exception tree (drawn in the package docstring)."""
+"""The root of the library's single exception tree (drawn in the package docstring) and the
+errors that carry no frame.
+
+The decode errors (`DecodeError` and below) keep the partial `Frame` and are raised by
+`Frame.raise_for_verdict`, so they live beside `Frame` in `_model`: each module then needs
+only the one below it (`_model` → `_errors`), never the other way round.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ._reasons import Reason
-
-if TYPE_CHECKING:
-    from ._model import Frame
 
 
 class HJ212Error(Exception):
@@ -20,31 +21,6 @@ class HJ212Error(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-class DecodeError(HJ212Error):
-    """Input could not be read as an HJ 212 frame."""
-
-    def __init__(self, reason: Reason, message: str, *, frame: Frame | None = None) -> None:
-        super().__init__(reason, message)
-        #: whatever was decoded before the problem (header fields, verdicts), if anything
-        self.frame = frame
-
-
-class FrameSyntaxError(DecodeError):
-    """No ``##`` header, or the data segment lacks ``CP=&&``."""
-
-
-class VerificationError(DecodeError):
-    """A frame decoded but failed verification (raised by ``strict`` decoding)."""
-
-
-class LengthError(VerificationError):
-    """The declared length matches neither the byte nor the character count."""
-
-
-class CRCError(VerificationError):
-    """The CRC is not the HJ 212 CRC of the segment, nor an accepted variant."""
 
 
 class EncodeError(HJ212Error):

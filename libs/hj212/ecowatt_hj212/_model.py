@@ -1,4 +1,5 @@
-"""Data model: decoded frames, messages to encode, verdicts and notes."""
+"""Data model: decoded frames, messages to encode, verdicts and notes; the decode errors,
+which carry a (partial) frame."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from ._crc import CrcVariant
-from ._errors import CRCError, LengthError
+from ._errors import HJ212Error
 from ._reasons import Reason
 
 
@@ -261,3 +262,31 @@ class Message:
     def params(self) -> dict[str, str]:
         """CP items whose key has no code part."""
         return {key: value for key, value in self.cp if "-" not in key}
+
+
+# ------------------------------------------------------------------ errors carrying a frame
+
+
+class DecodeError(HJ212Error):
+    """Input could not be read as an HJ 212 frame."""
+
+    def __init__(self, reason: Reason, message: str, *, frame: Frame | None = None) -> None:
+        super().__init__(reason, message)
+        #: whatever was decoded before the problem (header fields, verdicts), if anything
+        self.frame = frame
+
+
+class FrameSyntaxError(DecodeError):
+    """No ``##`` header, or the data segment lacks ``CP=&&``."""
+
+
+class VerificationError(DecodeError):
+    """A frame decoded but failed verification (raised by ``strict`` decoding)."""
+
+
+class LengthError(VerificationError):
+    """The declared length matches neither the byte nor the character count."""
+
+
+class CRCError(VerificationError):
+    """The CRC is not the HJ 212 CRC of the segment, nor an accepted variant."""

@@ -11,8 +11,8 @@ from typing import Any, BinaryIO, TextIO
 from ._crc import CrcVariant, hj212_crc, modbus_crc, swap_bytes
 from ._decoder import decode
 from ._encoder import encode, encode_split
-from ._errors import DecodeError, EncodeError, HJ212Error
-from ._model import CrcPolicy, Frame, Message, Verdict
+from ._errors import EncodeError, HJ212Error
+from ._model import CrcPolicy, DecodeError, Frame, Message, Verdict
 from ._profiles import get_profile, profile_names
 from ._reasons import Reason
 

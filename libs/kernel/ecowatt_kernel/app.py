@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -52,6 +52,7 @@ __all__ = [
     "Infrastructure",
     "ServiceContext",
     "ServiceSpec",
+    "StateKey",
     "create_app",
     "serve",
     "service_context",
@@ -127,6 +128,53 @@ class ServiceContext:
         )
         self.subscriptions.append(subscription)
         return subscription
+
+
+T = TypeVar("T")
+
+
+class StateKey(Generic[T]):
+    """One typed entry of `ServiceContext.state`: a service's start-up hook stores its runtime
+    object under it, and request handlers read it back through one `Annotated` dependency
+    (`Annotated[Runtime, Depends(KEY.from_request)]`) — no string look-up or cast elsewhere.
+
+    The value is checked against `kind` when read, so a wrong object fails at the look-up."""
+
+    def __init__(self, name: str, kind: type[T]) -> None:
+        self.name = name
+        self.kind = kind
+
+    def set(self, ctx: ServiceContext, value: T) -> None:
+        ctx.state[self.name] = value
+
+    def find(self, ctx: ServiceContext) -> T | None:
+        """The stored value, or None before start-up stored it."""
+        value = ctx.state.get(self.name)
+        if value is None:
+            return None
+        if not isinstance(value, self.kind):
+            raise TypeError(
+                f"service {ctx.name}: state {self.name!r} holds a {type(value).__name__}, "
+                f"not a {self.kind.__name__}"
+            )
+        return value
+
+    def pop(self, ctx: ServiceContext) -> T | None:
+        """Remove and return the stored value (shutdown), or None."""
+        value = self.find(ctx)
+        ctx.state.pop(self.name, None)
+        return value
+
+    def get(self, ctx: ServiceContext) -> T:
+        """The stored value; RuntimeError before start-up stored it."""
+        value = self.find(ctx)
+        if value is None:
+            raise RuntimeError(f"service {ctx.name} has no {self.name!r} yet (not started)")
+        return value
+
+    def from_request(self, request: Request) -> T:
+        """Dependency: the value of the service handling the request."""
+        return self.get(service_context(request))
 
 
 Hook = Callable[[ServiceContext], Awaitable[None]]

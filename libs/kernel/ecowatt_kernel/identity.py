@@ -47,8 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-from sqlalchemy import ColumnElement, false, or_, true
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy import ColumnElement, SQLColumnExpression, false, or_, true
 
 from ecowatt_kernel.errors import EcoWattError
 from ecowatt_kernel.jwks import JwksClient, KeySet, key_id, load_public_keys
@@ -142,8 +141,8 @@ class DataScope(BaseModel):
     def where(
         self,
         *,
-        district_column: ColumnClause[Any] | ColumnElement[Any] | None = None,
-        enterprise_column: ColumnClause[Any] | ColumnElement[Any] | None = None,
+        district_column: SQLColumnExpression[Any] | None = None,
+        enterprise_column: SQLColumnExpression[Any] | None = None,
     ) -> ColumnElement[bool]:
         """A SQL condition that keeps only the rows this scope may see."""
         if self.all:
@@ -157,7 +156,7 @@ class DataScope(BaseModel):
 
 
 def district_condition(
-    codes: Iterable[str], column: ColumnClause[Any] | ColumnElement[Any]
+    codes: Iterable[str], column: SQLColumnExpression[Any]
 ) -> ColumnElement[bool]:
     """SQL: `column` lies in one of the GB/T 2260 `codes` (the coverage rule of DataScope).
 

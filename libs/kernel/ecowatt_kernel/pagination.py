@@ -25,7 +25,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Row, Select, func, select
+from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_kernel.problems import Problem
@@ -111,7 +111,7 @@ SortParam = Annotated[
 
 
 def order_by(
-    sort: str | None, allowed: Mapping[str, ColumnElement[Any]], default: str
+    sort: str | None, allowed: Mapping[str, SQLColumnExpression[Any]], default: str
 ) -> list[ColumnElement[Any]]:
     """ORDER BY clauses for `sort` (else `default`); 400 for a field not in `allowed`."""
     clauses: list[ColumnElement[Any]] = []
@@ -147,9 +147,9 @@ async def fetch_sorted_page(
     request: PageRequest,
     *,
     sort: str | None,
-    allowed: Mapping[str, ColumnElement[Any]],
+    allowed: Mapping[str, SQLColumnExpression[Any]],
     default: str,
-    tiebreak: ColumnElement[Any],
+    tiebreak: SQLColumnExpression[Any],
 ) -> tuple[list[Row[Any]], int]:
     """`fetch_page` of `query` sorted as the client asked (then by `tiebreak`, for a stable
     order across pages)."""

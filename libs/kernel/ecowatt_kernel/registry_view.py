@@ -22,7 +22,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 from ecowatt_kernel.bus import Bus, Record, Subscription
 from ecowatt_kernel.contracts import (
@@ -68,7 +68,20 @@ class RegistryView:
         """The snapshot of one entity, or None."""
         return self._entities.get(entity, {}).get(entity_id)
 
-    def all(self, entity: str) -> list[Snapshot]:
+    # Each entity kind holds the model `ENTITY_MODELS` names for it (`parse_snapshot`).
+    @overload
+    def all(self, entity: Literal["enterprise"]) -> list[EnterpriseSnapshot]: ...
+    @overload
+    def all(self, entity: Literal["facility"]) -> list[FacilitySnapshot]: ...
+    @overload
+    def all(self, entity: Literal["point"]) -> list[PointSnapshot]: ...
+    @overload
+    def all(self, entity: Literal["device"]) -> list[DeviceSnapshot]: ...
+    @overload
+    def all(self, entity: Literal["control_group"]) -> list[ControlGroupSnapshot]: ...
+    @overload
+    def all(self, entity: str) -> list[Snapshot]: ...
+    def all(self, entity: str) -> Sequence[Snapshot]:
         """Every current snapshot of one entity kind."""
         return list(self._entities.get(entity, {}).values())
 

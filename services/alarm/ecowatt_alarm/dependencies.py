@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from ecowatt_kernel.app import service_context
+from ecowatt_kernel.app import StateKey, service_context
 from ecowatt_kernel.identity import Identity, Role, require_roles
 from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.registry_view import RegistryView
@@ -22,6 +22,9 @@ from ecowatt_alarm.settings import AlarmSettings
 
 __all__ = [
     "BUREAU_ROLES",
+    "NOTIFIER",
+    "PROCESSOR",
+    "VIEW",
     "Answerer",
     "Bureau",
     "CitySupervisor",
@@ -34,20 +37,10 @@ __all__ = [
     "View",
 ]
 
-PROCESSOR_KEY = "processor"
-VIEW_KEY = "view"
-NOTIFIER_KEY = "notifier"
+PROCESSOR = StateKey("processor", AlarmProcessor)
+VIEW = StateKey("view", RegistryView)
+NOTIFIER = StateKey("notifier", AlarmNotifier)
 BUREAU_ROLES = (Role.CITY_SUPERVISOR, Role.DISTRICT_OFFICER)
-
-
-def _processor(request: Request) -> AlarmProcessor:
-    processor: AlarmProcessor = service_context(request).state[PROCESSOR_KEY]
-    return processor
-
-
-def _view(request: Request) -> RegistryView:
-    view: RegistryView = service_context(request).state[VIEW_KEY]
-    return view
 
 
 def _settings(request: Request) -> AlarmSettings:
@@ -56,20 +49,15 @@ def _settings(request: Request) -> AlarmSettings:
     return settings
 
 
-def _notifier(request: Request) -> AlarmNotifier:
-    notifier: AlarmNotifier = service_context(request).state[NOTIFIER_KEY]
-    return notifier
-
-
 def _relay(request: Request) -> OutboxRelay:
-    return _processor(request).relay
+    return PROCESSOR.from_request(request).relay
 
 
-Processor = Annotated[AlarmProcessor, Depends(_processor)]
-View = Annotated[RegistryView, Depends(_view)]
+Processor = Annotated[AlarmProcessor, Depends(PROCESSOR.from_request)]
+View = Annotated[RegistryView, Depends(VIEW.from_request)]
 Settings = Annotated[AlarmSettings, Depends(_settings)]
 Relay = Annotated[OutboxRelay, Depends(_relay)]
-Notifier = Annotated[AlarmNotifier, Depends(_notifier)]
+Notifier = Annotated[AlarmNotifier, Depends(NOTIFIER.from_request)]
 
 CitySupervisor = Annotated[Identity, require_roles(Role.CITY_SUPERVISOR)]
 Bureau = Annotated[Identity, require_roles(*BUREAU_ROLES)]

@@ -117,17 +117,17 @@ class Learning:
                     T.point_day_stats.c.day > since, T.point_day_stats.c.day < day
                 )
             )
-            for row in result.mappings():
+            for stats in result.mappings():
                 entry = merged.setdefault(
-                    (row["kind"], row["subject_id"]), [0, 0.0, defaultdict(int), set()]
+                    (stats["kind"], stats["subject_id"]), [0, 0.0, defaultdict(int), set()]
                 )
-                entry[0] += row["count"]
-                entry[1] += row["total"]
-                entry[3].add(row["day"])
-                for k, v in row["bins"].items():
+                entry[0] += stats["count"]
+                entry[1] += stats["total"]
+                entry[3].add(stats["day"])
+                for k, v in stats["bins"].items():
                     entry[2][int(k)] += v
         now = datetime.now(UTC)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (kind, subject), (count, total, bins, days) in merged.items():
             if count < MIN_SAMPLES:
                 continue

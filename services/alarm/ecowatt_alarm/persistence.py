@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ecowatt_kernel.bus import TransientError
+from ecowatt_kernel.bus import Message, TransientError
 from ecowatt_kernel.contracts import AlarmChanged, FacilityStateChanged, encode
 from ecowatt_kernel.outbox import enqueue
 from ecowatt_kernel.registry_view import RegistryView
@@ -114,7 +114,7 @@ class EffectWriter:
                     )
                     .values(withdrawn_at=ts(now))
                 )
-        messages = []
+        messages: list[Message] = []
         if fx.states:
             await conn.execute(
                 T.state_change.insert(),
@@ -163,7 +163,7 @@ class EffectWriter:
                 )
             )
 
-    def _state_event(self, c: StateChange) -> Any:
+    def _state_event(self, c: StateChange) -> Message:
         facility_id = None
         if c.subject_kind == "point":
             point = self.view.point(c.subject_id)
@@ -188,7 +188,7 @@ class EffectWriter:
             decided is not None and now - decided > self.settings.alarm_lateness_s
         )
 
-    async def _write_alarm(self, conn: Connection, op: AlarmOp, now: float) -> Any:
+    async def _write_alarm(self, conn: Connection, op: AlarmOp, now: float) -> Message | None:
         if op.op == "retract":
             return await self._retract(conn, op, now)
         if op.op == "amend":
@@ -310,7 +310,7 @@ class EffectWriter:
             )
         )
 
-    async def _amend(self, conn: Connection, op: AlarmOp, now: float) -> Any:
+    async def _amend(self, conn: Connection, op: AlarmOp, now: float) -> Message | None:
         a = op.alarm
         row = (
             (
@@ -341,7 +341,7 @@ class EffectWriter:
         ).model_copy(update={"late": True, "discovered_at": ts(now)})
         return encode(event, topic=self.settings.alarm_alarms_topic)
 
-    async def _retract(self, conn: Connection, op: AlarmOp, now: float) -> Any:
+    async def _retract(self, conn: Connection, op: AlarmOp, now: float) -> Message | None:
         a = op.alarm
         retraction = {"reason": a["reason"], "at": ts(now).isoformat()}  # type: ignore[union-attr]
         c = T.alarm.c

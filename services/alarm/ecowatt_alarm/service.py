@@ -19,10 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.bus import BatchHandler
 from ecowatt_kernel.contracts import TOPICS, TopicSpec
 from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_alarm.api import router
+from ecowatt_alarm.dependencies import NOTIFIER, PROCESSOR, VIEW
 from ecowatt_alarm.notifications.notifier import Notifier, SmsGateway
 from ecowatt_alarm.processor import AlarmProcessor
 from ecowatt_alarm.settings import AlarmSettings
@@ -95,16 +97,15 @@ async def on_startup(ctx: ServiceContext) -> None:
         sms=ctx.state.get("sms"),
         clock=ctx.state.get("clock"),
     )
-    ctx.state.update(view=view, processor=processor, notifier=notifier)
+    VIEW.set(ctx, view)
+    PROCESSOR.set(ctx, processor)
+    NOTIFIER.set(ctx, notifier)
     await processor.load()
     prefix = settings.alarm_consumer_prefix
 
-    async def subscribe(name: str, topic: str, handler: object, max_batch: int = 500) -> None:
+    async def subscribe(name: str, topic: str, handler: BatchHandler, max_batch: int = 500) -> None:
         subscription = await ctx.bus.subscribe(
-            group=f"{prefix}.{name}",
-            topics=[topic],
-            handler=handler,
-            max_batch=max_batch,  # type: ignore[arg-type]
+            group=f"{prefix}.{name}", topics=[topic], handler=handler, max_batch=max_batch
         )
         ctx.subscriptions.append(subscription)
 
@@ -116,7 +117,7 @@ async def on_startup(ctx: ServiceContext) -> None:
 
 
 async def on_shutdown(ctx: ServiceContext) -> None:
-    processor = ctx.state.get("processor")
+    processor = PROCESSOR.find(ctx)
     if processor is not None:
         await processor.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from ecowatt_kernel.app import ServiceContext, service_context
+from ecowatt_kernel.app import ServiceContext, StateKey
 from ecowatt_kernel.audit import mark_audited
 from ecowatt_kernel.contracts import AuditEvent, encode
 from ecowatt_kernel.identity import KeySet, TokenSigner, TokenVerifier
@@ -20,9 +20,7 @@ from ecowatt_auth.gateway.principal import Authenticator
 from ecowatt_auth.sessions.store import SessionStore
 from ecowatt_auth.settings import AuthSettings
 
-__all__ = ["RUNTIME_KEY", "AuthRuntime", "Runtime", "publish_audit"]
-
-RUNTIME_KEY = "auth_runtime"
+__all__ = ["RUNTIME", "AuthRuntime", "Runtime", "publish_audit"]
 
 
 @dataclass
@@ -44,12 +42,8 @@ class AuthRuntime:
     """Facility and alarm events for the web application's live stream (`/api/live`)."""
 
 
-def _runtime(request: Request) -> AuthRuntime:
-    runtime: AuthRuntime = service_context(request).state[RUNTIME_KEY]
-    return runtime
-
-
-Runtime = Annotated[AuthRuntime, Depends(_runtime)]
+RUNTIME = StateKey("auth_runtime", AuthRuntime)
+Runtime = Annotated[AuthRuntime, Depends(RUNTIME.from_request)]
 
 
 async def publish_audit(request: Request, runtime: AuthRuntime, event: AuditEvent) -> None:

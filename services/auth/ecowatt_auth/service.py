@@ -14,7 +14,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.app import ServiceContext, ServiceSpec, StateKey
 from ecowatt_kernel.identity import (
     KeySet,
     TokenVerifier,
@@ -36,12 +36,15 @@ from ecowatt_auth.gateway.live import LiveBoard
 from ecowatt_auth.gateway.principal import Authenticator
 from ecowatt_auth.monitoring.service import Monitor
 from ecowatt_auth.monitoring.views import router as monitoring
-from ecowatt_auth.runtime import RUNTIME_KEY, AuthRuntime
+from ecowatt_auth.runtime import RUNTIME, AuthRuntime
 from ecowatt_auth.sessions.store import SessionStore
 from ecowatt_auth.sessions.views import router as login
 from ecowatt_auth.settings import AuthSettings
 
 _logger = logging.getLogger(__name__)
+
+MONITOR = StateKey("monitor", Monitor)
+"""The security monitor (tests read its state)."""
 
 
 def policy_of(settings: AuthSettings) -> PasswordPolicy:
@@ -126,7 +129,7 @@ async def on_startup(context: ServiceContext) -> None:
         view=view,
         live=LiveBoard(view),
     )
-    context.state[RUNTIME_KEY] = runtime
+    RUNTIME.set(context, runtime)
     assert runtime.live is not None
     await runtime.live.attach(context.bus)
 
@@ -140,7 +143,7 @@ async def on_startup(context: ServiceContext) -> None:
         name="audit-log", topics=[settings.auth_monitor_audit_topic], handler=store_audit
     )
     monitor = Monitor(database=context.database, redis=context.redis, settings=settings)
-    context.state["monitor"] = monitor
+    MONITOR.set(context, monitor)
     await context.subscribe(
         name="monitor",
         topics=[settings.auth_monitor_audit_topic, settings.auth_monitor_frames_topic],
@@ -149,7 +152,7 @@ async def on_startup(context: ServiceContext) -> None:
 
 
 async def on_shutdown(context: ServiceContext) -> None:
-    runtime: AuthRuntime | None = context.state.get(RUNTIME_KEY)
+    runtime = RUNTIME.find(context)
     if runtime is not None:
         await runtime.audit.stop()
 

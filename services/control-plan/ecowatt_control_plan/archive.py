@@ -118,15 +118,14 @@ class ArchiveIndex:
                 found = archives[enterprise_id] = EnterpriseArchive(enterprise_id)
             return found
 
-        for snap in self.view.all("point"):
-            if isinstance(snap, PointSnapshot) and snap.status == "active":
-                of(snap.enterprise_id).points[snap.id] = snap
-        for snap in self.view.all("facility"):
-            if isinstance(snap, FacilitySnapshot) and snap.status != "removed":
-                of(snap.enterprise_id).facilities[snap.id] = snap
-        for snap in self.view.all("control_group"):
-            if isinstance(snap, ControlGroupSnapshot):
-                of(snap.enterprise_id).groups.append(snap)
+        for point in self.view.all("point"):
+            if point.status == "active":
+                of(point.enterprise_id).points[point.id] = point
+        for facility in self.view.all("facility"):
+            if facility.status != "removed":
+                of(facility.enterprise_id).facilities[facility.id] = facility
+        for group in self.view.all("control_group"):
+            of(group.enterprise_id).groups.append(group)
         self._archives = archives
         self._point_enterprise = {
             pid: a.enterprise_id for a in archives.values() for pid in a.points

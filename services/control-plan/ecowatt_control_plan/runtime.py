@@ -1,8 +1,9 @@
 """What request handlers and jobs share inside one control-plan process.
 
 `Runtime` is built at start-up (`service.on_startup`) and kept in the service context:
-settings, the live archive (`RegistryView`), the outbox relay and the clock (tests and the
-pipeline run on simulated time). Views get it through the `CurrentRuntime` dependency.
+settings, the live archive (`RegistryView`) and its index, the outbox relay, the minute
+recorder, the compliance judge and the clock (tests and the pipeline run on simulated time).
+It is stored under `RUNTIME`; views get it through the `CurrentRuntime` dependency.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from ecowatt_kernel.app import service_context
+from ecowatt_kernel.app import StateKey
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.identity import Identity
 from ecowatt_kernel.outbox import OutboxRelay
@@ -22,9 +23,10 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_control_plan import audit
+from ecowatt_control_plan.archive import ArchiveIndex
+from ecowatt_control_plan.compliance.service import ComplianceJudge
 from ecowatt_control_plan.settings import ControlPlanSettings
-
-RUNTIME_KEY = "runtime"
+from ecowatt_control_plan.telemetry.service import Recorder
 
 
 def wall_clock() -> datetime:
@@ -37,9 +39,13 @@ class Runtime:
     database: Database
     view: RegistryView
     relay: OutboxRelay
+    index: ArchiveIndex
+    """Who owns which point and facility (from `view`), for the recorder and the judge."""
+    recorder: Recorder
+    """Keeps the minute history of `telemetry.points` that compliance is judged on."""
+    judge: ComplianceJudge
     clock: Callable[[], datetime] = wall_clock
     jobs: list[Any] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return self.clock()
@@ -74,12 +80,8 @@ class Runtime:
         self.relay.wake()
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = service_context(request).state[RUNTIME_KEY]
-    return runtime
-
-
-CurrentRuntime = Annotated[Runtime, Depends(_runtime)]
+RUNTIME = StateKey("runtime", Runtime)
+CurrentRuntime = Annotated[Runtime, Depends(RUNTIME.from_request)]
 
 
 def require_archive(runtime: Runtime) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.app import ServiceContext, ServiceSpec, StateKey
 from ecowatt_kernel.contracts import TOPICS, TopicSpec
 from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.registry_view import RegistryView
@@ -32,13 +32,12 @@ from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 from ecowatt_control_plan.alerts.views import router as alerts
 from ecowatt_control_plan.archive import ArchiveIndex
 from ecowatt_control_plan.compliance.service import ComplianceJudge
-from ecowatt_control_plan.compliance.views import JUDGE_KEY
 from ecowatt_control_plan.compliance.views import router as compliance
 from ecowatt_control_plan.database import OUTBOX
 from ecowatt_control_plan.issues.views import router as issues
 from ecowatt_control_plan.measures.views import router as measures
 from ecowatt_control_plan.reports.views import router as reports
-from ecowatt_control_plan.runtime import RUNTIME_KEY, Runtime, wall_clock
+from ecowatt_control_plan.runtime import RUNTIME, Runtime, wall_clock
 from ecowatt_control_plan.settings import ControlPlanSettings
 from ecowatt_control_plan.synthetic.service import seed_list
 from ecowatt_control_plan.synthetic.views import router as admin
@@ -48,7 +47,7 @@ from ecowatt_control_plan.telemetry.service import Recorder
 __all__ = ["SERVICE", "build_service"]
 
 _logger = logging.getLogger(__name__)
-SEED_TASK_KEY = "seed_task"
+SEED_TASK: StateKey[asyncio.Task[None]] = StateKey("seed_task", asyncio.Task)
 
 
 def _spec(name: str, template: str) -> TopicSpec:
@@ -130,7 +129,6 @@ async def on_startup(ctx: ServiceContext, *, clock: Callable[[], datetime] = wal
         table=OUTBOX,
         poll_interval_s=settings.control_plan_outbox_poll_s,
     )
-    runtime = Runtime(settings=settings, database=ctx.database, view=view, relay=relay, clock=clock)
     index = ArchiveIndex(view)
     recorder = Recorder(
         database=ctx.database,
@@ -138,8 +136,17 @@ async def on_startup(ctx: ServiceContext, *, clock: Callable[[], datetime] = wal
         retention_days=settings.control_plan_minute_retention_days,
     )
     judge = ComplianceJudge(database=ctx.database, index=index, settings=settings, clock=clock)
-    runtime.state.update({JUDGE_KEY: judge, "recorder": recorder, "index": index})
-    ctx.state[RUNTIME_KEY] = runtime
+    runtime = Runtime(
+        settings=settings,
+        database=ctx.database,
+        view=view,
+        relay=relay,
+        index=index,
+        recorder=recorder,
+        judge=judge,
+        clock=clock,
+    )
+    RUNTIME.set(ctx, runtime)
     ctx.subscriptions.append(
         await ctx.bus.subscribe(
             group=f"{settings.control_plan_consumer_prefix}.points",
@@ -196,18 +203,18 @@ async def on_startup(ctx: ServiceContext, *, clock: Callable[[], datetime] = wal
     for job in runtime.jobs:
         await job.start()
     if settings.seeds_list:
-        ctx.state[SEED_TASK_KEY] = asyncio.create_task(
-            _seed_when_ready(runtime), name="control-plan:seed-list"
+        SEED_TASK.set(
+            ctx, asyncio.create_task(_seed_when_ready(runtime), name="control-plan:seed-list")
         )
 
 
 async def on_shutdown(ctx: ServiceContext) -> None:
-    task: asyncio.Task[None] | None = ctx.state.get(SEED_TASK_KEY)
+    task = SEED_TASK.find(ctx)
     if task is not None and not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    runtime: Runtime | None = ctx.state.get(RUNTIME_KEY)
+    runtime = RUNTIME.find(ctx)
     if runtime is None:
         return
     for job in runtime.jobs:

@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from ecowatt_kernel.app import ServiceContext, service_context
+from ecowatt_kernel.app import StateKey, service_context
 from ecowatt_kernel.audit import audit_event, mark_audited
 from ecowatt_kernel.contracts import DeviceCommand, DeviceSnapshot, encode
 from ecowatt_kernel.identity import CurrentIdentity, Identity, Role, require_roles
@@ -111,12 +111,15 @@ class CommandState(BaseModel):
     result: dict[str, Any] | None = None
 
 
+SERVER = StateKey("ingest", IngestServer)
+"""The running HJ 212 server (absent when `hj212_enabled` is off)."""
+
+
 def _server(request: Request) -> IngestServer:
-    context: ServiceContext = service_context(request)
-    server = context.state.get("ingest")
+    server = SERVER.find(service_context(request))
     if server is None:
         raise Problem("the HJ 212 server is not running", status=503, type_suffix="unavailable")
-    return server  # type: ignore[no-any-return]
+    return server
 
 
 Server = Annotated[IngestServer, Depends(_server)]

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecowatt_kernel.app import ServiceContext, ServiceSpec
+from ecowatt_kernel.app import ServiceContext, ServiceSpec, StateKey
 from ecowatt_kernel.registry_view import RegistryView
 
-from ecowatt_ingest.api import router
+from ecowatt_ingest.api import SERVER, router
+from ecowatt_ingest.archive.views import REGISTRY_VIEW, start_archive, stop_archive
 from ecowatt_ingest.archive.views import router as archive_router
-from ecowatt_ingest.archive.views import start_archive, stop_archive
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
 from ecowatt_ingest.workers import WorkerPool
 
 __all__ = ["SERVICE", "on_shutdown", "on_startup"]
+
+WORKERS = StateKey("ingest_workers", WorkerPool)
 
 
 async def on_startup(context: ServiceContext) -> None:
@@ -37,13 +39,13 @@ async def on_startup(context: ServiceContext) -> None:
     context.subscriptions.append(view.subscription)  # type: ignore[arg-type]
     server = IngestServer(settings, bus=context.bus, redis=context.redis, registry=view)
     await server.start()
-    context.state["ingest"] = server
+    SERVER.set(context, server)
     if settings.workers > 1 and settings.ingest_worker_index is None:
         assert server.port is not None
         pool = WorkerPool(range(1, settings.workers), port=server.port)
         await pool.start()
-        context.state["ingest_workers"] = pool
-    context.state["registry_view"] = view
+        WORKERS.set(context, pool)
+    REGISTRY_VIEW.set(context, view)
     await start_archive(context)
     if settings.commands_enabled:
         await context.subscribe(
@@ -55,11 +57,11 @@ async def on_startup(context: ServiceContext) -> None:
 
 async def on_shutdown(context: ServiceContext) -> None:
     await stop_archive(context)
-    pool = context.state.pop("ingest_workers", None)
-    if isinstance(pool, WorkerPool):
+    pool = WORKERS.pop(context)
+    if pool is not None:
         await pool.stop()
-    server = context.state.pop("ingest", None)
-    if isinstance(server, IngestServer):
+    server = SERVER.pop(context)
+    if server is not None:
         await server.stop()
 
 

@@ -94,7 +94,7 @@ class Kind:
 
 ENTERPRISE = Kind(
     name="enterprise",
-    table=Enterprise.__table__,  # type: ignore[arg-type]
+    table=Enterprise.__table__,
     fields=(
         "name",
         "credit_code",
@@ -133,14 +133,14 @@ ENTERPRISE = Kind(
 )
 PRODUCTION_LINE = Kind(
     name="production_line",
-    table=ProductionLine.__table__,  # type: ignore[arg-type]
+    table=ProductionLine.__table__,
     fields=("enterprise_id", "name", "process"),
     tracked=("enterprise_id",),
     model=ProductionLineSnapshot,
 )
 FACILITY = Kind(
     name="facility",
-    table=Facility.__table__,  # type: ignore[arg-type]
+    table=Facility.__table__,
     fields=(
         "enterprise_id",
         "kind",
@@ -158,7 +158,7 @@ FACILITY = Kind(
 )
 CONTROL_GROUP = Kind(
     name="control_group",
-    table=ControlGroup.__table__,  # type: ignore[arg-type]
+    table=ControlGroup.__table__,
     fields=(
         "enterprise_id",
         "name",
@@ -182,7 +182,7 @@ CONTROL_GROUP = Kind(
 )
 DEVICE = Kind(
     name="device",
-    table=Device.__table__,  # type: ignore[arg-type]
+    table=Device.__table__,
     pk="mn",
     fields=(
         "enterprise_id",
@@ -213,7 +213,7 @@ DEVICE = Kind(
 )
 POINT = Kind(
     name="point",
-    table=Point.__table__,  # type: ignore[arg-type]
+    table=Point.__table__,
     fields=(
         "enterprise_id",
         "facility_id",
@@ -326,8 +326,8 @@ class ArchiveWriter:
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(dict.fromkeys(ids))):
             result = await self.session.execute(select(table).where(table.c[kind.pk].in_(chunk)))
-            for row in result.mappings():
-                found[row[kind.pk]] = dict(row)
+            for stored in result.mappings():
+                found[stored[kind.pk]] = dict(stored)
         if kind is CONTROL_GROUP and found:
             for row in found.values():
                 row["production_facility_ids"] = []

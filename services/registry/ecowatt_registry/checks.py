@@ -134,7 +134,7 @@ class ReferenceChecker:
         } | {row["enterprise_id"] for rows in stored_children.values() for row in rows.values()}
         enterprises |= await _lookup(
             self.session,
-            Enterprise.__table__,  # type: ignore[arg-type]
+            Enterprise.__table__,
             "id",
             (e for e in child_enterprises if e and e not in enterprises),
             ("district_code", "credit_code"),
@@ -194,7 +194,7 @@ class ReferenceChecker:
                 Enterprise.__table__,
                 "id",
                 proposed,
-                ("district_code",),  # type: ignore[arg-type]
+                ("district_code",),
             )
             for key, state in proposed.items():
                 for district in {
@@ -221,6 +221,8 @@ class ReferenceChecker:
             )
         )
         for holder, code in holders.all():
+            if code is None:  # never: `IN` matches no NULL (narrows the nullable column)
+                continue
             if holder not in proposed or proposed[holder].get("credit_code") == code:
                 codes[code].append(holder)
         for code, keys in codes.items():
@@ -288,6 +290,8 @@ class ReferenceChecker:
                 )
             )
             for point_id, mn, circuit in rows.all():
+                if mn is None:  # never: `IN` matches no NULL (narrows the nullable column)
+                    continue
                 if point_id not in points:
                     used[(mn, circuit)] = point_id
         for key, state in sorted(points.items()):
@@ -370,6 +374,8 @@ class ReferenceChecker:
                 )
             )
             for facility_id, enterprise, code in rows.all():
+                if code is None:  # never: filtered by `is_not(None)` (narrows the type)
+                    continue
                 if (enterprise, code) in wanted and facility_id not in proposed:
                     wanted[(enterprise, code)].append(facility_id)
         for (_, code), keys in wanted.items():
@@ -401,6 +407,8 @@ class ReferenceChecker:
                 )
             )
             for point_id, mn, enterprise in rows.all():
+                if mn is None:  # never: `IN` matches no NULL (narrows the nullable column)
+                    continue
                 if point_id in points:
                     enterprise = points[point_id].get("enterprise_id", enterprise)
                     if points[point_id].get("device_mn", mn) != mn:

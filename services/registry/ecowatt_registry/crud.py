@@ -25,7 +25,7 @@ from ecowatt_kernel.passwords import hash_password
 from ecowatt_kernel.problems import Conflict, NotFound
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry import access, validation
@@ -105,9 +105,9 @@ class Resource:
     create_model: type[BaseModel]
     update_model: type[BaseModel]
     read_model: type[BaseModel]
-    sortable: dict[str, ColumnElement[Any]]
+    sortable: dict[str, SQLColumnExpression[Any]]
     default_sort: str
-    search: Sequence[ColumnElement[Any]]
+    search: Sequence[SQLColumnExpression[Any]]
     filters: Callable[..., Conditions]
     required: tuple[str, ...] = ()
     extras: Extras | None = None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ecowatt_kernel.outbox import outbox_table
-from sqlalchemy import DateTime, Integer, MetaData, Text, func
+from sqlalchemy import DateTime, Integer, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -24,6 +24,11 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         },
     )
+
+    if TYPE_CHECKING:
+        # Every model here is declared with `__tablename__`, so it is mapped to a `Table`
+        # (SQLAlchemy types `__table__` as any `FromClause`, which has no insert/update).
+        __table__: ClassVar[Table]
 
 
 class Revisioned:

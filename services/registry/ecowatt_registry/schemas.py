@@ -16,7 +16,7 @@ def partial_model(model: type[M], name: str) -> type[M]:
         field_name: (info.annotation | None, None)  # type: ignore[operator]
         for field_name, info in model.model_fields.items()
     }
-    return create_model(name, __base__=model, **fields)  # type: ignore[call-overload,no-any-return]
+    return create_model(name, __base__=model, **fields)
 
 
 def field_problem(errors: list[dict[str, Any]]) -> Problem:

@@ -7,15 +7,14 @@ import contextlib
 import logging
 from pathlib import Path
 
-from ecowatt_kernel.app import ServiceContext, ServiceSpec
-from ecowatt_kernel.outbox import OutboxRelay
+from ecowatt_kernel.app import ServiceContext, ServiceSpec, StateKey
 
 from ecowatt_registry.archive import republish_all
 from ecowatt_registry.bulk.views import router as bulk
 from ecowatt_registry.control_groups.views import router as control_groups
 from ecowatt_registry.devices.views import router as devices
 from ecowatt_registry.enterprises.views import router as enterprises
-from ecowatt_registry.events.relay import RELAY_KEY, make_relay, wake_relay
+from ecowatt_registry.events.relay import RELAY, make_relay, wake_relay
 from ecowatt_registry.excel.views import router as excel
 from ecowatt_registry.facilities.views import router as facilities
 from ecowatt_registry.history.views import router as history
@@ -28,7 +27,7 @@ from ecowatt_registry.synthetic.service import archive_is_empty, seed_city
 from ecowatt_registry.synthetic.views import router as admin
 
 _logger = logging.getLogger(__name__)
-SEED_TASK_KEY = "seed_task"
+SEED_TASK: StateKey[asyncio.Task[None]] = StateKey("seed_task", asyncio.Task)
 
 
 async def _seed_if_empty(context: ServiceContext, options: CityOptions) -> None:
@@ -62,19 +61,20 @@ async def on_startup(context: ServiceContext) -> None:
             seed=settings.registry_seed,
             defect_share=settings.registry_seed_defect_share,
         )
-        context.state[SEED_TASK_KEY] = asyncio.create_task(
-            _seed_if_empty(context, options), name="registry:seed-city"
+        SEED_TASK.set(
+            context,
+            asyncio.create_task(_seed_if_empty(context, options), name="registry:seed-city"),
         )
 
 
 async def on_shutdown(context: ServiceContext) -> None:
     """Stop seeding (its transaction rolls back) and the relay (after its batch in hand)."""
-    task: asyncio.Task[None] | None = context.state.get(SEED_TASK_KEY)
+    task = SEED_TASK.find(context)
     if task is not None and not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    relay: OutboxRelay | None = context.state.get(RELAY_KEY)
+    relay = RELAY.find(context)
     if relay is not None:
         await relay.stop()
 

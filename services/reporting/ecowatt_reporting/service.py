@@ -1,6 +1,7 @@
 """The reporting service definition: what `create_app` builds and standalone mode mounts.
 
-`on_startup` builds a `Runtime` (kept in `ctx.state["reporting"]`):
+`on_startup` builds a `Runtime` (`runtime.RUNTIME` in the service context; request handlers
+get it through the `CurrentRuntime` dependency):
 
 - the registry view, and the archive copy it keeps current (`archive.service`);
 - the history writer subscribed to `telemetry.points` (group `<prefix>.history`);
@@ -19,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ecowatt_kernel.app import ServiceContext, ServiceSpec
-from ecowatt_kernel.db import Database
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 
@@ -40,30 +39,13 @@ from ecowatt_reporting.history.service import HistoryWriter, Maintenance
 from ecowatt_reporting.history.views import router as history
 from ecowatt_reporting.reports.service import Reports
 from ecowatt_reporting.reports.views import router as reports
+from ecowatt_reporting.runtime import RUNTIME, Runtime
 from ecowatt_reporting.settings import ReportingSettings
 from ecowatt_reporting.statistics.views import router as statistics
 
 __all__ = ["SERVICE", "Runtime", "build_runtime"]
 
 _logger = logging.getLogger(__name__)
-STATE_KEY = "reporting"
-
-
-@dataclass
-class Runtime:
-    """Everything the running service holds; request handlers reach it through the app."""
-
-    settings: ReportingSettings
-    database: Database
-    view: RegistryView
-    archive: ArchiveSync
-    writer: HistoryWriter
-    recorder: EventRecorder
-    maintenance: Maintenance
-    reports: Reports
-    jobs: list[Any] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    demo_history: bool = False
 
 
 def build_runtime(ctx: ServiceContext, settings: ReportingSettings) -> Runtime:
@@ -156,7 +138,7 @@ async def on_startup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     assert isinstance(settings, ReportingSettings)
     runtime = build_runtime(ctx, settings)
-    ctx.state[STATE_KEY] = runtime
+    RUNTIME.set(ctx, runtime)
     await runtime.maintenance.run()
     interrupted = await runtime.reports.recover()
     if interrupted:
@@ -204,7 +186,7 @@ async def on_startup(ctx: ServiceContext) -> None:
 
 
 async def on_shutdown(ctx: ServiceContext) -> None:
-    runtime: Runtime | None = ctx.state.get(STATE_KEY)
+    runtime = RUNTIME.find(ctx)
     if runtime is None:
         return
     for task in runtime.tasks:

@@ -182,12 +182,12 @@ def archive_hits(archive: Archive, rules: Callable[[str], R.RuleState], day: dat
     for p in active_points:
         if p.enterprise_id not in archive.enterprises:
             continue
-        for code, types in (
+        for code, measured in (
             (R.CONTROL_THRESHOLD_MISSING, ("control",)),
             (R.PRODUCTION_THRESHOLD_MISSING, ("production",)),
         ):
             s = on(code)
-            wanted = p.point_type in types or (
+            wanted = p.point_type in measured or (
                 p.point_type == "combined"
                 and (p.is_key if code == R.CONTROL_THRESHOLD_MISSING else True)
             )
@@ -348,7 +348,10 @@ class Checks:
 
     def _offline_limit_s(self, point: PointSnapshot) -> float:
         p = self.rules(R.DEVICE_OFFLINE).params
-        return max(p["missed_intervals"] * point.expected_interval_s, p["min_offline_min"] * 60.0)
+        limit: float = max(
+            p["missed_intervals"] * point.expected_interval_s, p["min_offline_min"] * 60.0
+        )
+        return limit
 
     def _offline_level(self, hours: float) -> int:
         return sum(1 for bound in self.rules(R.DEVICE_OFFLINE)["escalate_h"] if hours >= bound)

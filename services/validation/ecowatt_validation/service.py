@@ -1,6 +1,7 @@
 """The validation service definition: what `create_app` builds and standalone mode mounts.
 
-`on_startup` builds the pieces and keeps them in `ctx.state["validation"]` (a `Runtime`):
+`on_startup` builds the pieces and keeps them in a `Runtime` (`runtime.RUNTIME`; request
+handlers take the `CurrentRuntime` dependency):
 the registry view, the rule book, the finding store, the binder subscribed to
 `telemetry.readings`, the outbox relay publishing `quality.findings`, and three jobs — the
 day close (previous local day at `day_close_at`), the live offline sweep, and the archive
@@ -13,13 +14,10 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ecowatt_kernel.app import ServiceContext, ServiceSpec
-from ecowatt_kernel.db import Database
 from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
@@ -30,32 +28,10 @@ from ecowatt_validation.checks import Checks, enterprise_info
 from ecowatt_validation.findings import FindingStore
 from ecowatt_validation.models import OUTBOX
 from ecowatt_validation.rulebook import RuleBook
+from ecowatt_validation.runtime import RUNTIME, Runtime
 from ecowatt_validation.settings import ValidationSettings
 
-STATE_KEY = "validation"
 CLOCK_KEY = "clock"
-
-
-@dataclass
-class Runtime:
-    """Everything the running service holds; request handlers reach it through the app."""
-
-    settings: ValidationSettings
-    database: Database
-    view: RegistryView
-    rulebook: RuleBook
-    findings: FindingStore
-    binder: Binder
-    checks: Checks
-    relay: OutboxRelay
-    jobs: list[Any]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def run_day(self, day: date, trigger: str) -> dict[str, Any]:
-        await self.view.wait_ready()
-        async with self.database.transaction() as session:
-            await self.rulebook.load(session)
-        return await self.checks.run_day(day, trigger=trigger)
 
 
 GC_THRESHOLDS = (50_000, 100, 10)
@@ -123,7 +99,7 @@ async def on_startup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     assert isinstance(settings, ValidationSettings)
     runtime = build_runtime(ctx, settings)
-    ctx.state[STATE_KEY] = runtime
+    RUNTIME.set(ctx, runtime)
     async with runtime.database.transaction() as session:
         await runtime.rulebook.load(session)
     prefix = settings.validation_consumer_prefix
@@ -195,7 +171,7 @@ async def on_startup(ctx: ServiceContext) -> None:
 
 
 async def on_shutdown(ctx: ServiceContext) -> None:
-    runtime: Runtime | None = ctx.state.get(STATE_KEY)
+    runtime = RUNTIME.find(ctx)
     if runtime is None:
         return
     for job in runtime.jobs:

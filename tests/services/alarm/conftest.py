@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from ecowatt_alarm.dependencies import PROCESSOR
 from ecowatt_alarm.processor import AlarmProcessor
 from ecowatt_alarm.service import build_service
 from ecowatt_alarm.settings import AlarmSettings
@@ -89,7 +90,7 @@ class Harness:
 
     @property
     def processor(self) -> AlarmProcessor:
-        return self.ctx.state["processor"]  # type: ignore[no-any-return]
+        return PROCESSOR.get(self.ctx)
 
     def headers(
         self,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from ecowatt_auth.audit.models import audit_log
-from ecowatt_auth.runtime import RUNTIME_KEY, AuthRuntime
+from ecowatt_auth.runtime import RUNTIME, AuthRuntime
 from ecowatt_auth.service import SERVICE as AUTH
 from ecowatt_auth.settings import AuthSettings
 from ecowatt_kernel.app import Infrastructure, ServiceSpec, create_app
@@ -65,7 +65,7 @@ class Platform:
 
     @property
     def runtime(self) -> AuthRuntime:
-        return self.apps["auth"].state.context.state[RUNTIME_KEY]  # type: ignore[no-any-return]
+        return RUNTIME.get(self.apps["auth"].state.context)
 
     @property
     def settings(self) -> AuthSettings:

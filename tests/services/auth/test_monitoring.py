@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from ecowatt_auth.monitoring.service import Monitor
+from ecowatt_auth.service import MONITOR
 from ecowatt_kernel.contracts import AuditEvent, FrameReceived, encode
 from ecowatt_kernel.identity import Role
 from pydantic import SecretStr
@@ -66,7 +67,7 @@ async def watched(empty_database: str, redis_url: str) -> AsyncIterator[Platform
 
 
 def monitor(platform: Platform) -> Monitor:
-    return platform.apps["auth"].state.context.state["monitor"]  # type: ignore[no-any-return]
+    return MONITOR.get(platform.apps["auth"].state.context)
 
 
 async def publish(platform: Platform, *events: Any, topic: str = "audit.events") -> None:

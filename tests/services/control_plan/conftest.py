@@ -21,7 +21,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 from ecowatt_control_plan.compliance.service import ComplianceJudge
-from ecowatt_control_plan.runtime import RUNTIME_KEY, Runtime
+from ecowatt_control_plan.runtime import RUNTIME, Runtime
 from ecowatt_control_plan.service import build_service
 from ecowatt_control_plan.settings import ControlPlanSettings
 from ecowatt_control_plan.telemetry.service import Recorder
@@ -75,15 +75,15 @@ class Harness:
 
     @property
     def runtime(self) -> Runtime:
-        return self.ctx.state[RUNTIME_KEY]  # type: ignore[no-any-return]
+        return RUNTIME.get(self.ctx)
 
     @property
     def judge(self) -> ComplianceJudge:
-        return self.runtime.state["judge"]  # type: ignore[no-any-return]
+        return self.runtime.judge
 
     @property
     def recorder(self) -> Recorder:
-        return self.runtime.state["recorder"]  # type: ignore[no-any-return]
+        return self.runtime.recorder
 
     async def publish(self, events: Sequence[Event], topic: str) -> None:
         for i in range(0, len(events), 5000):

@@ -16,7 +16,7 @@ from ecowatt_kernel.bus import InProcessBus
 from ecowatt_kernel.contracts import decode
 from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
-from ecowatt_ops.desk.runtime import RUNTIME_KEY, DeskRuntime
+from ecowatt_ops.desk.runtime import RUNTIME, DeskRuntime
 from ecowatt_ops.service import SERVICE
 from ecowatt_ops.settings import OpsSettings
 from pydantic import SecretStr
@@ -71,7 +71,7 @@ class Desk:
 
     @property
     def runtime(self) -> DeskRuntime:
-        runtime: DeskRuntime = self.context.state[RUNTIME_KEY]
+        runtime: DeskRuntime = RUNTIME.get(self.context)
         return runtime
 
     def audit_events(self) -> list[Any]:
@@ -111,7 +111,7 @@ async def desk_factory(database_url: str, redis_url: str) -> AsyncIterator[Calla
         stack.append((client, manager, scratch))
         context: ServiceContext = app.state.context
         clock = Clock()
-        runtime: DeskRuntime = context.state[RUNTIME_KEY]
+        runtime: DeskRuntime = RUNTIME.get(context)
         runtime.clock = clock
         # tests run escalation passes themselves, at the moments they choose
         for job in runtime.jobs:

@@ -25,7 +25,8 @@ from ecowatt_kernel.bus import KafkaBus, KafkaConnection
 from ecowatt_kernel.contracts import Event, TopicSpec, encode
 from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
-from ecowatt_reporting.service import SERVICE, Runtime
+from ecowatt_reporting.runtime import RUNTIME, Runtime
+from ecowatt_reporting.service import SERVICE
 from ecowatt_reporting.settings import ReportingSettings
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -54,7 +55,7 @@ class Harness:
 
     @property
     def runtime(self) -> Runtime:
-        return self.ctx.state["reporting"]  # type: ignore[no-any-return]
+        return RUNTIME.get(self.ctx)
 
     def headers(
         self,

@@ -36,7 +36,7 @@ from ecowatt_validation.checks import Checks, enterprise_info
 from ecowatt_validation.findings import FindingStore
 from ecowatt_validation.models import OUTBOX
 from ecowatt_validation.rulebook import RuleBook
-from ecowatt_validation.service import Runtime
+from ecowatt_validation.runtime import Runtime
 from ecowatt_validation.settings import ValidationSettings
 from sqlalchemy import text
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -166,7 +167,8 @@ class Correlation:
         r1 = prod_on and ctrl_down and not ctrl_on
         start = since_in(OFF) if r1 else None
         # R5: both running, control at low load or its power ratio collapsed.
-        r5, r5_detail = False, {}
+        r5_detail: dict[str, Any] = {}
+        r5 = False
         r5_start = now
         if prod_on and ctrl_on:
             lows = [f for f in g.control_ids if self._fac(rt, f)[0] == "low_load"]
@@ -250,7 +252,7 @@ class Correlation:
                 now if holds else None,
                 now,
                 fx,
-                lambda a, pm=pm: self.explain.r7(rt, model, pm, a),
+                partial(self.explain.r7, rt, model, pm),
             )
 
     def evaluate_devices(
@@ -278,7 +280,7 @@ class Correlation:
                 start,
                 now,
                 fx,
-                lambda a, mn=mn: self.explain.offline(rt, model, mn, a),
+                partial(self.explain.offline, rt, model, mn),
             )
 
     # ----------------------------------------------------------------------- event rules

@@ -389,7 +389,7 @@ def _state_key(c: StateChange) -> list[Any]:
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     a_end = a.get("recovered_at") or a["last_at"]
     b_end = b.get("recovered_at") or b["last_at"]
-    return a["first_at"] <= b_end + MATCH_SLACK_S and b["first_at"] <= a_end + MATCH_SLACK_S
+    return bool(a["first_at"] <= b_end + MATCH_SLACK_S and b["first_at"] <= a_end + MATCH_SLACK_S)
 
 
 def _differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -452,13 +452,13 @@ def _diff(
             }))  # fmt: skip
             records[oid] = {**theirs, "retracted": True, "active": False}
     for rid, mine in replayed.items():
-        oid = rid if rid in carried else mapping.get(rid)
-        if oid is None:
+        target = rid if rid in carried else mapping.get(rid)
+        if target is None:
             continue
-        records[oid] = mine
-        if _differs(original.get(oid, mine), mine):
+        records[target] = mine
+        if _differs(original.get(target, mine), mine):
             alarm = dict(last_op.get(rid) or {})
-            alarm.update(_amended(original.get(oid, mine), mine, reason, tz), id=oid)
+            alarm.update(_amended(original.get(target, mine), mine, reason, tz), id=target)
             ops.append(AlarmOp("amend", alarm))
     for rid, mine in replayed.items():
         if rid in carried or rid in mapping:

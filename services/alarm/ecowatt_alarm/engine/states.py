@@ -155,7 +155,7 @@ class PointStates:
             zero = False
         else:
             zero = all(pr["last_p"] < pm.idle_kw for pm, pr in online)
-            voltages = [pr.get("last_v") for _, pr in online if pr.get("last_v") is not None]
+            voltages = [v for _, pr in online if (v := pr.get("last_v")) is not None]
             if zero and voltages:
                 zero = all(v < float(params["power_loss_v"]) for v in voltages)
             elif zero and not params["power_loss_without_voltage"]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from ecowatt_kernel.problems import Problem
 from fastapi import Request
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 __all__ = ["Attachment", "Feedback", "read_feedback"]
 

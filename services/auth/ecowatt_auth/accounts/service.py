@@ -133,7 +133,7 @@ def identity_of(row: Any, view: RegistryView | None = None) -> Identity:
             {
                 e.id
                 for e in view.all("enterprise")
-                if getattr(e, "om_company", None) and e.om_company.strip() == company  # type: ignore[attr-defined]
+                if e.om_company and e.om_company.strip() == company
             }
             if view is not None and company
             else set()

@@ -44,7 +44,7 @@ IsAdmin = require_roles(Role.ADMIN)
 Admin = Annotated[Identity, IsAdmin]
 _MAX_IMPORT_BYTES = 8 * 1024 * 1024
 _MAX_IMPORT_ROWS = 5000
-_XLSX = {200: {"content": {XLSX_MEDIA_TYPE: {}}}}
+_XLSX: dict[int | str, dict[str, Any]] = {200: {"content": {XLSX_MEDIA_TYPE: {}}}}
 
 
 def _attachment(data: bytes, filename: str) -> Response:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from ecowatt_kernel.identity import Role
 
@@ -56,8 +56,8 @@ HANDLERS = frozenset({A, CS, DO})
 ADMINS = frozenset({A})
 SECURITY = frozenset({A, AU})
 """Administrators and security auditors: the audit log and security alerts."""
-PUBLIC = "public"
-NOT_SERVED = "not_served"
+PUBLIC: Final = "public"
+NOT_SERVED: Final = "not_served"
 ANY_KEY = "*"
 """Dataset of endpoints every API key may call (who am I, which datasets exist)."""
 
@@ -475,8 +475,8 @@ class Matcher:
             (wildcard if rule.service == "*" else by_service.setdefault(rule.service, [])).append(
                 rule
             )
-        self._wildcard = sorted(wildcard, key=lambda r: r.specificity)
-        self._by_service = {
+        self._wildcard: list[Rule] = sorted(wildcard, key=lambda r: r.specificity)
+        self._by_service: dict[str, list[Rule]] = {
             name: sorted(rules, key=lambda r: r.specificity) for name, rules in by_service.items()
         }
 
@@ -484,7 +484,7 @@ class Matcher:
         """The rule for `method path` (`HEAD` reads as `GET`), or None when none is written."""
         method = "GET" if method == "HEAD" else method
         service = path.split("/", 3)[2] if path.count("/") >= 2 else ""
-        for rule in (*self._wildcard, *self._by_service.get(service, ())):
+        for rule in (*self._wildcard, *self._by_service.get(service, [])):
             if rule.method == method and rule.pattern.match(path):
                 return rule
         return None

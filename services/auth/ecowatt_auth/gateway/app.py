@@ -154,7 +154,7 @@ class Gateway:
     def client_ip(self, scope: Scope) -> str:
         """The caller's address; through trusted proxies, the nearest untrusted hop."""
         peer = scope.get("client")
-        address = peer[0] if peer else "0.0.0.0"  # noqa: S104 - a placeholder, not a bind address
+        address: str = peer[0] if peer else "0.0.0.0"  # noqa: S104 - a placeholder, not a bind address
         if not self.trusted:
             return str(address)
         forwarded = _header(scope, b"x-forwarded-for")
@@ -339,8 +339,6 @@ class Gateway:
         started: float,
     ) -> None:
         emitter = runtime.audit
-        if emitter is None:
-            return
         identity = principal.identity if principal is not None else None
         method: str = scope["method"]
         path: str = scope["path"]

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from ecowatt_auth.gateway.app import Gateway
 from ecowatt_auth.gateway.forward import Forwarder, LocalForwarder, ProxyForwarder
-from ecowatt_auth.runtime import RUNTIME_KEY, AuthRuntime
+from ecowatt_auth.runtime import RUNTIME, AuthRuntime
 from ecowatt_auth.settings import AuthSettings
 
 __all__ = ["build_distributed_gateway"]
@@ -22,7 +22,7 @@ __all__ = ["build_distributed_gateway"]
 
 def _runtime_of(app: FastAPI) -> AuthRuntime | None:
     context = getattr(app.state, "context", None)
-    return None if context is None else context.state.get(RUNTIME_KEY)
+    return None if context is None else RUNTIME.find(context)
 
 
 def build_distributed_gateway(

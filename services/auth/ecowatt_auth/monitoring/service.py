@@ -371,7 +371,7 @@ class Monitor:
                 last_seen=at,
                 evidence=evidence,
             )
-            statement = statement.on_conflict_do_update(
+            upsert = statement.on_conflict_do_update(
                 index_elements=[security_alert.c.rule, security_alert.c.subject],
                 # the partial unique index's predicate, literally (parameters cannot match it)
                 index_where=text("status IN ('open','acknowledged')"),
@@ -384,7 +384,7 @@ class Monitor:
                     "evidence": evidence,
                 },
             ).returning(security_alert.c.id)
-            stored_id = (await session.execute(statement)).scalar_one()
+            stored_id = (await session.execute(upsert)).scalar_one()
             created = stored_id == alert_id
             if created:
                 await session.execute(

@@ -22,9 +22,10 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from ecowatt_kernel.identity import DataScope, Identity, Role
 from ecowatt_kernel.redis_client import Redis
@@ -108,7 +109,10 @@ class SessionData:
         return self.created_at + absolute_s
 
     @classmethod
-    def from_hash(cls, key: str, raw: dict[bytes, bytes]) -> SessionData | None:
+    def from_hash(cls, key: str, reply: Mapping[bytes | str, bytes | str]) -> SessionData | None:
+        # The kernel's client does not decode replies (`create_redis`: values are bytes);
+        # redis-py types a hash reply as either, not knowing how the client was built.
+        raw = cast("Mapping[bytes, bytes]", reply)
         try:
             return cls(
                 key=key,
@@ -207,7 +211,8 @@ class SessionStore:
     async def delete_user(self, user_id: str) -> int:
         """End every session of a user; returns how many there were."""
         members = await self.redis.smembers(PREFIX + "user-sessions:" + user_id)
-        keys = [m.decode() for m in members]
+        # Bytes: the kernel's client does not decode replies (see `from_hash`).
+        keys = [m.decode() for m in cast("set[bytes]", members)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.delete(PREFIX + "session:" + key)

@@ -31,7 +31,6 @@ from ecowatt_control_plan.compliance.models import (
 from ecowatt_control_plan.runtime import CurrentRuntime
 
 router = APIRouter(tags=["compliance"])
-JUDGE_KEY = "judge"
 
 
 @router.get("/compliance/verdicts", summary="Verdicts per target and hour, in your scope")
@@ -197,8 +196,7 @@ async def series(
 async def run_now(
     request: Request, runtime: CurrentRuntime, identity: CurrentIdentity
 ) -> PassResult:
-    judge = runtime.state[JUDGE_KEY]
-    result: PassResult = await judge.run()
+    result: PassResult = await runtime.judge.run()
     async with runtime.database.transaction() as session:
         await runtime.audit(
             session,

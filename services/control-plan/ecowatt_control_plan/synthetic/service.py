@@ -61,16 +61,12 @@ def _measure(
 def generate(*, view: RegistryView, seed: int) -> list[measures.Change]:
     """The measures of every enterprise with a production facility, at all three levels."""
     facilities: dict[str, list[FacilitySnapshot]] = {}
-    for snap in view.all("facility"):
-        if (
-            isinstance(snap, FacilitySnapshot)
-            and snap.kind == "production"
-            and snap.status == "active"
-        ):
-            facilities.setdefault(snap.enterprise_id, []).append(snap)
+    for facility in view.all("facility"):
+        if facility.kind == "production" and facility.status == "active":
+            facilities.setdefault(facility.enterprise_id, []).append(facility)
     out: list[measures.Change] = []
     for snap in sorted(view.all("enterprise"), key=lambda s: s.id):
-        if not isinstance(snap, EnterpriseSnapshot) or snap.id not in facilities:
+        if snap.id not in facilities:
             continue
         if snap.production_status == "closed":
             continue

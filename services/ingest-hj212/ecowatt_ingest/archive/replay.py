@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 import ecowatt_hj212 as hj212
@@ -51,6 +51,16 @@ _logger = logging.getLogger(__name__)
 
 REPLAY_HEADER = "x-replay"
 STALE_S = 60
+
+
+class _Counts(TypedDict):
+    """A job's progress columns, written with every step."""
+
+    processed: int
+    published: int
+    skipped: int
+
+
 _CLAIM = text(
     """
     UPDATE ingest.replays SET status = 'running', runner = :runner, heartbeat_at = now(),
@@ -165,7 +175,11 @@ class ReplayRunner:
             "replay %s: %s → %s by %s", job.id, job.received_from, job.received_to, job.requested_by
         )
         reassembler = hj212.Reassembler(timeout=float("inf"))
-        counts = {"processed": job.processed, "published": job.published, "skipped": job.skipped}
+        counts: _Counts = {
+            "processed": job.processed,
+            "published": job.published,
+            "skipped": job.skipped,
+        }
         pending: list[Message] = []
         rows_in_step = 0
         last: tuple[datetime, uuid.UUID] | None = None
@@ -193,7 +207,7 @@ class ReplayRunner:
         self,
         job_id: uuid.UUID,
         messages: list[Message],
-        counts: dict[str, int],
+        counts: _Counts,
         cursor: tuple[datetime, uuid.UUID] | None,
     ) -> bool:
         """Publish a step's readings, then record progress; False when the job was cancelled."""

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from ecowatt_kernel.app import DbSession, ServiceContext, service_context
+from ecowatt_kernel.app import DbSession, ServiceContext, StateKey, service_context
 from ecowatt_kernel.contracts import AuditEvent, encode
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE, Column, rows_to_xlsx
 from ecowatt_kernel.identity import CurrentScope, Identity, Role, require_roles
@@ -66,7 +66,7 @@ MAX_REPLAY_WINDOW = timedelta(days=31)
 
 @dataclass
 class Archive:
-    """What a running archive holds (`context.state["archive"]`)."""
+    """What a running archive holds (`ARCHIVE` in the service context)."""
 
     settings: IngestSettings
     context: ServiceContext
@@ -74,6 +74,11 @@ class Archive:
     writer: ArchiveWriter
     maintenance: PeriodicJob
     replays: ReplayRunner
+
+
+ARCHIVE = StateKey("archive", Archive)
+REGISTRY_VIEW = StateKey("registry_view", RegistryView)
+"""The HJ 212 server's registry view, which the archive shares when the server runs."""
 
 
 async def start_archive(context: ServiceContext) -> None:
@@ -85,7 +90,7 @@ async def start_archive(context: ServiceContext) -> None:
     if context.db is None:  # (a spec without a schema: the TCP server alone, in tests)
         _logger.info("frame archive off: the service runs without PostgreSQL")
         return
-    registry = context.state.get("registry_view")
+    registry = REGISTRY_VIEW.find(context)
     if registry is None:  # the HJ 212 server is off: a view of our own, for scope checks
         registry = RegistryView(topic=settings.topic_registry)
         await registry.attach(context.bus, group_prefix=f"{settings.service_name}.archive")
@@ -116,21 +121,21 @@ async def start_archive(context: ServiceContext) -> None:
         instance=settings.instance_id,
     )
     await replays.start()
-    context.state["archive"] = Archive(settings, context, registry, writer, maintenance, replays)
+    ARCHIVE.set(context, Archive(settings, context, registry, writer, maintenance, replays))
 
 
 async def stop_archive(context: ServiceContext) -> None:
-    archive = context.state.pop("archive", None)
-    if isinstance(archive, Archive):
+    archive = ARCHIVE.pop(context)
+    if archive is not None:
         await archive.replays.stop()
         await archive.maintenance.stop()
 
 
 def _archive(request: Request) -> Archive:
-    archive = service_context(request).state.get("archive")
+    archive = ARCHIVE.find(service_context(request))
     if archive is None:
         raise Problem("the frame archive is not enabled", status=503, type_suffix="unavailable")
-    return archive  # type: ignore[no-any-return]
+    return archive
 
 
 ArchiveDep = Annotated[Archive, Depends(_archive)]
@@ -300,7 +305,7 @@ async def frames(
 ) -> Any:
     visible = _visible(archive, scope)
     if format == "xlsx":
-        rows = []
+        exported: list[dict[str, Any]] = []
         async for row in iter_frames(
             db=archive.context.database, filters=filters, visible=visible, limit=MAX_EXPORT_ROWS
         ):
@@ -308,9 +313,9 @@ async def frames(
             local = values["received_at"].astimezone(ZoneInfo(archive.settings.timezone))
             values["received_at"] = local.replace(tzinfo=None)
             values["verdict"] = VERDICT_NAMES.get(values["verdict"], values["verdict"])
-            rows.append(values)
+            exported.append(values)
         return Response(
-            rows_to_xlsx(EXPORT_COLUMNS, rows, title="原始报文"),
+            rows_to_xlsx(EXPORT_COLUMNS, exported, title="原始报文"),
             media_type=XLSX_MEDIA_TYPE,
             headers={"Content-Disposition": 'attachment; filename="frames.xlsx"'},
         )

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
-from ecowatt_kernel.app import ServiceContext, service_context
+from ecowatt_kernel.app import ServiceContext, StateKey
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from ecowatt_ops.escalation.service import (
     Escalated,
@@ -31,10 +31,9 @@ from ecowatt_ops.reports.service import store_monthly_report
 from ecowatt_ops.settings import OpsSettings
 from ecowatt_ops.signals.service import PlatformWatcher
 
-__all__ = ["RUNTIME_KEY", "DeskRuntime", "Runtime", "start_desk", "stop_desk"]
+__all__ = ["RUNTIME", "DeskRuntime", "Runtime", "start_desk", "stop_desk"]
 
 _logger = logging.getLogger(__name__)
-RUNTIME_KEY = "desk_runtime"
 
 
 def _utcnow() -> datetime:
@@ -88,7 +87,7 @@ async def start_desk(context: ServiceContext) -> None:
         notifier=notifier_from_settings(settings),
         watcher=PlatformWatcher(settings),
     )
-    context.state[RUNTIME_KEY] = runtime
+    RUNTIME.set(context, runtime)
     leader = AdvisoryLeader(context.database.engine, "ops.desk")
     runtime.escalation_job = PeriodicJob(
         name="ops.escalation",
@@ -124,16 +123,12 @@ async def start_desk(context: ServiceContext) -> None:
 
 async def stop_desk(context: ServiceContext) -> None:
     """Stop the background jobs (the service's shutdown hook)."""
-    runtime: DeskRuntime | None = context.state.get(RUNTIME_KEY)
+    runtime = RUNTIME.find(context)
     if runtime is None:
         return
     for job in reversed(runtime.jobs):
         await job.stop()
 
 
-def _runtime(request: Request) -> DeskRuntime:
-    runtime: DeskRuntime = service_context(request).state[RUNTIME_KEY]
-    return runtime
-
-
-Runtime = Annotated[DeskRuntime, Depends(_runtime)]
+RUNTIME = StateKey("desk_runtime", DeskRuntime)
+Runtime = Annotated[DeskRuntime, Depends(RUNTIME.from_request)]

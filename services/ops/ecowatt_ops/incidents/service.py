@@ -316,11 +316,13 @@ async def set_review(
 def response_stop(row: RowMapping) -> datetime | None:
     """When the response clock stopped: a response, else a resolution or cancellation (a
     fault that went away before anyone answered needed no answer)."""
-    return row["responded_at"] or row["resolved_at"] or row["cancelled_at"]
+    stopped: datetime | None = row["responded_at"] or row["resolved_at"] or row["cancelled_at"]
+    return stopped
 
 
 def resolution_stop(row: RowMapping) -> datetime | None:
-    return row["resolved_at"] or row["cancelled_at"]
+    stopped: datetime | None = row["resolved_at"] or row["cancelled_at"]
+    return stopped
 
 
 def to_read(row: RowMapping, *, now: datetime) -> IncidentRead:

@@ -72,8 +72,9 @@ async def counts(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, A
             .where(model.enterprise_id.in_(ids))
             .group_by(model.enterprise_id)
         )
-        for enterprise_id, count in rows.all():
-            result[enterprise_id][name] = count
+        for owner, count in rows.all():
+            if owner is not None:  # `IN` matches no NULL; narrows the nullable column's type
+                result[owner][name] = count
     return result
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ecowatt_kernel.app import ServiceContext
+from ecowatt_kernel.app import ServiceContext, StateKey, service_context
 from ecowatt_kernel.outbox import OutboxRelay
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry.database import OUTBOX
 
-RELAY_KEY = "outbox_relay"
+RELAY = StateKey("outbox_relay", OutboxRelay)
 
 
 def make_relay(context: ServiceContext, *, poll_interval_s: float = 1.0) -> OutboxRelay:
@@ -20,12 +20,12 @@ def make_relay(context: ServiceContext, *, poll_interval_s: float = 1.0) -> Outb
         table=OUTBOX,
         poll_interval_s=poll_interval_s,
     )
-    context.state[RELAY_KEY] = relay
+    RELAY.set(context, relay)
     return relay
 
 
 def wake_relay(context: ServiceContext) -> None:
-    relay: OutboxRelay | None = context.state.get(RELAY_KEY)
+    relay = RELAY.find(context)
     if relay is not None:
         relay.wake()
 
@@ -33,4 +33,4 @@ def wake_relay(context: ServiceContext) -> None:
 async def commit(request: Request, session: AsyncSession) -> None:
     """Commit the request's transaction, then have the relay publish at once."""
     await session.commit()
-    wake_relay(request.app.state.context)
+    wake_relay(service_context(request))

@@ -24,7 +24,7 @@ async def sheet_rows(
     """The rendered rows of `ids`, in that order."""
     kind = KINDS[sheet.kind]
     reader = ArchiveWriter(session, actor=None)
-    rendered = []
+    rendered: list[dict[str, Any]] = []
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         rows = await reader.load(kind, chunk)

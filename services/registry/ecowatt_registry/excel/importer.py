@@ -19,6 +19,7 @@ from ecowatt_kernel.excel import CellError, ParsedSheet, load_workbook_bytes, re
 from ecowatt_kernel.identity import DataScope
 from ecowatt_kernel.passwords import hash_password, verify_password
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecowatt_registry import validation
@@ -83,7 +84,7 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
-def _zh(error: dict[str, Any]) -> str:
+def _zh(error: ErrorDetails) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     messages = {
         "missing": "不能为空",
@@ -235,15 +236,15 @@ async def import_workbook(
     reader = ArchiveWriter(session, actor=None)
     stored: dict[str, dict[str, dict[str, Any]]] = {}
     for sheet in SHEETS:
-        keys = [key for (kind, key) in rows if kind == sheet.kind]
+        keys = [key for (sheet_kind, key) in rows if sheet_kind == sheet.kind]
         stored[sheet.kind] = await reader.load(KINDS[sheet.kind], keys) if keys else {}
     for _ in range(8):
         proposed: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for (kind, key), row in rows.items():
-            if (kind, key) in rejected:
+        for (sheet_kind, key), row in rows.items():
+            if (sheet_kind, key) in rejected:
                 continue
-            before = stored[kind].get(key)
-            proposed[kind][key] = (
+            before = stored[sheet_kind].get(key)
+            proposed[sheet_kind][key] = (
                 row.full
                 if before is None
                 else before | {k: v for k, v in row.full.items() if k in row.present}

@@ -35,7 +35,7 @@ router = APIRouter(tags=["excel"])
 EXCEL_UPLOAD = UploadLimits(max_file_bytes=20 * MIB, suffixes=(".xlsx",))
 """One archive workbook: the synthetic 200-enterprise city is under 1 MiB, so 20 MiB holds a
 province with room to spare."""
-_XLSX = {200: {"content": {XLSX_MEDIA_TYPE: {}}}}
+_XLSX: dict[int | str, dict[str, Any]] = {200: {"content": {XLSX_MEDIA_TYPE: {}}}}
 
 
 def _attachment(data: bytes, filename: str) -> Response:

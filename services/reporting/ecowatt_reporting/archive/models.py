@@ -9,6 +9,8 @@ so that history and partner datasets can still name it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -26,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from ecowatt_reporting.database import metadata, txid_column
 
 
-def _common() -> list[Column[object]]:
+def _common() -> list[Column[Any]]:
     return [
         Column("updated_at", DateTime(timezone=True), nullable=False),
         Column("deleted", Boolean, nullable=False, server_default=text("false")),

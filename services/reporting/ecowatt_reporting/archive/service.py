@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ecowatt_kernel.contracts import (
@@ -22,7 +22,7 @@ from ecowatt_kernel.contracts import (
 )
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.registry_view import RegistryView
-from sqlalchemy import Table, func, literal_column, or_
+from sqlalchemy import ColumnElement, Table, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,7 +108,7 @@ async def _upsert(session: AsyncSession, table: Table, rows: list[dict[str, Any]
     for start in range(0, len(rows), 2000):
         chunk = rows[start : start + 2000]
         statement = insert(table).values(chunk)
-        updated = {
+        updated: dict[str, ColumnElement[Any]] = {
             c.name: statement.excluded[c.name]
             for c in table.columns
             if c.name not in ("id", "synced_at", "txid")
@@ -183,7 +183,7 @@ class ArchiveSync:
                 self._dirty.setdefault(key, snapshot)
             raise
 
-    async def _write(self, items: list[tuple[tuple[str, str], Snapshot | None]]) -> int:
+    async def _write(self, items: Sequence[tuple[tuple[str, str], Snapshot | None]]) -> int:
         rows = self._rows(items)
         async with self.database.transaction() as session:
             for entity, table in TABLES.items():

@@ -136,6 +136,7 @@ async def resolve_subject(
 ) -> Subject:
     """The subject and its curves, or 404 when it does not exist or is outside the scope."""
     p, f, e = POINT.c, FACILITY.c, ENTERPRISE.c
+    enterprise_id: str | None
     if kind == "enterprise":
         enterprise_id = subject_id
     elif kind == "point":

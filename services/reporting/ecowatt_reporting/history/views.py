@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from ecowatt_kernel.app import DbSession, service_context
+from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE, Column, rows_to_xlsx
 from ecowatt_kernel.identity import Identity, Role, require_roles
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
 from ecowatt_kernel.problems import Problem
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import select, text
@@ -29,6 +29,7 @@ from ecowatt_reporting.history.series import (
     resolve_subject,
     table_rows,
 )
+from ecowatt_reporting.runtime import CurrentRuntime
 
 router = APIRouter(tags=["history"])
 
@@ -48,10 +49,6 @@ To = Annotated[
 ]
 
 
-def _settings(request: Request) -> Any:
-    return service_context(request).settings
-
-
 def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
     end = until or datetime.now(UTC)
     start = since or end - timedelta(days=1)
@@ -67,7 +64,7 @@ def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, d
     responses={200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
 )
 async def series(
-    request: Request,
+    runtime: CurrentRuntime,
     session: DbSession,
     identity: Reader,
     subject_kind: Annotated[SubjectKind, Path(description="point, facility, group or enterprise")],
@@ -86,7 +83,7 @@ async def series(
     subject = await resolve_subject(
         session, kind=subject_kind, subject_id=subject_id, scope=identity.scope
     )
-    timezone = _settings(request).timezone
+    timezone = runtime.settings.timezone
     result = await load_series(
         session,
         subject=subject,
@@ -228,8 +225,9 @@ class HistoryHealth(BaseModel):
     summary="History partitions and table sizes (retention, capacity)",
     response_model=HistoryHealth,
 )
-async def partitions(request: Request, session: DbSession, identity: Operator) -> HistoryHealth:
-    runtime = service_context(request).state["reporting"]
+async def partitions(
+    runtime: CurrentRuntime, session: DbSession, identity: Operator
+) -> HistoryHealth:
     found = await runtime.maintenance.partitions()
     sizes = {
         name: int(size)
@@ -245,7 +243,7 @@ async def partitions(request: Request, session: DbSession, identity: Operator) -
         )
     }
     return HistoryHealth(
-        raw_retention_days=_settings(request).reporting_raw_retention_days,
+        raw_retention_days=runtime.settings.reporting_raw_retention_days,
         partitions=[PartitionOut(**p.__dict__) for p in found],
         table_bytes=sizes,
     )

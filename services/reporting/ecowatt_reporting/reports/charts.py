@@ -28,7 +28,10 @@ def _legend(drawing: Any, names: Sequence[str], font: str) -> None:
     x = WIDTH - 12 - 70 * len(names)
     for index, name in enumerate(names):
         color = colors.HexColor(PALETTE[index % len(PALETTE)])
-        drawing.add(Rect(x, HEIGHT - 30, 8, 8, fillColor=color, strokeColor=color))
+        # types-reportlab annotates Rect's `**kw` with the TypedDict itself (not `Unpack[...]`),
+        # so no keyword argument type-checks; reportlab takes both colours.
+        rect = Rect(x, HEIGHT - 30, 8, 8, fillColor=color, strokeColor=color)  # type: ignore[arg-type]
+        drawing.add(rect)
         drawing.add(String(x + 11, HEIGHT - 29, name, fontName=font, fontSize=7.5))
         x += 70
 

@@ -323,7 +323,7 @@ def _compliance_rows(stats: Statistics) -> list[dict[str, Any]]:
 
 def render_xlsx(stats: Statistics, document: ReportDocument) -> bytes:
     """The report as a workbook: summary, key figures and every table in full."""
-    about = [
+    about: list[dict[str, Any]] = [
         {"name": "报表", "value": document.title},
         {"name": "统计周期", "value": document.period_label},
         {"name": "范围", "value": document.scope_label},
@@ -408,7 +408,7 @@ def render_pdf(
     def table(
         columns: Sequence[Column], rows: Sequence[dict[str, Any]], widths: Sequence[float]
     ) -> Table:
-        data = [[Paragraph(c.header, cell) for c in columns]]
+        data: list[list[Paragraph | str]] = [[Paragraph(c.header, cell) for c in columns]]
         for row in rows:
             data.append(
                 [
@@ -417,7 +417,7 @@ def render_pdf(
                 ]
             )
         if len(data) == 1:
-            data.append([Paragraph("（无）", cell)] + [""] * (len(columns) - 1))
+            data.append([Paragraph("（无）", cell), *[""] * (len(columns) - 1)])
         result = Table(data, colWidths=[w * mm for w in widths], repeatRows=1)
         result.setStyle(
             TableStyle(

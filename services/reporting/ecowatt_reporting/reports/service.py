@@ -373,7 +373,7 @@ class Reports:
     async def last_scheduled_day(self) -> date | None:
         """The newest day whose scheduled daily report exists (catch-up starts after it)."""
         async with self.database.session() as session:
-            return await session.scalar(
+            newest: date | None = await session.scalar(
                 select(func.max(REPORT.c.period_start)).where(
                     REPORT.c.kind == "daily",
                     REPORT.c.trigger == "schedule",
@@ -381,6 +381,7 @@ class Reports:
                     REPORT.c.provisional.is_(False),  # today's refresh closes nothing
                 )
             )
+        return newest
 
     async def close_day(self, day: date) -> list[uuid.UUID]:
         """The scheduled reports due once `day` has closed: daily, and weekly/monthly when

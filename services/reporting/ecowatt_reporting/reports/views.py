@@ -12,7 +12,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from ecowatt_kernel.app import DbSession, service_context
+from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE
 from ecowatt_kernel.identity import DataScope, Identity, Role, require_roles
 from ecowatt_kernel.pagination import Page, PageParams, fetch_page
@@ -34,6 +34,7 @@ from ecowatt_reporting.reports.models import (
     SubscriptionOut,
 )
 from ecowatt_reporting.reports.service import DEFINITIONS, inputs_of, version_of
+from ecowatt_reporting.runtime import CurrentRuntime
 from ecowatt_reporting.statistics.models import Period
 
 router = APIRouter(tags=["reports"])
@@ -42,10 +43,6 @@ BUREAU = (Role.CITY_SUPERVISOR, Role.DISTRICT_OFFICER)
 Bureau = Annotated[Identity, require_roles(*BUREAU)]
 Supervisor = Annotated[Identity, require_roles(Role.CITY_SUPERVISOR)]
 SUMMARY_COLUMNS = [c for c in REPORT.c if c.name not in ("xlsx", "pdf", "content")]
-
-
-def _runtime(request: Request) -> Any:
-    return service_context(request).state["reporting"]
 
 
 def _visible(scope: DataScope) -> ColumnElement[bool]:
@@ -83,8 +80,8 @@ class DefinitionOut(BaseModel):
 
 
 @router.get("/report-definitions", summary="What each report contains and when it is made")
-async def definitions(identity: Bureau, request: Request) -> list[DefinitionOut]:
-    at = service_context(request).settings.reporting_daily_at.strftime("%H:%M")
+async def definitions(identity: Bureau, runtime: CurrentRuntime) -> list[DefinitionOut]:
+    at = runtime.settings.reporting_daily_at.strftime("%H:%M")
     schedule = {
         "daily": f"每天 {at} 生成前一日；当日临时报表定时刷新",
         "weekly": f"每周一 {at} 生成上一周（周一至周日）",
@@ -141,9 +138,12 @@ async def list_reports(
     response_model=ReportOut,
 )
 async def create_report(
-    body: ReportRequest, request: Request, session: DbSession, identity: Bureau
+    body: ReportRequest,
+    request: Request,
+    session: DbSession,
+    identity: Bureau,
+    runtime: CurrentRuntime,
 ) -> JSONResponse:
-    runtime = _runtime(request)
     if body.day > runtime.reports.today():
         raise Problem("the period has not started yet", status=422)
     if body.district_code is None and not identity.scope.all:
@@ -222,7 +222,11 @@ class ReportDetail(ReportOut):
 
 @router.get("/reports/{report_id}", name="report", summary="One report: status, progress, figures")
 async def get_report(
-    report_id: uuid.UUID, request: Request, session: DbSession, identity: Bureau
+    report_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    identity: Bureau,
+    runtime: CurrentRuntime,
 ) -> ReportDetail:
     row = await _load(session, report_id, identity)
     out = _out(row, request, full=True)
@@ -232,7 +236,7 @@ async def get_report(
         current = await inputs_of(
             session,
             period=Period(row.period_start, row.period_end, definition.period),
-            timezone=service_context(request).settings.timezone,
+            timezone=runtime.settings.timezone,
             definition=definition,
         )
         stale = version_of(current) != row.inputs_version

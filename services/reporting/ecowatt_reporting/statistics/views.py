@@ -6,14 +6,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from ecowatt_kernel.app import DbSession, service_context
+from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import XLSX_MEDIA_TYPE
 from ecowatt_kernel.identity import Identity, Role, require_roles
 from ecowatt_kernel.problems import Problem
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from ecowatt_reporting.reports.render import ReportDocument, render_xlsx
+from ecowatt_reporting.runtime import CurrentRuntime
 from ecowatt_reporting.statistics.models import Filters, Period, Statistics
 from ecowatt_reporting.statistics.service import compute_statistics
 
@@ -50,7 +51,7 @@ def period_from(
     responses={200: {"content": {XLSX_MEDIA_TYPE: {}}}},
 )
 async def statistics(
-    request: Request,
+    runtime: CurrentRuntime,
     session: DbSession,
     identity: Viewer,
     period: Annotated[
@@ -68,9 +69,7 @@ async def statistics(
     ] = None,
     format: Annotated[Literal["json", "xlsx"], Query()] = "json",
 ) -> Any:
-    context = service_context(request)
-    runtime = context.state["reporting"]
-    tz = ZoneInfo(context.settings.timezone)
+    tz = ZoneInfo(runtime.settings.timezone)
     today = datetime.now(UTC).astimezone(tz).date()
     chosen = period_from(period, day, start, end, today)
     filters = Filters(district=district, zone=zone, industry=industry, grade=grade)

@@ -16,6 +16,8 @@ from fastapi.responses import Response
 from sqlalchemy import ColumnElement
 from sqlalchemy.sql import Select
 
+from ecowatt_validation.runtime import RUNTIME, Runtime
+
 Format = Annotated[Literal["json", "xlsx"], Query(description="json, or xlsx for an export")]
 EXPORT_ROW_LIMIT = MAX_EXPORT_ROWS
 ARCHIVE_CODES = (
@@ -27,8 +29,9 @@ ARCHIVE_CODES = (
 )
 
 
-def runtime(request: Request) -> Any:
-    return service_context(request).state["validation"]
+def runtime(request: Request) -> Runtime:
+    """The running service's `Runtime` (handlers take `CurrentRuntime`; helpers call this)."""
+    return RUNTIME.from_request(request)
 
 
 def deployment_tz(request: Request) -> ZoneInfo:

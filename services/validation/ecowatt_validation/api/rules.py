@@ -9,13 +9,14 @@ from ecowatt_kernel.app import DbSession
 from ecowatt_kernel.excel import Column
 from ecowatt_kernel.identity import CurrentIdentity, require_roles
 from ecowatt_kernel.problems import NotFound, Problem
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from ecowatt_validation.api.common import Format, runtime, xlsx_download
+from ecowatt_validation.api.common import Format, xlsx_download
 from ecowatt_validation.models import RULE_VERSIONS, RULES_TABLE
 from ecowatt_validation.rules import RULES, RULES_BY_CODE
+from ecowatt_validation.runtime import CurrentRuntime
 
 router = APIRouter(tags=["validation"])
 
@@ -106,11 +107,14 @@ async def get_rule(code: str, identity: CurrentIdentity, session: DbSession) -> 
     dependencies=[require_roles()],
 )
 async def update_rule(
-    code: str, body: RuleUpdate, request: Request, identity: CurrentIdentity, session: DbSession
+    code: str,
+    body: RuleUpdate,
+    identity: CurrentIdentity,
+    session: DbSession,
+    service: CurrentRuntime,
 ) -> RuleOut:
     if code not in RULES_BY_CODE:
         raise NotFound(f"no rule {code!r}")
-    service = runtime(request)
     try:
         await service.rulebook.update(
             session,

@@ -17,11 +17,11 @@ from sqlalchemy import ColumnElement, and_, select
 from ecowatt_validation.api.common import (
     Format,
     export_rows,
-    runtime,
     scoped,
     xlsx_download,
 )
 from ecowatt_validation.models import DAILY_RUNS, ENTERPRISES, UNBOUND
+from ecowatt_validation.runtime import CurrentRuntime
 
 router = APIRouter(tags=["validation"])
 
@@ -79,12 +79,12 @@ class RunRequest(BaseModel):
     dependencies=[require_roles(Role.CITY_SUPERVISOR)],
     status_code=200,
 )
-async def rerun(body: RunRequest, request: Request) -> dict[str, Any]:
-    if body.day >= runtime(request).checks.today():
+async def rerun(body: RunRequest, validation: CurrentRuntime) -> dict[str, Any]:
+    if body.day >= validation.checks.today():
         raise Problem(
             "only a closed (past) day can be run", status=422, type_suffix="day-not-closed"
         )
-    stats = await runtime(request).run_day(body.day, "api")
+    stats = await validation.run_day(body.day, "api")
     return {"day": body.day, **stats}
 
 
@@ -98,9 +98,8 @@ class ArchiveComplete(BaseModel):
     dependencies=[require_roles(Role.CITY_SUPERVISOR, Role.OM_OPERATOR)],
 )
 async def archive_complete(
-    body: ArchiveComplete, request: Request, identity: CurrentIdentity
+    body: ArchiveComplete, identity: CurrentIdentity, validation: CurrentRuntime
 ) -> dict[str, Any]:
-    validation = runtime(request)
     enterprise = validation.view.enterprise(body.enterprise_id)
     if enterprise is None or not identity.scope.allows(
         district=enterprise.district_code, enterprise_id=body.enterprise_id
