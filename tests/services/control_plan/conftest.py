@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -31,6 +31,8 @@ from ecowatt_kernel.contracts import Event, decode, encode
 from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
 from pydantic import SecretStr
+
+from tests.support.bearer import FreshBearer
 
 from .city import City
 
@@ -51,8 +53,9 @@ def headers(
     subject: str | None = None,
     districts: Sequence[str] = (),
     enterprises: Sequence[str] = (),
-) -> dict[str, str]:
-    """Authorization for a caller with one role (city-level roles see everything)."""
+) -> FreshBearer:
+    """Authorization for a caller with one role (city-level roles see everything), signed at
+    each use so that module constants outlive the token lifetime on a slow run."""
     scope = DataScope(
         all=role in (Role.CITY_SUPERVISOR, Role.ADMIN, Role.OM_OPERATOR),
         districts=frozenset(districts),
@@ -61,7 +64,7 @@ def headers(
     identity = Identity(
         subject=subject or f"{role.value}-user", roles=frozenset({role}), scope=scope
     )
-    return {"Authorization": f"Bearer {SIGNER.sign(identity, now=datetime.now(UTC))}"}
+    return FreshBearer(SIGNER, identity)
 
 
 @dataclass
