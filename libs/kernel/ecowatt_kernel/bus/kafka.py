@@ -10,7 +10,8 @@ partition batch at a time and that partition's offset is committed right after t
 returns. A rebalance waits for the batch in hand (the revoke callback takes the same lock as
 the handler), so a partition is never handled by two members at once; records fetched for a
 partition that was revoked meanwhile are skipped and will be read by the new owner from the
-committed offset.
+committed offset. A subscription's `on_revoked` hook runs inside that wait (after the last
+batch is committed), its `on_assigned` hook before the new partitions are fetched.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
 from ecowatt_kernel.bus.types import (
     BusUnavailableError,
     Message,
+    Partitions,
     PublishError,
+    RebalanceHook,
     Record,
 )
 from ecowatt_kernel.contracts.topics import TopicSpec, dlq_topic
@@ -354,11 +357,16 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Wait for the batch in hand to be handled and committed before giving partitions up.
-        async with self.subscription.processing:
-            self.subscription.revoked_generation += 1
+        sub = self.subscription
+        async with sub.processing:
+            sub.revoked_generation += 1
+            if sub.on_revoked is not None and revoked:
+                await sub.call_hook(sub.on_revoked, revoked, "revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        sub = self.subscription
+        if sub.on_assigned is not None:
+            await sub.call_hook(sub.on_assigned, assigned, "assigned")
 
 
 class _KafkaSubscription(Subscription):
@@ -370,6 +378,27 @@ class _KafkaSubscription(Subscription):
         self.revoked_generation = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._lag: dict[TopicPartition, int] = {}
+
+    async def call_hook(
+        self, hook: RebalanceHook, partitions: set[TopicPartition], what: str
+    ) -> None:
+        """Run a rebalance hook with the partitions and their topics' partition counts."""
+        consumer = self._consumer
+        counts = {
+            topic: len((consumer.partitions_for_topic(topic) if consumer else None) or ())
+            for topic in {tp.topic for tp in partitions}
+        }
+        held = frozenset((tp.topic, tp.partition) for tp in partitions)
+        _logger.info(
+            "group %s: partitions %s: %s",
+            self.group,
+            what,
+            ", ".join(f"{t}/{p}" for t, p in sorted(held)) or "none",
+        )
+        try:
+            await hook(Partitions(held, counts))
+        except Exception:
+            _logger.exception("group %s: the %s hook failed", self.group, what)
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
