@@ -4,12 +4,14 @@ also when one of them is SIGKILLed in the middle of the stream.
 
 Real Kafka, PostgreSQL (a scratch database) and Redis; private topics. Eight enterprises of
 the synthetic city whose control facility is off from minute 120 to 245 (R1 opens at
-minute 150 and recovers at 245). Minutes 0–200 go through both workers: every R1 opens, and
-each worker holds partitions carrying some of them. Then worker 1 is killed while minutes
-200–300 are being handled, and the rest of the day follows: worker 0 takes over its
-partitions and reads their enterprises' runtimes from PostgreSQL when they are assigned
-(no stale copy, so no optimistic-version retry), the alarms that worker 1 opened recover on
-worker 0, and no alarm opens twice.
+minute 150 and recovers at 245). Minutes 0–100 go through worker 0 alone (it holds every
+runtime); worker 1 joins, and minutes 100–200 go through both: every R1 opens, each worker
+holding partitions that carry some of them. Then worker 1 is killed while minutes 200–300
+are being handled, and the rest of the day follows: worker 0 takes its partitions back and
+reads their enterprises' runtimes from PostgreSQL when they are assigned — had it kept its
+copies from before worker 1 joined, the optimistic version check would refuse them and
+retry (logged): the test requires none — the alarms that worker 1 opened recover on worker
+0, and no alarm opens twice.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from worker_processes import WorkerProcess, committed_offsets, wait_until
 pytestmark = pytest.mark.integration
 
 R1_ENTERPRISES = 8
+JOIN_AT = 100  # minute: worker 1 joins
 KILL_AT = 200  # minute: every R1 is open, none recovered yet
 
 
@@ -76,9 +79,10 @@ async def test_two_workers_divide_partitions_and_survive_a_kill(
     city = SyntheticCity("WK", day, scenarios=["r1_pos"] * R1_ENTERPRISES, healthy=0)
     enterprises = [e.id for e in city.enterprises]
     readings = list(city.readings())
-    kill_at, resume_at = city.at(KILL_AT), city.at(KILL_AT + 100)
+    join_at, kill_at, resume_at = city.at(JOIN_AT), city.at(KILL_AT), city.at(KILL_AT + 100)
     phases = [
-        [r for r in readings if r.data_time < kill_at],
+        [r for r in readings if r.data_time < join_at],
+        [r for r in readings if join_at <= r.data_time < kill_at],
         [r for r in readings if kill_at <= r.data_time < resume_at],
         [r for r in readings if r.data_time >= resume_at],
     ]
@@ -125,13 +129,18 @@ async def test_two_workers_divide_partitions_and_survive_a_kill(
                 "topics": topics,
                 "prefix": prefix,
             }
-            # Worker 0 first (it creates the schema), then worker 1 joins its groups.
-            for index in (0, 1):
-                worker = WorkerProcess(
+
+            def worker(index: int) -> WorkerProcess:
+                return WorkerProcess(
                     "ecowatt_alarm.worker", worker_env(index, **env), f"alarm worker {index}"
                 )
-                workers.append(await worker.start())
-            first, second = workers
+
+            first = await worker(0).start()
+            workers.append(first)
+            await publish(phases[0], points)
+            await wait_until("minutes 0–100 handled by worker 0", all_handled, 60)
+            second = await worker(1).start()
+            workers.append(second)
 
             async def divided() -> bool:
                 held = [w.held(group) for w in workers]
@@ -144,17 +153,17 @@ async def test_two_workers_divide_partitions_and_survive_a_kill(
             }
             assert all(carried.values()), f"one worker carries no enterprise: {carried}"
 
-            await publish(phases[0], points)
-            await wait_until("minutes 0–200 handled", all_handled, 60)
+            await publish(phases[1], points)
+            await wait_until("minutes 100–200 handled by both", all_handled, 60)
             await wait_until("every R1 opened", lambda: _true(len(r1("opened")) == 8), 30)
 
-            await publish(phases[1], points)
-            second.kill()  # while it handles minutes 200–300 of its enterprises
             await publish(phases[2], points)
+            second.kill()  # while it handles minutes 200–300 of its enterprises
+            await publish(phases[3], points)
             await wait_until("the rest handled by worker 0", all_handled, 90)
             assert first.held(group) == set(range(12))
-            # On taking worker 1's partitions, worker 0 read every enterprise's runtime afresh
-            # (the assignment hook), so none of its writes met a newer version: no retry.
+            # On taking worker 1's partitions back, worker 0 read their runtimes afresh (the
+            # assignment hook), so none of its writes met a newer version: no retry.
             holds = [line for line in first.lines if "alarm worker 0 holds" in line]
             assert "holds 12 partitions, 8 enterprises' runtimes" in holds[-1], holds
             conflicts = [

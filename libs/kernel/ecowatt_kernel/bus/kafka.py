@@ -360,13 +360,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         sub = self.subscription
         async with sub.processing:
             sub.revoked_generation += 1
-            if sub.on_revoked is not None and revoked:
-                await sub.call_hook(sub.on_revoked, revoked, "revoked")
+            if revoked:
+                await sub.rebalanced(sub.on_revoked, revoked, "revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         sub = self.subscription
-        if sub.on_assigned is not None:
-            await sub.call_hook(sub.on_assigned, assigned, "assigned")
+        await sub.rebalanced(sub.on_assigned, assigned, "assigned")
 
 
 class _KafkaSubscription(Subscription):
@@ -379,15 +378,10 @@ class _KafkaSubscription(Subscription):
         self._consumer: AIOKafkaConsumer | None = None
         self._lag: dict[TopicPartition, int] = {}
 
-    async def call_hook(
-        self, hook: RebalanceHook, partitions: set[TopicPartition], what: str
+    async def rebalanced(
+        self, hook: RebalanceHook | None, partitions: set[TopicPartition], what: str
     ) -> None:
-        """Run a rebalance hook with the partitions and their topics' partition counts."""
-        consumer = self._consumer
-        counts = {
-            topic: len((consumer.partitions_for_topic(topic) if consumer else None) or ())
-            for topic in {tp.topic for tp in partitions}
-        }
+        """Log a rebalance step; run its hook with the partitions and their topics' counts."""
         held = frozenset((tp.topic, tp.partition) for tp in partitions)
         _logger.info(
             "group %s: partitions %s: %s",
@@ -395,6 +389,13 @@ class _KafkaSubscription(Subscription):
             what,
             ", ".join(f"{t}/{p}" for t, p in sorted(held)) or "none",
         )
+        if hook is None:
+            return
+        consumer = self._consumer
+        counts = {
+            topic: len((consumer.partitions_for_topic(topic) if consumer else None) or ())
+            for topic in {tp.topic for tp in partitions}
+        }
         try:
             await hook(Partitions(held, counts))
         except Exception:
