@@ -273,7 +273,8 @@ class Bus(abc.ABC):
         several processes share the group (`ECOWATT_*_WORKERS`): `on_revoked` runs once the
         batch in hand is committed and before another member can take the partitions (drop
         or write what belongs to their keys), `on_assigned` before the first batch of the
-        new partitions (load their keys' state). Only the Kafka bus calls them: the
+        new partitions (load their keys' state); a member that stops is not called back.
+        Only the Kafka bus calls them: the
         in-process buses serve one process, which holds every partition. A hook that fails
         is logged; the rebalance goes on.
         """

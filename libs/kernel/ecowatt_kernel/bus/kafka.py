@@ -351,9 +351,22 @@ class KafkaBus(Bus):
             await probe.stop()
 
 
+async def _partition_count(consumer: AIOKafkaConsumer, topic: str) -> int:
+    """The topic's partition count (a topic created moments ago may not be in the
+    consumer's metadata yet: ask the broker)."""
+    for _ in range(50):
+        count = len(consumer.partitions_for_topic(topic) or ())
+        if count:
+            return count
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    return 0
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, subscription: _KafkaSubscription) -> None:
+    def __init__(self, subscription: _KafkaSubscription, consumer: AIOKafkaConsumer) -> None:
         self.subscription = subscription
+        self.consumer = consumer  # (the first assignment may come before `start` returns)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Wait for the batch in hand to be handled and committed before giving partitions up.
@@ -361,11 +374,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         async with sub.processing:
             sub.revoked_generation += 1
             if revoked:
-                await sub.rebalanced(sub.on_revoked, revoked, "revoked")
+                await sub.rebalanced(self.consumer, sub.on_revoked, revoked, "revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         sub = self.subscription
-        await sub.rebalanced(sub.on_assigned, assigned, "assigned")
+        await sub.rebalanced(self.consumer, sub.on_assigned, assigned, "assigned")
 
 
 class _KafkaSubscription(Subscription):
@@ -379,7 +392,11 @@ class _KafkaSubscription(Subscription):
         self._lag: dict[TopicPartition, int] = {}
 
     async def rebalanced(
-        self, hook: RebalanceHook | None, partitions: set[TopicPartition], what: str
+        self,
+        consumer: AIOKafkaConsumer,
+        hook: RebalanceHook | None,
+        partitions: set[TopicPartition],
+        what: str,
     ) -> None:
         """Log a rebalance step; run its hook with the partitions and their topics' counts."""
         held = frozenset((tp.topic, tp.partition) for tp in partitions)
@@ -391,9 +408,8 @@ class _KafkaSubscription(Subscription):
         )
         if hook is None:
             return
-        consumer = self._consumer
         counts = {
-            topic: len((consumer.partitions_for_topic(topic) if consumer else None) or ())
+            topic: await _partition_count(consumer, topic)
             for topic in {tp.topic for tp in partitions}
         }
         try:
@@ -414,7 +430,7 @@ class _KafkaSubscription(Subscription):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
         )
-        consumer.subscribe(topics=list(self.topics), listener=_Listener(self))
+        consumer.subscribe(topics=list(self.topics), listener=_Listener(self, consumer))
         try:
             await consumer.start()
         except KafkaError as exc:
