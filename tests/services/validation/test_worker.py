@@ -183,7 +183,7 @@ async def test_two_workers_bind_each_reading_once(
                     ).all()
             finally:
                 await database.dispose()
-            samples = {point_id: count for point_id, count in rows}
+            samples = {str(point_id): int(count) for point_id, count in rows}
             assert samples == {p: MINUTES for p, _ in expected}, "a reading counted twice or not"
             conflicts = [line for w in workers for line in w.lines if "changed under this" in line]
             assert not conflicts, conflicts
