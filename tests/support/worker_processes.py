@@ -16,10 +16,11 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-__all__ = ["WorkerProcess", "committed_offsets", "wait_until"]
+__all__ = ["WorkerProcess", "children_of", "committed_offsets", "wait_until"]
 
 _ASSIGNED = re.compile(r"group (\S+): partitions assigned: (.*)$")
 
@@ -27,8 +28,11 @@ _ASSIGNED = re.compile(r"group (\S+): partitions assigned: (.*)$")
 class WorkerProcess:
     """One worker process and its log."""
 
-    def __init__(self, module: str, env: Mapping[str, str], name: str) -> None:
-        self.module, self.env, self.name = module, dict(env), name
+    def __init__(
+        self, module: str, env: Mapping[str, str], name: str, *, ready: str = "ready"
+    ) -> None:
+        """`ready`: the end of the line that says the process is ready."""
+        self.module, self.env, self.name, self.ready = module, dict(env), name, ready
         self.process: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         self._readers: list[asyncio.Task[None]] = []
@@ -60,7 +64,7 @@ class WorkerProcess:
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip()
             self.lines.append(text)
-            if text == "ready":
+            if text.endswith(self.ready):
                 ready.set()
 
     def held(self, group: str) -> set[int] | None:
@@ -91,6 +95,17 @@ class WorkerProcess:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:

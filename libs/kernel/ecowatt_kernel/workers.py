@@ -107,7 +107,8 @@ class WorkerPool:
                 process.kill()
             raise
         _logger.info(
-            "worker ready", extra={"module": self.module, "worker": index, "pid": process.pid}
+            "worker ready",
+            extra={"worker_module": self.module, "worker": index, "pid": process.pid},
         )
         reader = asyncio.get_running_loop().create_task(_pass_through(process.stdout))
         self._readers.add(reader)
@@ -123,7 +124,7 @@ class WorkerPool:
                 return
             _logger.error(
                 "worker exited: restarting",
-                extra={"module": self.module, "worker": index, "code": code},
+                extra={"worker_module": self.module, "worker": index, "code": code},
             )
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
@@ -132,7 +133,8 @@ class WorkerPool:
                 pause = 1.0
             except Exception as exc:
                 _logger.error(
-                    "worker restart failed", extra={"module": self.module, "error": repr(exc)}
+                    "worker restart failed",
+                    extra={"worker_module": self.module, "error": repr(exc)},
                 )
 
     @property

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +35,7 @@ from ecowatt_kernel.bus.partitioner import partition_for_key
 from ecowatt_kernel.contracts import TOPICS, AlarmChanged, Event, decode, encode
 from ecowatt_kernel.db import Database, scratch_database
 from sqlalchemy import text
-from worker_processes import WorkerProcess, committed_offsets, wait_until
+from worker_processes import WorkerProcess, children_of, committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -199,6 +202,78 @@ async def test_two_workers_divide_partitions_and_survive_a_kill(
         for worker in workers:
             await worker.stop()
         await bus.stop()
+
+
+async def test_the_service_process_runs_and_outlives_no_worker(
+    kafka_bootstrap: str, database_url: str, redis_url: str
+) -> None:
+    """`python -m ecowatt_alarm` with `ECOWATT_ALARM_WORKERS=2` is worker 0 and starts worker
+    1, which shares `alarm.points` with it; when the service process is SIGKILLed (no chance
+    to stop its workers) worker 1 notices and stops: no orphan stays in the groups."""
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"test.alarm-service.{tag}"
+    topics = {name: f"{prefix}.{name}" for name in TOPICS}
+    bus = KafkaBus(KafkaConnection(bootstrap_servers=kafka_bootstrap))
+    await bus.start()
+    try:
+        await bus.ensure_topics(
+            [dataclasses.replace(spec, name=topics[spec.name]) for spec in TOPICS.values()]
+        )
+    finally:
+        await bus.stop()
+    async with scratch_database(database_url) as db_url:
+        env = worker_env(
+            0, kafka=kafka_bootstrap, database=db_url, redis=redis_url, topics=topics, prefix=prefix
+        )
+        del env["ECOWATT_ALARM_WORKER_INDEX"]  # the service process, as operators start it
+        env |= {"ECOWATT_HTTP_HOST": "127.0.0.1", "ECOWATT_HTTP_PORT": str(free_port())}
+        service = WorkerProcess(
+            "ecowatt_alarm", env, "alarm service", ready="service alarm started"
+        )
+        await service.start()
+        try:
+            assert service.process is not None
+            pid = service.process.pid
+            workers = [c for c in children_of(pid) if "ecowatt_alarm.worker" in cmdline(c)]
+            assert len(workers) == 1, f"worker 1 not started: {children_of(pid)}"
+
+            async def shared() -> bool:
+                holds = dict(HOLDS.findall("\n".join(service.lines)))
+                return holds.keys() == {"0", "1"} and all(n != "12" for n in holds.values())
+
+            await wait_until("worker 0 and worker 1 share the partitions", shared, 60)
+            service.kill()
+            await wait_until(
+                "worker 1 stops without its service process",
+                lambda: _true(not Path(f"/proc/{workers[0]}").exists() or zombie(workers[0])),
+                20,
+            )
+        finally:
+            await service.stop()
+
+
+HOLDS = re.compile(r"alarm worker (\d+) holds (\d+) partitions")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def zombie(pid: int) -> bool:
+    """An exited process its (dead) parent did not reap yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def bus_partition(enterprise_id: str) -> int:
