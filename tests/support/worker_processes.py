@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -19,8 +20,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from ecowatt_kernel.bus import KafkaBus
 
-__all__ = ["WorkerProcess", "children_of", "committed_offsets", "wait_until"]
+__all__ = [
+    "WorkerProcess",
+    "all_committed",
+    "children_of",
+    "committed_offsets",
+    "infra_env",
+    "wait_until",
+]
 
 _ASSIGNED = re.compile(r"group (\S+): partitions assigned: (.*)$")
 
@@ -97,6 +106,21 @@ class WorkerProcess:
                 await reader
 
 
+def infra_env(*, kafka: str, database: str, redis: str, instance: str) -> dict[str, str]:
+    """The environment of a service process on the test infrastructure (Kafka bus)."""
+    return {
+        **os.environ,
+        "ECOWATT_ENVIRONMENT": "test",
+        "ECOWATT_BUS_BACKEND": "kafka",
+        "ECOWATT_KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "ECOWATT_DATABASE_URL": database,
+        "ECOWATT_REDIS_URL": redis,
+        "ECOWATT_INSTANCE_ID": instance,
+        "ECOWATT_LOG_LEVEL": "INFO",
+        "ECOWATT_LOG_FORMAT": "text",
+    }
+
+
 def children_of(pid: int) -> list[int]:
     """The processes whose parent is `pid` (Linux /proc)."""
     found = []
@@ -120,6 +144,12 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
         return {p: (await consumer.committed(TopicPartition(topic, p))) or 0 for p in partitions}
     finally:
         await consumer.stop()
+
+
+async def all_committed(bus: KafkaBus, bootstrap: str, group: str, topic: str) -> bool:
+    """True when `group` has committed every record published on `topic` so far."""
+    ends = await bus.end_offsets(topic)
+    return await committed_offsets(bootstrap, group, topic) == ends
 
 
 async def wait_until(what: str, check: object, limit_s: float, *, every_s: float = 0.5) -> None:

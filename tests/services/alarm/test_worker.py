@@ -17,7 +17,6 @@ retry (logged): the test requires none — the alarms that worker 1 opened recov
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import socket
 import uuid
@@ -35,7 +34,7 @@ from ecowatt_kernel.bus.partitioner import partition_for_key
 from ecowatt_kernel.contracts import TOPICS, AlarmChanged, Event, decode, encode
 from ecowatt_kernel.db import Database, scratch_database
 from sqlalchemy import text
-from worker_processes import WorkerProcess, children_of, committed_offsets, wait_until
+from worker_processes import WorkerProcess, all_committed, children_of, infra_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +47,7 @@ def worker_env(
     index: int, *, kafka: str, database: str, redis: str, topics: dict[str, str], prefix: str
 ) -> dict[str, str]:
     return {
-        **os.environ,
-        "ECOWATT_ENVIRONMENT": "test",
-        "ECOWATT_BUS_BACKEND": "kafka",
-        "ECOWATT_KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "ECOWATT_DATABASE_URL": database,
-        "ECOWATT_REDIS_URL": redis,
-        "ECOWATT_INSTANCE_ID": f"alarm-w{index}",
-        "ECOWATT_LOG_LEVEL": "INFO",
-        "ECOWATT_LOG_FORMAT": "text",
+        **infra_env(kafka=kafka, database=database, redis=redis, instance=f"alarm-w{index}"),
         "ECOWATT_ALARM_WORKERS": "2",
         "ECOWATT_ALARM_WORKER_INDEX": str(index),
         "ECOWATT_ALARM_CONSUMER_PREFIX": prefix,
@@ -121,17 +112,11 @@ async def test_two_workers_divide_partitions_and_survive_a_kill(
             return seen
 
         async def all_handled() -> bool:
-            ends = await bus.end_offsets(points)
-            return await committed_offsets(kafka_bootstrap, group, points) == ends
+            return await all_committed(bus, kafka_bootstrap, group, points)
 
         async with scratch_database(database_url) as db_url:
-            env = {
-                "kafka": kafka_bootstrap,
-                "database": db_url,
-                "redis": redis_url,
-                "topics": topics,
-                "prefix": prefix,
-            }
+            env = {"database": db_url, "topics": topics, "prefix": prefix}
+            env |= {"kafka": kafka_bootstrap, "redis": redis_url}
 
             def worker(index: int) -> WorkerProcess:
                 return WorkerProcess(

@@ -15,7 +15,6 @@ the point-state revision check would refuse them and retry (logged): the test re
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -27,7 +26,7 @@ from ecowatt_kernel.contracts import TOPICS, PointReading, TelemetryReading, dec
 from ecowatt_kernel.db import Database, scratch_database
 from harness import DAY, change, complete_enterprise, local, meter, reading
 from sqlalchemy import text
-from worker_processes import WorkerProcess, committed_offsets, wait_until
+from worker_processes import WorkerProcess, all_committed, infra_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +39,7 @@ def worker_env(
     index: int, *, kafka: str, database: str, redis: str, topics: dict[str, str], prefix: str
 ) -> dict[str, str]:
     return {
-        **os.environ,
-        "ECOWATT_ENVIRONMENT": "test",
-        "ECOWATT_BUS_BACKEND": "kafka",
-        "ECOWATT_KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "ECOWATT_DATABASE_URL": database,
-        "ECOWATT_REDIS_URL": redis,
-        "ECOWATT_INSTANCE_ID": f"validation-w{index}",
-        "ECOWATT_LOG_LEVEL": "INFO",
-        "ECOWATT_LOG_FORMAT": "text",
+        **infra_env(kafka=kafka, database=database, redis=redis, instance=f"validation-w{index}"),
         "ECOWATT_VALIDATION_WORKERS": "2",
         "ECOWATT_VALIDATION_WORKER_INDEX": str(index),
         "ECOWATT_VALIDATION_CONSUMER_PREFIX": prefix,
@@ -110,17 +101,11 @@ async def test_two_workers_bind_each_reading_once(
             )
 
         async def all_bound() -> bool:
-            ends = await bus.end_offsets(readings_topic)
-            return await committed_offsets(kafka_bootstrap, group, readings_topic) == ends
+            return await all_committed(bus, kafka_bootstrap, group, readings_topic)
 
         async with scratch_database(database_url) as db_url:
-            env = {
-                "kafka": kafka_bootstrap,
-                "database": db_url,
-                "redis": redis_url,
-                "topics": topics,
-                "prefix": prefix,
-            }
+            env = {"database": db_url, "topics": topics, "prefix": prefix}
+            env |= {"kafka": kafka_bootstrap, "redis": redis_url}
 
             def worker(index: int) -> WorkerProcess:
                 return WorkerProcess(
