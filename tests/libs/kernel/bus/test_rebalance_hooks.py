@@ -93,8 +93,15 @@ async def test_hooks_divide_partitions_and_hand_them_over(kafka_bootstrap: str) 
         # b joins while a works through the first round (batches of 20, 50 ms each).
         await buses[0].publish([Message(topic, k.encode(), b"1") for k in keys * 10])
         second = await join(buses[1], b)
-        await until("both members hold partitions", lambda: a.held() and b.held())
-        assert a.held().isdisjoint(b.held()) and a.held() | b.held() == set(range(PARTITIONS))
+        await until(
+            "a and b share the partitions",
+            lambda: (
+                a.held()
+                and b.held()
+                and a.held().isdisjoint(b.held())
+                and a.held() | b.held() == set(range(PARTITIONS))
+            ),
+        )
         assert a.revoked[0].held == a.assigned[0].held, "a gave up what it held"
         assert set(a.revoked_in_hand) == {0}, "on_revoked ran with a batch in hand"
         await until(
