@@ -189,7 +189,7 @@ async def test_two_workers_divide_partitions_and_survive_a_kill(
         await bus.stop()
 
 
-async def test_the_service_process_runs_and_outlives_no_worker(
+async def test_the_service_process_starts_worker_1_and_leaves_no_orphan(
     kafka_bootstrap: str, database_url: str, redis_url: str
 ) -> None:
     """`python -m ecowatt_alarm` with `ECOWATT_ALARM_WORKERS=2` is worker 0 and starts worker
