@@ -259,8 +259,10 @@ async def start_services(
     common: dict[str, str],
     tag: str,
     ingest_env: dict[str, str],
+    workers: int = 1,
 ) -> Services:
-    """Validation, alarm and ingest, each a process of its own on the private topics."""
+    """Validation, alarm and ingest, each a process of its own on the private topics;
+    validation and alarm with `workers` worker processes each (`ECOWATT_*_WORKERS`)."""
     validation_port, alarm_port = free_port(), free_port()
     validation = procs.start(
         ["-m", "ecowatt_validation"],
@@ -272,6 +274,7 @@ async def start_services(
             "ECOWATT_REGISTRY_TOPIC": topic["registry"],
             "ECOWATT_FINDINGS_TOPIC": topic["findings"],
             "ECOWATT_VALIDATION_CONSUMER_PREFIX": f"{prefix}.validation",
+            "ECOWATT_VALIDATION_WORKERS": str(workers),
         },
     )
     alarm = procs.start(
@@ -287,6 +290,7 @@ async def start_services(
             "ECOWATT_ALARM_ALARMS_TOPIC": topic["alarms"],
             "ECOWATT_ALARM_CONSUMER_PREFIX": f"{prefix}.alarm",
             "ECOWATT_ALARM_NOTIFY_ENABLED": "false",
+            "ECOWATT_ALARM_WORKERS": str(workers),
         },
     )
     ingest = procs.start(
@@ -361,7 +365,9 @@ async def run(args: Any, *, bootstrap: str, db_url: str, redis_url: str) -> dict
             ingest_env={
                 "ECOWATT_MAX_CLOCK_DRIFT_S": str(30 * 86400),
                 "ECOWATT_BACKFILL_ENABLED": "false",
+                "ECOWATT_INGEST_WORKERS": str(args.e2e_ingest_workers),
             },
+            workers=args.e2e_workers,
         )
         validation, alarm, ingest, port = (
             services.validation,
@@ -521,6 +527,11 @@ async def run(args: Any, *, bootstrap: str, db_url: str, redis_url: str) -> dict
             else latencies * 99
         )
         result = {
+            "workers": {
+                "ingest": args.e2e_ingest_workers,
+                "validation": args.e2e_workers,
+                "alarm": args.e2e_workers,
+            },
             "probes": len(latencies),
             "lost": lost,
             "background_devices": args.e2e_devices,

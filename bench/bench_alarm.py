@@ -18,6 +18,8 @@ PostgreSQL (Kafka bus, outbox, one alarm process).
 (c) end to end (`alarm_e2e.py`): HJ 212 frame written to ingest's socket → `alarms` event,
     with ingest, validation and alarm each in its own process and the simulator sending
     `--e2e-rate` frames/s of background load from another; the probes are loggers played here.
+    `--e2e-workers N` runs validation and alarm with N worker processes each
+    (`ECOWATT_VALIDATION_WORKERS`, `ECOWATT_ALARM_WORKERS`), `--e2e-ingest-workers N` ingest.
 
 (d) catch-up (`alarm_catchup.py`): yesterday's day of a 200-enterprise city replayed end to
     end as fast as ingest answers, ingest, validation and alarm each in its own process; the
@@ -417,6 +419,10 @@ if __name__ == "__main__":
     parser.add_argument("--e2e-warmup", type=float, default=20.0, help="seconds of load first")
     parser.add_argument("--e2e-probe-s", type=float, default=60.0, help="probe phase length")
     parser.add_argument("--e2e-wait-s", type=float, default=30.0, help="probe given up after")
+    parser.add_argument(
+        "--e2e-workers", type=int, default=1, help="validation and alarm worker processes each"
+    )
+    parser.add_argument("--e2e-ingest-workers", type=int, default=1, help="ingest workers")
     parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)

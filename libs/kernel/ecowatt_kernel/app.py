@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from ecowatt_kernel.audit import AUDITED_HEADER, is_marked
-from ecowatt_kernel.bus import BatchHandler, Bus, Subscription, make_bus
+from ecowatt_kernel.bus import BatchHandler, Bus, RebalanceHook, Subscription, make_bus
 from ecowatt_kernel.db import Database
 from ecowatt_kernel.identity import TokenVerifier, verifier_from_settings
 from ecowatt_kernel.inputs import guard_request
@@ -117,6 +117,8 @@ class ServiceContext:
         handler: BatchHandler,
         max_batch: int = 500,
         concurrent_partitions: bool = False,
+        on_assigned: RebalanceHook | None = None,
+        on_revoked: RebalanceHook | None = None,
     ) -> Subscription:
         """Consume `topics` in the consumer group `<service>.<name>` (see `Bus.subscribe`)."""
         subscription = await self.bus.subscribe(
@@ -125,6 +127,8 @@ class ServiceContext:
             handler=handler,
             max_batch=max_batch,
             concurrent_partitions=concurrent_partitions,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
         )
         self.subscriptions.append(subscription)
         return subscription

@@ -11,6 +11,10 @@
   states and OFFLINE alarms; learning statistics are flushed every `stats_flush_s`; a daily
   job (one replica, advisory leader) learns rated load per point and the control/production
   power ratio per group (§2.2).
+- With several workers (`ECOWATT_ALARM_WORKERS`) each holds the runtimes of the enterprises
+  its `telemetry.points` partitions carry (`partitions_assigned` / `partitions_revoked`),
+  so its timer judges only those; rules, filings and learned values changed by another
+  process are reloaded within one tick (`refresh_shared`). README "Several workers".
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ecowatt_kernel.bus import Bus, Record
+from ecowatt_kernel.bus import Bus, Partitions, Record
 from ecowatt_kernel.contracts import (
     ContractError,
     ControlTaskChanged,
@@ -41,7 +45,7 @@ from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
 from prometheus_client import Histogram
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -145,7 +149,13 @@ class AlarmProcessor:
             tz=settings.timezone,
         )
         self.runtimes: dict[str, EnterpriseRuntime] = {}
-        self._minute_last: dict[str, float] = {}
+        # Per enterprise, per point: the data time of its last minute reading.
+        self._minute_last: dict[str, dict[str, float]] = {}
+        # The `telemetry.points` partitions this worker holds (None: every one, one process)
+        # and whether their runtimes still wait to be read (the read failed in the hook).
+        self.held: Partitions | None = None
+        self._held_unloaded = False
+        self._shared: tuple[Any, ...] | None = None
         self.replays = 0
         self.lock = asyncio.Lock()
         self.relay = OutboxRelay(
@@ -160,6 +170,7 @@ class AlarmProcessor:
 
     async def load(self) -> None:
         """Rules, learned values, filings, stop orders, findings and runtimes from the DB."""
+        self._shared = await self._shared_fingerprint()  # before: a later change is seen
         await self.reload_rules()
         await self.learning.load()
         async with self.db.session() as s:
@@ -219,15 +230,24 @@ class AlarmProcessor:
                 every_s=self.settings.alarm_stats_flush_s,
                 initial_delay_s=self.settings.alarm_stats_flush_s,
             ),
-            DailyJob(
-                name="alarm.learning",
-                run=self.learning.learn,
-                timezone=self.settings.timezone,
-                at=dtime(hour, minute),
-                leader=AdvisoryLeader(self.db.engine, "alarm.learning"),
-                clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+            PeriodicJob(
+                name="alarm.shared-refresh",
+                run=self.refresh_shared,
+                every_s=self.settings.alarm_tick_s,
+                initial_delay_s=self.settings.alarm_tick_s,
             ),
         ]
+        if self.settings.worker == 0:  # once per city: worker 0 (and one replica, leader)
+            self._jobs.append(
+                DailyJob(
+                    name="alarm.learning",
+                    run=self.learning.learn,
+                    timezone=self.settings.timezone,
+                    at=dtime(hour, minute),
+                    leader=AdvisoryLeader(self.db.engine, "alarm.learning"),
+                    clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+                )
+            )
         for job in self._jobs:
             await job.start()
 
@@ -288,10 +308,13 @@ class AlarmProcessor:
             return Arrival(reading.mn, t, None)
         interval = 0.0
         if reading.interval == "minute":
-            previous = self._minute_last.get(reading.point_id)
+            last = self._minute_last.get(reading.enterprise_id)
+            if last is None:
+                last = self._minute_last[reading.enterprise_id] = {}
+            previous = last.get(reading.point_id)
             spacing = t - previous if previous is not None else 0.0
             interval = spacing if 0 < spacing <= 3600 else DEFAULT_MINUTE_INTERVAL_S
-            self._minute_last[reading.point_id] = t
+            last[reading.point_id] = t
         return Arrival(reading.mn, t, Sample(t, reading.point_id, power, voltage, interval))
 
     async def _replay_if_due(
@@ -401,6 +424,88 @@ class AlarmProcessor:
             if f["subject_id"] in wanted
         ]
 
+    # ------------------------------------------------------------- several workers
+
+    async def partitions_revoked(self, partitions: Partitions) -> None:
+        """`telemetry.points` partitions given up (their last batch is committed): forget
+        the runtimes of the enterprises they carry — their next holder reads them afresh."""
+        topic = self.settings.alarm_points_topic
+        async with self.lock:
+            for e in [e for e in self.runtimes if partitions.carries(topic, e)]:
+                del self.runtimes[e]
+                self._minute_last.pop(e, None)
+            if self.held is not None:
+                self.held = Partitions(self.held.held - partitions.held, self.held.counts)
+
+    async def partitions_assigned(self, partitions: Partitions) -> None:
+        """`telemetry.points` partitions received (Kafka assigns a member's whole share at
+        once): hold the runtimes of exactly the enterprises they carry, read afresh, so that
+        the timer also judges those whose devices fell silent."""
+        self.held = partitions
+        try:
+            await self._load_held()
+        except Exception:
+            self._held_unloaded = True  # the timer tries again
+            raise
+
+    async def _load_held(self) -> None:
+        held, topic = self.held, self.settings.alarm_points_topic
+        if held is None:
+            return
+        async with self.lock:
+            self.runtimes.clear()  # copies read before this assignment may be stale
+            for e in [e for e in self._minute_last if not held.carries(topic, e)]:
+                del self._minute_last[e]
+            async with self.db.session() as s:
+                ids = (await s.execute(select(T.runtime.c.enterprise_id))).scalars().all()
+                wanted = [e for e in ids if held.carries(topic, e)]
+                for i in range(0, len(wanted), 1000):
+                    rows = await s.execute(
+                        select(T.runtime).where(T.runtime.c.enterprise_id.in_(wanted[i : i + 1000]))
+                    )
+                    for row in rows.mappings():
+                        rt = EnterpriseRuntime(row["enterprise_id"], row["state"])
+                        rt.version = row["version"]
+                        self.runtimes[rt.enterprise_id] = rt
+            self._held_unloaded = False
+        _logger.info(
+            "alarm worker %d holds %d partitions, %d enterprises' runtimes",
+            self.settings.worker,
+            len(held.held),
+            len(self.runtimes),
+        )
+
+    async def _shared_fingerprint(self) -> tuple[Any, ...]:
+        """What changes when rules, filing decisions or learned values change."""
+        f = T.filing.c
+        query = select(
+            select(func.max(T.rule.c.updated_at)).scalar_subquery(),
+            select(func.max(func.coalesce(f.decided_at, f.filed_at))).scalar_subquery(),
+            select(func.count()).select_from(T.filing).scalar_subquery(),
+            select(func.max(T.learned.c.computed_at)).scalar_subquery(),
+        )
+        async with self.db.session() as s:
+            return tuple((await s.execute(query)).one())
+
+    async def refresh_shared(self) -> bool:
+        """Reload what another process changed: rules and filing decisions (the API runs in
+        worker 0 only), learned values (learned where the nightly job's lock is); True when
+        something was reloaded."""
+        now = await self._shared_fingerprint()
+        before, self._shared = self._shared, now
+        if before is None or before == now:
+            return False
+        if before[0] != now[0]:
+            await self.reload_rules()
+        if before[1:3] != now[1:3]:
+            async with self.db.session() as s:
+                for row in (await s.execute(select(T.filing))).mappings():
+                    self._apply_filing(row)
+        if before[3] != now[3]:
+            await self.learning.load()
+            self.models.invalidate()
+        return True
+
     # ---------------------------------------------------------------------- other topics
 
     async def handle_tasks(self, records: Sequence[Record]) -> None:
@@ -491,6 +596,8 @@ class AlarmProcessor:
         fell silent (silence is judged too: offline points, OFFLINE alarms) and re-judge late
         data whose devices went quiet; the number of enterprises that were due."""
         wall = self.clock() if now is None else now
+        if self._held_unloaded:
+            await self._load_held()
         due = []
         for e, rt in list(self.runtimes.items()):
             if enterprise_ids is not None and e not in enterprise_ids:

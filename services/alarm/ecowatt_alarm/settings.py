@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from ecowatt_kernel.settings import KernelSettings
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 
 class AlarmSettings(KernelSettings):
@@ -23,6 +23,13 @@ class AlarmSettings(KernelSettings):
     alarm_states_topic: str = "facility.states"
     alarm_alarms_topic: str = "alarms"
     alarm_consumer_prefix: str = "alarm"
+
+    # Worker processes (README "Several workers"): the service process is worker 0 and starts
+    # workers 1…N−1, which divide the partitions of `telemetry.points` and `alarms` with it.
+    # Kafka bus only: standalone (an in-process bus) runs one process.
+    alarm_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    alarm_worker_index: int | None = None
+    """Set by worker 0 for the workers it starts (not for operators)."""
 
     # Event time (docs/alarm-rules.md §6). A device from which nothing was received for
     # `lateness_s` (service clock) is silent: its enterprise is judged without it. Ten
@@ -75,3 +82,14 @@ class AlarmSettings(KernelSettings):
     alarm_quiet_min_level: int = 3
     alarm_dedup_window_min: int = 60
     alarm_notify_min_level: int = 1
+
+    @property
+    def workers(self) -> int:
+        """Worker processes in effect: one unless the bus is shared between processes."""
+        return self.alarm_workers if self.bus_backend == "kafka" else 1
+
+    @property
+    def worker(self) -> int:
+        """This process's worker number (0: the service process, with the API and the
+        once-per-city jobs)."""
+        return self.alarm_worker_index or 0

@@ -21,7 +21,7 @@ from ecowatt_ingest.archive.views import REGISTRY_VIEW, start_archive, stop_arch
 from ecowatt_ingest.archive.views import router as archive_router
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
-from ecowatt_ingest.workers import WorkerPool
+from ecowatt_ingest.workers import WorkerPool, ingest_pool
 
 __all__ = ["SERVICE", "on_shutdown", "on_startup"]
 
@@ -42,7 +42,7 @@ async def on_startup(context: ServiceContext) -> None:
     SERVER.set(context, server)
     if settings.workers > 1 and settings.ingest_worker_index is None:
         assert server.port is not None
-        pool = WorkerPool(range(1, settings.workers), port=server.port)
+        pool = ingest_pool(range(1, settings.workers), port=server.port)
         await pool.start()
         WORKERS.set(context, pool)
     REGISTRY_VIEW.set(context, view)

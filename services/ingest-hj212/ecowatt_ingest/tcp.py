@@ -24,7 +24,7 @@ from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
-from ecowatt_ingest.workers import WorkerPool, reserve_port
+from ecowatt_ingest.workers import ingest_pool, reserve_port
 
 __all__ = ["main", "run"]
 
@@ -66,7 +66,7 @@ async def supervise(settings: IngestSettings, stop: asyncio.Event) -> None:
     """Run `settings.workers` worker processes on one port until `stop` is set."""
     held = reserve_port(settings.hj212_host, settings.hj212_port)
     port = held.getsockname()[1]
-    pool = WorkerPool(range(settings.workers), port=port)
+    pool = ingest_pool(range(settings.workers), port=port)
     try:
         await pool.start()
         held.close()

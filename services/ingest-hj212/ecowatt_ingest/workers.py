@@ -11,24 +11,19 @@ uploads (the duplicate check), the command claim and owner (reverse commands rea
 worker holding the device). Each worker is an instance of its own (`<instance_id>-w<k>`):
 its own command consumer group, heartbeat and sessions set.
 
-`WorkerPool` starts workers, waits until each prints `ready <port>`, restarts one that dies
-(after a pause that grows while it keeps dying) and stops them with SIGTERM, which lets each
-answer what is durable and retire its sessions. Standalone (an in-process bus) runs one.
+The kernel's `WorkerPool` (`ecowatt_kernel.workers`, `ingest_pool`) starts workers, waits
+until each prints `ready <port>`, restarts one that dies (after a pause that grows while it
+keeps dying) and stops them with SIGTERM, which lets each answer what is durable and retire
+its sessions. Standalone (an in-process bus) runs one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import signal
 import socket
-import sys
 
-__all__ = ["WorkerPool", "reserve_port"]
+from ecowatt_kernel.workers import WorkerPool
 
-_logger = logging.getLogger(__name__)
+__all__ = ["WorkerPool", "ingest_pool", "reserve_port"]
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -43,109 +38,11 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _pass_through(stream: asyncio.StreamReader) -> None:
-    """Copy what a worker writes to stdout after `ready` (its pipe must not fill up)."""
-    with contextlib.suppress(Exception):
-        while line := await stream.readline():
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
-
-
-class WorkerPool:
-    """See the module docstring."""
-
-    def __init__(
-        self,
-        indexes: range,
-        *,
-        port: int,
-        env: dict[str, str] | None = None,
-        ready_timeout_s: float = 180.0,
-    ) -> None:
-        self.indexes = indexes
-        self.port = port
-        self.env = dict(os.environ if env is None else env)
-        self.ready_timeout_s = ready_timeout_s
-        self.processes: dict[int, asyncio.subprocess.Process] = {}
-        self._watchers: list[asyncio.Task[None]] = []
-        self._readers: set[asyncio.Task[None]] = set()
-        self._stopping = False
-
-    async def start(self) -> None:
-        """Start every worker and wait until each accepts devices."""
-        started = await asyncio.gather(*(self._spawn(k) for k in self.indexes))
-        for index, process in zip(self.indexes, started, strict=True):
-            self.processes[index] = process
-        loop = asyncio.get_running_loop()
-        self._watchers = [
-            loop.create_task(self._watch(k), name=f"ingest:worker-{k}") for k in self.indexes
-        ]
-
-    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
-        env = {
-            **self.env,
-            "ECOWATT_INGEST_WORKER_INDEX": str(index),
-            "ECOWATT_HJ212_PORT": str(self.port),
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ecowatt_ingest.tcp",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert process.stdout is not None
-        try:
-            async with asyncio.timeout(self.ready_timeout_s):
-                while True:
-                    line = await process.stdout.readline()
-                    if not line:
-                        raise RuntimeError(f"ingest worker {index} exited before it was ready")
-                    if line.startswith(b"ready "):
-                        break
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            raise
-        _logger.info("ingest worker ready", extra={"worker": index, "pid": process.pid})
-        reader = asyncio.get_running_loop().create_task(_pass_through(process.stdout))
-        self._readers.add(reader)
-        reader.add_done_callback(self._readers.discard)
-        return process
-
-    async def _watch(self, index: int) -> None:
-        pause = 1.0
-        while True:
-            process = self.processes[index]
-            code = await process.wait()
-            if self.stopping:
-                return
-            _logger.error("ingest worker exited: restarting", extra={"worker": index, "code": code})
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 30.0)
-            try:
-                self.processes[index] = await self._spawn(index)
-                pause = 1.0
-            except Exception as exc:
-                _logger.error("ingest worker restart failed", extra={"error": repr(exc)})
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM every worker (each drains and retires its sessions); kill stragglers."""
-        self._stopping = True
-        for task in self._watchers:
-            task.cancel()
-        for process in self.processes.values():
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                await asyncio.wait_for(process.wait(), timeout_s)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+def ingest_pool(indexes: range, *, port: int) -> WorkerPool:
+    """The kernel's `WorkerPool` of ingest workers (`python -m ecowatt_ingest.tcp`) on `port`."""
+    return WorkerPool(
+        "ecowatt_ingest.tcp",
+        indexes,
+        index_variable="ECOWATT_INGEST_WORKER_INDEX",
+        extra_env={"ECOWATT_HJ212_PORT": str(port)},
+    )

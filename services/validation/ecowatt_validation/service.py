@@ -6,6 +6,13 @@ the registry view, the rule book, the finding store, the binder subscribed to
 `telemetry.readings`, the outbox relay publishing `quality.findings`, and three jobs — the
 day close (previous local day at `day_close_at`), the live offline sweep, and the archive
 check that follows registry changes. Jobs run on one replica at a time (advisory lock).
+
+With `ECOWATT_VALIDATION_WORKERS` > 1 (Kafka bus only) this process is worker 0 and starts
+workers 1…N−1 (`python -m ecowatt_validation.worker`). Every worker is a member of
+`validation.bind` (they divide the partitions of `telemetry.readings`; a worker drops the
+cached state of the devices whose partitions it gives up) and runs an outbox relay (one
+publishes at a time: advisory lock); only worker 0 serves the API and runs the three jobs,
+the others reload the rule book every `sweep_interval_s`. README "Several workers".
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from ecowatt_kernel.app import ServiceContext, ServiceSpec
 from ecowatt_kernel.outbox import OutboxRelay
 from ecowatt_kernel.registry_view import RegistryView
 from ecowatt_kernel.scheduler import AdvisoryLeader, DailyJob, PeriodicJob
+from ecowatt_kernel.workers import start_workers, stop_workers
 
 from ecowatt_validation.api import router
 from ecowatt_validation.binding import Binder
@@ -112,8 +120,13 @@ async def on_startup(ctx: ServiceContext) -> None:
             handler=runtime.binder.handle,
             max_batch=settings.bind_max_batch,
             concurrent_partitions=settings.bind_concurrent_partitions,
+            on_revoked=runtime.binder.store.partitions_revoked,
         )
     )
+    await runtime.relay.start()
+    if settings.worker > 0:
+        await start_worker_jobs(runtime, settings)
+        return
     engine = runtime.database.engine
 
     async def archive() -> None:
@@ -165,12 +178,39 @@ async def on_startup(ctx: ServiceContext) -> None:
             clock=runtime.checks.clock,
         ),
     ]
-    await runtime.relay.start()
+    for job in runtime.jobs:
+        await job.start()
+    if settings.validation_worker_index is None:
+        await start_workers(
+            ctx,
+            module="ecowatt_validation.worker",
+            count=settings.workers,
+            index_variable="ECOWATT_VALIDATION_WORKER_INDEX",
+        )
+
+
+async def start_worker_jobs(runtime: Runtime, settings: ValidationSettings) -> None:
+    """Workers 1…N−1 bind only: the once-per-city jobs and the API are worker 0's. They
+    reload the rule book as the sweep does on worker 0 (parameters edited through the API)."""
+
+    async def rules() -> None:
+        async with runtime.database.transaction() as session:
+            await runtime.rulebook.load(session)
+
+    runtime.jobs = [
+        PeriodicJob(
+            name="validation.rules",
+            run=rules,
+            every_s=settings.sweep_interval_s,
+            initial_delay_s=settings.sweep_interval_s,
+        )
+    ]
     for job in runtime.jobs:
         await job.start()
 
 
 async def on_shutdown(ctx: ServiceContext) -> None:
+    await stop_workers(ctx)
     runtime = RUNTIME.find(ctx)
     if runtime is None:
         return

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import time
+from typing import Annotated
 
 from ecowatt_kernel.settings import KernelSettings
+from pydantic import Field
 
 
 class ValidationSettings(KernelSettings):
@@ -26,6 +28,12 @@ class ValidationSettings(KernelSettings):
     # Consumer groups are `<prefix>.bind` and `<prefix>.registry-view.<random>`: deployments,
     # tests and benchmarks sharing one broker give each validation its own prefix.
     validation_consumer_prefix: str = "validation"
+    # Worker processes (README "Several workers"): the service process is worker 0 and starts
+    # workers 1…N−1, which divide the partitions of `telemetry.readings` with it. Kafka bus
+    # only: standalone (an in-process bus) runs one process.
+    validation_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    validation_worker_index: int | None = None
+    """Set by worker 0 for the workers it starts (not for operators)."""
     bind_max_batch: int = 20000
     # Bind several partitions' batches at once: one waits on PostgreSQL and Kafka while
     # another is computed (each partition stays in order; see `Bus.subscribe`).
@@ -41,6 +49,17 @@ class ValidationSettings(KernelSettings):
     # explicit POST /archive/complete): an archive entered piece by piece through the API is
     # not judged half-built. Ten minutes covers a person entering one enterprise's points.
     archive_settle_s: float = 600.0
+
+    @property
+    def workers(self) -> int:
+        """Worker processes in effect: one unless the bus is shared between processes."""
+        return self.validation_workers if self.bus_backend == "kafka" else 1
+
+    @property
+    def worker(self) -> int:
+        """This process's worker number (0: the service process, with the API and the
+        once-per-city jobs)."""
+        return self.validation_worker_index or 0
 
     @property
     def valid_flag_set(self) -> frozenset[str]:

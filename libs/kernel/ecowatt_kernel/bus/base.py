@@ -17,7 +17,13 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from ecowatt_kernel.bus.types import BatchHandler, Message, Record, TransientError
+from ecowatt_kernel.bus.types import (
+    BatchHandler,
+    Message,
+    RebalanceHook,
+    Record,
+    TransientError,
+)
 from ecowatt_kernel.contracts.topics import TopicSpec
 from ecowatt_kernel.metrics import BUS_CONSUMED, BUS_DLQ, BUS_HANDLER_SECONDS, BUS_RETRIES
 from ecowatt_kernel.tracing import TRACE_HEADER, trace_context
@@ -63,6 +69,8 @@ class Subscription(abc.ABC):
         max_batch: int,
         max_attempts: int,
         concurrent_partitions: bool = False,
+        on_assigned: RebalanceHook | None = None,
+        on_revoked: RebalanceHook | None = None,
     ) -> None:
         self.bus = bus
         self.group = group
@@ -71,6 +79,8 @@ class Subscription(abc.ABC):
         self.max_batch = max_batch
         self.max_attempts = max_attempts
         self.concurrent_partitions = concurrent_partitions
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -248,6 +258,8 @@ class Bus(abc.ABC):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_attempts: int | None = None,
         concurrent_partitions: bool = False,
+        on_assigned: RebalanceHook | None = None,
+        on_revoked: RebalanceHook | None = None,
     ) -> Subscription:
         """Add a consumer to `group`; it starts now if the bus is started, else with it.
 
@@ -256,6 +268,15 @@ class Bus(abc.ABC):
         returns), so one partition's batch can wait on a dependency while another's is
         computed. Only for handlers that are safe to run concurrently on different partitions.
         A backend may ignore it (the in-process bus does: one partition at a time).
+
+        `on_revoked` and `on_assigned` let a service keep state per key in memory when
+        several processes share the group (`ECOWATT_*_WORKERS`): `on_revoked` runs once the
+        batch in hand is committed and before another member can take the partitions (drop
+        or write what belongs to their keys), `on_assigned` before the first batch of the
+        new partitions (load their keys' state); a member that stops is not called back.
+        Only the Kafka bus calls them: the
+        in-process buses serve one process, which holds every partition. A hook that fails
+        is logged; the rebalance goes on.
         """
         subscription = self.subscription_class(
             bus=self,
@@ -265,6 +286,8 @@ class Bus(abc.ABC):
             max_batch=max_batch,
             max_attempts=max_attempts or self.max_attempts,
             concurrent_partitions=concurrent_partitions,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
         )
         self._subscriptions.append(subscription)
         if self._started:

@@ -10,7 +10,8 @@ partition batch at a time and that partition's offset is committed right after t
 returns. A rebalance waits for the batch in hand (the revoke callback takes the same lock as
 the handler), so a partition is never handled by two members at once; records fetched for a
 partition that was revoked meanwhile are skipped and will be read by the new owner from the
-committed offset.
+committed offset. A subscription's `on_revoked` hook runs inside that wait (after the last
+batch is committed), its `on_assigned` hook before the new partitions are fetched.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from ecowatt_kernel.bus.base import Bus, Subscription, _Stopping
 from ecowatt_kernel.bus.types import (
     BusUnavailableError,
     Message,
+    Partitions,
     PublishError,
+    RebalanceHook,
     Record,
 )
 from ecowatt_kernel.contracts.topics import TopicSpec, dlq_topic
@@ -348,17 +351,34 @@ class KafkaBus(Bus):
             await probe.stop()
 
 
+async def _partition_count(consumer: AIOKafkaConsumer, topic: str) -> int:
+    """The topic's partition count (a topic created moments ago may not be in the
+    consumer's metadata yet: ask the broker)."""
+    for _ in range(50):
+        count = len(consumer.partitions_for_topic(topic) or ())
+        if count:
+            return count
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    return 0
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, subscription: _KafkaSubscription) -> None:
+    def __init__(self, subscription: _KafkaSubscription, consumer: AIOKafkaConsumer) -> None:
         self.subscription = subscription
+        self.consumer = consumer  # (the first assignment may come before `start` returns)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Wait for the batch in hand to be handled and committed before giving partitions up.
-        async with self.subscription.processing:
-            self.subscription.revoked_generation += 1
+        sub = self.subscription
+        async with sub.processing:
+            sub.revoked_generation += 1
+            if revoked:
+                await sub.rebalanced(self.consumer, sub.on_revoked, revoked, "revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        sub = self.subscription
+        await sub.rebalanced(self.consumer, sub.on_assigned, assigned, "assigned")
 
 
 class _KafkaSubscription(Subscription):
@@ -370,6 +390,32 @@ class _KafkaSubscription(Subscription):
         self.revoked_generation = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._lag: dict[TopicPartition, int] = {}
+
+    async def rebalanced(
+        self,
+        consumer: AIOKafkaConsumer,
+        hook: RebalanceHook | None,
+        partitions: set[TopicPartition],
+        what: str,
+    ) -> None:
+        """Log a rebalance step; run its hook with the partitions and their topics' counts."""
+        held = frozenset((tp.topic, tp.partition) for tp in partitions)
+        _logger.info(
+            "group %s: partitions %s: %s",
+            self.group,
+            what,
+            ", ".join(f"{t}/{p}" for t, p in sorted(held)) or "none",
+        )
+        if hook is None:
+            return
+        counts = {
+            topic: await _partition_count(consumer, topic)
+            for topic in {tp.topic for tp in partitions}
+        }
+        try:
+            await hook(Partitions(held, counts))
+        except Exception:
+            _logger.exception("group %s: the %s hook failed", self.group, what)
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -384,7 +430,7 @@ class _KafkaSubscription(Subscription):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
         )
-        consumer.subscribe(topics=list(self.topics), listener=_Listener(self))
+        consumer.subscribe(topics=list(self.topics), listener=_Listener(self, consumer))
         try:
             await consumer.start()
         except KafkaError as exc:

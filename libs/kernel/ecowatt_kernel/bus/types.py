@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ecowatt_kernel.bus.partitioner import partition_for_key
 from ecowatt_kernel.errors import EcoWattError
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "BusUnavailableError",
     "Headers",
     "Message",
+    "Partitions",
     "PublishError",
+    "RebalanceHook",
     "Record",
     "TransientError",
 ]
@@ -52,6 +55,30 @@ class Record:
 
 BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
 """Handles records of one partition, in offset order; returns once their effect is durable."""
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """Partitions a group member was given or gave up in a rebalance (`Bus.subscribe`'s
+    `on_assigned` / `on_revoked`), with each topic's partition count, so that a service can
+    tell which of its keys (device MN, enterprise id) they carry."""
+
+    held: frozenset[tuple[str, int]]
+    counts: Mapping[str, int]
+
+    def carries(self, topic: str, key: str | bytes) -> bool:
+        """True when the messages of `key` on `topic` are in these partitions (Kafka's
+        default partitioner, which the bus publishes with)."""
+        count = self.counts.get(topic)
+        if not count:
+            return False
+        raw = key.encode() if isinstance(key, str) else key
+        return (topic, partition_for_key(raw, count)) in self.held
+
+
+RebalanceHook = Callable[[Partitions], Awaitable[None]]
+"""Called in a rebalance with the partitions given up (before another member may take them,
+no batch of theirs in hand) or just received (before their first batch)."""
 
 
 class BusError(EcoWattError):

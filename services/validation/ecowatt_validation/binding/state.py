@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from ecowatt_kernel.bus import TransientError
+from ecowatt_kernel.bus import Partitions, TransientError
 from ecowatt_kernel.contracts.registry import PointSnapshot
 from ecowatt_kernel.db import Database
 from pydantic_core import to_json
@@ -118,6 +118,18 @@ class StateStore:
         """Drop points from the cache (their batch failed: reload them from the database)."""
         for point_id in point_ids:
             self.cache.pop(point_id, None)
+
+    async def partitions_revoked(self, partitions: Partitions) -> None:
+        """`telemetry.readings` partitions given up to another worker (their last batch is
+        committed): drop the points of the devices they carry; whoever binds them next reads
+        their state afresh (and the revision check refuses a stale copy in any case)."""
+        topics = list(partitions.counts)
+        gone = [
+            point_id
+            for point_id, state in self.cache.items()
+            if any(partitions.carries(topic, state.mn) for topic in topics)
+        ]
+        self.forget(gone)
 
     async def load(
         self, wanted_points: dict[str, PointSnapshot], wanted_days: set[tuple[str, date]]
