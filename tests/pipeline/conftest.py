@@ -43,13 +43,26 @@ SHARES = {
     "split_packets": 0.02,
 }
 
+# Late starts and early stops drawn clear of the rule thresholds (every group allows 5
+# minutes): a late start of 17–23 minutes is an R2 alarm of its own — over 10 minutes past
+# the allowance, 7 short of R1's 30-minute confirmation; an early stop of 50–65 minutes is an
+# R1 alarm with R3 as its facet. The simulator's default (20–60 minutes after the allowance)
+# crosses R1's confirmation and put an early stop at 30.25 minutes, an alarm either way.
+LATE_START_EXTRA_S = (12 * 60.0, 18 * 60.0)
+EARLY_STOP_EXTRA_S = (45 * 60.0, 60 * 60.0)
+
 
 def options() -> PipelineOptions:
     return PipelineOptions(
         day=DAY,
         enterprises=24,
         seed=5,
-        faults=FaultConfig(shares=SHARES, offline_s=(70 * 60.0, 110 * 60.0)),
+        faults=FaultConfig(
+            shares=SHARES,
+            offline_s=(70 * 60.0, 110 * 60.0),
+            late_start_extra_s=LATE_START_EXTRA_S,
+            early_stop_extra_s=EARLY_STOP_EXTRA_S,
+        ),
     )
 
 

@@ -75,14 +75,6 @@ from sqlalchemy import select, text
 
 __all__ = ["TZ", "Mode", "Pipeline", "PipelineOptions", "PipelineRun", "local_midnight"]
 
-KNOWN_DEFECT = (  # the alarm tests marked xfail for it (issue 19)
-    "issue 19, open: the paced day raises 18 alarms — all 15 required (recall 1.0) and 3 the "
-    "truth tolerates (R1 at its 30-minute confirmation, R4 at 95 % coverage, R6 of a frozen "
-    "control meter); strict precision counts those as false (0.833 < 0.95; tolerated share "
-    "0.17 > 0.1) and the arrival test wants ≥ 20 alarms (a bound of the former 36-enterprise "
-    "city); the events branch's own code fails alike — how to score borderline alarms is open"
-)
-
 INGEST_TAKES_A_CLOCK = False
 """Ingest can take the simulated clock (`IngestServer(clock=…)`); with it validation's
 findings all match (its daily `device_offline` reads live samples only, so loggers that

@@ -42,7 +42,8 @@ low load still runs), minus a power cut and the control's restart delay after it
 * R4 — day D has ≥ 1.05 h of P and coverage |P ∩ C| ÷ |P| < 0.94; 0.94–0.96 (or 0.95–1.05 h
   of P) tolerated.
 * R5 — a `low_load` window inside P of ≥ 63 min (confirmation 60 min); 57–63 min tolerated.
-* R6 — the control logger offline while production runs for ≥ 63 min; 57–63 min tolerated.
+* R6 — the control logger offline, or its control point's readings invalid (frozen; see
+  below), while production runs for ≥ 63 min; 57–63 min tolerated.
 * R7 and OFFLINE — never: no fault makes unmonitored load, offline windows are under 2 h.
 
 An expected alarm is *suppressed* when a power cut of its enterprise (with the 30 minutes of
@@ -52,9 +53,15 @@ overlaps it; within 5 minutes of a grace period's end either status is accepted.
 Meter faults (`negative_energy`, `constant_power`) make a point's data invalid or misleading
 for hours: any alarm of the groups of that point's facility, of its enterprise's total line
 (R7) or of its logger (OFFLINE) from an hour before to three hours after the fault is
-tolerated — e.g. a control point whose readings are invalid is offline to the alarm service
-(R6, or OFFLINE for a logger that measures nothing else) — and alarms of those groups in that
-time are not required either (a frozen control reading hides a late restart).
+tolerated (a backward meter, or OFFLINE for a logger that measures nothing else), and alarms
+of those groups in that time are not required either (a frozen control reading hides a late
+restart) — with one exception the rules state: a control point frozen past validation's
+`constant_power` window (4 h plus a sample) sends readings flagged invalid, so it sends no
+valid data, and R6 (关联离线) is *required* for the time production runs meanwhile.
+
+The simulated day is drawn clear of the thresholds (`conftest.py`: late starts of 17–23
+minutes, early stops of 50–65), so the bands above tolerate nothing on it but a broken
+meter's doing (`test_alarm.py` checks that).
 
 **Facility states**, minute by minute: `power_loss` in a power cut; `offline` while the
 facility's logger is offline; production `running` inside its windows (else `stopped`);
@@ -83,6 +90,8 @@ HARMLESS = ("garbage", "split_packets")
 Window = tuple[float, float]
 MIN = 60.0
 METER_FAULTS = {FaultKind.NEGATIVE_ENERGY.value, FaultKind.CONSTANT_POWER.value}
+METER_FAULT = "meter fault"
+"""How the cause of an alarm tolerated for a broken meter begins (`AlarmTruth`)."""
 
 
 # --------------------------------------------------------------------------- windows
@@ -276,6 +285,9 @@ def score_findings(run: PipelineRun, truth: FindingTruth) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------- alarms
 
+CONSTANT_WINDOW_H = float(VR.RULES_BY_CODE[VR.CONSTANT_POWER].defaults["window_h"])
+"""Validation's `constant_power` window: a reading frozen this long (plus one sample) is
+flagged `constant_value` and invalid from then on (docs/data-quality-rules.md §13)."""
 CONFIRM_MIN = {"R1": 30, "R5": 60, "R6": 60}
 RECOVER_MIN = {"R1": 30, "R5": 30, "R6": 15}
 SLACK_MIN = 3
@@ -317,11 +329,15 @@ def expected_alarms(run: PipelineRun, filings: list[dict[str, Any]]) -> AlarmTru
         return False
 
     # Meter faults: the data of a point is wrong for hours (see the module's docstring).
+    invalid: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    """A control meter frozen past validation's `constant_power` window: its readings are
+    invalid, so the control facility sends no valid data — offline to the alarm service, and
+    R6 while production runs (docs/alarm-rules.md, R6 and §1 `offline`)."""
     for e in run.truth.events:
         if e.kind not in METER_FAULTS:
             continue
         span = (e.start - 3600, e.end + 3 * 3600)
-        cause = f"meter fault {e.kind} of {e.point_ids[0] if e.point_ids else e.mn}"
+        cause = f"{METER_FAULT} {e.kind} of {e.point_ids[0] if e.point_ids else e.mn}"
         out.tolerated_groups.append((e.mn, *span, cause))  # all its points invalid: OFFLINE
         for g in fleet.groups.values():
             if e.facility_id in g.production_ids or e.facility_id in g.control_ids:
@@ -329,14 +345,29 @@ def expected_alarms(run: PipelineRun, filings: list[dict[str, Any]]) -> AlarmTru
         for p in fleet.points_of_enterprise(e.enterprise_id or ""):
             if p.point_type == "total" and p.id in e.point_ids:
                 out.tolerated_groups.append((p.id, *span, cause))
+        frozen_from = e.start + CONSTANT_WINDOW_H * 3600 + run.options.sample_s
+        if e.kind == FaultKind.CONSTANT_POWER and frozen_from < e.end:
+            for g in fleet.groups.values():
+                if e.facility_id in g.control_ids:
+                    invalid[g.id].append((frozen_from, e.end, cause))
+
+    def required_despite(rule: str, g: GroupSpec, start: float) -> str:
+        """The meter fault whose invalid data are this very alarm's condition (R6)."""
+        if rule != "R6":
+            return ""
+        for s0, s1, why in invalid[g.id]:
+            if s0 - MIN <= start < s1:
+                return why
+        return ""
 
     def add(
         rule: str, g: GroupSpec, start: float, end: float, *, must: bool, cause: str = ""
     ) -> None:
         if start >= hi:
             return
+        own = required_despite(rule, g, start)
         for x, s0, s1, why in out.tolerated_groups:
-            if x == g.id and s0 <= end and start <= s1:
+            if x == g.id and s0 <= end and start <= s1 and why != own:
                 must, cause = False, why  # a meter fault of the group may hide or change it
         alarm = ExpectedAlarm(rule, g.id, at(start), at(end), suppressed(g, start, end))
         if must:
@@ -356,6 +387,7 @@ def expected_alarms(run: PipelineRun, filings: list[dict[str, Any]]) -> AlarmTru
         )
         silent = merge_windows(
             [w for f in g.control_ids for w in world.offline(world.device_of(f))]
+            + [(s0, s1) for s0, s1, _ in invalid[g.id]]
         )
         prod = subtract(running, silent)
         ctrl = world.group_control(g)
