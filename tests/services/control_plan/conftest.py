@@ -30,6 +30,7 @@ from ecowatt_kernel.bus import Record
 from ecowatt_kernel.contracts import Event, decode, encode
 from ecowatt_kernel.db import scratch_database
 from ecowatt_kernel.identity import DataScope, Identity, Role, TokenSigner, dev_key_pair
+from ecowatt_kernel.outbox import pending_count
 from pydantic import SecretStr
 
 from tests.support.bearer import FreshBearer
@@ -105,24 +106,50 @@ class Harness:
         would be fooled by a redelivery)."""
         topic = self.settings.control_plan_points_topic
         await self.publish(readings, topic)
-        group = f"{self.settings.control_plan_consumer_prefix}.points"
+        await self._consumed(f"{self.settings.control_plan_consumer_prefix}.points", topic)
+
+    async def relay_drained(self) -> None:
+        """Everything the service queued is on the broker and in the collectors. `drain`
+        alone is not enough: it returns 0 while the background relay holds the outbox lock,
+        and the collectors consume on their own schedule."""
+        relay = self.runtime.relay
+        await relay.drain()
+        deadline = asyncio.get_running_loop().time() + 90
+        while await pending_count(relay.engine, relay.table):
+            assert asyncio.get_running_loop().time() < deadline, "the outbox never emptied"
+            await asyncio.sleep(0.05)
+        for topic in self.collected:
+            await self._consumed(self.collector_group(topic), topic)
+
+    async def _consumed(self, group: str, topic: str) -> None:
+        """Wait until `group` has committed every record now on `topic`."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await admin.start()
         try:
+            ends = await self.ctx.bus.end_offsets(topic)
             deadline = asyncio.get_running_loop().time() + 180
             while True:
-                ends = await self.ctx.bus.end_offsets(topic)
                 offsets = await admin.list_consumer_group_offsets(group)
                 done = {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic}
                 if all(done.get(p, 0) >= end for p, end in ends.items()):
                     return
-                assert asyncio.get_running_loop().time() < deadline, (done, ends)
+                assert asyncio.get_running_loop().time() < deadline, (group, done, ends)
                 await asyncio.sleep(0.1)
         finally:
             await admin.close()
 
-    async def relay_drained(self) -> None:
-        await self.runtime.relay.drain()
+    @property
+    def collected(self) -> tuple[str, ...]:
+        """The topics whose events the collectors keep."""
+        s = self.settings
+        return (
+            s.control_plan_tasks_topic,
+            s.control_plan_compliance_topic,
+            s.control_plan_audit_topic,
+        )
+
+    def collector_group(self, topic: str) -> str:
+        return f"{self.settings.control_plan_consumer_prefix}.collector.{topic}"
 
     def of(self, topic: str) -> list[Event]:
         return self.events.setdefault(topic, [])
@@ -163,18 +190,14 @@ async def harness(
         async with httpx.AsyncClient(transport=transport, base_url="http://control") as client:
             ctx: ServiceContext = app.state.context
             h = Harness(client, ctx, settings, clock, city)
-            for topic in (
-                settings.control_plan_tasks_topic,
-                settings.control_plan_compliance_topic,
-                settings.control_plan_audit_topic,
-            ):
+            for topic in h.collected:
                 sink = h.of(topic)
 
                 async def collect(records: Sequence[Record], sink: list[Event] = sink) -> None:
                     sink.extend(decode(r).data for r in records)
 
                 await ctx.bus.subscribe(
-                    group=f"{prefix}.collector.{topic}", topics=[topic], handler=collect
+                    group=h.collector_group(topic), topics=[topic], handler=collect
                 )
             await h.publish(city.registry_changes(), settings.control_plan_registry_topic)
             view = h.runtime.view
