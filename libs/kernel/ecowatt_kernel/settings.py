@@ -74,6 +74,10 @@ class KernelSettings(BaseSettings):
     # Largest request body a route takes unless it declares its own (uploads do): JSON
     # bodies are small, so 1 MiB leaves room and refuses a memory-filling body with a 413.
     http_max_body_bytes: int = 1024 * 1024
+    # Workers 1…N−1 of a service (`ECOWATT_<SERVICE>_WORKERS`) have no HTTP port: worker k
+    # serves `/metrics` on this port + k − 1 so Prometheus scrapes their consumers too; 0:
+    # none (one worker needs none, and two services on a host must not collide by default).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     bus_backend: Literal["kafka", "memory", "disk"] = "kafka"
     # The durable in-process bus (`disk`, standalone's default; see the kernel README).

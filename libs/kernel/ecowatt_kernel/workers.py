@@ -17,7 +17,9 @@ commit what it handled.
 lifespan (`create_app`: infrastructure, migrations, the start-up hook subscribing its
 consumers, the bus) without the HTTP server. It prints `ready` once its consumers run, stops
 on SIGTERM or SIGINT, and also stops when the process that started it is gone (a SIGKILLed
-service process must not leave workers behind that its successor would duplicate).
+service process must not leave workers behind that its successor would duplicate). Worker
+k ≥ 1 has no HTTP port: with `ECOWATT_WORKER_METRICS_PORT` set it serves `/metrics` on that
+port + k − 1.
 """
 
 from __future__ import annotations
@@ -34,17 +36,22 @@ from ecowatt_kernel.app import ServiceContext, ServiceSpec, create_app
 from ecowatt_kernel.settings import KernelSettings
 
 __all__ = [
+    "INDEX_VARIABLE",
     "PARENT_VARIABLE",
     "WorkerPool",
     "run_worker",
+    "serve_worker_metrics",
     "start_workers",
     "stop_workers",
+    "watch_parent",
     "worker_main",
 ]
 
 _logger = logging.getLogger(__name__)
 PARENT_VARIABLE = "ECOWATT_WORKER_PARENT_PID"
 """Set by `WorkerPool`: the process a worker stops without (see `run_worker`)."""
+INDEX_VARIABLE = "ECOWATT_WORKER_INDEX"
+"""Set by `WorkerPool`: the worker's index, whatever the service calls its own variable."""
 
 
 async def _pass_through(stream: asyncio.StreamReader) -> None:
@@ -89,7 +96,12 @@ class WorkerPool:
         ]
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
-        env = {**self.env, self.index_variable: str(index), PARENT_VARIABLE: str(os.getpid())}
+        env = {
+            **self.env,
+            self.index_variable: str(index),
+            INDEX_VARIABLE: str(index),
+            PARENT_VARIABLE: str(os.getpid()),
+        }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.module, env=env, stdout=asyncio.subprocess.PIPE
         )
@@ -188,6 +200,32 @@ async def _parent_gone(parent: int) -> None:
     _logger.error("the service process that started this worker is gone: stopping")
 
 
+def serve_worker_metrics(settings: KernelSettings) -> int | None:
+    """Serve `/metrics` of worker k ≥ 1 on `worker_metrics_port` + k − 1 (a thread of
+    prometheus-client's; worker 0 serves them on its HTTP port); the port, or None."""
+    index = os.environ.get(INDEX_VARIABLE, "0")
+    if settings.worker_metrics_port == 0 or not index.isdigit() or int(index) < 1:
+        return None
+    from prometheus_client import REGISTRY, start_http_server
+
+    port = settings.worker_metrics_port + int(index) - 1
+    start_http_server(port, addr=settings.http_host, registry=REGISTRY)
+    _logger.info("worker metrics served", extra={"port": port})
+    return port
+
+
+def watch_parent(stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Set `stop` when the process that started this worker is gone (a SIGKILLed service
+    process must not leave workers behind that its successor would duplicate); None when
+    this process was not started by a `WorkerPool`. Cancel the task when done."""
+    parent = os.environ.get(PARENT_VARIABLE)
+    if not parent or not parent.isdigit():
+        return None
+    watch = asyncio.get_running_loop().create_task(_parent_gone(int(parent)), name="worker:parent")
+    watch.add_done_callback(lambda task: None if task.cancelled() else stop.set())
+    return watch
+
+
 async def run_worker(spec: ServiceSpec, settings: KernelSettings) -> None:
     """Run `spec`'s consumers (its lifespan without HTTP) until a signal or the parent's end."""
     stop = asyncio.Event()
@@ -195,14 +233,8 @@ async def run_worker(spec: ServiceSpec, settings: KernelSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    parent = os.environ.get(PARENT_VARIABLE)
-    watch = (
-        loop.create_task(_parent_gone(int(parent)), name="worker:parent")
-        if parent and parent.isdigit()
-        else None
-    )
-    if watch is not None:
-        watch.add_done_callback(lambda _: stop.set())
+    watch = watch_parent(stop)
+    serve_worker_metrics(settings)
     app = create_app(spec, settings=settings)
     try:
         async with app.router.lifespan_context(app):

@@ -7,7 +7,8 @@ Redis, the registry view of `ECOWATT_TOPIC_REGISTRY`, and the command consumer. 
 
 With `ECOWATT_INGEST_WORKERS` > 1 (and the Kafka bus) this process is the supervisor: it
 starts that many workers on the port (`workers.WorkerPool`, SO_REUSEPORT), prints `ready
-<port>` once all of them accept devices, and stops them on SIGTERM or SIGINT.
+<port>` once all of them accept devices, and stops them on SIGTERM or SIGINT; a worker
+also stops when its supervisor is gone, even after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ecowatt_kernel.bus import make_bus
 from ecowatt_kernel.logging import configure_logging
 from ecowatt_kernel.redis_client import create_redis
 from ecowatt_kernel.registry_view import RegistryView
+from ecowatt_kernel.workers import serve_worker_metrics, watch_parent
 
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
@@ -39,6 +41,8 @@ async def run(settings: IngestSettings, stop: asyncio.Event | None = None) -> No
     if settings.workers > 1 and settings.ingest_worker_index is None:
         await supervise(settings, stop)
         return
+    watch = watch_parent(stop)  # a worker stops with its supervisor, even a SIGKILLed one
+    serve_worker_metrics(settings)
     bus = make_bus(settings)
     redis = create_redis(settings.redis_url.get_secret_value())
     view = RegistryView(topic=settings.topic_registry)
@@ -57,6 +61,8 @@ async def run(settings: IngestSettings, stop: asyncio.Event | None = None) -> No
         print(f"ready {server.port}", flush=True)
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         await server.stop()
         await bus.stop()
         await redis.aclose()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from alarm_city import SyntheticCity
 from ecowatt_kernel.bus import KafkaBus, KafkaConnection, Record
@@ -194,7 +195,8 @@ async def test_the_service_process_starts_worker_1_and_leaves_no_orphan(
 ) -> None:
     """`python -m ecowatt_alarm` with `ECOWATT_ALARM_WORKERS=2` is worker 0 and starts worker
     1, which shares `alarm.points` with it; when the service process is SIGKILLed (no chance
-    to stop its workers) worker 1 notices and stops: no orphan stays in the groups."""
+    to stop its workers) worker 1 notices and stops: no orphan stays in the groups. Worker 1
+    has no HTTP port, so it serves its `/metrics` on `ECOWATT_WORKER_METRICS_PORT`."""
     tag = uuid.uuid4().hex[:8]
     prefix = f"test.alarm-service.{tag}"
     topics = {name: f"{prefix}.{name}" for name in TOPICS}
@@ -211,7 +213,12 @@ async def test_the_service_process_starts_worker_1_and_leaves_no_orphan(
             0, kafka=kafka_bootstrap, database=db_url, redis=redis_url, topics=topics, prefix=prefix
         )
         del env["ECOWATT_ALARM_WORKER_INDEX"]  # the service process, as operators start it
-        env |= {"ECOWATT_HTTP_HOST": "127.0.0.1", "ECOWATT_HTTP_PORT": str(free_port())}
+        metrics_port = free_port()
+        env |= {
+            "ECOWATT_HTTP_HOST": "127.0.0.1",
+            "ECOWATT_HTTP_PORT": str(free_port()),
+            "ECOWATT_WORKER_METRICS_PORT": str(metrics_port),
+        }
         service = WorkerProcess(
             "ecowatt_alarm", env, "alarm service", ready="service alarm started"
         )
@@ -227,6 +234,11 @@ async def test_the_service_process_starts_worker_1_and_leaves_no_orphan(
                 return holds.keys() == {"0", "1"} and all(n != "12" for n in holds.values())
 
             await wait_until("worker 0 and worker 1 share the partitions", shared, 60)
+            async with httpx.AsyncClient() as client:
+                scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert scraped.status_code == 200
+            assert "# TYPE ecowatt_bus_consumed_total counter" in scraped.text
+            assert "ecowatt_alarm_detection_seconds" in scraped.text
             service.kill()
             await wait_until(
                 "worker 1 stops without its service process",

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import ecowatt_hj212 as hj212
@@ -146,9 +147,17 @@ async def test_device_moving_to_another_worker_keeps_one_session_duplicates_and_
         await reader.stop()
 
 
-async def test_supervisor_runs_workers_on_one_port(
-    kafka, kafka_bootstrap: str, redis_url: str, redis
-) -> None:
+@dataclass
+class Supervisor:
+    process: asyncio.subprocess.Process
+    port: int
+    frames_topic: str
+    prefix: str
+    workers: set[str]
+
+
+async def start_supervisor(kafka, kafka_bootstrap: str, redis_url: str) -> Supervisor:
+    """`python -m ecowatt_ingest.tcp` with two workers on private topics, once it is ready."""
     tag = uuid.uuid4().hex[:8]
     frames_topic = f"test.ingest.workers.{tag}.frames"
     await kafka.ensure_topics(
@@ -192,14 +201,25 @@ async def test_supervisor_runs_workers_on_one_port(
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 120)
         assert line.startswith(b"ready "), line
-        port = int(line.split()[1])
-        workers = {f"{instance}-w0", f"{instance}-w1"}
-        for name in workers:  # both workers are alive instances of their own
-            assert await redis.exists(f"{prefix}:instance:{name}")
-        frames = await TopicReader(kafka, frames_topic).start()
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    workers = {f"{instance}-w0", f"{instance}-w1"}
+    return Supervisor(process, int(line.split()[1]), frames_topic, prefix, workers)
+
+
+async def test_supervisor_runs_workers_on_one_port(
+    kafka, kafka_bootstrap: str, redis_url: str, redis
+) -> None:
+    sup = await start_supervisor(kafka, kafka_bootstrap, redis_url)
+    try:
+        for name in sup.workers:  # both workers are alive instances of their own
+            assert await redis.exists(f"{sup.prefix}:instance:{name}")
+        frames = await TopicReader(kafka, sup.frames_topic).start()
         devices = []
         for _ in range(24):  # unknown MNs: each is recorded and refused with 9011
-            device = await DeviceClient.connect(port)
+            device = await DeviceClient.connect(sup.port)
             await device.send(upload(new_mn()))
             devices.append(device)
         for device in devices:
@@ -209,12 +229,37 @@ async def test_supervisor_runs_workers_on_one_port(
         served_by = {e.ingest_instance for e in events}
         # SO_REUSEPORT spreads connections by their addresses: 24 all on one worker would be
         # a 1 in 2^23 chance
-        assert served_by == workers
+        assert served_by == sup.workers
         await frames.stop()
     finally:
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 60)
+            sup.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(sup.process.wait(), 60)
     assert code == 0
-    for name in workers:  # each worker retired cleanly
-        assert not await redis.exists(f"{prefix}:instance:{name}")
+    for name in sup.workers:  # each worker retired cleanly
+        assert not await redis.exists(f"{sup.prefix}:instance:{name}")
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(
+    kafka, kafka_bootstrap: str, redis_url: str, redis
+) -> None:
+    """A SIGKILLed supervisor cannot stop its workers: each notices it was re-parented,
+    retires and closes the port, so a restarted ingest does not share it with orphans."""
+    sup = await start_supervisor(kafka, kafka_bootstrap, redis_url)
+    sup.process.kill()
+    await sup.process.wait()
+
+    async def retired() -> bool:
+        return not any([await redis.exists(f"{sup.prefix}:instance:{n}") for n in sup.workers])
+
+    await eventually(retired, "both workers retired", limit_s=30)
+
+    async def port_closed() -> bool:
+        try:
+            device = await DeviceClient.connect(sup.port)
+        except OSError:
+            return True
+        await device.close()
+        return False
+
+    await eventually(port_closed, "nothing listening on the port", limit_s=30)
