@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import shutil
 import signal
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,6 +270,62 @@ async def archive_index(engine: Any) -> tuple[dict[tuple[str, str], int], dict[s
     return first, times
 
 
+async def _differences(
+    engine: Any, view: RegistryView, wrong: dict[tuple[str, Any], tuple[Any, set[int]]]
+) -> list[dict[str, Any]]:
+    """For a failure: per point-day the slots bound but not archived and archived but not
+    bound, with what the archive holds of the device's frames at those minutes."""
+    out = []
+    for (point_id, day), (held, expected) in list(wrong.items())[:4]:
+        held = held or set()
+        point = view.point(point_id)
+        mn = point.device_mn if point is not None else None
+        unbound = sorted(expected - held)
+        interval = point.expected_interval_s if point is not None else 60
+        stamps = [
+            f"{day:%Y%m%d}{s * interval // 3600:02d}{s * interval % 3600 // 60:02d}"
+            f"{s * interval % 60:02d}"
+            for s in unbound[:3]
+        ]
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text(
+                        "SELECT received_at, cn, qn, data_time, verdict, reason_code,"
+                        " raw_codec, raw FROM ingest.frames"
+                        " WHERE mn = :mn AND data_time = ANY(:stamps) ORDER BY received_at"
+                    ),
+                    {"mn": mn, "stamps": stamps},
+                )
+            ).all()
+        frames = []
+        for row in rows:
+            raw = zlib.decompress(row.raw) if row.raw_codec == "zlib" else bytes(row.raw)
+            split = re.search(rb"PNUM=(\d+);PNO=(\d+)", raw)
+            frames.append(
+                (
+                    row.received_at.isoformat(),
+                    row.cn,
+                    row.qn,
+                    row.data_time,
+                    row.verdict,
+                    row.reason_code,
+                    f"part {split[2].decode()}/{split[1].decode()}" if split else "whole",
+                )
+            )
+        out.append(
+            {
+                "point": point_id,
+                "day": str(day),
+                "mn": mn,
+                "archived_not_bound": unbound[:10],
+                "bound_not_archived": sorted(held - expected)[:10],
+                "archive_at_those_minutes": frames,
+            }
+        )
+    return out
+
+
 def expected_slots(
     view: RegistryView, times: dict[str, set[str]]
 ) -> dict[tuple[str, Any], set[int]]:
@@ -364,7 +422,8 @@ async def test_nothing_acknowledged_is_lost_through_a_full_disk_and_a_kill_9(
                     wrong = {k: (held.get(k), v) for k, v in expected.items() if held.get(k) != v}
                     raise AssertionError(
                         f"{len(missing)} answered frames not archived (e.g. {sorted(missing)[:3]});"
-                        f" {len(wrong)} point-days bound differently: {list(wrong.items())[:2]}"
+                        f" {len(wrong)} point-days bound differently:"
+                        f" {await _differences(engine, view, wrong)}"
                     )
                 await asyncio.sleep(1.0)
             assert expected and sum(len(v) for v in expected.values()) > 1000

@@ -19,9 +19,10 @@ uploads are loaded from there (`load_uploads`, called by the door before binding
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC
 
 import ecowatt_hj212 as hj212
@@ -48,7 +49,7 @@ from ecowatt_ingest.timebase import TimeBase
 from ecowatt_ingest.timekeeping import Timekeeper
 from ecowatt_ingest.wire import new_id, new_trace_id, reading_message, utc_iso
 
-__all__ = ["DATA_CNS", "Dispatcher"]
+__all__ = ["DATA_CNS", "ArchivedParts", "Dispatcher"]
 
 _logger = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ _DURABLE.done = True
 """Stands for an upload another worker made durable (known from Redis)."""
 
 DATA_CNS = frozenset({"2011", "2021", "2031", "2041", "2051", "2061"})
+
+ArchivedParts = Callable[[str, str, str], Awaitable[list[bytes]]]
+"""(MN, CN, DataTime) → the bytes of the device's archived frames with that CN and DataTime."""
+
+
+def _decoded(raws: Iterable[bytes]) -> list[hj212.Frame]:
+    """Archived frames decoded again (one that no longer decodes is left out)."""
+    frames = []
+    for raw in raws:
+        with contextlib.suppress(hj212.HJ212Error):
+            frames.append(hj212.decode(raw))
+    return frames
 
 
 class Dispatcher:
@@ -88,6 +101,11 @@ class Dispatcher:
         """Set by the server once built (the door hands verified frames to `dispatch`)."""
         self.holding: set[DeviceConnection] = set()
         self.reassembler = hj212.Reassembler(timeout=settings.split_timeout_s)
+        self.archived_parts: ArchivedParts | None = None
+        """Set where the frame archive is at hand: a split set given up on is completed from
+        the parts the archive holds (answered by a process that died, or by another worker)
+        before what came is published as a partial reading."""
+        self._completing: set[asyncio.Task[None]] = set()
         self._recent: dict[tuple[str, str, int], Entry] = {}
         self._utc_times: dict[str, str] = {}
         """DataTime text → its UTC ISO text (bounded; cleared when full)."""
@@ -381,24 +399,66 @@ class Dispatcher:
         ]
 
     def expire_splits(self) -> None:
-        """Publish split sets given up as incomplete with what came (a partial key)."""
+        """Publish split sets given up as incomplete: completed from the archive when it holds
+        the missing parts, else with what came (a partial key)."""
         for given_up in self.reassembler.expire():
             if not given_up.parts:
                 continue
-            first = given_up.parts[0]
-            received = ",".join(str(p.pno) for p in given_up.parts)
+            if self.archived_parts is None:
+                self._publish_split(given_up)
+                continue
+            task = asyncio.get_running_loop().create_task(self._complete_from_archive(given_up))
+            self._completing.add(task)
+            task.add_done_callback(self._completing.discard)
+
+    async def _complete_from_archive(self, given_up: hj212.SplitSet) -> None:
+        first = given_up.parts[0]
+        assert self.archived_parts is not None
+        try:
+            raws = await self.archived_parts(
+                first.mn or "",
+                first.cn or "",
+                (first.params.get("DataTime") or "").strip(),
+            )
+        except Exception as exc:  # (the archive unreachable: publish what came, as before)
+            _logger.warning("split set: the archive could not be read", extra={"error": repr(exc)})
+            raws = []
+        merged = hj212.Reassembler(timeout=self.settings.split_timeout_s)
+        found: hj212.SplitSet | None = None
+        same_set = (first.st, first.pnum, first.params.get("DataTime"))
+        for part in [*given_up.parts, *_decoded(raws)]:
+            if not part.is_split or (part.st, part.pnum, part.params.get("DataTime")) != same_set:
+                continue
+            with contextlib.suppress(hj212.ReassemblyError):
+                found = merged.add(part) or found
+        if found is not None and found.complete:
+            _logger.info(
+                "split set completed from the archive",
+                extra={"mn": first.mn, "recovered": list(given_up.missing)},
+            )
+            self._publish_split(found)
+            return
+        self._publish_split(given_up)
+
+    def _publish_split(self, split: hj212.SplitSet) -> None:
+        """A complete set under the reading's own key; an incomplete one with what came."""
+        first = split.parts[0]
+        suffix = ""
+        if not split.complete:
+            received = ",".join(str(p.pno) for p in split.parts)
+            suffix = f"|partial:{received}/{split.pnum}"
             _logger.info(
                 "split set incomplete: publishing what came",
-                extra={"mn": first.mn, "why": given_up.reason, "missing": list(given_up.missing)},
+                extra={"mn": first.mn, "why": split.reason, "missing": list(split.missing)},
             )
-            messages = self._reading(
-                self.sessions.sessions.get(first.mn or ""),
-                first,
-                given_up.codes,
-                None,
-                new_trace_id(),
-                self.now(),
-                key_suffix=f"|partial:{received}/{given_up.pnum}",
-            )
-            if messages:
-                self.recorder.publisher.submit(messages, key=first.mn)
+        messages = self._reading(
+            self.sessions.sessions.get(first.mn or ""),
+            first,
+            split.codes,
+            None,
+            new_trace_id(),
+            self.now(),
+            key_suffix=suffix,
+        )
+        if messages:
+            self.recorder.publisher.submit(messages, key=first.mn)

@@ -17,7 +17,12 @@ from ecowatt_kernel.app import ServiceContext, ServiceSpec, StateKey
 from ecowatt_kernel.registry_view import RegistryView
 
 from ecowatt_ingest.api import SERVER, router
-from ecowatt_ingest.archive.views import REGISTRY_VIEW, start_archive, stop_archive
+from ecowatt_ingest.archive.views import (
+    REGISTRY_VIEW,
+    archived_parts,
+    start_archive,
+    stop_archive,
+)
 from ecowatt_ingest.archive.views import router as archive_router
 from ecowatt_ingest.server import IngestServer
 from ecowatt_ingest.settings import IngestSettings
@@ -47,6 +52,7 @@ async def on_startup(context: ServiceContext) -> None:
         WORKERS.set(context, pool)
     REGISTRY_VIEW.set(context, view)
     await start_archive(context)
+    server.dispatcher.archived_parts = archived_parts(context)
     if settings.commands_enabled:
         await context.subscribe(
             name=f"commands.{server.instance}",

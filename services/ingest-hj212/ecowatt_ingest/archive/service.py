@@ -68,6 +68,7 @@ __all__ = [
     "list_frames",
     "maintain",
     "mns_of_subject",
+    "split_parts",
     "visible_mns",
 ]
 
@@ -440,6 +441,25 @@ async def iter_frames(
         if len(rows) < batch:
             return
         filters = dataclasses.replace(filters, after=(rows[-1].received_at, rows[-1].frame_id))
+
+
+async def split_parts(
+    *, db: Database, mn: str, cn: str, data_time: str, since: datetime
+) -> list[bytes]:
+    """The bytes of the accepted frames of device `mn` with this CN and DataTime received since
+    `since` — the parts of a split set, to complete one given up on because some of its parts
+    were answered by a process that died or by another worker."""
+    f = FRAMES.c
+    query = select(f.raw_codec, f.raw).where(
+        f.received_at >= since,
+        f.mn == mn,
+        f.cn == cn,
+        f.data_time == data_time,
+        f.verdict == "accepted",
+    )
+    async with db.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [frame_bytes(row) for row in rows]
 
 
 async def get_frame(

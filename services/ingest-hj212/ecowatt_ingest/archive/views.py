@@ -45,8 +45,10 @@ from ecowatt_ingest.archive.service import (
     list_frames,
     maintain,
     mns_of_subject,
+    split_parts,
     visible_mns,
 )
+from ecowatt_ingest.dispatch import ArchivedParts
 from ecowatt_ingest.settings import IngestSettings
 
 __all__ = ["Archive", "router", "start_archive", "stop_archive"]
@@ -122,6 +124,24 @@ async def start_archive(context: ServiceContext) -> None:
     )
     await replays.start()
     ARCHIVE.set(context, Archive(settings, context, registry, writer, maintenance, replays))
+
+
+SPLIT_LOOKBACK = timedelta(days=1)
+"""How far back the parts of a split set are looked for: a device keeps an unanswered part
+and sends it again after an outage, not days later."""
+
+
+def archived_parts(context: ServiceContext) -> ArchivedParts | None:
+    """The dispatcher's look-up of a split set's archived parts (None: no archive here)."""
+    if ARCHIVE.find(context) is None:
+        return None
+    db = context.database
+
+    async def parts(mn: str, cn: str, data_time: str) -> list[bytes]:
+        since = datetime.now(UTC) - SPLIT_LOOKBACK
+        return await split_parts(db=db, mn=mn, cn=cn, data_time=data_time, since=since)
+
+    return parts
 
 
 async def stop_archive(context: ServiceContext) -> None:
