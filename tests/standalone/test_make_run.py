@@ -1,9 +1,9 @@
 """`make run` as a user sees it: the standalone process answers /healthz on its port within
 60 s and opens on a login page where the first administrator logs in, shows the synthetic
 city's simulated devices online through the ingest API within the same 60 s, stops cleanly
-on Ctrl-C and on SIGTERM (what systemd and orchestrators send; embedded servers and
-simulated devices included), and keeps its data for the next run. Runs the real entry point
-in a subprocess with its own data folder and ports."""
+(within systemd's default 90 s) on Ctrl-C and on SIGTERM (what systemd and orchestrators
+send; embedded servers and simulated devices included), and keeps its data for the next
+run. Runs the real entry point in a subprocess with its own data folder and ports."""
 
 from __future__ import annotations
 
@@ -95,14 +95,20 @@ def wait_devices_online(
     raise AssertionError(f"no simulated device online within {START_LIMIT_S:.0f} s")
 
 
+STOP_S = 90
+"""How long a stop may take: systemd's default `TimeoutStopSec`, after which it kills."""
+
+
 def stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGINT) -> str:
     process.send_signal(sig)
     try:
-        output, _ = process.communicate(timeout=60)
+        output, _ = process.communicate(timeout=STOP_S)
     except subprocess.TimeoutExpired:
         process.kill()  # never leave a platform (and its simulated devices) running
         output, _ = process.communicate(timeout=30)
-        raise AssertionError(f"no clean stop within 60 s:\n{output.decode()[-3000:]}") from None
+        raise AssertionError(
+            f"no clean stop within {STOP_S} s:\n{output.decode()[-3000:]}"
+        ) from None
     assert process.returncode == 0, output.decode()[-3000:]
     return output.decode()
 
