@@ -102,29 +102,34 @@ def row_of(snapshot: Snapshot) -> dict[str, Any]:
     raise TypeError(f"no archive copy for {type(snapshot).__name__}")
 
 
-async def _upsert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
+def _upsert_statement(table: Table) -> Any:
+    """INSERT … ON CONFLICT for one table, built once: executed with many rows it compiles
+    once (a VALUES list of thousands of rows compiled anew blocked the event loop)."""
+    statement = insert(table)
+    updated: dict[str, ColumnElement[Any]] = {
+        c.name: statement.excluded[c.name]
+        for c in table.columns
+        if c.name not in ("id", "synced_at", "txid")
+    }
+    updated["synced_at"] = func.now()
+    updated["txid"] = literal_column(CURRENT_TXID_SQL)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_=updated,
+        where=or_(
+            table.c.updated_at < statement.excluded.updated_at,
+            table.c.deleted.is_distinct_from(statement.excluded.deleted),
+        ),
+    )
+
+
+_UPSERTS = {name: _upsert_statement(table) for name, table in TABLES.items()}
+
+
+async def _upsert(session: AsyncSession, entity: str, rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), 2000):
-        chunk = rows[start : start + 2000]
-        statement = insert(table).values(chunk)
-        updated: dict[str, ColumnElement[Any]] = {
-            c.name: statement.excluded[c.name]
-            for c in table.columns
-            if c.name not in ("id", "synced_at", "txid")
-        }
-        updated["synced_at"] = func.now()
-        updated["txid"] = literal_column(CURRENT_TXID_SQL)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[table.c.id],
-                set_=updated,
-                where=or_(
-                    table.c.updated_at < statement.excluded.updated_at,
-                    table.c.deleted.is_distinct_from(statement.excluded.deleted),
-                ),
-            )
-        )
+        await session.execute(_UPSERTS[entity], rows[start : start + 2000])
+        await asyncio.sleep(0)  # other requests between chunks (standalone shares the loop)
 
 
 class ArchiveSync:
@@ -186,6 +191,6 @@ class ArchiveSync:
     async def _write(self, items: Sequence[tuple[tuple[str, str], Snapshot | None]]) -> int:
         rows = self._rows(items)
         async with self.database.transaction() as session:
-            for entity, table in TABLES.items():
-                await _upsert(session, table, rows[entity])
+            for entity in TABLES:
+                await _upsert(session, entity, rows[entity])
         return sum(len(r) for r in rows.values())
