@@ -131,8 +131,10 @@ def test_supervisor_enterprise_and_district_officer(
     )
     in_violating = """([id, wanted]) => {
         const option = window.__ecowattOverviewMap()
+        const e = window.__ecowattLive.enterprises.get(id)
         return option && option.geo.length === 1
-          && option.series[0].data.some((p) => p.id === id) === wanted
+          && option.series[0].data.some((p) => p.id === id
+               && p.value[0] === e.longitude && p.value[1] === e.latitude) === wanted
       }"""
     supervisor.wait_for_function(in_violating, arg=[quiet, True], timeout=10_000)
     supervisor.evaluate(
