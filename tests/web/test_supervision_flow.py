@@ -144,6 +144,14 @@ def test_supervisor_enterprise_and_district_officer(
     )
     supervisor.wait_for_function(in_violating, arg=[quiet, False], timeout=10_000)
 
+    # a click on a point opens its enterprise (ECharts' large mode finds the point hit)
+    point = supervisor.evaluate("() => window.__ecowattOverviewPoint(0, 0)")
+    assert point is not None, "no violating point on the map"
+    supervisor.mouse.move(point["x"], point["y"])
+    supervisor.mouse.click(point["x"], point["y"])
+    supervisor.wait_for_url(f"**/enterprises/{point['id']}", timeout=10_000)
+    supervisor.wait_for_selector("[data-test=enterprise-name]")
+
     supervisor.click("[data-test=menu-alarms]")
     supervisor.wait_for_selector(f"tr:has-text('{alarm['enterprise_name']}')")
     shoot(supervisor, platform, "alarms")
